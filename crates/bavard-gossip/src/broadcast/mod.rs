@@ -1,0 +1,1 @@
+//! HyParView partial views and Plumtree broadcast (work in progress).

@@ -1,0 +1,1 @@
+//! SWIM membership with Lifeguard (work in progress).

@@ -1,0 +1,1 @@
+//! Wire types for bavard's protocols and the length-prefixed framing they travel in.

@@ -1,0 +1,1 @@
+//! Record storage for bavard: value and provider records behind a fallible trait.

@@ -1,0 +1,1 @@
+//! Black-box tests across bavard's crates and processes live in `tests/`.
