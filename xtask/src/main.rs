@@ -1,4 +1,47 @@
-//! `cargo xtask`: project automation.
+//! `cargo xtask`: project automation, in the style of rust-analyzer's xtask.
+//!
+//! One binary, one module per subcommand. To add a subcommand, add a module with an
+//! `Args` struct (deriving [`clap::Args`]) and a `run(&Args) -> anyhow::Result<()>`
+//! function, then a variant to [`Command`] and an arm to `main`.
+//!
+//! The xtask stays small: few dependencies and no logic that the product itself needs.
+
+mod codegen;
+mod sim;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+/// Project automation for the bavard workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The tasks `cargo xtask` knows.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Regenerate the prost types in crates/bavard-proto/src/generated/ from proto/*.proto.
+    Codegen(codegen::Args),
+    /// Run the bavard simulator (`bavard-sim`, release build), forwarding every argument.
+    Sim(sim::Args),
+}
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("no tasks yet")
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Codegen(args) => codegen::run(args),
+        Command::Sim(args) => sim::run(args),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
 }

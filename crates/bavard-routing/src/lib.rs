@@ -1,1 +1,24 @@
 //! The sans-IO Kademlia core: 256-bit keys, XOR distance, k-buckets and the iterative lookup.
+//!
+//! - [`Key`], [`Distance`]: the key space and its XOR metric (`key.rs`).
+//! - [`RoutingTable`]: 256 k-buckets around the local key, least-recently-seen eviction with
+//!   a ping of the oldest entry, replacement caches, an [`AdmissionFilter`] hook and refresh
+//!   bookkeeping (`table.rs`, `bucket.rs`).
+//! - [`Lookup`]: the iterative, parallel lookup state machine, with classic and β termination and
+//!   S/Kademlia disjoint paths (`lookup.rs`).
+//! - [`TableConfig`], [`LookupConfig`]: parameters and defaults (`config.rs`).
+//!
+//! Nothing here does IO or reads the clock: time comes in as `now: Instant`, randomness as an
+//! `R: rand::Rng`, and the peer identity is a type parameter (tests use `u64`).
+
+mod bucket;
+mod config;
+mod key;
+mod lookup;
+mod table;
+
+pub use bucket::{AcceptAll, AdmissionFilter, BucketView, Entry};
+pub use config::{ConfigError, LookupConfig, TableConfig, Termination};
+pub use key::{Distance, Key};
+pub use lookup::{Lookup, LookupAction, LookupResult, LookupStats};
+pub use table::{InsertOutcome, PingOutcome, RejectReason, Removal, RoutingTable};

@@ -1,0 +1,229 @@
+//! Bounded, expiring caches of delivered message ids and of payloads.
+//!
+//! Both are insertion-ordered: since `now` never goes backwards, insertion order is expiry
+//! order, so a `VecDeque` of (expiry, id) gives O(1) eviction of both the expired and the oldest
+//! entries.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::message::MessageId;
+
+/// What a node remembers about a delivered message.
+#[derive(Clone, Debug)]
+pub(crate) struct SeenEntry<P> {
+    /// Hops from the publisher at which it was delivered here (0 for our own messages).
+    pub(crate) hops: u16,
+    /// The peer we got it from (the tree parent for this message), `None` if we published it.
+    pub(crate) parent: Option<P>,
+}
+
+/// Ids of delivered messages, remembered for `ttl` and at most `capacity` of them.
+#[derive(Debug)]
+pub(crate) struct SeenCache<P> {
+    entries: HashMap<MessageId, SeenEntry<P>>,
+    order: VecDeque<(Instant, MessageId)>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl<P> SeenCache<P> {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            ttl,
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub(crate) fn contains(&self, id: &MessageId) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &MessageId) -> Option<&mut SeenEntry<P>> {
+        self.entries.get_mut(id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Remembers `id`; the caller checked it was not there.
+    pub(crate) fn insert(&mut self, now: Instant, id: MessageId, entry: SeenEntry<P>) {
+        self.expire(now);
+        while self.entries.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some((_, old)) => {
+                    self.entries.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.entries.insert(id, entry);
+        self.order.push_back((now + self.ttl, id));
+    }
+
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some(&(expiry, id)) = self.order.front() {
+            if expiry > now {
+                break;
+            }
+            self.order.pop_front();
+            self.entries.remove(&id);
+        }
+    }
+}
+
+/// Payloads of recent messages, kept to answer `Graft`s; bounded by count, bytes and age.
+#[derive(Debug)]
+pub(crate) struct PayloadCache {
+    entries: HashMap<MessageId, Vec<u8>>,
+    order: VecDeque<(Instant, MessageId)>,
+    bytes: usize,
+    ttl: Duration,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl PayloadCache {
+    pub(crate) fn new(ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            ttl,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    pub(crate) fn get(&self, id: &MessageId) -> Option<&Vec<u8>> {
+        self.entries.get(id)
+    }
+
+    /// Keeps `payload` for `id` if it fits the bounds, evicting the oldest entries as needed.
+    pub(crate) fn insert(&mut self, now: Instant, id: MessageId, payload: Vec<u8>) {
+        self.expire(now);
+        if self.max_entries == 0 || payload.len() > self.max_bytes || self.entries.contains_key(&id)
+        {
+            return;
+        }
+        while self.entries.len() >= self.max_entries || self.bytes + payload.len() > self.max_bytes
+        {
+            if !self.pop_oldest() {
+                break;
+            }
+        }
+        self.bytes += payload.len();
+        self.entries.insert(id, payload);
+        self.order.push_back((now + self.ttl, id));
+    }
+
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while self.order.front().is_some_and(|(expiry, _)| *expiry <= now) {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        match self.order.pop_front() {
+            Some((_, id)) => {
+                if let Some(p) = self.entries.remove(&id) {
+                    self.bytes -= p.len();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> MessageId {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        MessageId(b)
+    }
+
+    #[test]
+    fn seen_cache_never_holds_more_than_its_capacity_and_forgets_the_oldest() {
+        let now = Instant::now();
+        let mut cache = SeenCache::<u64>::new(Duration::from_secs(60), 100);
+        for n in 0..1_000 {
+            cache.insert(
+                now,
+                id(n),
+                SeenEntry {
+                    hops: 0,
+                    parent: None,
+                },
+            );
+            assert!(cache.len() <= 100);
+        }
+        assert_eq!(cache.len(), 100);
+        assert!(!cache.contains(&id(899)));
+        assert!(cache.contains(&id(900)));
+        assert!(cache.contains(&id(999)));
+    }
+
+    #[test]
+    fn seen_cache_forgets_ids_after_their_ttl() {
+        let start = Instant::now();
+        let mut cache = SeenCache::<u64>::new(Duration::from_secs(10), 100);
+        cache.insert(
+            start,
+            id(1),
+            SeenEntry {
+                hops: 0,
+                parent: None,
+            },
+        );
+        cache.insert(
+            start + Duration::from_secs(5),
+            id(2),
+            SeenEntry {
+                hops: 0,
+                parent: None,
+            },
+        );
+        cache.expire(start + Duration::from_secs(10));
+        assert!(!cache.contains(&id(1)));
+        assert!(cache.contains(&id(2)));
+    }
+
+    #[test]
+    fn payload_cache_respects_count_and_byte_bounds() {
+        let now = Instant::now();
+        let mut cache = PayloadCache::new(Duration::from_secs(60), 10, 1_000);
+        for n in 0..50 {
+            cache.insert(now, id(n), vec![0; 300]);
+            assert!(
+                cache.len() <= 3,
+                "1000 bytes hold at most three 300-byte payloads"
+            );
+        }
+        assert!(cache.get(&id(49)).is_some());
+        assert!(cache.get(&id(46)).is_none());
+        cache.insert(now, id(100), vec![0; 2_000]);
+        assert!(
+            cache.get(&id(100)).is_none(),
+            "a payload larger than the byte bound is not kept"
+        );
+        let mut small = PayloadCache::new(Duration::from_secs(60), 10, 1_000_000);
+        for n in 0..50 {
+            small.insert(now, id(n), vec![1]);
+        }
+        assert_eq!(small.len(), 10);
+        small.expire(now + Duration::from_secs(60));
+        assert_eq!(small.len(), 0);
+    }
+}

@@ -1,0 +1,151 @@
+//! Protocol parameters for HyParView, Plumtree and the multi-topic [`Broadcast`](super::Broadcast).
+//!
+//! Defaults follow the papers (HyParView: active view 5 = fanout + 1, passive view 30, ARWL 6,
+//! PRWL 3, shuffles of 3 active + 4 passive entries) and iroh-gossip where the papers leave a
+//! value open.
+
+use std::time::Duration;
+
+/// HyParView membership parameters (one overlay per topic).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HyParViewConfig {
+    /// Size of the active view (symmetric neighbours the broadcast runs over). Paper: fanout + 1.
+    pub active_view_capacity: usize,
+    /// Size of the passive view (backup peers used to repair the active view).
+    pub passive_view_capacity: usize,
+    /// Active random walk length (ARWL): hops a `ForwardJoin` travels.
+    pub active_random_walk_length: u16,
+    /// Passive random walk length (PRWL): the hop at which a `ForwardJoin` puts the newcomer in
+    /// the passive view. Must be ≤ ARWL.
+    pub passive_random_walk_length: u16,
+    /// Hops a `Shuffle` travels before it is answered.
+    pub shuffle_random_walk_length: u16,
+    /// Active-view entries included in a shuffle.
+    pub shuffle_active_count: usize,
+    /// Passive-view entries included in a shuffle.
+    pub shuffle_passive_count: usize,
+    /// Period of the shuffle.
+    pub shuffle_interval: Duration,
+    /// Period of the repair check: if the active view is not full, ask passive peers (with low
+    /// priority, so nobody evicts anyone) to fill it. The paper only repairs on failures; this
+    /// also recovers from lost messages and rejected requests.
+    pub repair_interval: Duration,
+    /// How long to wait for a `NeighborReply` before treating the passive peer as dead.
+    pub neighbor_request_timeout: Duration,
+}
+
+impl Default for HyParViewConfig {
+    fn default() -> Self {
+        Self {
+            active_view_capacity: 5,
+            passive_view_capacity: 30,
+            active_random_walk_length: 6,
+            passive_random_walk_length: 3,
+            shuffle_random_walk_length: 6,
+            shuffle_active_count: 3,
+            shuffle_passive_count: 4,
+            shuffle_interval: Duration::from_secs(60),
+            repair_interval: Duration::from_secs(5),
+            neighbor_request_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Plumtree broadcast parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlumtreeConfig {
+    /// `IHave` announcements to lazy peers are batched and flushed at this period.
+    pub ihave_interval: Duration,
+    /// After the first `IHave` for an unknown message, wait this long for the payload before
+    /// grafting the announcer. The paper ties it to the overlay diameter: a tree shared by all
+    /// publishers is about 10–13 hops deep at 100 nodes, so on 10–100 ms links the eager path
+    /// often lags a lazy announcement by more than 80 ms (iroh-gossip's value), and every such
+    /// graft costs two extra payloads (the resend and the late duplicate). Measured in our
+    /// simulator (100 nodes, 10–100 ms links): 80 ms gives RMR ≈ 0.5, 250 ms ≈ 0.2, 400 ms ≈ 0.1.
+    /// 250 ms trades a little recovery latency for a tree that stays a tree.
+    pub graft_timeout_1: Duration,
+    /// After a `Graft`, wait this long before grafting the next announcer (about one round trip,
+    /// as the paper suggests).
+    pub graft_timeout_2: Duration,
+    /// Tree optimisation: when an `IHave` shows that the announcer would have delivered a message
+    /// at least this many hops sooner than the current parent did, graft the announcer and prune
+    /// the parent. 4 (iroh-gossip uses 7): in a 5-regular overlay a tree over 10,000 nodes is
+    /// only about 7 hops deep, so a gap of 7 would hardly ever trigger, while a gap of 4 is
+    /// still large enough not to flap on latency noise.
+    pub optimization_threshold: u16,
+    /// How long delivered message ids (and cached payloads) are remembered.
+    pub message_cache_ttl: Duration,
+    /// Maximum number of remembered message ids; the oldest are forgotten first. A duplicate
+    /// arriving after its id was forgotten would be delivered again, so keep this well above
+    /// the number of messages per `message_cache_ttl`.
+    pub seen_cache_capacity: usize,
+    /// Maximum number of payloads kept to answer `Graft`s.
+    pub payload_cache_capacity: usize,
+    /// Maximum total bytes of payloads kept to answer `Graft`s.
+    pub payload_cache_bytes: usize,
+    /// Largest payload accepted from the application or the network. 64 KiB, as rust-libp2p
+    /// gossipsub.
+    pub max_message_size: usize,
+    /// Largest number of ids in one `IHave`; larger batches are split when sending and rejected
+    /// when received.
+    pub max_ihave_ids: usize,
+    /// Largest number of announced-but-missing messages tracked at once; further announcements
+    /// are ignored (the lazy path is best effort).
+    pub max_missing: usize,
+    /// Largest number of announcers remembered per missing message.
+    pub max_announcers: usize,
+}
+
+impl Default for PlumtreeConfig {
+    fn default() -> Self {
+        Self {
+            ihave_interval: Duration::from_millis(50),
+            graft_timeout_1: Duration::from_millis(250),
+            graft_timeout_2: Duration::from_millis(100),
+            optimization_threshold: 4,
+            message_cache_ttl: Duration::from_secs(120),
+            seen_cache_capacity: 65_536,
+            payload_cache_capacity: 4_096,
+            payload_cache_bytes: 32 * 1024 * 1024,
+            max_message_size: 64 * 1024,
+            max_ihave_ids: 64,
+            max_missing: 4_096,
+            max_announcers: 8,
+        }
+    }
+}
+
+/// Parameters of a [`Broadcast`](super::Broadcast) (all topics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BroadcastConfig {
+    /// Membership parameters, shared by all topics.
+    pub hyparview: HyParViewConfig,
+    /// Broadcast parameters, shared by all topics.
+    pub plumtree: PlumtreeConfig,
+    /// Limits that bound memory under floods.
+    pub limits: Limits,
+}
+
+/// Bounds on the state a [`Broadcast`](super::Broadcast) keeps, so floods cost bounded memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum number of topics joined at once.
+    pub max_topics: usize,
+    /// When a topic has this many messages waiting in `poll_transmit`, new inputs for it are
+    /// rejected (state unchanged) until the driver drains the queue. A single input may push
+    /// the queue a little past the bound (at most one message per neighbour plus one per
+    /// `IHave` batch).
+    pub max_queued_transmits: usize,
+    /// Same for application events waiting in `poll_event`.
+    pub max_queued_events: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_topics: 64,
+            max_queued_transmits: 4_096,
+            max_queued_events: 4_096,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Protocol parameters of the SWIM membership, with memberlist's LAN profile as defaults.
+
+use std::time::Duration;
+
+/// Parameters of a [`Membership`](super::Membership) state machine.
+///
+/// [`MembershipConfig::default`] (= [`MembershipConfig::lan`]) is HashiCorp memberlist's
+/// `DefaultLANConfig`: probe every 1 s with a 500 ms timeout, 3 indirect checks, suspicion
+/// multiplier 4 (max ×6), retransmit multiplier 4, gossip every 200 ms to 3 nodes, push-pull every
+/// 30 s, dead members gossiped to and kept for 30 s, awareness multiplier up to 8, 1400-byte
+/// packets. The bounds (`max_*`) are bavard's own and protect the state machine from hostile input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// Length of one protocol period: one member is probed per period (scaled by the local
+    /// health multiplier, Lifeguard §4.1).
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking `indirect_checks` others to ping-req
+    /// (scaled by the local health multiplier).
+    pub probe_timeout: Duration,
+    /// Number of members asked to probe the target indirectly (SWIM's `k`).
+    pub indirect_checks: usize,
+    /// Suspicion timeout multiplier: the minimum suspicion timeout is
+    /// `suspicion_mult · max(1, log10 N) · probe_interval`.
+    pub suspicion_mult: u32,
+    /// The maximum suspicion timeout is `suspicion_max_timeout_mult ×` the minimum
+    /// (Lifeguard dynamic suspicion starts there and falls with confirmations).
+    pub suspicion_max_timeout_mult: u32,
+    /// Each update is retransmitted `retransmit_mult · ceil(log10(N + 1))` times.
+    pub retransmit_mult: u32,
+    /// Period of the piggyback-only gossip messages (memberlist's `GossipInterval`).
+    pub gossip_interval: Duration,
+    /// Number of random members each gossip round sends to (memberlist's `GossipNodes`).
+    pub gossip_nodes: usize,
+    /// Period of the full-state push-pull exchange with one random member (scaled up above 32
+    /// members as memberlist does).
+    pub push_pull_interval: Duration,
+    /// How long dead members are still gossiped to (and kept) before they are reaped.
+    pub gossip_to_the_dead_time: Duration,
+    /// Upper bound of the Lifeguard local health multiplier: timeouts are scaled by at most
+    /// this factor.
+    pub awareness_max_multiplier: u32,
+    /// Delay before a join request is retried with the next seed.
+    pub join_retry_interval: Duration,
+    /// Byte budget of one datagram-style message (ping, ack, ping-req, gossip): piggybacked
+    /// updates are added while the estimated size stays under it.
+    pub max_packet_size: usize,
+    /// Maximum number of updates piggybacked on one outgoing message.
+    pub max_piggyback_updates: usize,
+    /// Maximum number of updates accepted in one incoming piggyback; a message carrying more is
+    /// rejected whole.
+    pub max_updates_per_message: usize,
+    /// Maximum number of members (including the local node); a message that would grow the view
+    /// beyond it is rejected whole.
+    pub max_members: usize,
+    /// Maximum size of a member's metadata (`addr` payload).
+    pub max_meta_len: usize,
+    /// Maximum number of updates waiting in the broadcast queue; the most retransmitted are
+    /// dropped first.
+    pub max_queued_updates: usize,
+    /// Maximum number of indirect probes relayed for others at once; further ping-reqs are
+    /// dropped.
+    pub max_pending_relays: usize,
+}
+
+impl MembershipConfig {
+    /// memberlist's LAN profile (`DefaultLANConfig`) with bavard's bounds.
+    pub fn lan() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            retransmit_mult: 4,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            push_pull_interval: Duration::from_secs(30),
+            gossip_to_the_dead_time: Duration::from_secs(30),
+            awareness_max_multiplier: 8,
+            join_retry_interval: Duration::from_secs(2),
+            max_packet_size: 1400,
+            max_piggyback_updates: 24,
+            max_updates_per_message: 64,
+            max_members: 65_536,
+            max_meta_len: 512,
+            max_queued_updates: 4096,
+            max_pending_relays: 256,
+        }
+    }
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        Self::lan()
+    }
+}

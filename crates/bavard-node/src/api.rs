@@ -1,0 +1,172 @@
+//! Types of the node's public API, shared by the Rust [`crate::Node`] handle, the HTTP server and
+//! the CLI client.
+
+use serde::{Deserialize, Serialize};
+
+/// How many replicas must answer a read or acknowledge a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// One replica.
+    One,
+    /// A majority of the replication factor: ⌊N/2⌋ + 1.
+    #[default]
+    Quorum,
+    /// Every replica.
+    All,
+}
+
+impl Consistency {
+    /// The number of replicas required out of `n`.
+    pub fn required(self, n: usize) -> usize {
+        match self {
+            Consistency::One => 1,
+            Consistency::Quorum => n / 2 + 1,
+            Consistency::All => n,
+        }
+        .max(1)
+    }
+}
+
+impl std::str::FromStr for Consistency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "one" => Ok(Consistency::One),
+            "quorum" => Ok(Consistency::Quorum),
+            "all" => Ok(Consistency::All),
+            other => Err(format!(
+                "unknown consistency level {other:?} (expected one, quorum or all)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Consistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Consistency::One => "one",
+            Consistency::Quorum => "quorum",
+            Consistency::All => "all",
+        })
+    }
+}
+
+/// Options of a write.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// Replicas that must acknowledge.
+    pub consistency: Consistency,
+    /// Lifetime of the record in seconds; the configured default when `None`.
+    pub ttl_secs: Option<u64>,
+}
+
+/// Options of a read.
+#[derive(Debug, Clone, Default)]
+pub struct GetOptions {
+    /// Replicas that must answer.
+    pub consistency: Consistency,
+}
+
+/// What a write returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReply {
+    /// The key written.
+    pub key: String,
+    /// The version the write created, as a decimal string (HLC timestamp).
+    pub version: String,
+    /// Replicas that acknowledged it durably.
+    pub acks: usize,
+}
+
+/// A value read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetReply {
+    /// The value's bytes.
+    pub value: Vec<u8>,
+    /// Its version.
+    pub version: String,
+}
+
+/// A peer as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its known addresses.
+    pub addrs: Vec<String>,
+}
+
+/// One routing-table bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// Bucket index (the position of the highest differing bit of the distance).
+    pub index: u32,
+    /// Entries in the bucket.
+    pub len: usize,
+    /// The peers it holds.
+    pub peers: Vec<String>,
+}
+
+/// The routing table as `GET /v1/routing` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingInfo {
+    /// Bucket size.
+    pub k: usize,
+    /// Total entries.
+    pub size: usize,
+    /// Non-empty buckets.
+    pub buckets: Vec<BucketInfo>,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// Addresses it listens on.
+    pub listen_addrs: Vec<String>,
+    /// Entries in its routing table.
+    pub routing_table_size: usize,
+    /// Members it sees alive (itself included).
+    pub members_alive: usize,
+    /// Records in its store.
+    pub records_stored: usize,
+    /// Peers it is connected to.
+    pub connected_peers: usize,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// The bavard version.
+    pub version: String,
+}
+
+/// Errors of the node API, each mapped to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Too few replicas answered (503).
+    #[error("only {answered} of the {required} required replicas answered")]
+    Unavailable {
+        /// Replicas that answered.
+        answered: usize,
+        /// Replicas required by the consistency level.
+        required: usize,
+    },
+    /// A conditional write found another version (409).
+    #[error("version conflict: current version is {current}")]
+    Conflict {
+        /// The version found.
+        current: String,
+    },
+    /// The operation did not finish in time (504).
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The node is shutting down (503).
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// Local storage failed (500).
+    #[error("storage error: {0}")]
+    Storage(String),
+}

@@ -1,0 +1,189 @@
+//! A typed client of the HTTP API, used by the CLI subcommands.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use reqwest::StatusCode;
+
+use crate::api::{PeerInfo, PutReply, RoutingInfo, Status};
+
+/// A client of one node's HTTP API.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// Percent-encodes a key for use as one path segment.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// A client for the API at `api` (`http://HOST:PORT` or just `HOST:PORT`).
+    pub fn new(api: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let base = if api.starts_with("http://") || api.starts_with("https://") {
+            api.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", api.trim_end_matches('/'))
+        };
+        reqwest::Url::parse(&base).with_context(|| format!("invalid API address {api:?}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("cannot build HTTP client")?;
+        Ok(Self { base, http })
+    }
+
+    /// The API base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        req.send()
+            .await
+            .with_context(|| format!("cannot reach the node API at {}", self.base))
+    }
+
+    async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or(body);
+        bail!("{msg} (HTTP {})", status.as_u16())
+    }
+
+    /// `PUT /v1/kv/{key}`.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        consistency: Option<&str>,
+        ttl: Option<u64>,
+    ) -> anyhow::Result<PutReply> {
+        let mut query = Vec::new();
+        if let Some(c) = consistency {
+            query.push(("consistency", c.to_string()));
+        }
+        if let Some(t) = ttl {
+            query.push(("ttl", t.to_string()));
+        }
+        let req = self
+            .http
+            .put(self.url(&format!("/v1/kv/{}", encode_key(key))))
+            .query(&query)
+            .body(value);
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/kv/{key}`: `Ok(None)` when the key is absent.
+    pub async fn get(
+        &self,
+        key: &str,
+        consistency: Option<&str>,
+    ) -> anyhow::Result<Option<(Vec<u8>, Option<String>)>> {
+        let mut req = self.http.get(self.url(&format!("/v1/kv/{}", encode_key(key))));
+        if let Some(c) = consistency {
+            req = req.query(&[("consistency", c)]);
+        }
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = Self::check(resp).await?;
+        let version = resp
+            .headers()
+            .get(crate::http::VERSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Some((resp.bytes().await?.to_vec(), version)))
+    }
+
+    /// `DELETE /v1/kv/{key}`.
+    pub async fn delete(&self, key: &str, consistency: Option<&str>) -> anyhow::Result<PutReply> {
+        let mut req = self
+            .http
+            .delete(self.url(&format!("/v1/kv/{}", encode_key(key))));
+        if let Some(c) = consistency {
+            req = req.query(&[("consistency", c)]);
+        }
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `POST /v1/providers/{key}`.
+    pub async fn provide(&self, key: &str) -> anyhow::Result<serde_json::Value> {
+        let req = self
+            .http
+            .post(self.url(&format!("/v1/providers/{}", encode_key(key))));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/providers/{key}`.
+    pub async fn providers(&self, key: &str) -> anyhow::Result<Vec<PeerInfo>> {
+        let req = self
+            .http
+            .get(self.url(&format!("/v1/providers/{}", encode_key(key))));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> anyhow::Result<Status> {
+        let req = self.http.get(self.url("/v1/status"));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/peers`.
+    pub async fn peers(&self) -> anyhow::Result<Vec<PeerInfo>> {
+        let req = self.http.get(self.url("/v1/peers"));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/routing`.
+    pub async fn routing(&self) -> anyhow::Result<RoutingInfo> {
+        let req = self.http.get(self.url("/v1/routing"));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// Any GET endpoint, as JSON.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let req = self.http.get(self.url(path));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_percent_encoded_as_one_segment() {
+        assert_eq!(encode_key("a/b c"), "a%2Fb%20c");
+        assert_eq!(encode_key("plain-key_1.x~"), "plain-key_1.x~");
+        assert_eq!(encode_key("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn api_address_without_scheme_gets_http() {
+        let c = Client::new("127.0.0.1:5001", Duration::from_secs(1)).unwrap();
+        assert_eq!(c.base(), "http://127.0.0.1:5001");
+        assert!(Client::new("http://[::1", Duration::from_secs(1)).is_err());
+    }
+}

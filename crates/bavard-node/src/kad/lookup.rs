@@ -1,0 +1,168 @@
+//! The lookup driver: runs the `bavard-routing` lookup state machine over real requests.
+//!
+//! The state machine decides whom to ask and when to stop; this driver sends the requests
+//! concurrently, feeds responses and failures back, and sleeps until the next deadline the state
+//! machine reports. GET_VALUE and GET_PROVIDERS lookups also collect what the peers return, and a
+//! GET_VALUE lookup finishes early once enough replicas returned the record.
+
+use std::time::Instant;
+
+use bavard_routing::{Key, Lookup, LookupAction, LookupConfig, Termination};
+use bavard_store::{Record, Version};
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use libp2p::PeerId;
+
+use crate::api::NodeError;
+use crate::config::secs;
+use crate::kad::{KadPeer, Request, Response, WireRecord};
+use crate::node::{Node, peer_key, record_from_wire};
+use crate::util::unix_ms;
+
+/// What a lookup asks each peer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LookupKind {
+    /// FIND_NODE: only the closest peers matter.
+    FindNode,
+    /// GET_VALUE: stop once `want` peers returned the record.
+    GetValue { want: usize },
+    /// GET_PROVIDERS: collect providers along the way.
+    GetProviders,
+}
+
+/// What a finished lookup found.
+#[derive(Debug, Default)]
+pub(crate) struct LookupOutcome {
+    /// The closest peers that answered, nearest first.
+    pub(crate) closest: Vec<PeerId>,
+    /// Records returned by GET_VALUE.
+    pub(crate) records: Vec<Record>,
+    /// Providers returned by GET_PROVIDERS.
+    pub(crate) providers: Vec<KadPeer>,
+}
+
+/// A record as sent on the wire, with its remaining lifetime.
+pub(crate) fn to_wire(record: &Record, now_ms: u64) -> WireRecord {
+    let ttl_secs = record
+        .expires_at_ms
+        .map(|e| (e.saturating_sub(now_ms) / 1000).min(u64::from(u32::MAX)) as u32)
+        .unwrap_or(0);
+    let publisher = record
+        .publisher
+        .as_ref()
+        .and_then(|p| PeerId::from_bytes(p).ok());
+    WireRecord {
+        key: record.key.clone(),
+        value: record.data().map(<[u8]>::to_vec).unwrap_or_default(),
+        publisher,
+        ttl_secs,
+    }
+}
+
+impl Node {
+    /// Runs an iterative lookup for `key` (hashed with SHA-256, as libp2p does).
+    pub(crate) async fn lookup(&self, key: &[u8], kind: LookupKind) -> Result<LookupOutcome, NodeError> {
+        if self.is_shutting_down() {
+            return Err(NodeError::ShuttingDown);
+        }
+        let cfg = &self.inner.config.kad;
+        let target = Key::hash(key);
+        let seeds: Vec<(PeerId, Key)> = self
+            .inner
+            .table
+            .lock()
+            .expect("table lock")
+            .closest(&target, cfg.k)
+            .into_iter()
+            .map(|e| (e.peer, e.key))
+            .collect();
+        let started = Instant::now();
+        let config = LookupConfig {
+            alpha: cfg.alpha,
+            k: cfg.k,
+            request_timeout: cfg.request_timeout(),
+            deadline: cfg.lookup_timeout(),
+            disjoint_paths: cfg.disjoint_paths,
+            termination: Termination::Beta(cfg.beta),
+            ..LookupConfig::default()
+        };
+        let mut lookup = Lookup::new(started, target, seeds, config)
+            .map_err(|e| NodeError::BadRequest(format!("invalid lookup settings: {e}")))?;
+        let request = match kind {
+            LookupKind::FindNode => Request::FindNode { key: key.to_vec() },
+            LookupKind::GetValue { .. } => Request::GetValue { key: key.to_vec() },
+            LookupKind::GetProviders => Request::GetProviders { key: key.to_vec() },
+        };
+        let mut outcome = LookupOutcome::default();
+        let mut in_flight = FuturesUnordered::new();
+        let default_ttl = secs(cfg.record_ttl_secs);
+        loop {
+            let mut wait_until = None;
+            loop {
+                match lookup.poll(Instant::now()) {
+                    LookupAction::Send { peer } => {
+                        let node = self.clone();
+                        let req = request.clone();
+                        in_flight.push(async move { (peer, node.request(peer, req).await) });
+                    }
+                    LookupAction::Wait { until } => {
+                        wait_until = Some(until);
+                        break;
+                    }
+                    LookupAction::Done => break,
+                }
+            }
+            let Some(until) = wait_until else { break };
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(until));
+            tokio::select! {
+                Some((peer, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let now = Instant::now();
+                    match result {
+                        Ok(Some(resp)) => {
+                            let (closer, found) = match resp {
+                                Response::FindNode { closer } => (closer, None),
+                                Response::GetValue { closer, record } => (closer, record),
+                                Response::GetProviders { closer, providers } => {
+                                    outcome.providers.extend(providers);
+                                    (closer, None)
+                                }
+                                Response::PutValue { .. } | Response::Ping => (Vec::new(), None),
+                            };
+                            if let Some(wire) = found
+                                && wire.key == key
+                            {
+                                // Stock libp2p nodes carry no version: theirs sorts below every
+                                // bavard version so it never overrides one.
+                                let version = Version::default();
+                                outcome.records.push(record_from_wire(&wire, version, unix_ms(), default_ttl));
+                            }
+                            let closer: Vec<(PeerId, Key)> = closer
+                                .into_iter()
+                                .filter(|p| p.id != self.inner.peer_id)
+                                .map(|p| (p.id, peer_key(&p.id)))
+                                .collect();
+                            lookup.on_success(now, &peer, closer);
+                            if let LookupKind::GetValue { want } = kind
+                                && outcome.records.len() >= want
+                            {
+                                lookup.finish();
+                            }
+                        }
+                        Ok(None) | Err(_) => lookup.on_failure(now, &peer),
+                    }
+                }
+                _ = sleep => {}
+            }
+        }
+        let result = lookup.result();
+        self.inner.metrics.lookup_duration.observe(started.elapsed().as_secs_f64());
+        self.inner.metrics.lookup_hops.observe(f64::from(result.stats.hops));
+        self.inner
+            .table
+            .lock()
+            .expect("table lock")
+            .mark_looked_up(Instant::now(), &target);
+        outcome.closest = result.peers.into_iter().map(|(p, _)| p).collect();
+        Ok(outcome)
+    }
+}

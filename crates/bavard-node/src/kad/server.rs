@@ -1,0 +1,257 @@
+//! The inbound side of `/ipfs/kad/1.0.0`: accepts streams, serves requests.
+//!
+//! One stream may carry several requests in sequence (the spec requires it; go-libp2p reuses
+//! streams). Each peer may hold at most `max_inbound_streams_per_peer` streams at once and a
+//! stream serves at most `max_requests_per_stream` requests; an idle stream is closed. Oversized,
+//! truncated or malformed frames and invalid requests drop the stream; the first offence of a peer
+//! is logged at warn level, the rest at debug, so a flood cannot flood the log.
+
+use std::time::Duration;
+
+use bavard_proto::kad as pb;
+use bavard_routing::Key;
+use bavard_store::{ProviderRecord, Version};
+use futures::{AsyncWriteExt as _, StreamExt as _};
+use libp2p::{Multiaddr, PeerId, Stream};
+
+use crate::config::secs;
+use crate::kad::lookup::to_wire;
+use crate::kad::{KAD_PROTOCOL, KadPeer, Request, Response};
+use crate::metrics::{RequestKind, RequestLabels};
+use crate::node::{Node, record_from_wire};
+use crate::util::unix_ms;
+
+/// Accepts inbound Kademlia streams until the node shuts down.
+pub(crate) async fn run(node: Node) {
+    let mut control = node.inner.control.clone();
+    let mut incoming = match control.accept(KAD_PROTOCOL) {
+        Ok(incoming) => incoming,
+        Err(e) => {
+            tracing::error!("cannot register {KAD_PROTOCOL}: {e}");
+            return;
+        }
+    };
+    let shutdown = node.shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            next = incoming.next() => {
+                let Some((peer, stream)) = next else { break };
+                let max = node.inner.config.limits.max_inbound_streams_per_peer;
+                {
+                    let mut open = node.inner.inbound.lock().expect("inbound lock");
+                    let count = open.entry(peer).or_insert(0);
+                    if *count >= max {
+                        drop(open);
+                        node.inner.metrics.reject("too_many_streams");
+                        warn_once(&node, peer, &format!("more than {max} concurrent inbound streams"));
+                        continue; // dropping the stream resets it
+                    }
+                    *count += 1;
+                }
+                let node = node.clone();
+                tokio::spawn(async move {
+                    serve_stream(&node, peer, stream).await;
+                    let mut open = node.inner.inbound.lock().expect("inbound lock");
+                    if let Some(count) = open.get_mut(&peer) {
+                        *count -= 1;
+                        if *count == 0 {
+                            open.remove(&peer);
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn warn_once(node: &Node, peer: PeerId, what: &str) {
+    if node.inner.warned.lock().expect("warned lock").insert(peer) {
+        tracing::warn!(%peer, "dropping inbound kad stream: {what} (further offences logged at debug)");
+    } else {
+        tracing::debug!(%peer, "dropping inbound kad stream: {what}");
+    }
+}
+
+async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
+    let limits = &node.inner.config.limits;
+    let idle = secs(limits.inbound_idle_timeout_secs).max(Duration::from_millis(100));
+    for _ in 0..limits.max_requests_per_stream {
+        let msg = match tokio::time::timeout(
+            idle,
+            crate::wire::read_message::<pb::Message, _>(&mut stream, limits.max_message_size),
+        )
+        .await
+        {
+            Err(_) | Ok(Ok(None)) => break,
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Err(e)) => {
+                node.inner.metrics.reject("bad_frame");
+                warn_once(node, peer, &e.to_string());
+                break;
+            }
+        };
+        node.inner
+            .metrics
+            .bytes_in
+            .inc_by(prost::Message::encoded_len(&msg) as u64);
+        let key = msg.key.clone();
+        let request = match Request::from_pb(msg, &peer, node.inner.config.store.max_key_size) {
+            Ok(r) => r,
+            Err(e) => {
+                node.inner.metrics.reject("bad_request");
+                warn_once(node, peer, &e.to_string());
+                break;
+            }
+        };
+        let Some(response) = handle(node, peer, request) else {
+            continue;
+        };
+        match crate::wire::write_message(&mut stream, &response.to_pb(&key)).await {
+            Ok(n) => {
+                node.inner.metrics.bytes_out.inc_by(n as u64);
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = stream.close().await;
+}
+
+fn count(node: &Node, kind: RequestKind) {
+    node.inner
+        .metrics
+        .requests_served
+        .get_or_create(&RequestLabels { kind })
+        .inc();
+}
+
+/// The closest peers we know to `key`, excluding the requester.
+fn closer_peers(node: &Node, key: &[u8], requester: &PeerId) -> Vec<KadPeer> {
+    let n = node
+        .inner
+        .config
+        .kad
+        .k
+        .min(node.inner.config.limits.max_peers_per_response);
+    let entries = node
+        .inner
+        .table
+        .lock()
+        .expect("table lock")
+        .closest(&Key::hash(key), n + 1);
+    entries
+        .into_iter()
+        .filter(|e| &e.peer != requester)
+        .take(n)
+        .map(|e| {
+            let mut addrs = node.inner.book.get(&e.peer);
+            if addrs.is_empty() {
+                addrs = e.value.clone();
+            }
+            KadPeer {
+                id: e.peer,
+                addrs,
+                connected: false,
+            }
+        })
+        .collect()
+}
+
+/// Answers one request; `None` for requests without a response (ADD_PROVIDER).
+fn handle(node: &Node, peer: PeerId, request: Request) -> Option<Response> {
+    let now = unix_ms();
+    let store = &node.inner.store;
+    match request {
+        Request::Ping => {
+            count(node, RequestKind::Ping);
+            Some(Response::Ping)
+        }
+        Request::FindNode { key } => {
+            count(node, RequestKind::FindNode);
+            Some(Response::FindNode {
+                closer: closer_peers(node, &key, &peer),
+            })
+        }
+        Request::GetValue { key } => {
+            count(node, RequestKind::GetValue);
+            let record = match store.get(&key, now) {
+                Ok(Some(r)) if !r.is_tombstone() => Some(to_wire(&r, now)),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!("store read failed: {e}");
+                    None
+                }
+            };
+            Some(Response::GetValue {
+                record,
+                closer: closer_peers(node, &key, &peer),
+            })
+        }
+        Request::PutValue { record } => {
+            count(node, RequestKind::PutValue);
+            // A stock libp2p writer carries no version: stamp it on arrival with our clock, so
+            // later writes of the same key supersede earlier ones.
+            let version = {
+                let ts = node.inner.hlc.lock().expect("hlc lock").now(now);
+                Version::new(ts, peer.to_bytes())
+            };
+            let default_ttl = secs(node.inner.config.kad.record_ttl_secs);
+            let stored = record_from_wire(&record, version, now, default_ttl);
+            match node.store_local(stored) {
+                Ok(_) => Some(Response::PutValue { record }),
+                Err(e) => {
+                    // The spec has no error response: not echoing tells the writer it failed.
+                    node.inner.metrics.reject("put_rejected");
+                    tracing::debug!(%peer, "PUT_VALUE rejected: {e}");
+                    None
+                }
+            }
+        }
+        Request::GetProviders { key } => {
+            count(node, RequestKind::GetProviders);
+            let providers = store
+                .providers(&key, now)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    let id = PeerId::from_bytes(&p.provider).ok()?;
+                    let addrs = p
+                        .addrs
+                        .into_iter()
+                        .filter_map(|a| Multiaddr::try_from(a).ok())
+                        .collect();
+                    Some(KadPeer {
+                        id,
+                        addrs,
+                        connected: false,
+                    })
+                })
+                .collect();
+            Some(Response::GetProviders {
+                providers,
+                closer: closer_peers(node, &key, &peer),
+            })
+        }
+        Request::AddProvider { key, provider } => {
+            count(node, RequestKind::AddProvider);
+            let ttl_ms = secs(node.inner.config.kad.provider_ttl_secs).as_millis() as u64;
+            let mut addrs = provider.addrs;
+            if addrs.is_empty() {
+                addrs = node.inner.book.get(&peer);
+            }
+            addrs.truncate(node.inner.config.limits.max_addrs_per_peer);
+            let record = ProviderRecord::new(
+                key,
+                provider.id.to_bytes(),
+                addrs.iter().map(|a| a.to_vec()).collect(),
+                now.saturating_add(ttl_ms),
+            );
+            if let Err(e) = store.add_provider(record, now) {
+                node.inner.metrics.reject("provider_rejected");
+                tracing::debug!(%peer, "ADD_PROVIDER rejected: {e}");
+            }
+            None
+        }
+    }
+}

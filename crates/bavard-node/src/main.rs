@@ -1,0 +1,272 @@
+//! `bavard`: run a node, or talk to one through its HTTP API.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bavard_node::client::Client;
+use bavard_node::{Node, NodeConfig};
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+
+#[derive(Parser)]
+#[command(name = "bavard", version, about = "A chatty peer-to-peer node: Kademlia DHT, replicated store and gossip")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ApiArg {
+    /// The node's HTTP API (`http://HOST:PORT` or `HOST:PORT`).
+    #[arg(long, env = "BAVARD_API", default_value = "http://127.0.0.1:5001")]
+    api: String,
+    /// Seconds to wait for the node's answer.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+impl ApiArg {
+    fn client(&self) -> anyhow::Result<Client> {
+        Client::new(&self.api, Duration::from_secs(self.timeout))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Node(NodeArgs),
+    /// Store a value under a key.
+    Put {
+        /// The key (UTF-8).
+        key: String,
+        /// The value.
+        value: String,
+        /// one, quorum or all.
+        #[arg(long)]
+        consistency: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Print a key's value to stdout (exit 1 with `not found` when absent).
+    Get {
+        /// The key.
+        key: String,
+        /// one, quorum or all.
+        #[arg(long)]
+        consistency: Option<String>,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Delete a key (writes a tombstone).
+    Delete {
+        /// The key.
+        key: String,
+        /// one, quorum or all.
+        #[arg(long)]
+        consistency: Option<String>,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Announce that this node provides a key.
+    Provide {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// List the providers of a key.
+    Providers {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Connected peers.
+    Peers {
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Routing-table fill.
+    Routing {
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Node status.
+    Status {
+        #[command(flatten)]
+        api: ApiArg,
+    },
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// Directory for the identity key and records (created if missing).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (repeatable), e.g. /ip4/127.0.0.1/tcp/4001.
+    #[arg(long)]
+    listen: Vec<Multiaddr>,
+    /// Peer to join through (repeatable), ending in /p2p/PEER_ID.
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// HTTP API address, HOST:PORT (default 127.0.0.1:5001).
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// TOML file with the same settings and the protocol parameters.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Node(args) => run_node(args).await,
+        Command::Put { key, value, consistency, ttl, api } => {
+            print_json(&api.client()?.put(&key, value.into_bytes(), consistency.as_deref(), ttl).await?)
+        }
+        Command::Get { key, consistency, api } => {
+            match api.client()?.get(&key, consistency.as_deref()).await? {
+                Some((value, _)) => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&value)?;
+                    out.flush()?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("not found");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Delete { key, consistency, api } => {
+            print_json(&api.client()?.delete(&key, consistency.as_deref()).await?)
+        }
+        Command::Provide { key, api } => print_json(&api.client()?.provide(&key).await?),
+        Command::Providers { key, api } => print_json(&api.client()?.providers(&key).await?),
+        Command::Peers { api } => print_json(&api.client()?.peers().await?),
+        Command::Routing { api } => print_json(&api.client()?.routing().await?),
+        Command::Status { api } => print_json(&api.client()?.status().await?),
+    }
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut config = match &args.config {
+        Some(path) => NodeConfig::from_toml_file(path)?,
+        None => NodeConfig::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if !args.listen.is_empty() {
+        config.listen = args.listen;
+    }
+    if !args.bootstrap.is_empty() {
+        config.bootstrap = args.bootstrap;
+    }
+    if let Some(api) = args.api {
+        config.api = Some(api);
+    }
+    config.validate()?;
+
+    let node = Node::start(config.clone()).await.context("cannot start the node")?;
+    let api_addr = match config.api {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind the HTTP API to {addr}"))?;
+            let local = listener.local_addr()?;
+            let shutdown = node.shutdown_signal();
+            let server_node = node.clone();
+            tokio::spawn(async move {
+                if let Err(e) = bavard_node::http::serve(listener, server_node, shutdown).await {
+                    tracing::error!("HTTP API stopped: {e}");
+                }
+            });
+            Some(local)
+        }
+        None => None,
+    };
+
+    let info = serde_json::json!({
+        "peer_id": node.peer_id().to_string(),
+        "listen_addrs": node.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "api": api_addr.map(|a| a.to_string()),
+        "pid": std::process::id(),
+    });
+    bavard_node::util::write_atomically(
+        &config.data_dir.join("node.json"),
+        serde_json::to_string_pretty(&info)?.as_bytes(),
+    )?;
+    println!("peer id: {}", node.peer_id());
+    for a in node.listen_addrs() {
+        println!("listening on: {a}/p2p/{}", node.peer_id());
+    }
+    if let Some(a) = api_addr {
+        println!("HTTP API: http://{a}");
+    }
+    std::io::stdout().flush()?;
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,121 @@
+//! Prometheus metrics (prometheus-client), served as text on `GET /metrics`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// A Kademlia request type, as a metric label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum RequestKind {
+    /// FIND_NODE
+    FindNode,
+    /// GET_VALUE
+    GetValue,
+    /// PUT_VALUE
+    PutValue,
+    /// GET_PROVIDERS
+    GetProviders,
+    /// ADD_PROVIDER
+    AddProvider,
+    /// PING
+    Ping,
+}
+
+/// Labels for requests served.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The request type.
+    pub kind: RequestKind,
+}
+
+/// Labels for rejected inbound traffic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Peers with at least one open connection.
+    pub connected_peers: Gauge,
+    /// Entries in the routing table.
+    pub routing_table_size: Gauge,
+    /// Records in the local store.
+    pub records_stored: Gauge,
+    /// Inbound Kademlia requests served, by type.
+    pub requests_served: Family<RequestLabels, Counter>,
+    /// Inbound streams or requests rejected, by reason.
+    pub inbound_rejected: Family<RejectLabels, Counter>,
+    /// Lookup duration in seconds.
+    pub lookup_duration: Histogram,
+    /// Lookup hops.
+    pub lookup_hops: Histogram,
+    /// Protocol bytes received.
+    pub bytes_in: Counter,
+    /// Protocol bytes sent.
+    pub bytes_out: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `bavard` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bavard");
+        let m = Self {
+            connected_peers: Gauge::default(),
+            routing_table_size: Gauge::default(),
+            records_stored: Gauge::default(),
+            requests_served: Family::default(),
+            inbound_rejected: Family::default(),
+            lookup_duration: Histogram::new(
+                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter(),
+            ),
+            lookup_hops: Histogram::new((1..=10).map(f64::from)),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("connected_peers", "Peers with an open connection", m.connected_peers.clone());
+        registry.register("routing_table_size", "Entries in the routing table", m.routing_table_size.clone());
+        registry.register("records_stored", "Records in the local store", m.records_stored.clone());
+        registry.register("kad_requests_served", "Inbound Kademlia requests served", m.requests_served.clone());
+        registry.register("inbound_rejected", "Inbound streams or requests rejected", m.inbound_rejected.clone());
+        registry.register("lookup_duration_seconds", "Duration of DHT lookups", m.lookup_duration.clone());
+        registry.register("lookup_hops", "Hops of DHT lookups", m.lookup_hops.clone());
+        registry.register("protocol_bytes_in", "Protocol bytes received", m.bytes_in.clone());
+        registry.register("protocol_bytes_out", "Protocol bytes sent", m.bytes_out.clone());
+        Self { registry, ..m }
+    }
+
+    /// Counts a rejected inbound stream or request.
+    pub fn reject(&self, reason: &str) {
+        self.inbound_rejected
+            .get_or_create(&RejectLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// The registry, to register more metrics at start-up.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,115 @@
+//! Length-prefixed protobuf frames over libp2p streams.
+//!
+//! The varint prefix is read byte by byte and checked against the size limit before any of the
+//! body is buffered, so an oversized or hostile length costs nothing but the dropped stream.
+
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The peer announced a frame larger than we accept.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Announced length.
+        len: u64,
+        /// Our limit.
+        max: usize,
+    },
+    /// The length prefix was longer than a u64 varint can be.
+    #[error("malformed length prefix")]
+    BadPrefix,
+    /// The frame body was not a valid protobuf message.
+    #[error("malformed protobuf: {0}")]
+    Malformed(#[from] prost::DecodeError),
+    /// The stream failed or ended in the middle of a frame.
+    #[error("stream error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one frame; `Ok(None)` when the stream ended cleanly between frames.
+pub async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max: usize,
+) -> Result<Option<Vec<u8>>, WireError> {
+    let mut len: u64 = 0;
+    for i in 0..10 {
+        let mut byte = [0u8; 1];
+        let n = stream.read(&mut byte).await?;
+        if n == 0 {
+            if i == 0 {
+                return Ok(None);
+            }
+            return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        len |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            if len > max as u64 {
+                return Err(WireError::TooLarge { len, max });
+            }
+            let mut buf = vec![0u8; len as usize];
+            stream.read_exact(&mut buf).await?;
+            return Ok(Some(buf));
+        }
+    }
+    Err(WireError::BadPrefix)
+}
+
+/// Reads and decodes one protobuf message.
+pub async fn read_message<M: prost::Message + Default, S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max: usize,
+) -> Result<Option<M>, WireError> {
+    match read_frame(stream, max).await? {
+        Some(bytes) => Ok(Some(M::decode(bytes.as_slice())?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes one length-prefixed message and flushes; returns the bytes written.
+pub async fn write_message<M: prost::Message, S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    msg: &M,
+) -> Result<usize, WireError> {
+    let bytes = msg.encode_length_delimited_to_vec();
+    stream.write_all(&bytes).await?;
+    stream.flush().await?;
+    Ok(bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[tokio::test]
+    async fn oversized_prefix_is_rejected_before_reading_the_body() {
+        // Prefix announces 1 MiB; only the prefix is present.
+        let mut prefix = Vec::new();
+        prost::encoding::encode_varint(1 << 20, &mut prefix);
+        let err = read_frame(&mut Cursor::new(prefix), 1024).await.unwrap_err();
+        assert!(matches!(err, WireError::TooLarge { len, max: 1024 } if len == 1 << 20));
+    }
+
+    #[tokio::test]
+    async fn overlong_varint_is_malformed() {
+        let err = read_frame(&mut Cursor::new(vec![0xff; 11]), 1024).await.unwrap_err();
+        assert!(matches!(err, WireError::BadPrefix));
+    }
+
+    #[tokio::test]
+    async fn truncated_body_is_an_io_error_and_clean_end_is_none() {
+        let err = read_frame(&mut Cursor::new(vec![5, 1, 2]), 1024).await.unwrap_err();
+        assert!(matches!(err, WireError::Io(_)));
+        assert!(read_frame(&mut Cursor::new(vec![]), 1024).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn garbage_body_is_malformed_protobuf() {
+        let frame = vec![3, 0xff, 0xff, 0xff];
+        let err = read_message::<bavard_proto::kad::Message, _>(&mut Cursor::new(frame), 1024)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WireError::Malformed(_)));
+    }
+}

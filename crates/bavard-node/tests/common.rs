@@ -1,0 +1,69 @@
+//! Helpers for in-process clusters over libp2p's MemoryTransport.
+#![allow(dead_code, missing_docs)]
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use bavard_node::{Node, NodeConfig};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+
+/// A config for an in-process test node with short intervals.
+pub fn test_config(dir: &Path, in_memory: bool) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.data_dir = dir.to_path_buf();
+    c.listen = vec!["/memory/0".parse().unwrap()];
+    c.api = None;
+    c.store.in_memory = in_memory;
+    c.kad.request_timeout_secs = 5.0;
+    c.kad.lookup_timeout_secs = 20.0;
+    c.kad.refresh_interval_secs = 2.0;
+    c
+}
+
+/// The node's first address with its `/p2p/` suffix.
+pub fn p2p_addr(node: &Node) -> Multiaddr {
+    node.listen_addrs()[0]
+        .clone()
+        .with(Protocol::P2p(node.peer_id()))
+}
+
+/// Polls `cond` every 50 ms until it holds, panicking after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts `n` nodes, node 0 the bootstrap of the others, and waits until every routing table
+/// holds at least `min_peers` entries.
+pub async fn start_cluster(root: &Path, n: usize, min_peers: usize) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    let first = Node::start(test_config(&root.join("n0"), true)).await.unwrap();
+    let boot = p2p_addr(&first);
+    nodes.push(first);
+    for i in 1..n {
+        let mut c = test_config(&root.join(format!("n{i}")), true);
+        c.bootstrap = vec![boot.clone()];
+        nodes.push(Node::start(c).await.unwrap());
+    }
+    for node in &nodes {
+        eventually("routing tables to fill", Duration::from_secs(60), || async {
+            node.status().routing_table_size >= min_peers
+        })
+        .await;
+    }
+    nodes
+}

@@ -1,0 +1,85 @@
+//! In-process clusters of bavard nodes over MemoryTransport.
+
+mod common;
+
+use std::time::Duration;
+
+use bavard_node::api::{Consistency, GetOptions, PutOptions};
+use bavard_node::Node;
+use common::*;
+
+async fn shutdown_all(nodes: Vec<Node>) {
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_nodes_join_and_values_put_on_one_are_read_on_every_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 30, 3).await;
+    for i in 0..10usize {
+        let writer = &nodes[(i * 7) % nodes.len()];
+        let key = format!("key-{i}");
+        let reply = tokio::time::timeout(
+            Duration::from_secs(30),
+            writer.put(key.clone().into_bytes(), format!("value-{i}").into_bytes(), PutOptions::default()),
+        )
+        .await
+        .expect("put hangs")
+        .expect("put fails");
+        assert!(reply.acks >= 2, "quorum of 3 acknowledged: {reply:?}");
+    }
+    for i in 0..10usize {
+        let reader = &nodes[(i * 11 + 3) % nodes.len()];
+        let got = tokio::time::timeout(
+            Duration::from_secs(30),
+            reader.get(format!("key-{i}").as_bytes(), GetOptions { consistency: Consistency::One }),
+        )
+        .await
+        .expect("get hangs")
+        .expect("get fails")
+        .expect("value found");
+        assert_eq!(got.value, format!("value-{i}").into_bytes());
+    }
+    assert!(nodes[5].get(b"never-written", GetOptions::default()).await.unwrap().is_none());
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_announced_on_one_node_are_found_from_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 12, 3).await;
+    let acks = nodes[3].provide(b"some-file".to_vec()).await.unwrap();
+    assert!(acks >= 2);
+    nodes[8].provide(b"some-file".to_vec()).await.unwrap();
+    let found = nodes[10].providers(b"some-file".to_vec()).await.unwrap();
+    let ids: Vec<String> = found.iter().map(|p| p.peer_id.clone()).collect();
+    assert!(ids.contains(&nodes[3].peer_id().to_string()), "{ids:?}");
+    assert!(ids.contains(&nodes[8].peer_id().to_string()), "{ids:?}");
+    assert!(found.iter().all(|p| !p.addrs.is_empty()));
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_keeps_identity_and_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(&dir.path().join("persistent"), false);
+    let node = Node::start(cfg.clone()).await.unwrap();
+    let id = node.peer_id();
+    // Alone in its network, the node is its own only replica.
+    node.put(b"k".to_vec(), b"v".to_vec(), PutOptions { consistency: Consistency::One, ttl_secs: None })
+        .await
+        .unwrap();
+    node.shutdown().await;
+    drop(node);
+    let node = Node::start(cfg).await.unwrap();
+    assert_eq!(node.peer_id(), id);
+    let got = node
+        .get(b"k", GetOptions { consistency: Consistency::One })
+        .await
+        .unwrap()
+        .expect("record survives restart");
+    assert_eq!(got.value, b"v");
+    node.shutdown().await;
+}

@@ -1,0 +1,24 @@
+//! Errors of the simulator: bad parameters, refused before anything runs.
+
+use bavard_routing::ConfigError;
+use thiserror::Error;
+
+/// A simulation parameter that cannot work. Returned before the run starts; nothing was built.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum SimError {
+    /// A lookup needs someone to ask: at least 2 nodes.
+    #[error("--nodes must be at least 2 (got {0})")]
+    TooFewNodes(u32),
+    /// At least one lookup must be measured.
+    #[error("--lookups must be at least 1 (got 0)")]
+    NoLookups,
+    /// The loss probability must be in `[0, 1)`.
+    #[error("--loss must be in [0, 1) (got {0})")]
+    LossOutOfRange(f64),
+    /// The churn fraction must be in `[0, 1)` and leave at least one live node.
+    #[error("--churn must be in [0, 1) and leave at least one live node (got {0})")]
+    ChurnOutOfRange(f64),
+    /// The routing core refused the table or lookup parameters (k, α…).
+    #[error("invalid routing parameters: {0}")]
+    Routing(#[from] ConfigError),
+}

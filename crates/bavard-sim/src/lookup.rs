@@ -1,0 +1,747 @@
+//! The lookup experiment: how fast and how well bavard's Kademlia lookup finds the k closest
+//! nodes of a large network, against the classic stopping rule.
+//!
+//! **Network.** `nodes` routing tables ([`RoutingTable`], k-buckets of size k), node `i` having the
+//! key `Key::hash(i as big-endian u32)`, placed on the latency plane of [`LatencyModel`].
+//!
+//! **Join** (Kademlia §2.3, libp2p's bootstrap): node 0 is the bootstrap. Node `i ≥ 1` starts
+//! joining at `i × join_interval` of virtual time, so joins overlap (batches run concurrently): it
+//! inserts node 0, looks up its own key through the network, then looks up one random key in every
+//! bucket that [`RoutingTable::buckets_due_for_refresh`] lists. Every peer that answers a request
+//! is inserted into the asker's table, and, as a server-mode libp2p node does, every node inserts
+//! the peers that send it requests. A full bucket asks to ping its oldest entry; the simulator
+//! answers from global liveness at once, without a message. With `fast_join` the tables are
+//! instead filled from global knowledge (up to k random members of every bucket), which is what a
+//! long-running network converges to; use it for 50,000+ nodes.
+//!
+//! **Measurement.** Optionally a `churn` share of the nodes is killed (they keep their place in
+//! other tables, so requests to them time out). Then the tables are frozen (no more insertions), so
+//! every strategy runs on exactly the same network: `lookups` lookups for random keys from random
+//! live nodes, all started together. A FIND_NODE travels the one-way link latency, is answered
+//! with the receiver's `closest(target, k)`, and the answer travels back; with `loss` each message
+//! is dropped with that probability (by a hash of lookup number, sender, receiver and direction,
+//! so both strategies lose the same messages when they send the same ones) and the request
+//! times out after `request_timeout`.
+//!
+//! **Strategies.** [`Strategy::Ours`]: the routing core's default termination
+//! (`LookupConfig::default().termination`) with the configured α and k. [`Strategy::Baseline`]:
+//! the classic rule as libp2p-kad runs it, α = 3, stop when the k closest known have answered.
+//!
+//! **Figures** ([`StrategyReport`]): a lookup succeeds if its result contains the true closest
+//! live node other than its origin (a node never returns itself; for the local node "is it me?"
+//! is not a network question); recall is the share of the true k closest (same rule, from a
+//! [`KeyIndex`] of live keys) in its result; hops, messages, timeouts and virtual latency come from the lookup's own
+//! [`LookupStats`](bavard_routing::LookupStats). `link_rtt_ms_mean` is the mean RTT of the links
+//! the strategy's requests actually used (origin → queried peer).
+
+use std::time::{Duration, Instant};
+
+use bavard_routing::{
+    InsertOutcome, Key, Lookup, LookupAction, LookupConfig, LookupResult, RoutingTable,
+    TableConfig, Termination,
+};
+use rand::Rng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::NodeId;
+use crate::engine::{Clock, EventQueue, SimTime};
+use crate::error::SimError;
+use crate::keyspace::KeyIndex;
+use crate::latency::{LatencyConfig, LatencyModel};
+use crate::network::Network;
+use crate::rng::{hash_words, seeded, stream};
+use crate::stats::Samples;
+
+/// Parameters of [`run_lookup_sim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupSimConfig {
+    /// Number of nodes (at least 2). Default 1,000.
+    pub nodes: u32,
+    /// Number of measured lookups per strategy (at least 1). Default 1,000.
+    pub lookups: u32,
+    /// The seed every random choice derives from. Default 0.
+    pub seed: u64,
+    /// α of our strategy (the baseline always uses 3). Default 3.
+    pub alpha: usize,
+    /// Bucket size and lookup result size. Default 20.
+    pub k: usize,
+    /// Probability that a message is lost, in `[0, 1)`. Default 0.
+    pub loss: f64,
+    /// Also run the classic baseline. Default false.
+    pub baseline: bool,
+    /// Fill tables from global knowledge instead of joining with lookups. Default false.
+    pub fast_join: bool,
+    /// Share of nodes killed after the join, before measuring, in `[0, 1)`. Default 0.
+    pub churn: f64,
+    /// A request unanswered after this fails. Default 1 s (every link RTT is ≤ 300 ms).
+    pub request_timeout: Duration,
+    /// Virtual time between two joins. Default 10 ms.
+    pub join_interval: Duration,
+    /// The latency model.
+    pub latency: LatencyConfig,
+}
+
+impl Default for LookupSimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 1_000,
+            lookups: 1_000,
+            seed: 0,
+            alpha: 3,
+            k: 20,
+            loss: 0.0,
+            baseline: false,
+            fast_join: false,
+            churn: 0.0,
+            request_timeout: Duration::from_secs(1),
+            join_interval: Duration::from_millis(10),
+            latency: LatencyConfig::default(),
+        }
+    }
+}
+
+impl LookupSimConfig {
+    /// Checks that the configuration can run.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if self.nodes < 2 {
+            return Err(SimError::TooFewNodes(self.nodes));
+        }
+        if self.lookups == 0 {
+            return Err(SimError::NoLookups);
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            return Err(SimError::LossOutOfRange(self.loss));
+        }
+        let killed = (self.churn * f64::from(self.nodes)).round();
+        if !(0.0..1.0).contains(&self.churn) || killed >= f64::from(self.nodes) {
+            return Err(SimError::ChurnOutOfRange(self.churn));
+        }
+        self.table_config().validate()?;
+        for s in [Strategy::Ours, Strategy::Baseline] {
+            self.lookup_config(s).validate()?;
+        }
+        Ok(())
+    }
+
+    fn table_config(&self) -> TableConfig {
+        TableConfig {
+            k: self.k,
+            ..TableConfig::default()
+        }
+    }
+
+    /// The lookup parameters a strategy runs with.
+    pub fn lookup_config(&self, strategy: Strategy) -> LookupConfig {
+        let base = LookupConfig {
+            k: self.k,
+            request_timeout: self.request_timeout,
+            max_candidates: LookupConfig::default().max_candidates.max(4 * self.k),
+            ..LookupConfig::default()
+        };
+        match strategy {
+            Strategy::Ours => LookupConfig {
+                alpha: self.alpha,
+                ..base
+            },
+            Strategy::Baseline => LookupConfig {
+                alpha: 3,
+                termination: Termination::Classic,
+                ..base
+            },
+        }
+    }
+}
+
+/// A lookup strategy under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The routing core's default termination with the configured α.
+    Ours,
+    /// libp2p-kad's classic rule: α = 3, stop when the k closest known have answered.
+    Baseline,
+}
+
+impl Strategy {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Ours => "ours",
+            Strategy::Baseline => "baseline",
+        }
+    }
+}
+
+/// The figures of one strategy. Every field but `wall_s` is a pure function of the
+/// configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StrategyReport {
+    /// `"ours"` or `"baseline"`.
+    pub strategy: String,
+    /// Nodes in the network.
+    pub nodes: u32,
+    /// Nodes alive during the measurement.
+    pub live_nodes: u32,
+    /// Lookups measured.
+    pub lookups: u32,
+    /// How tables were built: `"lookups"` (real joins) or `"fast (global knowledge)"`.
+    pub join: String,
+    /// α and k of this strategy.
+    pub alpha: usize,
+    /// Result size k.
+    pub k: usize,
+    /// Message loss probability.
+    pub loss: f64,
+    /// Share of lookups whose result holds the true closest live node.
+    pub success_rate: f64,
+    /// Mean share of the true k closest live nodes found.
+    pub recall_k_mean: f64,
+    /// Median of the lookups' hop counts.
+    pub hops_p50: f64,
+    /// 99th percentile of the hop counts.
+    pub hops_p99: f64,
+    /// log2(N) / (1 + log2 k): the hops Kademlia's analysis predicts.
+    pub hops_theory: f64,
+    /// Mean FIND_NODE requests sent per lookup.
+    pub messages_mean: f64,
+    /// Mean requests per lookup that hit the request timeout.
+    pub timeouts_mean: f64,
+    /// Median virtual duration of a lookup, in milliseconds.
+    pub latency_ms_p50: f64,
+    /// 99th percentile of the virtual durations.
+    pub latency_ms_p99: f64,
+    /// Median time from the start of a lookup to the answer of the true closest node (lookups
+    /// that heard from it): how soon the result was in hand, whatever the stopping rule waits for.
+    pub closest_answered_ms_p50: f64,
+    /// Mean RTT of the links the requests used (origin → queried peer), in milliseconds.
+    pub link_rtt_ms_mean: f64,
+    /// Wall-clock seconds from the start of the run (join included) to the end of this strategy.
+    pub wall_s: f64,
+}
+
+/// Runs the lookup experiment: one report for [`Strategy::Ours`], then one for
+/// [`Strategy::Baseline`] if `config.baseline`.
+pub fn run_lookup_sim(config: &LookupSimConfig) -> Result<Vec<StrategyReport>, SimError> {
+    config.validate()?;
+    let wall = Instant::now();
+    let mut sim = Sim::new(config);
+    if config.fast_join {
+        sim.fast_join();
+    } else {
+        sim.join_all();
+    }
+    sim.churn();
+    sim.frozen = true;
+
+    let live: Vec<NodeId> = (0..config.nodes).filter(|&n| sim.net.is_alive(n)).collect();
+    let index = KeyIndex::new(live.iter().map(|&n| (sim.keys[n as usize], n)).collect());
+    let mut rng = seeded(config.seed, stream::WORKLOAD);
+    let workload: Vec<(NodeId, Key)> = (0..config.lookups)
+        .map(|_| {
+            let origin = live[rng.random_range(0..live.len())];
+            (origin, Key::random(&mut rng))
+        })
+        .collect();
+
+    // The origin never returns itself: the truth is the k closest other live nodes.
+    let truths: Vec<Vec<NodeId>> = workload
+        .iter()
+        .map(|(origin, target)| {
+            let mut truth = index.closest(target, config.k + 1);
+            truth.retain(|n| n != origin);
+            truth.truncate(config.k);
+            truth
+        })
+        .collect();
+    sim.truth_first = truths.iter().map(|t| t.first().copied()).collect();
+
+    let mut strategies = vec![Strategy::Ours];
+    if config.baseline {
+        strategies.push(Strategy::Baseline);
+    }
+    let mut reports = Vec::new();
+    for strategy in strategies {
+        let results = sim.measure(strategy, &workload);
+        reports.push(sim.report(strategy, &truths, &results, wall));
+    }
+    Ok(reports)
+}
+
+/// What a running query is for.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    JoinSelf,
+    JoinRefresh,
+    Measure(u32),
+}
+
+struct Query {
+    serial: u64,
+    /// Identifies the query's messages for the loss hash (the lookup number when measuring, so
+    /// strategies share their fate).
+    tag: u64,
+    origin: NodeId,
+    lookup: Lookup<NodeId>,
+    kind: Kind,
+    timer_at: Option<SimTime>,
+}
+
+enum Event {
+    StartJoin(NodeId),
+    Request {
+        slot: u32,
+        serial: u64,
+        tag: u64,
+        from: NodeId,
+        to: NodeId,
+        target: Key,
+    },
+    Response {
+        slot: u32,
+        serial: u64,
+        from: NodeId,
+        peers: Vec<(NodeId, Key)>,
+    },
+    Timer {
+        slot: u32,
+        serial: u64,
+    },
+}
+
+struct Sim<'a> {
+    config: &'a LookupSimConfig,
+    clock: Clock,
+    queue: EventQueue<Event>,
+    net: Network,
+    keys: Vec<Key>,
+    tables: Vec<RoutingTable<NodeId>>,
+    queries: Vec<Option<Query>>,
+    free: Vec<u32>,
+    next_serial: u64,
+    frozen: bool,
+    lookup_config: LookupConfig,
+    rng: ChaCha8Rng,
+    results: Vec<Option<LookupResult<NodeId>>>,
+    /// Per measured lookup: the true closest node, and when its answer reached the origin.
+    truth_first: Vec<Option<NodeId>>,
+    closest_answered: Vec<Option<SimTime>>,
+    measure_start: SimTime,
+    rtt_sum_ms: f64,
+    rtt_count: u64,
+}
+
+const MEASURE_TAG: u64 = 1 << 62;
+
+impl<'a> Sim<'a> {
+    fn new(config: &'a LookupSimConfig) -> Self {
+        let latency = LatencyModel::random(
+            config.nodes,
+            config.latency,
+            &mut seeded(config.seed, stream::LATENCY),
+        );
+        let net = Network::new(latency, config.loss, hash_words(&[config.seed, 0x1055]));
+        let keys: Vec<Key> = (0..config.nodes)
+            .map(|i| Key::hash(&i.to_be_bytes()))
+            .collect();
+        let table_config = config.table_config();
+        let tables = keys
+            .iter()
+            .map(|k| RoutingTable::new(*k, table_config.clone()).expect("validated"))
+            .collect();
+        Self {
+            config,
+            // Any base works: only offsets from it matter.
+            clock: Clock::new(Instant::now()),
+            queue: EventQueue::new(),
+            net,
+            keys,
+            tables,
+            queries: Vec::new(),
+            free: Vec::new(),
+            next_serial: 0,
+            frozen: false,
+            lookup_config: config.lookup_config(Strategy::Ours),
+            rng: seeded(config.seed, stream::JOIN),
+            results: Vec::new(),
+            truth_first: Vec::new(),
+            closest_answered: Vec::new(),
+            measure_start: SimTime::ZERO,
+            rtt_sum_ms: 0.0,
+            rtt_count: 0,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.instant(self.queue.now())
+    }
+
+    /// Inserts `peer` into `node`'s table, answering a ping request from global liveness.
+    fn learn(&mut self, node: NodeId, peer: NodeId) {
+        if self.frozen || node == peer {
+            return;
+        }
+        let now = self.now();
+        let key = self.keys[peer as usize];
+        let table = &mut self.tables[node as usize];
+        if let InsertOutcome::PingOldest { oldest } = table.insert(now, peer, key, ()) {
+            let alive = self.net.is_alive(oldest);
+            table.ping_result(now, &oldest, alive);
+        }
+    }
+
+    fn join_all(&mut self) {
+        for node in 1..self.config.nodes {
+            let at = SimTime::ZERO.after(self.config.join_interval * node);
+            self.queue.schedule(at, Event::StartJoin(node));
+        }
+        self.run();
+    }
+
+    fn fast_join(&mut self) {
+        let index = KeyIndex::new(self.keys.iter().copied().zip(0..).collect());
+        let now = self.now();
+        let k = self.config.k;
+        for node in 0..self.config.nodes {
+            let local = self.keys[node as usize];
+            for bucket in (0..=255u8).rev() {
+                let p = 255 - u32::from(bucket);
+                // Nodes sharing p + 1 leading bits with us: only us left means every deeper
+                // bucket is empty too.
+                if index.prefix_range(&local, p + 1).len() <= 1 {
+                    break;
+                }
+                let range = index.bucket_range(&local, bucket);
+                let members = &index.entries()[range];
+                let chosen: Vec<usize> = if members.len() <= k {
+                    (0..members.len()).collect()
+                } else {
+                    sample(&mut self.rng, members.len(), k).into_vec()
+                };
+                for i in chosen {
+                    let (key, peer) = members[i];
+                    self.tables[node as usize].insert(now, peer, key, ());
+                }
+            }
+        }
+    }
+
+    fn churn(&mut self) {
+        let n = self.config.nodes;
+        let killed = (self.config.churn * f64::from(n)).round() as usize;
+        if killed == 0 {
+            return;
+        }
+        let mut rng = seeded(self.config.seed, stream::CHURN);
+        for i in sample(&mut rng, n as usize, killed) {
+            self.net.kill(i as NodeId);
+        }
+    }
+
+    /// Runs every lookup of the workload with `strategy`, all started now; returns their results.
+    fn measure(
+        &mut self,
+        strategy: Strategy,
+        workload: &[(NodeId, Key)],
+    ) -> Vec<LookupResult<NodeId>> {
+        self.lookup_config = self.config.lookup_config(strategy);
+        self.results = vec![None; workload.len()];
+        self.closest_answered = vec![None; workload.len()];
+        self.measure_start = self.queue.now();
+        self.rtt_sum_ms = 0.0;
+        self.rtt_count = 0;
+        for (i, &(origin, target)) in workload.iter().enumerate() {
+            let i = u32::try_from(i).expect("lookups is a u32");
+            self.start(origin, target, Kind::Measure(i), MEASURE_TAG | u64::from(i));
+        }
+        self.run();
+        std::mem::take(&mut self.results)
+            .into_iter()
+            .map(|r| r.expect("every lookup ends: the queue ran dry"))
+            .collect()
+    }
+
+    fn run(&mut self) {
+        while let Some((_, event)) = self.queue.pop() {
+            match event {
+                Event::StartJoin(node) => {
+                    self.learn(node, 0);
+                    let target = self.keys[node as usize];
+                    let tag = self.next_serial;
+                    self.start(node, target, Kind::JoinSelf, tag);
+                }
+                Event::Request {
+                    slot,
+                    serial,
+                    tag,
+                    from,
+                    to,
+                    target,
+                } => self.on_request(slot, serial, tag, from, to, target),
+                Event::Response {
+                    slot,
+                    serial,
+                    from,
+                    peers,
+                } => {
+                    if let Some((origin, kind)) =
+                        self.live_query(slot, serial).map(|q| (q.origin, q.kind))
+                    {
+                        if let Kind::Measure(i) = kind
+                            && self.truth_first[i as usize] == Some(from)
+                        {
+                            self.closest_answered[i as usize].get_or_insert(self.queue.now());
+                        }
+                        self.learn(origin, from);
+                        let now = self.now();
+                        let q = self.queries[slot as usize].as_mut().expect("live");
+                        q.lookup.on_success(now, &from, peers);
+                        self.drive(slot);
+                    }
+                }
+                Event::Timer { slot, serial } => {
+                    let now = self.queue.now();
+                    if let Some(q) = self.live_query_mut(slot, serial) {
+                        if q.timer_at == Some(now) {
+                            q.timer_at = None;
+                        }
+                        self.drive(slot);
+                    }
+                }
+            }
+        }
+    }
+
+    fn live_query(&self, slot: u32, serial: u64) -> Option<&Query> {
+        self.queries
+            .get(slot as usize)?
+            .as_ref()
+            .filter(|q| q.serial == serial)
+    }
+
+    fn live_query_mut(&mut self, slot: u32, serial: u64) -> Option<&mut Query> {
+        self.queries
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|q| q.serial == serial)
+    }
+
+    fn on_request(
+        &mut self,
+        slot: u32,
+        serial: u64,
+        tag: u64,
+        from: NodeId,
+        to: NodeId,
+        target: Key,
+    ) {
+        if !self.net.is_alive(to) {
+            return;
+        }
+        self.learn(to, from);
+        let peers: Vec<(NodeId, Key)> = self.tables[to as usize]
+            .closest(&target, self.lookup_config.k)
+            .into_iter()
+            .map(|e| (e.peer, e.key))
+            .collect();
+        if self.net.is_lost(&[tag, u64::from(to), u64::from(from), 1]) {
+            return;
+        }
+        let delay = self.net.one_way(to, from);
+        self.queue.schedule_in(
+            delay,
+            Event::Response {
+                slot,
+                serial,
+                from: to,
+                peers,
+            },
+        );
+    }
+
+    fn start(&mut self, origin: NodeId, target: Key, kind: Kind, tag: u64) {
+        let now = self.now();
+        let seeds: Vec<(NodeId, Key)> = self.tables[origin as usize]
+            .closest(&target, self.lookup_config.k)
+            .into_iter()
+            .map(|e| (e.peer, e.key))
+            .collect();
+        let mut lookup =
+            Lookup::new(now, target, seeds, self.lookup_config.clone()).expect("validated");
+        lookup.ignore_peer(origin);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let query = Query {
+            serial,
+            tag,
+            origin,
+            lookup,
+            kind,
+            timer_at: None,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.queries[slot as usize] = Some(query);
+                slot
+            }
+            None => {
+                self.queries.push(Some(query));
+                u32::try_from(self.queries.len() - 1).expect("fewer than 2^32 queries at once")
+            }
+        };
+        self.drive(slot);
+    }
+
+    /// Polls a query until it waits or ends, sending its requests.
+    fn drive(&mut self, slot: u32) {
+        let now_t = self.queue.now();
+        let now = self.clock.instant(now_t);
+        loop {
+            let q = self.queries[slot as usize]
+                .as_mut()
+                .expect("driven query is live");
+            match q.lookup.poll(now) {
+                LookupAction::Send { peer } => {
+                    let (origin, serial, tag, target, measuring) = (
+                        q.origin,
+                        q.serial,
+                        q.tag,
+                        *q.lookup.target(),
+                        matches!(q.kind, Kind::Measure(_)),
+                    );
+                    if measuring {
+                        self.rtt_sum_ms +=
+                            self.net.latency().rtt(origin, peer).as_secs_f64() * 1000.0;
+                        self.rtt_count += 1;
+                    }
+                    if !self
+                        .net
+                        .is_lost(&[tag, u64::from(origin), u64::from(peer), 0])
+                    {
+                        let delay = self.net.one_way(origin, peer);
+                        self.queue.schedule_in(
+                            delay,
+                            Event::Request {
+                                slot,
+                                serial,
+                                tag,
+                                from: origin,
+                                to: peer,
+                                target,
+                            },
+                        );
+                    }
+                }
+                LookupAction::Wait { until } => {
+                    // Never schedule at or before now: the clock rounds to microseconds.
+                    let at = self
+                        .clock
+                        .sim_time(until)
+                        .max(SimTime::from_micros(now_t.as_micros() + 1));
+                    if q.timer_at.is_none_or(|t| at < t) {
+                        q.timer_at = Some(at);
+                        let serial = q.serial;
+                        self.queue.schedule(at, Event::Timer { slot, serial });
+                    }
+                    return;
+                }
+                LookupAction::Done => {
+                    self.finish(slot);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, slot: u32) {
+        let q = self.queries[slot as usize]
+            .take()
+            .expect("finished query is live");
+        self.free.push(slot);
+        let now = self.now();
+        let target = *q.lookup.target();
+        let origin = q.origin;
+        let result = q.lookup.result();
+        match q.kind {
+            Kind::JoinSelf => {
+                let buckets = self.tables[origin as usize].buckets_due_for_refresh(now);
+                for b in buckets {
+                    let key = self.keys[origin as usize].random_in_bucket(b, &mut self.rng);
+                    let tag = self.next_serial;
+                    self.start(origin, key, Kind::JoinRefresh, tag);
+                }
+            }
+            Kind::JoinRefresh => {
+                if !self.frozen {
+                    self.tables[origin as usize].mark_looked_up(now, &target);
+                }
+            }
+            Kind::Measure(i) => self.results[i as usize] = Some(result),
+        }
+    }
+
+    fn report(
+        &self,
+        strategy: Strategy,
+        truths: &[Vec<NodeId>],
+        results: &[LookupResult<NodeId>],
+        wall: Instant,
+    ) -> StrategyReport {
+        let k = self.config.k;
+        let mut successes = 0u32;
+        let mut recall = Samples::new();
+        let mut hops = Samples::new();
+        let mut messages = Samples::new();
+        let mut timeouts = Samples::new();
+        let mut latency = Samples::new();
+        let mut closest_answered = Samples::new();
+        for t in self.closest_answered.iter().flatten() {
+            let since = t.as_micros() - self.measure_start.as_micros();
+            closest_answered.push(since as f64 / 1000.0);
+        }
+        for (truth, result) in truths.iter().zip(results) {
+            let found = |n: &NodeId| result.peers.iter().any(|(p, _)| p == n);
+            if truth.first().is_some_and(found) {
+                successes += 1;
+            }
+            let hits = truth.iter().filter(|n| found(n)).count();
+            recall.push(hits as f64 / truth.len().max(1) as f64);
+            hops.push(f64::from(result.stats.hops));
+            messages.push(f64::from(result.stats.messages_sent));
+            timeouts.push(f64::from(result.stats.timeouts));
+            latency.push(result.stats.elapsed.as_secs_f64() * 1000.0);
+        }
+        let n = f64::from(self.config.nodes);
+        let cfg = self.config.lookup_config(strategy);
+        StrategyReport {
+            strategy: strategy.name().to_owned(),
+            nodes: self.config.nodes,
+            live_nodes: self.net.live_count(),
+            lookups: self.config.lookups,
+            join: if self.config.fast_join {
+                "fast (global knowledge)".to_owned()
+            } else {
+                "lookups".to_owned()
+            },
+            alpha: cfg.alpha,
+            k,
+            loss: self.config.loss,
+            success_rate: f64::from(successes) / f64::from(self.config.lookups),
+            recall_k_mean: recall.mean(),
+            hops_p50: hops.percentile(50.0),
+            hops_p99: hops.percentile(99.0),
+            hops_theory: n.log2() / (1.0 + (k as f64).log2()),
+            messages_mean: messages.mean(),
+            timeouts_mean: timeouts.mean(),
+            latency_ms_p50: latency.percentile(50.0),
+            latency_ms_p99: latency.percentile(99.0),
+            closest_answered_ms_p50: closest_answered.percentile(50.0),
+            link_rtt_ms_mean: if self.rtt_count == 0 {
+                0.0
+            } else {
+                self.rtt_sum_ms / self.rtt_count as f64
+            },
+            wall_s: wall.elapsed().as_secs_f64(),
+        }
+    }
+}

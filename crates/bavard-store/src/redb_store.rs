@@ -1,0 +1,430 @@
+//! [`RedbStore`]: the persistent backend, on redb.
+//!
+//! Three tables, all `&[u8] → &[u8]`:
+//!
+//! - `records`: key → record row ([`crate::codec`] format v1), so scans are in key order;
+//! - `providers`: `u32 len ‖ key ‖ provider` → provider row, so one key's providers are one
+//!   range;
+//! - `provided`: key → empty, the keys the local peer provides (an index for republishing and
+//!   for `max_provided_keys`).
+//!
+//! Every write method is one redb write transaction committed with `Durability::Immediate`;
+//! read methods use read transactions (MVCC snapshots that never block the writer).
+
+use std::ops::Bound;
+use std::path::Path;
+
+use redb::{
+    Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
+
+use crate::codec::{
+    self, decode_provider, decode_record, encode_provider, encode_record, provider_key,
+    provider_prefix,
+};
+use crate::config::StoreConfig;
+use crate::error::StoreError;
+use crate::merge::plan_batch;
+use crate::provider::ProviderRecord;
+use crate::record::Record;
+use crate::store::{ExpireStats, PutOutcome, RecordStore, StoreStats};
+
+const RECORDS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("records");
+const PROVIDERS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("providers");
+const PROVIDED: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("provided");
+
+/// A persistent [`RecordStore`] in one redb file.
+///
+/// # Durability
+///
+/// A write (`put`, `put_batch`, `remove`, `add_provider`, `remove_provider`, `expire`) is one
+/// redb transaction committed with [`Durability::Immediate`]: when it returns `Ok`, its data
+/// and the new commit slot have been `fsync`ed, so the write survives a process kill or an OS
+/// crash and is found by [`RedbStore::open`] afterwards. When it returns `Err`, or when the
+/// process dies before it returns, the transaction is either fully applied or not at all (redb's
+/// 1-phase commit with checksums: after a crash, a half-written commit fails its checksum and
+/// the previous commit is used). Limits of the guarantee: a disk or controller that
+/// acknowledges `fsync` before data reaches stable storage can lose acknowledged writes on
+/// power loss, and redb documents that an attacker who controls both the data written and the
+/// timing of crashes could defeat the non-cryptographic checksum (2-phase commit closes that, at
+/// the cost of a second fsync per commit; not enabled here).
+///
+/// Only one process (and one `RedbStore`) may open a file at a time: redb locks it.
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+    config: StoreConfig,
+}
+
+fn storage<E: Into<redb::Error>>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::storage(operation, e.into())
+}
+
+fn corrupt(table: &'static str, key: &[u8]) -> impl FnOnce(codec::DecodeError) -> StoreError {
+    let key = key.to_vec();
+    move |source| StoreError::Corrupt { table, key, source }
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating the file (not its directory) if missing.
+    ///
+    /// After an unclean shutdown redb repairs the file on open (it walks the whole database
+    /// to verify checksums, so this takes time proportional to its size).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the file cannot be created or opened (missing directory,
+    /// permissions, already open by another process or store, not a redb file).
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(storage("open"))?;
+        let txn = db.begin_write().map_err(storage("open"))?;
+        for table in [RECORDS, PROVIDERS, PROVIDED] {
+            txn.open_table(table).map_err(storage("open"))?;
+        }
+        txn.commit().map_err(storage("open"))?;
+        Ok(Self { db, config })
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn begin_write(&self, operation: &'static str) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write().map_err(storage(operation))?;
+        // The default, restated because the durability promise depends on it.
+        txn.set_durability(Durability::Immediate);
+        Ok(txn)
+    }
+}
+
+fn get_record(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<Record>, StoreError> {
+    match table.get(key).map_err(storage("get"))? {
+        None => Ok(None),
+        Some(row) => decode_record(key, row.value())
+            .map(Some)
+            .map_err(corrupt("records", key)),
+    }
+}
+
+fn get_provider(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    table_key: &[u8],
+) -> Result<Option<ProviderRecord>, StoreError> {
+    match table.get(table_key).map_err(storage("providers"))? {
+        None => Ok(None),
+        Some(row) => decode_provider(table_key, row.value())
+            .map(Some)
+            .map_err(corrupt("providers", table_key)),
+    }
+}
+
+/// All of `key`'s provider rows, decoded.
+fn key_providers(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Vec<ProviderRecord>, StoreError> {
+    let prefix = provider_prefix(key);
+    let mut out = Vec::new();
+    for entry in table
+        .range::<&[u8]>(prefix.as_slice()..)
+        .map_err(storage("providers"))?
+    {
+        let (k, v) = entry.map_err(storage("providers"))?;
+        if !k.value().starts_with(&prefix) {
+            break;
+        }
+        out.push(decode_provider(k.value(), v.value()).map_err(corrupt("providers", k.value()))?);
+    }
+    Ok(out)
+}
+
+fn remove_provider_row(
+    providers: &mut Table<'_, &'static [u8], &'static [u8]>,
+    provided: &mut Table<'_, &'static [u8], &'static [u8]>,
+    key: &[u8],
+    provider: &[u8],
+    local: &[u8],
+) -> Result<bool, StoreError> {
+    let removed = providers
+        .remove(provider_key(key, provider).as_slice())
+        .map_err(storage("remove_provider"))?
+        .is_some();
+    if removed && provider == local {
+        provided.remove(key).map_err(storage("remove_provider"))?;
+    }
+    Ok(removed)
+}
+
+fn len_of(
+    table: &impl ReadableTableMetadata,
+    operation: &'static str,
+) -> Result<usize, StoreError> {
+    let len = table.len().map_err(storage(operation))?;
+    Ok(usize::try_from(len).unwrap_or(usize::MAX))
+}
+
+impl RecordStore for RedbStore {
+    fn get(&self, key: &[u8], now_ms: u64) -> Result<Option<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("get"))?;
+        let table = txn.open_table(RECORDS).map_err(storage("get"))?;
+        Ok(get_record(&table, key)?.filter(|r| !r.is_expired(now_ms)))
+    }
+
+    fn put(&self, record: Record, now_ms: u64) -> Result<PutOutcome, StoreError> {
+        let mut outcomes = self.put_batch(vec![record], now_ms)?;
+        Ok(outcomes.pop().unwrap_or(PutOutcome::Unchanged))
+    }
+
+    fn put_batch(&self, records: Vec<Record>, now_ms: u64) -> Result<Vec<PutOutcome>, StoreError> {
+        // Check sizes before taking the (exclusive) write transaction.
+        for record in &records {
+            self.config.limits.check_record(record)?;
+        }
+        let txn = self.begin_write("put")?;
+        let outcomes = {
+            let mut table = txn.open_table(RECORDS).map_err(storage("put"))?;
+            let len = len_of(&table, "put")?;
+            // On error the transaction is dropped, which aborts it: nothing is written.
+            let plan = plan_batch(records, now_ms, &self.config.limits, len, |key| {
+                get_record(&table, key)
+            })?;
+            if plan.writes.is_empty() {
+                drop(table);
+                txn.abort().map_err(storage("put"))?;
+                return Ok(plan.outcomes);
+            }
+            for (key, record) in &plan.writes {
+                table
+                    .insert(key.as_slice(), encode_record(record).as_slice())
+                    .map_err(storage("put"))?;
+            }
+            plan.outcomes
+        };
+        txn.commit().map_err(storage("put"))?;
+        Ok(outcomes)
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let txn = self.begin_write("remove")?;
+        let removed = {
+            let mut table = txn.open_table(RECORDS).map_err(storage("remove"))?;
+            table.remove(key).map_err(storage("remove"))?.is_some()
+        };
+        txn.commit().map_err(storage("remove"))?;
+        Ok(removed)
+    }
+
+    fn add_provider(&self, record: ProviderRecord, now_ms: u64) -> Result<(), StoreError> {
+        let limits = &self.config.limits;
+        limits.check_provider(&record)?;
+        let local = self.config.local_peer.as_slice();
+        let is_local = record.provider == local;
+        let txn = self.begin_write("add_provider")?;
+        {
+            let mut providers = txn.open_table(PROVIDERS).map_err(storage("add_provider"))?;
+            let mut provided = txn.open_table(PROVIDED).map_err(storage("add_provider"))?;
+            let table_key = provider_key(&record.key, &record.provider);
+            let known = providers
+                .get(table_key.as_slice())
+                .map_err(storage("add_provider"))?
+                .is_some();
+            if !known {
+                let existing = key_providers(&providers, &record.key)?;
+                let (expired, live): (Vec<_>, Vec<_>) =
+                    existing.into_iter().partition(|p| p.is_expired(now_ms));
+                if live.len() >= limits.max_providers_per_key {
+                    return Err(StoreError::TooManyProviders {
+                        key: record.key,
+                        max: limits.max_providers_per_key,
+                    });
+                }
+                let total = len_of(&providers, "add_provider")? - expired.len();
+                if total >= limits.max_provider_records {
+                    return Err(StoreError::TooManyProviderRecords {
+                        max: limits.max_provider_records,
+                    });
+                }
+                if is_local && len_of(&provided, "add_provider")? >= limits.max_provided_keys {
+                    return Err(StoreError::TooManyProvidedKeys {
+                        max: limits.max_provided_keys,
+                    });
+                }
+                for p in expired {
+                    remove_provider_row(&mut providers, &mut provided, &p.key, &p.provider, local)?;
+                }
+            }
+            providers
+                .insert(table_key.as_slice(), encode_provider(&record).as_slice())
+                .map_err(storage("add_provider"))?;
+            if is_local {
+                provided
+                    .insert(record.key.as_slice(), &[][..])
+                    .map_err(storage("add_provider"))?;
+            }
+        }
+        txn.commit().map_err(storage("add_provider"))?;
+        Ok(())
+    }
+
+    fn providers(&self, key: &[u8], now_ms: u64) -> Result<Vec<ProviderRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("providers"))?;
+        let table = txn.open_table(PROVIDERS).map_err(storage("providers"))?;
+        let mut providers = key_providers(&table, key)?;
+        providers.retain(|p| !p.is_expired(now_ms));
+        Ok(providers)
+    }
+
+    fn remove_provider(&self, key: &[u8], provider: &[u8]) -> Result<bool, StoreError> {
+        let txn = self.begin_write("remove_provider")?;
+        let removed = {
+            let mut providers = txn
+                .open_table(PROVIDERS)
+                .map_err(storage("remove_provider"))?;
+            let mut provided = txn
+                .open_table(PROVIDED)
+                .map_err(storage("remove_provider"))?;
+            remove_provider_row(
+                &mut providers,
+                &mut provided,
+                key,
+                provider,
+                &self.config.local_peer,
+            )?
+        };
+        txn.commit().map_err(storage("remove_provider"))?;
+        Ok(removed)
+    }
+
+    fn provided(&self, now_ms: u64) -> Result<Vec<ProviderRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("provided"))?;
+        let provided = txn.open_table(PROVIDED).map_err(storage("provided"))?;
+        let providers = txn.open_table(PROVIDERS).map_err(storage("provided"))?;
+        let mut out = Vec::new();
+        for entry in provided.iter().map_err(storage("provided"))? {
+            let (key, _) = entry.map_err(storage("provided"))?;
+            let table_key = provider_key(key.value(), &self.config.local_peer);
+            if let Some(p) = get_provider(&providers, &table_key)?
+                && !p.is_expired(now_ms)
+            {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("scan"))?;
+        let table = txn.open_table(RECORDS).map_err(storage("scan"))?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for entry in table
+            .range::<&[u8]>((start, Bound::Unbounded))
+            .map_err(storage("scan"))?
+        {
+            let (k, v) = entry.map_err(storage("scan"))?;
+            let record =
+                decode_record(k.value(), v.value()).map_err(corrupt("records", k.value()))?;
+            if !record.is_expired(now_ms) {
+                out.push(record);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn expire(&self, now_ms: u64) -> Result<ExpireStats, StoreError> {
+        let grace = self.config.tombstone_grace_ms;
+        let local = self.config.local_peer.as_slice();
+        let mut stats = ExpireStats::default();
+        let txn = self.begin_write("expire")?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(storage("expire"))?;
+            let mut doomed = Vec::new();
+            for entry in records.iter().map_err(storage("expire"))? {
+                let (k, v) = entry.map_err(storage("expire"))?;
+                match decode_record(k.value(), v.value()) {
+                    Err(_) => stats.corrupt_rows_skipped += 1,
+                    Ok(r) if r.is_expired(now_ms) => {
+                        stats.records_expired += 1;
+                        doomed.push(r.key);
+                    }
+                    Ok(r) if r.is_purgeable_tombstone(now_ms, grace) => {
+                        stats.tombstones_purged += 1;
+                        doomed.push(r.key);
+                    }
+                    Ok(_) => {}
+                }
+            }
+            for key in doomed {
+                records.remove(key.as_slice()).map_err(storage("expire"))?;
+            }
+
+            let mut providers = txn.open_table(PROVIDERS).map_err(storage("expire"))?;
+            let mut provided = txn.open_table(PROVIDED).map_err(storage("expire"))?;
+            let mut doomed = Vec::new();
+            for entry in providers.iter().map_err(storage("expire"))? {
+                let (k, v) = entry.map_err(storage("expire"))?;
+                match decode_provider(k.value(), v.value()) {
+                    Err(_) => stats.corrupt_rows_skipped += 1,
+                    Ok(p) if p.is_expired(now_ms) => doomed.push(p),
+                    Ok(_) => {}
+                }
+            }
+            for p in doomed {
+                if remove_provider_row(&mut providers, &mut provided, &p.key, &p.provider, local)? {
+                    stats.providers_expired += 1;
+                }
+            }
+        }
+        if stats.records_expired + stats.tombstones_purged + stats.providers_expired == 0 {
+            txn.abort().map_err(storage("expire"))?;
+        } else {
+            txn.commit().map_err(storage("expire"))?;
+        }
+        Ok(stats)
+    }
+
+    fn len(&self) -> Result<usize, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("len"))?;
+        let table = txn.open_table(RECORDS).map_err(storage("len"))?;
+        len_of(&table, "len")
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("stats"))?;
+        let records = txn.open_table(RECORDS).map_err(storage("stats"))?;
+        let providers = txn.open_table(PROVIDERS).map_err(storage("stats"))?;
+        let provided = txn.open_table(PROVIDED).map_err(storage("stats"))?;
+        let mut stats = StoreStats {
+            records: len_of(&records, "stats")?,
+            provider_records: len_of(&providers, "stats")?,
+            provided_keys: len_of(&provided, "stats")?,
+            ..StoreStats::default()
+        };
+        for entry in records.iter().map_err(storage("stats"))? {
+            let (k, v) = entry.map_err(storage("stats"))?;
+            let record =
+                decode_record(k.value(), v.value()).map_err(corrupt("records", k.value()))?;
+            match record.data() {
+                Some(bytes) => stats.value_bytes += bytes.len(),
+                None => stats.tombstones += 1,
+            }
+        }
+        Ok(stats)
+    }
+}

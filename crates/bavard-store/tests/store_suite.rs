@@ -1,0 +1,785 @@
+//! The same behavioural suite, run against every `RecordStore` backend.
+
+use bavard_store::{
+    HlcTimestamp, MemoryStore, ProviderRecord, PutOutcome, Record, RecordStore, RedbStore,
+    StoreConfig, StoreError, StoreLimits, Version,
+};
+use tempfile::TempDir;
+
+const LOCAL: &[u8] = b"local-peer";
+
+/// A store and whatever must outlive it (the redb store's directory).
+struct Fixture {
+    store: Box<dyn RecordStore>,
+    _dir: Option<TempDir>,
+}
+
+type Make = fn(StoreConfig) -> Fixture;
+
+fn memory(config: StoreConfig) -> Fixture {
+    Fixture {
+        store: Box::new(MemoryStore::new(config)),
+        _dir: None,
+    }
+}
+
+fn redb(config: StoreConfig) -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = RedbStore::open(dir.path().join("store.redb"), config).expect("open redb");
+    Fixture {
+        store: Box::new(store),
+        _dir: Some(dir),
+    }
+}
+
+fn config() -> StoreConfig {
+    StoreConfig::new(LOCAL)
+}
+
+fn version(hlc_ms: u64, writer: &[u8]) -> Version {
+    Version::new(HlcTimestamp::new(hlc_ms, 0), writer.to_vec())
+}
+
+fn data(key: &[u8], value: &[u8], hlc_ms: u64, writer: &[u8]) -> Record {
+    Record::new(key.to_vec(), value.to_vec(), version(hlc_ms, writer))
+}
+
+fn provider(key: &[u8], peer: &[u8], expires_at_ms: u64) -> ProviderRecord {
+    ProviderRecord::new(
+        key.to_vec(),
+        peer.to_vec(),
+        vec![b"/ip4/1".to_vec()],
+        expires_at_ms,
+    )
+}
+
+mod cases {
+    use super::*;
+
+    pub(super) fn get_returns_what_put_stored(make: Make) {
+        let f = make(config());
+        let r = data(b"k", b"v", 10, b"a").with_publisher(b"p".to_vec());
+        assert_eq!(f.store.put(r.clone(), 0).unwrap(), PutOutcome::Stored);
+        assert_eq!(f.store.get(b"k", 0).unwrap(), Some(r));
+        assert_eq!(f.store.get(b"missing", 0).unwrap(), None);
+        assert_eq!(f.store.len().unwrap(), 1);
+        assert!(!f.store.is_empty().unwrap());
+    }
+
+    pub(super) fn older_version_never_replaces_newer(make: Make) {
+        let f = make(config());
+        f.store.put(data(b"k", b"new", 20, b"a"), 0).unwrap();
+        let outcome = f.store.put(data(b"k", b"old", 10, b"z"), 0).unwrap();
+        assert_eq!(
+            outcome,
+            PutOutcome::Stale {
+                current: version(20, b"a")
+            }
+        );
+        assert_eq!(
+            f.store.get(b"k", 0).unwrap().unwrap().data(),
+            Some(&b"new"[..])
+        );
+        assert_eq!(
+            f.store.put(data(b"k", b"newer", 30, b"a"), 0).unwrap(),
+            PutOutcome::Stored
+        );
+        assert_eq!(
+            f.store.get(b"k", 0).unwrap().unwrap().data(),
+            Some(&b"newer"[..])
+        );
+    }
+
+    pub(super) fn equal_hlc_is_won_by_the_greater_writer(make: Make) {
+        let f = make(config());
+        f.store.put(data(b"k", b"from-b", 10, b"b"), 0).unwrap();
+        assert!(matches!(
+            f.store.put(data(b"k", b"from-a", 10, b"a"), 0).unwrap(),
+            PutOutcome::Stale { .. }
+        ));
+        assert_eq!(
+            f.store.put(data(b"k", b"from-c", 10, b"c"), 0).unwrap(),
+            PutOutcome::Stored
+        );
+        assert_eq!(
+            f.store.get(b"k", 0).unwrap().unwrap().data(),
+            Some(&b"from-c"[..])
+        );
+    }
+
+    pub(super) fn same_version_is_unchanged_but_refreshes_expiry(make: Make) {
+        let f = make(config());
+        f.store
+            .put(data(b"k", b"v", 10, b"a").with_expiry(1_000), 0)
+            .unwrap();
+        assert_eq!(
+            f.store
+                .put(data(b"k", b"v", 10, b"a").with_expiry(5_000), 0)
+                .unwrap(),
+            PutOutcome::Unchanged
+        );
+        assert!(
+            f.store.get(b"k", 2_000).unwrap().is_some(),
+            "expiry was extended"
+        );
+        assert_eq!(
+            f.store
+                .put(data(b"k", b"v", 10, b"a").with_expiry(10), 0)
+                .unwrap(),
+            PutOutcome::Unchanged
+        );
+        assert_eq!(
+            f.store.get(b"k", 0).unwrap().unwrap().expires_at_ms,
+            Some(5_000),
+            "an earlier expiry never shortens the record's life"
+        );
+    }
+
+    pub(super) fn tombstone_hides_older_writes_and_yields_to_newer(make: Make) {
+        let f = make(config());
+        f.store.put(data(b"k", b"v", 10, b"a"), 0).unwrap();
+        let tomb = Record::tombstone(b"k".to_vec(), 500, version(20, b"a"));
+        assert_eq!(f.store.put(tomb.clone(), 0).unwrap(), PutOutcome::Stored);
+        let got = f.store.get(b"k", 0).unwrap().unwrap();
+        assert!(got.is_tombstone());
+        assert!(matches!(
+            f.store.put(data(b"k", b"late", 15, b"z"), 0).unwrap(),
+            PutOutcome::Stale { .. }
+        ));
+        assert_eq!(f.store.get(b"k", 0).unwrap(), Some(tomb));
+        assert_eq!(
+            f.store.put(data(b"k", b"reborn", 30, b"a"), 0).unwrap(),
+            PutOutcome::Stored
+        );
+        assert!(!f.store.get(b"k", 0).unwrap().unwrap().is_tombstone());
+    }
+
+    pub(super) fn expired_records_are_absent_and_expire_removes_them(make: Make) {
+        let f = make(config());
+        f.store
+            .put(data(b"a", b"v", 1, b"w").with_expiry(100), 0)
+            .unwrap();
+        f.store.put(data(b"b", b"v", 1, b"w"), 0).unwrap();
+        assert!(f.store.get(b"a", 99).unwrap().is_some());
+        assert_eq!(f.store.get(b"a", 100).unwrap(), None);
+        assert_eq!(f.store.scan(None, 10, 100).unwrap().len(), 1);
+        assert_eq!(f.store.len().unwrap(), 2, "still stored until expire runs");
+        let stats = f.store.expire(100).unwrap();
+        assert_eq!(stats.records_expired, 1);
+        assert_eq!(f.store.len().unwrap(), 1);
+        // A put over an expired record stores even an older version.
+        f.store
+            .put(data(b"c", b"new", 50, b"w").with_expiry(200), 0)
+            .unwrap();
+        assert_eq!(
+            f.store.put(data(b"c", b"old", 40, b"w"), 300).unwrap(),
+            PutOutcome::Stored
+        );
+    }
+
+    pub(super) fn already_expired_put_is_dropped(make: Make) {
+        let f = make(config());
+        assert_eq!(
+            f.store
+                .put(data(b"k", b"v", 1, b"w").with_expiry(10), 10)
+                .unwrap(),
+            PutOutcome::Expired
+        );
+        assert_eq!(f.store.len().unwrap(), 0);
+    }
+
+    pub(super) fn expire_purges_tombstones_only_after_grace(make: Make) {
+        let f = make(config().with_tombstone_grace_ms(1_000));
+        f.store
+            .put(Record::tombstone(b"t".to_vec(), 5_000, version(1, b"w")), 0)
+            .unwrap();
+        f.store.put(data(b"d", b"v", 1, b"w"), 0).unwrap();
+        assert_eq!(f.store.expire(5_999).unwrap().tombstones_purged, 0);
+        assert!(f.store.get(b"t", 5_999).unwrap().is_some());
+        let stats = f.store.expire(6_000).unwrap();
+        assert_eq!(stats.tombstones_purged, 1);
+        assert_eq!(stats.records_expired, 0);
+        assert_eq!(f.store.get(b"t", 6_000).unwrap(), None);
+        assert!(
+            f.store.get(b"d", 6_000).unwrap().is_some(),
+            "data is never purged by grace"
+        );
+    }
+
+    pub(super) fn size_limits_are_typed_errors_that_write_nothing(make: Make) {
+        let limits = StoreLimits {
+            max_key_bytes: 4,
+            max_value_bytes: 8,
+            max_id_bytes: 3,
+            ..StoreLimits::default()
+        };
+        let f = make(config().with_limits(limits));
+        let err = f.store.put(data(b"12345", b"v", 1, b"w"), 0).unwrap_err();
+        assert!(
+            matches!(err, StoreError::KeyTooLarge { len: 5, max: 4 }),
+            "{err}"
+        );
+        let err = f
+            .store
+            .put(data(b"k", b"123456789", 1, b"w"), 0)
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::ValueTooLarge { len: 9, max: 8 }),
+            "{err}"
+        );
+        let err = f.store.put(data(b"k", b"v", 1, b"wxyz"), 0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::IdTooLarge {
+                    what: "writer",
+                    len: 4,
+                    max: 3
+                }
+            ),
+            "{err}"
+        );
+        let err = f
+            .store
+            .put(
+                data(b"k", b"v", 1, b"w").with_publisher(b"pppp".to_vec()),
+                0,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::IdTooLarge {
+                    what: "publisher",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A value of exactly the limit fits; a tombstone has no value size.
+        assert_eq!(
+            f.store.put(data(b"k", b"12345678", 1, b"w"), 0).unwrap(),
+            PutOutcome::Stored
+        );
+        assert_eq!(f.store.len().unwrap(), 1);
+    }
+
+    pub(super) fn full_store_refuses_new_keys_but_updates_existing(make: Make) {
+        let limits = StoreLimits {
+            max_records: 2,
+            ..StoreLimits::default()
+        };
+        let f = make(config().with_limits(limits));
+        f.store.put(data(b"a", b"v", 1, b"w"), 0).unwrap();
+        f.store.put(data(b"b", b"v", 1, b"w"), 0).unwrap();
+        let err = f.store.put(data(b"c", b"v", 1, b"w"), 0).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooManyRecords { max: 2 }),
+            "{err}"
+        );
+        assert_eq!(
+            f.store.put(data(b"a", b"v2", 2, b"w"), 0).unwrap(),
+            PutOutcome::Stored
+        );
+        f.store.remove(b"b").unwrap();
+        assert_eq!(
+            f.store.put(data(b"c", b"v", 1, b"w"), 0).unwrap(),
+            PutOutcome::Stored
+        );
+    }
+
+    pub(super) fn failing_batch_writes_nothing(make: Make) {
+        let limits = StoreLimits {
+            max_records: 2,
+            ..StoreLimits::default()
+        };
+        let f = make(config().with_limits(limits));
+        let err = f
+            .store
+            .put_batch(
+                vec![
+                    data(b"a", b"v", 1, b"w"),
+                    data(b"b", b"v", 1, b"w"),
+                    data(b"c", b"v", 1, b"w"),
+                ],
+                0,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::TooManyRecords { max: 2 }));
+        assert_eq!(f.store.len().unwrap(), 0);
+        let outcomes = f
+            .store
+            .put_batch(
+                vec![
+                    data(b"a", b"v1", 1, b"w"),
+                    data(b"a", b"v0", 0, b"w"),
+                    data(b"b", b"v", 1, b"w"),
+                ],
+                0,
+            )
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            vec![
+                PutOutcome::Stored,
+                PutOutcome::Stale {
+                    current: version(1, b"w")
+                },
+                PutOutcome::Stored
+            ]
+        );
+        assert_eq!(
+            f.store.get(b"a", 0).unwrap().unwrap().data(),
+            Some(&b"v1"[..])
+        );
+    }
+
+    pub(super) fn scan_pages_in_key_order_without_gaps(make: Make) {
+        let f = make(config());
+        let keys: Vec<Vec<u8>> = (0u8..25).map(|i| vec![b'k', i]).collect();
+        // Insert out of order, with one expired record that scans must skip.
+        let batch = keys
+            .iter()
+            .rev()
+            .map(|k| data(k, b"v", 1, b"w"))
+            .chain([data(b"k\x05x", b"v", 1, b"w").with_expiry(10)])
+            .collect();
+        f.store.put_batch(batch, 0).unwrap();
+        let mut seen = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = f.store.scan(after.as_deref(), 7, 10).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 7);
+            after = page.last().map(|r| r.key.clone());
+            seen.extend(page.into_iter().map(|r| r.key));
+        }
+        assert_eq!(seen, keys);
+        assert!(f.store.scan(None, 0, 10).unwrap().is_empty());
+    }
+
+    pub(super) fn remove_deletes_physically(make: Make) {
+        let f = make(config());
+        f.store.put(data(b"k", b"v", 10, b"w"), 0).unwrap();
+        assert!(f.store.remove(b"k").unwrap());
+        assert!(!f.store.remove(b"k").unwrap());
+        assert_eq!(f.store.get(b"k", 0).unwrap(), None);
+        // Without a tombstone, an older version is accepted again.
+        assert_eq!(
+            f.store.put(data(b"k", b"old", 1, b"w"), 0).unwrap(),
+            PutOutcome::Stored
+        );
+    }
+
+    pub(super) fn providers_are_capped_per_key_and_known_ones_refresh(make: Make) {
+        let limits = StoreLimits {
+            max_providers_per_key: 2,
+            ..StoreLimits::default()
+        };
+        let f = make(config().with_limits(limits));
+        f.store.add_provider(provider(b"k", b"p1", 100), 0).unwrap();
+        f.store.add_provider(provider(b"k", b"p2", 100), 0).unwrap();
+        let err = f
+            .store
+            .add_provider(provider(b"k", b"p3", 100), 0)
+            .unwrap_err();
+        match err {
+            StoreError::TooManyProviders { key, max } => {
+                assert_eq!((key.as_slice(), max), (&b"k"[..], 2));
+            }
+            other => panic!("expected TooManyProviders, got {other}"),
+        }
+        // A known provider re-announces: refreshed even though the key is full.
+        let mut refreshed = provider(b"k", b"p1", 500);
+        refreshed.addrs = vec![b"/ip4/2".to_vec()];
+        f.store.add_provider(refreshed.clone(), 0).unwrap();
+        let list = f.store.providers(b"k", 200).unwrap();
+        assert_eq!(list, vec![refreshed]);
+        // p2 expired: a new provider now takes its slot.
+        f.store
+            .add_provider(provider(b"k", b"p3", 900), 200)
+            .unwrap();
+        let ids: Vec<_> = f
+            .store
+            .providers(b"k", 200)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.provider)
+            .collect();
+        assert_eq!(ids, vec![b"p1".to_vec(), b"p3".to_vec()]);
+        // Other keys are unaffected.
+        assert!(f.store.providers(b"other", 0).unwrap().is_empty());
+        assert!(f.store.remove_provider(b"k", b"p1").unwrap());
+        assert!(!f.store.remove_provider(b"k", b"p1").unwrap());
+        assert_eq!(f.store.providers(b"k", 200).unwrap().len(), 1);
+    }
+
+    pub(super) fn provider_record_limits_are_typed_errors(make: Make) {
+        let limits = StoreLimits {
+            max_provider_records: 2,
+            max_addrs_per_provider: 1,
+            max_addr_bytes: 6,
+            ..StoreLimits::default()
+        };
+        let f = make(config().with_limits(limits));
+        let mut p = provider(b"k", b"p", 100);
+        p.addrs = vec![vec![0; 1], vec![0; 1]];
+        assert!(matches!(
+            f.store.add_provider(p.clone(), 0).unwrap_err(),
+            StoreError::TooManyAddrs { len: 2, max: 1 }
+        ));
+        p.addrs = vec![vec![0; 7]];
+        assert!(matches!(
+            f.store.add_provider(p, 0).unwrap_err(),
+            StoreError::AddrTooLarge { len: 7, max: 6 }
+        ));
+        f.store.add_provider(provider(b"a", b"p", 100), 0).unwrap();
+        f.store.add_provider(provider(b"b", b"p", 100), 0).unwrap();
+        assert!(matches!(
+            f.store
+                .add_provider(provider(b"c", b"p", 100), 0)
+                .unwrap_err(),
+            StoreError::TooManyProviderRecords { max: 2 }
+        ));
+        assert_eq!(f.store.stats().unwrap().provider_records, 2);
+    }
+
+    pub(super) fn provided_lists_local_records_and_is_capped(make: Make) {
+        let limits = StoreLimits {
+            max_provided_keys: 2,
+            ..StoreLimits::default()
+        };
+        let f = make(config().with_limits(limits));
+        f.store.add_provider(provider(b"b", LOCAL, 100), 0).unwrap();
+        f.store.add_provider(provider(b"a", LOCAL, 50), 0).unwrap();
+        f.store
+            .add_provider(provider(b"c", b"remote", 1_000), 0)
+            .unwrap();
+        let keys: Vec<_> = f
+            .store
+            .provided(0)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(matches!(
+            f.store
+                .add_provider(provider(b"d", LOCAL, 100), 0)
+                .unwrap_err(),
+            StoreError::TooManyProvidedKeys { max: 2 }
+        ));
+        // Re-announcing a provided key is a refresh, not a new key.
+        f.store.add_provider(provider(b"a", LOCAL, 150), 0).unwrap();
+        assert_eq!(f.store.provided(60).unwrap().len(), 2);
+        let stats = f.store.expire(120).unwrap();
+        assert_eq!(stats.providers_expired, 1, "b expired");
+        assert_eq!(f.store.stats().unwrap().provided_keys, 1);
+        f.store
+            .add_provider(provider(b"d", LOCAL, 300), 120)
+            .unwrap();
+        assert!(f.store.remove_provider(b"a", LOCAL).unwrap());
+        let keys: Vec<_> = f
+            .store
+            .provided(120)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, vec![b"d".to_vec()]);
+    }
+
+    pub(super) fn stats_count_records_tombstones_and_providers(make: Make) {
+        let f = make(config());
+        f.store.put(data(b"a", b"1234", 1, b"w"), 0).unwrap();
+        f.store
+            .put(Record::tombstone(b"b".to_vec(), 0, version(1, b"w")), 0)
+            .unwrap();
+        f.store.add_provider(provider(b"a", LOCAL, 100), 0).unwrap();
+        f.store.add_provider(provider(b"a", b"x", 100), 0).unwrap();
+        let stats = f.store.stats().unwrap();
+        assert_eq!(stats.records, 2);
+        assert_eq!(stats.tombstones, 1);
+        assert_eq!(stats.value_bytes, 4);
+        assert_eq!(stats.provider_records, 2);
+        assert_eq!(stats.provided_keys, 1);
+    }
+}
+
+macro_rules! suite {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[test]
+                fn $case() {
+                    super::cases::$case(super::$backend);
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        suite!(memory: $($case),*);
+        suite!(redb: $($case),*);
+    };
+}
+
+both!(
+    get_returns_what_put_stored,
+    older_version_never_replaces_newer,
+    equal_hlc_is_won_by_the_greater_writer,
+    same_version_is_unchanged_but_refreshes_expiry,
+    tombstone_hides_older_writes_and_yields_to_newer,
+    expired_records_are_absent_and_expire_removes_them,
+    already_expired_put_is_dropped,
+    expire_purges_tombstones_only_after_grace,
+    size_limits_are_typed_errors_that_write_nothing,
+    full_store_refuses_new_keys_but_updates_existing,
+    failing_batch_writes_nothing,
+    scan_pages_in_key_order_without_gaps,
+    remove_deletes_physically,
+    providers_are_capped_per_key_and_known_ones_refresh,
+    provider_record_limits_are_typed_errors,
+    provided_lists_local_records_and_is_capped,
+    stats_count_records_tombstones_and_providers,
+);
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Puts on a few keys with small hlc and writer ranges, so ties and stale puts are common.
+    fn puts() -> impl Strategy<Value = Vec<(u8, u64, u8, u8)>> {
+        proptest::collection::vec((0u8..4, 0u64..6, 0u8..3, any::<u8>()), 1..24)
+    }
+
+    fn record((key, hlc, writer, value): (u8, u64, u8, u8)) -> Record {
+        data(&[key], &[value], hlc, &[writer])
+    }
+
+    fn stored_version_is_the_max_version_put(make: Make, puts: Vec<(u8, u64, u8, u8)>) {
+        let f = make(config());
+        let mut max: BTreeMap<Vec<u8>, Version> = BTreeMap::new();
+        for put in puts {
+            let r = record(put);
+            let entry = max.entry(r.key.clone()).or_default();
+            *entry = entry.clone().max(r.version.clone());
+            f.store.put(r, 0).unwrap();
+        }
+        for (key, version) in max {
+            assert_eq!(f.store.get(&key, 0).unwrap().unwrap().version, version);
+        }
+    }
+
+    fn order_of_puts_does_not_change_the_result(make: Make, puts: Vec<(u8, u64, u8, u8)>) {
+        let forward = make(config());
+        let backward = make(config());
+        for put in &puts {
+            forward.store.put(record(*put), 0).unwrap();
+        }
+        for put in puts.iter().rev() {
+            backward.store.put(record(*put), 0).unwrap();
+        }
+        assert_eq!(
+            forward.store.scan(None, usize::MAX, 0).unwrap(),
+            backward.store.scan(None, usize::MAX, 0).unwrap()
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn memory_store_keeps_the_max_version_per_key(puts in puts()) {
+            stored_version_is_the_max_version_put(memory, puts);
+        }
+
+        #[test]
+        fn memory_store_converges_whatever_the_put_order(puts in puts()) {
+            order_of_puts_does_not_change_the_result(memory, puts);
+        }
+    }
+
+    proptest! {
+        // Every redb put is an fsync'd commit: fewer cases keep the suite fast.
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        #[test]
+        fn redb_store_keeps_the_max_version_per_key(puts in puts()) {
+            stored_version_is_the_max_version_put(redb, puts);
+        }
+
+        #[test]
+        fn redb_store_converges_whatever_the_put_order(puts in puts()) {
+            order_of_puts_does_not_change_the_result(redb, puts);
+        }
+    }
+}
+
+#[test]
+fn redb_store_finds_everything_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let cfg = config().with_tombstone_grace_ms(1_000);
+    {
+        let store = RedbStore::open(&path, cfg.clone()).unwrap();
+        store
+            .put(data(b"a", b"1", 10, b"w").with_publisher(b"p".to_vec()), 0)
+            .unwrap();
+        store
+            .put_batch(
+                vec![
+                    data(b"b", b"2", 10, b"w").with_expiry(5_000),
+                    Record::tombstone(b"c".to_vec(), 100, version(11, b"w")),
+                ],
+                0,
+            )
+            .unwrap();
+        store.add_provider(provider(b"a", LOCAL, 9_000), 0).unwrap();
+        store
+            .add_provider(provider(b"a", b"remote", 9_000), 0)
+            .unwrap();
+    }
+    let store = RedbStore::open(&path, cfg).unwrap();
+    assert_eq!(store.len().unwrap(), 3);
+    assert_eq!(
+        store.get(b"a", 0).unwrap(),
+        Some(data(b"a", b"1", 10, b"w").with_publisher(b"p".to_vec()))
+    );
+    assert_eq!(
+        store.get(b"b", 0).unwrap().unwrap().expires_at_ms,
+        Some(5_000)
+    );
+    assert!(store.get(b"c", 0).unwrap().unwrap().is_tombstone());
+    assert_eq!(store.providers(b"a", 0).unwrap().len(), 2);
+    assert_eq!(
+        store.provided(0).unwrap(),
+        vec![provider(b"a", LOCAL, 9_000)]
+    );
+    // LWW state survived too: an older write is still stale.
+    assert!(matches!(
+        store.put(data(b"c", b"old", 5, b"w"), 0).unwrap(),
+        PutOutcome::Stale { .. }
+    ));
+}
+
+#[test]
+fn redb_store_open_in_a_missing_directory_is_a_storage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = RedbStore::open(dir.path().join("no/such/dir/store.redb"), config()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Storage {
+                operation: "open",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn redb_store_cannot_be_opened_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let _first = RedbStore::open(&path, config()).unwrap();
+    assert!(matches!(
+        RedbStore::open(&path, config()).unwrap_err(),
+        StoreError::Storage { .. }
+    ));
+}
+
+#[test]
+fn corrupt_row_written_through_redb_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    {
+        let store = RedbStore::open(&path, config()).unwrap();
+        store.put(data(b"good", b"v", 1, b"w"), 0).unwrap();
+    }
+    {
+        // The table name is part of the on-disk format documented in RedbStore's module.
+        let db = ::redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table: ::redb::TableDefinition<&[u8], &[u8]> =
+                ::redb::TableDefinition::new("records");
+            let mut table = txn.open_table(table).unwrap();
+            table.insert(&b"bad"[..], &b"\x01garbage"[..]).unwrap();
+            table.insert(&b"future"[..], &b"\x09"[..]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path, config()).unwrap();
+    let err = store.get(b"bad", 0).unwrap_err();
+    match &err {
+        StoreError::Corrupt { table, key, .. } => {
+            assert_eq!((*table, key.as_slice()), ("records", &b"bad"[..]));
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(matches!(
+        store.get(b"future", 0).unwrap_err(),
+        StoreError::Corrupt {
+            source: bavard_store::DecodeError::UnknownFormat(9),
+            ..
+        }
+    ));
+    assert!(matches!(
+        store.put(data(b"bad", b"v", 1, b"w"), 0).unwrap_err(),
+        StoreError::Corrupt { .. }
+    ));
+    assert!(matches!(
+        store.scan(None, 10, 0).unwrap_err(),
+        StoreError::Corrupt { .. }
+    ));
+    // The good row is still readable, and expire skips the bad rows instead of failing.
+    assert!(store.get(b"good", 0).unwrap().is_some());
+    assert_eq!(store.expire(0).unwrap().corrupt_rows_skipped, 2);
+    // remove clears a corrupt row without decoding it.
+    assert!(store.remove(b"bad").unwrap());
+    assert!(store.remove(b"future").unwrap());
+    assert_eq!(store.scan(None, 10, 0).unwrap().len(), 1);
+    assert_eq!(
+        store.put(data(b"bad", b"v", 1, b"w"), 0).unwrap(),
+        PutOutcome::Stored
+    );
+}
+
+#[test]
+fn corrupt_provider_row_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    drop(RedbStore::open(&path, config()).unwrap());
+    {
+        let db = ::redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table: ::redb::TableDefinition<&[u8], &[u8]> =
+                ::redb::TableDefinition::new("providers");
+            let mut table = txn.open_table(table).unwrap();
+            // A well-formed table key for (key "k", provider "p") with a truncated row.
+            table
+                .insert(&b"\x00\x00\x00\x01kp"[..], &b"\x01\x00"[..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path, config()).unwrap();
+    assert!(matches!(
+        store.providers(b"k", 0).unwrap_err(),
+        StoreError::Corrupt {
+            table: "providers",
+            ..
+        }
+    ));
+    assert_eq!(store.expire(0).unwrap().corrupt_rows_skipped, 1);
+    assert!(store.remove_provider(b"k", b"p").unwrap());
+    assert!(store.providers(b"k", 0).unwrap().is_empty());
+}
