@@ -100,7 +100,9 @@ impl Client {
         key: &str,
         consistency: Option<&str>,
     ) -> anyhow::Result<Option<(Vec<u8>, Option<String>)>> {
-        let mut req = self.http.get(self.url(&format!("/v1/kv/{}", encode_key(key))));
+        let mut req = self
+            .http
+            .get(self.url(&format!("/v1/kv/{}", encode_key(key))));
         if let Some(c) = consistency {
             req = req.query(&[("consistency", c)]);
         }

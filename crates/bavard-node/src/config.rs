@@ -39,7 +39,9 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("bavard-data"),
             listen: vec![
                 "/ip4/0.0.0.0/tcp/4001".parse().expect("valid multiaddr"),
-                "/ip4/0.0.0.0/udp/4001/quic-v1".parse().expect("valid multiaddr"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .expect("valid multiaddr"),
             ],
             bootstrap: Vec::new(),
             api: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),

@@ -67,7 +67,11 @@ struct AppState {
 
 impl AppState {
     /// Runs a node call under the request deadline.
-    async fn call<T>(&self, what: &str, f: impl Future<Output = Result<T, NodeError>>) -> Result<T, ApiError> {
+    async fn call<T>(
+        &self,
+        what: &str,
+        f: impl Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, ApiError> {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(r) => r.map_err(ApiError::from),
             Err(_) => Err(ApiError::new(
@@ -87,7 +91,10 @@ pub fn router(node: Node) -> Router {
     };
     Router::new()
         .route("/v1/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
-        .route("/v1/providers/{key}", get(providers_get).post(providers_post))
+        .route(
+            "/v1/providers/{key}",
+            get(providers_get).post(providers_post),
+        )
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/routing", get(routing))
@@ -193,7 +200,9 @@ async fn kv_delete(
         consistency: consistency(&q)?,
         ttl_secs: None,
     };
-    let reply = s.call("delete", s.node.delete(key.into_bytes(), opts)).await?;
+    let reply = s
+        .call("delete", s.node.delete(key.into_bytes(), opts))
+        .await?;
     Ok(Json(reply).into_response())
 }
 
@@ -201,7 +210,9 @@ async fn providers_post(
     State(s): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let acks = s.call("provide", s.node.provide(key.clone().into_bytes())).await?;
+    let acks = s
+        .call("provide", s.node.provide(key.clone().into_bytes()))
+        .await?;
     Ok(Json(json!({ "key": key, "acks": acks })).into_response())
 }
 
@@ -209,7 +220,9 @@ async fn providers_get(
     State(s): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let providers = s.call("providers", s.node.providers(key.into_bytes())).await?;
+    let providers = s
+        .call("providers", s.node.providers(key.into_bytes()))
+        .await?;
     Ok(Json(providers).into_response())
 }
 

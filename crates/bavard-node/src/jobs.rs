@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use bavard_routing::Key;
-use rand::{Rng as _, SeedableRng as _};
 use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 
 use crate::api::Consistency;
 use crate::config::secs;
@@ -35,10 +35,22 @@ pub(crate) async fn run(node: Node) {
     let mut bootstrapped = node.inner.config.bootstrap.is_empty();
     let mut retry = Duration::from_millis(200);
     let start = tokio::time::Instant::now();
-    let mut refresh = tokio::time::interval_at(start + interval(cfg.refresh_interval_secs), interval(cfg.refresh_interval_secs));
-    let mut replicate = tokio::time::interval_at(start + interval(cfg.replicate_interval_secs), interval(cfg.replicate_interval_secs));
-    let mut republish = tokio::time::interval_at(start + interval(cfg.republish_interval_secs), interval(cfg.republish_interval_secs));
-    let mut expire = tokio::time::interval_at(start + interval(cfg.expire_interval_secs), interval(cfg.expire_interval_secs));
+    let mut refresh = tokio::time::interval_at(
+        start + interval(cfg.refresh_interval_secs),
+        interval(cfg.refresh_interval_secs),
+    );
+    let mut replicate = tokio::time::interval_at(
+        start + interval(cfg.replicate_interval_secs),
+        interval(cfg.replicate_interval_secs),
+    );
+    let mut republish = tokio::time::interval_at(
+        start + interval(cfg.republish_interval_secs),
+        interval(cfg.republish_interval_secs),
+    );
+    let mut expire = tokio::time::interval_at(
+        start + interval(cfg.expire_interval_secs),
+        interval(cfg.expire_interval_secs),
+    );
     for t in [&mut refresh, &mut replicate, &mut republish, &mut expire] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
@@ -112,7 +124,11 @@ async fn replicate_records(node: &Node, own_only: bool) {
     let me = node.peer_id().to_bytes();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = match node.inner.store.scan(after.as_deref(), SCAN_PAGE, unix_ms()) {
+        let page = match node
+            .inner
+            .store
+            .scan(after.as_deref(), SCAN_PAGE, unix_ms())
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!("store scan failed: {e}");
@@ -161,11 +177,18 @@ impl Node {
     /// pre-image whose hash falls in the bucket (as libp2p-kad does for refreshes); a bucket
     /// that needs more than `2^16` tries (only reachable in networks of ~65k nodes and more) is
     /// walked with the closest miss instead.
-    pub(crate) async fn lookup_bucket(&self, index: u8, rng: &mut StdRng) -> Result<(), crate::api::NodeError> {
+    pub(crate) async fn lookup_bucket(
+        &self,
+        index: u8,
+        rng: &mut StdRng,
+    ) -> Result<(), crate::api::NodeError> {
         let mut best: Option<([u8; 32], u8)> = None;
         for _ in 0..(1u32 << 16) {
             let pre: [u8; 32] = rng.random();
-            let Some(i) = Key::hash(&pre).distance(&self.inner.local_key).bucket_index() else {
+            let Some(i) = Key::hash(&pre)
+                .distance(&self.inner.local_key)
+                .bucket_index()
+            else {
                 continue;
             };
             if i == index {

@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
 
 #[derive(Parser)]
-#[command(name = "bavard", version, about = "A chatty peer-to-peer node: Kademlia DHT, replicated store and gossip")]
+#[command(
+    name = "bavard",
+    version,
+    about = "A chatty peer-to-peer node: Kademlia DHT, replicated store and gossip"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,7 +130,10 @@ struct NodeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -150,26 +157,38 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Node(args) => run_node(args).await,
-        Command::Put { key, value, consistency, ttl, api } => {
-            print_json(&api.client()?.put(&key, value.into_bytes(), consistency.as_deref(), ttl).await?)
-        }
-        Command::Get { key, consistency, api } => {
-            match api.client()?.get(&key, consistency.as_deref()).await? {
-                Some((value, _)) => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&value)?;
-                    out.flush()?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                None => {
-                    eprintln!("not found");
-                    Ok(ExitCode::FAILURE)
-                }
+        Command::Put {
+            key,
+            value,
+            consistency,
+            ttl,
+            api,
+        } => print_json(
+            &api.client()?
+                .put(&key, value.into_bytes(), consistency.as_deref(), ttl)
+                .await?,
+        ),
+        Command::Get {
+            key,
+            consistency,
+            api,
+        } => match api.client()?.get(&key, consistency.as_deref()).await? {
+            Some((value, _)) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&value)?;
+                out.flush()?;
+                Ok(ExitCode::SUCCESS)
             }
-        }
-        Command::Delete { key, consistency, api } => {
-            print_json(&api.client()?.delete(&key, consistency.as_deref()).await?)
-        }
+            None => {
+                eprintln!("not found");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Delete {
+            key,
+            consistency,
+            api,
+        } => print_json(&api.client()?.delete(&key, consistency.as_deref()).await?),
         Command::Provide { key, api } => print_json(&api.client()?.provide(&key).await?),
         Command::Providers { key, api } => print_json(&api.client()?.providers(&key).await?),
         Command::Peers { api } => print_json(&api.client()?.peers().await?),
@@ -205,7 +224,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     }
     config.validate()?;
 
-    let node = Node::start(config.clone()).await.context("cannot start the node")?;
+    let node = Node::start(config.clone())
+        .await
+        .context("cannot start the node")?;
     let api_addr = match config.api {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)

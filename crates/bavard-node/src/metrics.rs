@@ -78,22 +78,57 @@ impl Metrics {
             requests_served: Family::default(),
             inbound_rejected: Family::default(),
             lookup_duration: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter(),
+                [
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]
+                .into_iter(),
             ),
             lookup_hops: Histogram::new((1..=10).map(f64::from)),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("connected_peers", "Peers with an open connection", m.connected_peers.clone());
-        registry.register("routing_table_size", "Entries in the routing table", m.routing_table_size.clone());
-        registry.register("records_stored", "Records in the local store", m.records_stored.clone());
-        registry.register("kad_requests_served", "Inbound Kademlia requests served", m.requests_served.clone());
-        registry.register("inbound_rejected", "Inbound streams or requests rejected", m.inbound_rejected.clone());
-        registry.register("lookup_duration_seconds", "Duration of DHT lookups", m.lookup_duration.clone());
+        registry.register(
+            "connected_peers",
+            "Peers with an open connection",
+            m.connected_peers.clone(),
+        );
+        registry.register(
+            "routing_table_size",
+            "Entries in the routing table",
+            m.routing_table_size.clone(),
+        );
+        registry.register(
+            "records_stored",
+            "Records in the local store",
+            m.records_stored.clone(),
+        );
+        registry.register(
+            "kad_requests_served",
+            "Inbound Kademlia requests served",
+            m.requests_served.clone(),
+        );
+        registry.register(
+            "inbound_rejected",
+            "Inbound streams or requests rejected",
+            m.inbound_rejected.clone(),
+        );
+        registry.register(
+            "lookup_duration_seconds",
+            "Duration of DHT lookups",
+            m.lookup_duration.clone(),
+        );
         registry.register("lookup_hops", "Hops of DHT lookups", m.lookup_hops.clone());
-        registry.register("protocol_bytes_in", "Protocol bytes received", m.bytes_in.clone());
-        registry.register("protocol_bytes_out", "Protocol bytes sent", m.bytes_out.clone());
+        registry.register(
+            "protocol_bytes_in",
+            "Protocol bytes received",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "protocol_bytes_out",
+            "Protocol bytes sent",
+            m.bytes_out.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -173,7 +173,11 @@ impl Node {
 
         for addr in node.inner.config.bootstrap.clone() {
             if let Some(peer) = peer_id_of(&addr) {
-                node.inner.book.add(peer, addr.clone(), node.inner.config.limits.max_addrs_per_peer);
+                node.inner.book.add(
+                    peer,
+                    addr.clone(),
+                    node.inner.config.limits.max_addrs_per_peer,
+                );
                 let _ = node.inner.commands.send(SwarmCommand::Dial(addr));
             }
         }
@@ -213,7 +217,10 @@ impl Node {
         self.inner.shutdown_tx.send_replace(true);
         let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
         for task in tasks {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("a background task did not stop within 5 s");
             }
         }
@@ -224,9 +231,11 @@ impl Node {
     pub fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         let peer = peer_id_of(&addr)
             .ok_or_else(|| NodeError::BadRequest(format!("{addr} does not end in /p2p/PEER_ID")))?;
-        self.inner
-            .book
-            .add(peer, addr.clone(), self.inner.config.limits.max_addrs_per_peer);
+        self.inner.book.add(
+            peer,
+            addr.clone(),
+            self.inner.config.limits.max_addrs_per_peer,
+        );
         self.inner
             .commands
             .send(SwarmCommand::Dial(addr))
@@ -255,7 +264,12 @@ impl Node {
 
     /// Stores `value` under `key` on the `replication_factor` closest nodes and returns once
     /// `opts.consistency` of them acknowledged it durably.
-    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>, opts: PutOptions) -> Result<PutReply, NodeError> {
+    pub async fn put(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        opts: PutOptions,
+    ) -> Result<PutReply, NodeError> {
         self.check_key(&key)?;
         let max = self.inner.config.store.max_value_size;
         if value.len() > max {
@@ -313,7 +327,8 @@ impl Node {
                     node.store_local(record).is_ok()
                 } else {
                     matches!(
-                        node.request(replica, Request::PutValue { record: wire }).await,
+                        node.request(replica, Request::PutValue { record: wire })
+                            .await,
                         Ok(Some(Response::PutValue { .. }))
                     )
                 };
@@ -485,14 +500,18 @@ impl Node {
 
     /// The node's status.
     pub fn status(&self) -> Status {
+        // Read each lock in its own statement: temporaries in a struct literal live until the end
+        // of the statement, and two guards on one mutex would deadlock.
         let records = self.inner.store.len().unwrap_or(0);
+        let routing_table_size = self.inner.table.lock().expect("table lock").len();
+        let connected = self.inner.connected.lock().expect("connected lock").len();
         Status {
             peer_id: self.inner.peer_id.to_string(),
             listen_addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
-            routing_table_size: self.inner.table.lock().expect("table lock").len(),
-            members_alive: 1 + self.inner.connected.lock().expect("connected lock").len(),
+            routing_table_size,
+            members_alive: 1 + connected,
             records_stored: records,
-            connected_peers: self.inner.connected.lock().expect("connected lock").len(),
+            connected_peers: connected,
             uptime_s: self.inner.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
@@ -512,7 +531,13 @@ impl Node {
             .into_iter()
             .map(|p| PeerInfo {
                 peer_id: p.to_string(),
-                addrs: self.inner.book.get(&p).iter().map(|a| a.to_string()).collect(),
+                addrs: self
+                    .inner
+                    .book
+                    .get(&p)
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
             })
             .collect();
         list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
@@ -525,7 +550,10 @@ impl Node {
         let mut buckets: HashMap<u32, Vec<String>> = HashMap::new();
         for entry in table.iter() {
             if let Some(index) = entry.key.distance(&self.inner.local_key).bucket_index() {
-                buckets.entry(u32::from(index)).or_default().push(entry.peer.to_string());
+                buckets
+                    .entry(u32::from(index))
+                    .or_default()
+                    .push(entry.peer.to_string());
             }
         }
         let mut buckets: Vec<BucketInfo> = buckets
@@ -553,7 +581,11 @@ impl Node {
     /// Sends one Kademlia request to `peer` and waits for its response (`None` for requests that
     /// have none), under the configured request timeout. A peer that answers enters the routing
     /// table: it has just proved that it serves the protocol.
-    pub(crate) async fn request(&self, peer: PeerId, req: Request) -> Result<Option<Response>, RequestError> {
+    pub(crate) async fn request(
+        &self,
+        peer: PeerId,
+        req: Request,
+    ) -> Result<Option<Response>, RequestError> {
         if peer == self.inner.peer_id {
             return Err(RequestError::SelfRequest);
         }
@@ -575,7 +607,11 @@ impl Node {
         }
     }
 
-    async fn request_inner(&self, peer: PeerId, req: &Request) -> Result<Option<Response>, RequestError> {
+    async fn request_inner(
+        &self,
+        peer: PeerId,
+        req: &Request,
+    ) -> Result<Option<Response>, RequestError> {
         use futures::AsyncWriteExt as _;
         let mut control = self.inner.control.clone();
         let mut stream = control
@@ -598,7 +634,10 @@ impl Node {
             .await
             .map_err(|e| RequestError::Io(e.to_string()))?
             .ok_or_else(|| RequestError::Io("stream closed before the response".into()))?;
-        self.inner.metrics.bytes_in.inc_by(prost::Message::encoded_len(&msg) as u64);
+        self.inner
+            .metrics
+            .bytes_in
+            .inc_by(prost::Message::encoded_len(&msg) as u64);
         let _ = stream.close().await;
         let resp = Response::from_pb(msg, req, self.inner.config.limits.max_peers_per_response)
             .map_err(|e| RequestError::Protocol(e.to_string()))?;
@@ -615,7 +654,9 @@ impl Node {
 
 fn response_peers(resp: &Response) -> Vec<&KadPeer> {
     match resp {
-        Response::FindNode { closer } | Response::GetValue { closer, .. } => closer.iter().collect(),
+        Response::FindNode { closer } | Response::GetValue { closer, .. } => {
+            closer.iter().collect()
+        }
         Response::GetProviders { providers, closer } => providers.iter().chain(closer).collect(),
         Response::PutValue { .. } | Response::Ping => Vec::new(),
     }
@@ -658,11 +699,12 @@ impl Inner {
         if peer == self.peer_id {
             return;
         }
-        let outcome = self
-            .table
-            .lock()
-            .expect("table lock")
-            .insert(Instant::now(), peer, peer_key(&peer), addrs);
+        let outcome = self.table.lock().expect("table lock").insert(
+            Instant::now(),
+            peer,
+            peer_key(&peer),
+            addrs,
+        );
         if let InsertOutcome::PingOldest { oldest } = outcome {
             let node = node.clone();
             tokio::spawn(async move {
@@ -671,11 +713,11 @@ impl Inner {
                     key: node.inner.peer_id.to_bytes(),
                 };
                 let alive = node.request(oldest, req).await.is_ok();
-                node.inner
-                    .table
-                    .lock()
-                    .expect("table lock")
-                    .ping_result(Instant::now(), &oldest, alive);
+                node.inner.table.lock().expect("table lock").ping_result(
+                    Instant::now(),
+                    &oldest,
+                    alive,
+                );
             });
         }
         self.metrics
@@ -709,6 +751,7 @@ async fn run_swarm(
                     }
                 }
                 SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    tracing::debug!(%peer_id, ?endpoint, "connected");
                     node.inner.connected.lock().expect("connected lock").insert(peer_id);
                     if endpoint.is_dialer() {
                         node.inner.book.add(peer_id, endpoint.get_remote_address().clone(), max_addrs);
@@ -720,6 +763,7 @@ async fn run_swarm(
                     node.inner.refresh_gauges();
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    tracing::debug!(%peer_id, protocols = ?info.protocols, "identified");
                     for addr in info.listen_addrs.iter().take(max_addrs) {
                         node.inner.book.add(peer_id, addr.clone(), max_addrs);
                     }
@@ -729,6 +773,9 @@ async fn run_swarm(
                         // A client-mode or non-Kademlia peer never enters the table.
                         node.inner.table.lock().expect("table lock").remove(&peer_id);
                     }
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                    tracing::debug!(?peer_id, "dial failed: {error}");
                 }
                 _ => {}
             },

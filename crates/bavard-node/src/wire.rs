@@ -87,21 +87,32 @@ mod tests {
         // Prefix announces 1 MiB; only the prefix is present.
         let mut prefix = Vec::new();
         prost::encoding::encode_varint(1 << 20, &mut prefix);
-        let err = read_frame(&mut Cursor::new(prefix), 1024).await.unwrap_err();
+        let err = read_frame(&mut Cursor::new(prefix), 1024)
+            .await
+            .unwrap_err();
         assert!(matches!(err, WireError::TooLarge { len, max: 1024 } if len == 1 << 20));
     }
 
     #[tokio::test]
     async fn overlong_varint_is_malformed() {
-        let err = read_frame(&mut Cursor::new(vec![0xff; 11]), 1024).await.unwrap_err();
+        let err = read_frame(&mut Cursor::new(vec![0xff; 11]), 1024)
+            .await
+            .unwrap_err();
         assert!(matches!(err, WireError::BadPrefix));
     }
 
     #[tokio::test]
     async fn truncated_body_is_an_io_error_and_clean_end_is_none() {
-        let err = read_frame(&mut Cursor::new(vec![5, 1, 2]), 1024).await.unwrap_err();
+        let err = read_frame(&mut Cursor::new(vec![5, 1, 2]), 1024)
+            .await
+            .unwrap_err();
         assert!(matches!(err, WireError::Io(_)));
-        assert!(read_frame(&mut Cursor::new(vec![]), 1024).await.unwrap().is_none());
+        assert!(
+            read_frame(&mut Cursor::new(vec![]), 1024)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

@@ -50,8 +50,11 @@ where
 /// Starts `n` nodes, node 0 the bootstrap of the others, and waits until every routing table
 /// holds at least `min_peers` entries.
 pub async fn start_cluster(root: &Path, n: usize, min_peers: usize) -> Vec<Node> {
+    init_tracing();
     let mut nodes = Vec::new();
-    let first = Node::start(test_config(&root.join("n0"), true)).await.unwrap();
+    let first = Node::start(test_config(&root.join("n0"), true))
+        .await
+        .unwrap();
     let boot = p2p_addr(&first);
     nodes.push(first);
     for i in 1..n {
@@ -60,10 +63,20 @@ pub async fn start_cluster(root: &Path, n: usize, min_peers: usize) -> Vec<Node>
         nodes.push(Node::start(c).await.unwrap());
     }
     for node in &nodes {
-        eventually("routing tables to fill", Duration::from_secs(60), || async {
-            node.status().routing_table_size >= min_peers
-        })
+        eventually(
+            "routing tables to fill",
+            Duration::from_secs(60),
+            || async { node.status().routing_table_size >= min_peers },
+        )
         .await;
     }
     nodes
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }

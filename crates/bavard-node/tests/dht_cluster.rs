@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use bavard_node::api::{Consistency, GetOptions, PutOptions};
 use bavard_node::Node;
+use bavard_node::api::{Consistency, GetOptions, PutOptions};
 use common::*;
 
 async fn shutdown_all(nodes: Vec<Node>) {
@@ -23,7 +23,11 @@ async fn thirty_nodes_join_and_values_put_on_one_are_read_on_every_other() {
         let key = format!("key-{i}");
         let reply = tokio::time::timeout(
             Duration::from_secs(30),
-            writer.put(key.clone().into_bytes(), format!("value-{i}").into_bytes(), PutOptions::default()),
+            writer.put(
+                key.clone().into_bytes(),
+                format!("value-{i}").into_bytes(),
+                PutOptions::default(),
+            ),
         )
         .await
         .expect("put hangs")
@@ -34,7 +38,12 @@ async fn thirty_nodes_join_and_values_put_on_one_are_read_on_every_other() {
         let reader = &nodes[(i * 11 + 3) % nodes.len()];
         let got = tokio::time::timeout(
             Duration::from_secs(30),
-            reader.get(format!("key-{i}").as_bytes(), GetOptions { consistency: Consistency::One }),
+            reader.get(
+                format!("key-{i}").as_bytes(),
+                GetOptions {
+                    consistency: Consistency::One,
+                },
+            ),
         )
         .await
         .expect("get hangs")
@@ -42,7 +51,13 @@ async fn thirty_nodes_join_and_values_put_on_one_are_read_on_every_other() {
         .expect("value found");
         assert_eq!(got.value, format!("value-{i}").into_bytes());
     }
-    assert!(nodes[5].get(b"never-written", GetOptions::default()).await.unwrap().is_none());
+    assert!(
+        nodes[5]
+            .get(b"never-written", GetOptions::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
     shutdown_all(nodes).await;
 }
 
@@ -68,15 +83,27 @@ async fn restarted_node_keeps_identity_and_records() {
     let node = Node::start(cfg.clone()).await.unwrap();
     let id = node.peer_id();
     // Alone in its network, the node is its own only replica.
-    node.put(b"k".to_vec(), b"v".to_vec(), PutOptions { consistency: Consistency::One, ttl_secs: None })
-        .await
-        .unwrap();
+    node.put(
+        b"k".to_vec(),
+        b"v".to_vec(),
+        PutOptions {
+            consistency: Consistency::One,
+            ttl_secs: None,
+        },
+    )
+    .await
+    .unwrap();
     node.shutdown().await;
     drop(node);
     let node = Node::start(cfg).await.unwrap();
     assert_eq!(node.peer_id(), id);
     let got = node
-        .get(b"k", GetOptions { consistency: Consistency::One })
+        .get(
+            b"k",
+            GetOptions {
+                consistency: Consistency::One,
+            },
+        )
         .await
         .unwrap()
         .expect("record survives restart");

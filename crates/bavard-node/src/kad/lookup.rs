@@ -61,7 +61,11 @@ pub(crate) fn to_wire(record: &Record, now_ms: u64) -> WireRecord {
 
 impl Node {
     /// Runs an iterative lookup for `key` (hashed with SHA-256, as libp2p does).
-    pub(crate) async fn lookup(&self, key: &[u8], kind: LookupKind) -> Result<LookupOutcome, NodeError> {
+    pub(crate) async fn lookup(
+        &self,
+        key: &[u8],
+        kind: LookupKind,
+    ) -> Result<LookupOutcome, NodeError> {
         if self.is_shutting_down() {
             return Err(NodeError::ShuttingDown);
         }
@@ -155,8 +159,14 @@ impl Node {
             }
         }
         let result = lookup.result();
-        self.inner.metrics.lookup_duration.observe(started.elapsed().as_secs_f64());
-        self.inner.metrics.lookup_hops.observe(f64::from(result.stats.hops));
+        self.inner
+            .metrics
+            .lookup_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.inner
+            .metrics
+            .lookup_hops
+            .observe(f64::from(result.stats.hops));
         self.inner
             .table
             .lock()

@@ -202,7 +202,11 @@ fn check_key(key: &[u8], max: usize) -> Result<(), ProtocolError> {
 
 impl Request {
     /// Parses an inbound request from `sender`, enforcing the key size limit.
-    pub fn from_pb(msg: pb::Message, sender: &PeerId, max_key: usize) -> Result<Self, ProtocolError> {
+    pub fn from_pb(
+        msg: pb::Message,
+        sender: &PeerId,
+        max_key: usize,
+    ) -> Result<Self, ProtocolError> {
         use pb::message::MessageType as T;
         Ok(match message_type(msg.r#type)? {
             T::Ping => Request::Ping,
@@ -285,7 +289,11 @@ impl Request {
 
 impl Response {
     /// Parses the response to `request`; at most `max_peers` peers are kept from each list.
-    pub fn from_pb(msg: pb::Message, request: &Request, max_peers: usize) -> Result<Self, ProtocolError> {
+    pub fn from_pb(
+        msg: pb::Message,
+        request: &Request,
+        max_peers: usize,
+    ) -> Result<Self, ProtocolError> {
         use pb::message::MessageType as T;
         let ty = message_type(msg.r#type)?;
         let expected = match request {
@@ -313,7 +321,10 @@ impl Response {
                 closer: peers_from_pb(msg.closer_peers, max_peers),
             },
             T::PutValue => Response::PutValue {
-                record: msg.record.map(record_from_pb).ok_or(ProtocolError::MissingRecord)?,
+                record: msg
+                    .record
+                    .map(record_from_pb)
+                    .ok_or(ProtocolError::MissingRecord)?,
             },
             T::AddProvider => return Err(ProtocolError::UnexpectedResponse(msg.r#type)),
         })
