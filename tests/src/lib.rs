@@ -1,1 +1,20 @@
-//! Black-box tests across bavard's crates and processes live in `tests/`.
+//! Black-box test support for bavard: the history checker of the replicated store.
+//!
+//! A test (or `cargo xtask scenario`) records every client operation it runs against a cluster
+//! as an [`Op`]: what it invoked, how it ended (`ok`, `fail`, or `unknown` when the client cannot
+//! tell, e.g. a timeout), the value written or read and the version the store returned. After the
+//! faults stop and the cluster healed, it reads every key once more at quorum ([`FinalRead`]) and
+//! [`check`] says whether the store kept its promises:
+//!
+//! - **no acknowledged write is lost**: every write acknowledged `ok` is still the newest version
+//!   of its key, unless a write (or delete) with a higher version superseded it;
+//! - **no phantom reads**: every value any read returned was written by some write (one that
+//!   succeeded, failed or ended unknown: a failed write may still have reached a replica);
+//! - the caller checks convergence separately (all replicas agree).
+//!
+//! Written values must be unique per operation (e.g. `"c3-17"`), so a value identifies its
+//! write.
+
+pub mod checker;
+
+pub use checker::{FinalRead, Op, OpKind, Outcome, Verdict, check};

@@ -6,7 +6,10 @@
 //!
 //! The xtask stays small: few dependencies and no logic that the product itself needs.
 
+mod bench;
+mod cluster;
 mod codegen;
+mod http;
 mod sim;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +29,10 @@ struct Cli {
 enum Command {
     /// Regenerate the prost types in crates/bavard-proto/src/generated/ from proto/*.proto.
     Codegen(codegen::Args),
+    /// Run a local cluster of bavard nodes: up, status, kill, pause, resume, restart, down.
+    Cluster(cluster::Args),
+    /// Benchmarks against a local cluster (`bench dht`).
+    Bench(bench::Args),
     /// Run the bavard simulator (`bavard-sim`, release build), forwarding every argument.
     Sim(sim::Args),
 }
@@ -34,6 +41,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Codegen(args) => codegen::run(args),
+        Command::Cluster(args) => cluster::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),
     }
 }

@@ -59,6 +59,8 @@ pub struct PutOptions {
     pub consistency: Consistency,
     /// Lifetime of the record in seconds; the configured default when `None`.
     pub ttl_secs: Option<u64>,
+    /// Apply only if the newest version a quorum reports matches (conditional write).
+    pub condition: Option<crate::replica::Condition>,
 }
 
 /// Options of a read.
@@ -169,4 +171,33 @@ pub enum NodeError {
     /// Local storage failed (500).
     #[error("storage error: {0}")]
     Storage(String),
+}
+
+/// A membership entry as `GET /v1/members` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Its peer id.
+    pub peer_id: String,
+    /// `alive`, `suspect`, `dead` or `left`.
+    pub state: String,
+    /// Its incarnation number (raised by the member to refute suspicions and to leave).
+    pub incarnation: u64,
+    /// The listen addresses it announced.
+    pub addrs: Vec<String>,
+}
+
+/// A message delivered on a subscribed topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicEvent {
+    /// The message id, hex.
+    pub message_id: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// What `POST /v1/topics/{topic}` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishReply {
+    /// The message id, hex.
+    pub message_id: String,
 }

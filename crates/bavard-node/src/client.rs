@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use reqwest::StatusCode;
 
-use crate::api::{PeerInfo, PutReply, RoutingInfo, Status};
+use crate::api::{MemberInfo, PeerInfo, PublishReply, PutReply, RoutingInfo, Status};
 
 /// A client of one node's HTTP API.
 #[derive(Clone)]
@@ -164,6 +164,55 @@ impl Client {
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
 
+    /// `GET /v1/members`.
+    pub async fn members(&self) -> anyhow::Result<Vec<MemberInfo>> {
+        let req = self.http.get(self.url("/v1/members"));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `POST /v1/topics/{topic}`.
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<PublishReply> {
+        let req = self
+            .http
+            .post(self.url(&format!("/v1/topics/{}", encode_key(topic))))
+            .body(payload);
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/topics/{topic}/events`: calls `on_message` with each message's payload (decoded
+    /// from base64 for `binary` events) until the stream ends or `on_message` fails. No overall
+    /// timeout applies: a subscription lasts as long as the node sends keep-alives.
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        mut on_message: impl FnMut(Vec<u8>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        use futures::StreamExt as _;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("cannot build HTTP client")?;
+        let req = http.get(self.url(&format!("/v1/topics/{}/events", encode_key(topic))));
+        let resp = Self::check(self.send(req).await?).await?;
+        let mut body = resp.bytes_stream();
+        let mut parser = SseParser::default();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.context("the event stream failed")?;
+            for (event, data) in parser.push(&chunk) {
+                let payload = if event == "binary" {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(data.as_bytes())
+                        .context("bad base64 in a binary event")?
+                } else {
+                    data.into_bytes()
+                };
+                on_message(payload)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Any GET endpoint, as JSON.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let req = self.http.get(self.url(path));
@@ -171,9 +220,69 @@ impl Client {
     }
 }
 
+/// An incremental Server-Sent Events parser: feeds bytes, returns complete `(event, data)` pairs
+/// (the event type defaults to `message`; multi-line data is joined with `\n`).
+#[derive(Default)]
+struct SseParser {
+    buf: Vec<u8>,
+    event: Option<String>,
+    data: Option<String>,
+}
+
+impl SseParser {
+    fn push(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if let Some(data) = self.data.take() {
+                    let event = self.event.take().unwrap_or_else(|| "message".into());
+                    out.push((event, data));
+                }
+                self.event = None;
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => self.event = Some(value.to_string()),
+                "data" => match &mut self.data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(value);
+                    }
+                    None => self.data = Some(value.to_string()),
+                },
+                _ => {} // comments (keep-alives), ids, retry
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_parser_joins_data_lines_and_skips_comments() {
+        let mut p = SseParser::default();
+        assert!(
+            p.push(b": keep-alive\n\nevent: message\nid: ab\ndata: hel")
+                .is_empty()
+        );
+        let got = p.push(b"lo\ndata: world\n\nevent: binary\ndata: AAE=\n\n");
+        assert_eq!(
+            got,
+            vec![
+                ("message".to_string(), "hello\nworld".to_string()),
+                ("binary".to_string(), "AAE=".to_string())
+            ]
+        );
+    }
 
     #[test]
     fn keys_are_percent_encoded_as_one_segment() {

@@ -25,12 +25,16 @@ pub struct NodeConfig {
     pub api: Option<SocketAddr>,
     /// Kademlia protocol parameters.
     pub kad: KadConfig,
+    /// The replicated store: anti-entropy, hinted handoff, read repair.
+    pub replication: ReplicationConfig,
     /// Record store limits.
     pub store: StoreConfig,
     /// Limits on what a single remote peer may cost us.
     pub limits: LimitsConfig,
     /// HTTP API settings.
     pub http: HttpConfig,
+    /// Membership (SWIM) and topic broadcast (HyParView + Plumtree) settings.
+    pub gossip: GossipConfig,
 }
 
 impl Default for NodeConfig {
@@ -46,9 +50,11 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             api: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),
             kad: KadConfig::default(),
+            replication: ReplicationConfig::default(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
+            gossip: GossipConfig::default(),
         }
     }
 }
@@ -143,6 +149,44 @@ impl KadConfig {
     }
 }
 
+/// The replicated store (see `crate::replica`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// How often this node runs an anti-entropy round with one peer.
+    pub anti_entropy_interval_secs: f64,
+    /// Most keys and versions sent back for one digest (bounds one round's cost).
+    pub max_digest_entries: usize,
+    /// Most records in one store or fetch request.
+    pub max_batch_records: usize,
+    /// Most hints kept for replicas that are down; a full hint store refuses new hints.
+    pub max_hints: usize,
+    /// Hints older than this are dropped (anti-entropy repairs what they carried).
+    pub hint_ttl_secs: f64,
+    /// How often queued hints are offered to their owners.
+    pub hint_delivery_interval_secs: f64,
+    /// Send the newest version to replicas that answered a read with an older one.
+    pub read_repair: bool,
+    /// Tombstones are purged this long after the delete. Must exceed the anti-entropy cycle plus
+    /// the longest outage a replica may have, or a deleted value can come back.
+    pub tombstone_grace_secs: f64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            anti_entropy_interval_secs: 10.0,
+            max_digest_entries: 10_000,
+            max_batch_records: 256,
+            max_hints: 100_000,
+            hint_ttl_secs: 3.0 * 3600.0,
+            hint_delivery_interval_secs: 5.0,
+            read_repair: true,
+            tombstone_grace_secs: 10.0 * 24.0 * 3600.0,
+        }
+    }
+}
+
 /// Record store limits (see `bavard_store::StoreLimits`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -220,6 +264,60 @@ impl Default for HttpConfig {
         Self {
             request_timeout_secs: 30.0,
             max_body_size: 1024 * 1024,
+        }
+    }
+}
+
+/// Gossip settings: SWIM membership with Lifeguard (defaults: memberlist's LAN profile) and topic
+/// broadcast, over `/bavard/gossip/1`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GossipConfig {
+    /// Length of one SWIM protocol period (one member probed per period).
+    pub probe_interval_secs: f64,
+    /// Time to wait for a direct ack before asking others to probe indirectly.
+    pub probe_timeout_secs: f64,
+    /// Suspicion timeout multiplier (minimum timeout `mult · max(1, log10 N) · probe_interval`).
+    pub suspicion_mult: u32,
+    /// Period of the piggyback-only membership gossip.
+    pub gossip_interval_secs: f64,
+    /// Period of the full-state push-pull with a random member (heals partitions).
+    pub push_pull_interval_secs: f64,
+    /// How long dead members are still gossiped to and kept before being forgotten.
+    pub dead_member_retention_secs: f64,
+    /// Delay between join attempts while this node knows no other member.
+    pub join_retry_secs: f64,
+    /// Largest gossip frame accepted, in bytes; larger frames drop the stream.
+    pub max_message_size: usize,
+    /// Largest published payload, in bytes.
+    pub max_payload_size: usize,
+    /// Inbound gossip streams one peer may hold open at once; more are reset.
+    pub max_inbound_streams_per_peer: usize,
+    /// Frames accepted per second from one stream (burst: as many); more are dropped.
+    pub max_frames_per_sec_per_stream: u32,
+    /// How often a subscribed topic with no neighbour looks for its providers again (and, ten
+    /// times slower, how often a subscribed topic refreshes its contacts).
+    pub topic_retry_secs: f64,
+    /// Time allowed on shutdown to send the goodbye (`Left`) messages.
+    pub leave_timeout_secs: f64,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        Self {
+            probe_interval_secs: 1.0,
+            probe_timeout_secs: 0.5,
+            suspicion_mult: 4,
+            gossip_interval_secs: 0.2,
+            push_pull_interval_secs: 30.0,
+            dead_member_retention_secs: 30.0,
+            join_retry_secs: 2.0,
+            max_message_size: 256 * 1024,
+            max_payload_size: 64 * 1024,
+            max_inbound_streams_per_peer: 8,
+            max_frames_per_sec_per_stream: 1000,
+            topic_retry_secs: 2.0,
+            leave_timeout_secs: 0.5,
         }
     }
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::Node;
 use crate::api::{Consistency, GetOptions, NodeError, PutOptions};
+use crate::replica::Condition;
 
 /// The header carrying a value's version on reads.
 pub const VERSION_HEADER: &str = "x-bavard-version";
@@ -95,6 +96,9 @@ pub fn router(node: Node) -> Router {
             "/v1/providers/{key}",
             get(providers_get).post(providers_post),
         )
+        .route("/v1/members", get(members))
+        .route("/v1/topics/{topic}", axum::routing::post(topic_publish))
+        .route("/v1/topics/{topic}/events", get(topic_events))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/routing", get(routing))
@@ -139,13 +143,35 @@ fn consistency(q: &HashMap<String, String>) -> Result<Consistency, ApiError> {
         .map(Option::unwrap_or_default)
 }
 
+/// `if_version=V` (a version as returned by a write or in `x-bavard-version`) or `if_absent`.
+fn condition(q: &HashMap<String, String>) -> Result<Option<Condition>, ApiError> {
+    match (q.get("if_version"), q.get("if_absent")) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "if_version and if_absent cannot be combined",
+        )),
+        (Some(v), None) => v
+            .parse::<u64>()
+            .map(|v| Some(Condition::Version(v)))
+            .map_err(|_| {
+                ApiError::bad_request(format!("if_version must be a version number, got {v:?}"))
+            }),
+        (None, Some(flag)) if flag.is_empty() || flag == "true" || flag == "1" => {
+            Ok(Some(Condition::Absent))
+        }
+        (None, Some(flag)) => Err(ApiError::bad_request(format!(
+            "if_absent takes no value (or true), got {flag:?}"
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
 async fn kv_put(
     State(s): State<AppState>,
     Path(key): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    query_params(&q, &["consistency", "ttl"])?;
+    query_params(&q, &["consistency", "ttl", "if_version", "if_absent"])?;
     let ttl_secs = q
         .get("ttl")
         .map(|t| match t.parse::<u64>() {
@@ -158,6 +184,7 @@ async fn kv_put(
     let opts = PutOptions {
         consistency: consistency(&q)?,
         ttl_secs,
+        condition: condition(&q)?,
     };
     let reply = s
         .call("put", s.node.put(key.into_bytes(), body.to_vec(), opts))
@@ -195,10 +222,11 @@ async fn kv_delete(
     Path(key): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    query_params(&q, &["consistency"])?;
+    query_params(&q, &["consistency", "if_version", "if_absent"])?;
     let opts = PutOptions {
         consistency: consistency(&q)?,
         ttl_secs: None,
+        condition: condition(&q)?,
     };
     let reply = s
         .call("delete", s.node.delete(key.into_bytes(), opts))
@@ -247,4 +275,54 @@ async fn metrics(State(s): State<AppState>) -> Response {
         s.node.metrics_text(),
     )
         .into_response()
+}
+
+async fn members(State(s): State<AppState>) -> Response {
+    Json(s.node.members()).into_response()
+}
+
+async fn topic_publish(
+    State(s): State<AppState>,
+    Path(topic): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let message_id = s
+        .call("publish", s.node.publish(&topic, body.to_vec()))
+        .await?;
+    Ok(Json(crate::api::PublishReply { message_id }).into_response())
+}
+
+/// One topic message as a Server-Sent Event: event type `message` with the payload as text when
+/// it is UTF-8, `binary` with the payload in base64 otherwise; the id is the message id.
+pub fn topic_sse_event(ev: &crate::api::TopicEvent) -> axum::response::sse::Event {
+    use axum::response::sse::Event;
+    use base64::Engine as _;
+    let event = match std::str::from_utf8(&ev.payload) {
+        Ok(text) => Event::default().event("message").data(text),
+        Err(_) => Event::default()
+            .event("binary")
+            .data(base64::engine::general_purpose::STANDARD.encode(&ev.payload)),
+    };
+    event.id(ev.message_id.clone())
+}
+
+async fn topic_events(
+    State(s): State<AppState>,
+    Path(topic): Path<String>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let rx = s.node.subscribe(&topic)?;
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(ev) => topic_sse_event(&ev),
+            // A slow client missed messages: say so in a comment and carry on.
+            Err(RecvError::Lagged(n)) => Event::default().comment(format!("missed {n} messages")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<Event, std::convert::Infallible>(event), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }

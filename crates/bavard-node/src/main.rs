@@ -107,6 +107,27 @@ enum Command {
         #[command(flatten)]
         api: ApiArg,
     },
+    /// Cluster members as this node sees them.
+    Members {
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Publish a message on a topic.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The message.
+        message: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Print each message published on a topic, one per line, until interrupted.
+    Subscribe {
+        /// The topic.
+        topic: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
 }
 
 #[derive(Args)]
@@ -194,6 +215,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Peers { api } => print_json(&api.client()?.peers().await?),
         Command::Routing { api } => print_json(&api.client()?.routing().await?),
         Command::Status { api } => print_json(&api.client()?.status().await?),
+        Command::Members { api } => print_json(&api.client()?.members().await?),
+        Command::Publish {
+            topic,
+            message,
+            api,
+        } => print_json(&api.client()?.publish(&topic, message.into_bytes()).await?),
+        Command::Subscribe { topic, api } => {
+            api.client()?
+                .subscribe(&topic, |payload| {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&payload)?;
+                    out.write_all(b"\n")?;
+                    out.flush()?;
+                    Ok(())
+                })
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

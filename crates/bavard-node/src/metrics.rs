@@ -38,6 +38,13 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels for the membership gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberStateLabels {
+    /// `alive`, `suspect`, `dead` or `left`.
+    pub state: String,
+}
+
 /// Every metric the node exports.
 pub struct Metrics {
     registry: Registry,
@@ -59,6 +66,30 @@ pub struct Metrics {
     pub bytes_in: Counter,
     /// Protocol bytes sent.
     pub bytes_out: Counter,
+    /// Hints queued for replicas that are down.
+    pub hints_queued: Gauge,
+    /// Writes handed to a fallback node as a hint.
+    pub hints_handed: Counter,
+    /// Hints delivered to their owners.
+    pub hints_delivered: Counter,
+    /// Reads or writes that did not reach their consistency level.
+    pub quorum_failures: Counter,
+    /// Replicas sent a newer version after a read.
+    pub read_repairs: Counter,
+    /// Anti-entropy rounds completed.
+    pub anti_entropy_rounds: Counter,
+    /// Keys pulled or pushed by anti-entropy.
+    pub anti_entropy_keys: Counter,
+    /// Members known, by state (this node included).
+    pub gossip_members: Family<MemberStateLabels, Gauge>,
+    /// Topic messages published by this node.
+    pub gossip_published: Counter,
+    /// Topic messages delivered to this node (each once).
+    pub gossip_delivered: Counter,
+    /// Topic payloads received again (already delivered).
+    pub gossip_duplicates: Counter,
+    /// Membership probe acks received (direct or relayed round trips).
+    pub gossip_probe_acks: Counter,
 }
 
 impl Default for Metrics {
@@ -86,6 +117,18 @@ impl Metrics {
             lookup_hops: Histogram::new((1..=10).map(f64::from)),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
+            hints_queued: Gauge::default(),
+            hints_handed: Counter::default(),
+            hints_delivered: Counter::default(),
+            quorum_failures: Counter::default(),
+            read_repairs: Counter::default(),
+            anti_entropy_rounds: Counter::default(),
+            anti_entropy_keys: Counter::default(),
+            gossip_members: Family::default(),
+            gossip_published: Counter::default(),
+            gossip_delivered: Counter::default(),
+            gossip_duplicates: Counter::default(),
+            gossip_probe_acks: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -128,6 +171,66 @@ impl Metrics {
             "protocol_bytes_out",
             "Protocol bytes sent",
             m.bytes_out.clone(),
+        );
+        registry.register(
+            "hints_queued",
+            "Hints queued for replicas that are down",
+            m.hints_queued.clone(),
+        );
+        registry.register(
+            "hints_handed",
+            "Writes handed to a fallback node as a hint",
+            m.hints_handed.clone(),
+        );
+        registry.register(
+            "hints_delivered",
+            "Hints delivered to their owners",
+            m.hints_delivered.clone(),
+        );
+        registry.register(
+            "quorum_failures",
+            "Reads or writes below their consistency level",
+            m.quorum_failures.clone(),
+        );
+        registry.register(
+            "read_repairs",
+            "Replicas repaired after a read",
+            m.read_repairs.clone(),
+        );
+        registry.register(
+            "anti_entropy_rounds",
+            "Anti-entropy rounds completed",
+            m.anti_entropy_rounds.clone(),
+        );
+        registry.register(
+            "anti_entropy_keys",
+            "Keys exchanged by anti-entropy",
+            m.anti_entropy_keys.clone(),
+        );
+        registry.register(
+            "gossip_members",
+            "Members known, by state",
+            m.gossip_members.clone(),
+        );
+        registry.register(
+            "gossip_published",
+            "Topic messages published",
+            m.gossip_published.clone(),
+        );
+        registry.register(
+            "gossip_delivered",
+            "Topic messages delivered",
+            m.gossip_delivered.clone(),
+        );
+        registry.register(
+            "gossip_duplicates",
+            "Topic payloads received again",
+            m.gossip_duplicates.clone(),
+        );
+        registry.register(
+            "gossip_probe_acks",
+            "Membership probe acks received",
+            m.gossip_probe_acks.clone(),
         );
         Self { registry, ..m }
     }

@@ -42,6 +42,8 @@ pub struct Node {
 
 pub(crate) enum SwarmCommand {
     Dial(Multiaddr),
+    Block(PeerId),
+    Unblock(PeerId),
 }
 
 pub(crate) struct Inner {
@@ -64,6 +66,14 @@ pub(crate) struct Inner {
     pub(crate) warned: Mutex<HashSet<PeerId>>,
     /// Inbound streams open per peer.
     pub(crate) inbound: Mutex<HashMap<PeerId, usize>>,
+    /// Membership and topic broadcast (driven by the gossip task).
+    pub(crate) gossip: crate::gossip::Gossip,
+    /// Peers that identified as speaking the replica protocol (bavard nodes, not stock ones).
+    pub(crate) kv_peers: Mutex<HashSet<PeerId>>,
+    /// Group commit for every local write.
+    pub(crate) committer: crate::replica::commit::Committer,
+    /// Hints kept for replicas that were down.
+    pub(crate) hints: crate::replica::hints::Hints,
 }
 
 /// The routing key of a peer: SHA-256 of its id's bytes, as libp2p-kad.
@@ -88,7 +98,11 @@ impl Node {
             max_provided_keys: config.store.max_provided_keys,
             ..StoreLimits::default()
         };
-        let backend = BackendConfig::new(peer_id.to_bytes()).with_limits(limits);
+        let backend = BackendConfig::new(peer_id.to_bytes())
+            .with_limits(limits)
+            .with_tombstone_grace_ms(
+                secs(config.replication.tombstone_grace_secs).as_millis() as u64
+            );
         let store: Arc<dyn RecordStore> = if config.store.in_memory {
             Arc::new(MemoryStore::new(backend))
         } else {
@@ -137,6 +151,21 @@ impl Node {
         let table = RoutingTable::new(peer_key(&peer_id), table_config)
             .map_err(|e| anyhow::anyhow!("invalid routing table settings: {e}"))?;
         let local_key = peer_key(&peer_id);
+        let committer = crate::replica::commit::Committer::start(
+            store.clone(),
+            config.replication.max_batch_records,
+        )
+        .context("cannot start the committer thread")?;
+        let hints_path = config.data_dir.join("hints.redb");
+        let hints = crate::replica::hints::Hints::open(
+            (!config.store.in_memory).then_some(hints_path.as_path()),
+            &peer_id,
+            config.replication.max_hints,
+            config.store.max_key_size,
+            config.store.max_value_size,
+            secs(config.replication.hint_ttl_secs).as_millis() as u64,
+        )
+        .with_context(|| format!("cannot open the hint store {}", hints_path.display()))?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (shutdown_tx, _) = watch::channel(false);
         let metrics = Metrics::new();
@@ -157,19 +186,31 @@ impl Node {
             tasks: Mutex::new(Vec::new()),
             warned: Mutex::new(HashSet::new()),
             inbound: Mutex::new(HashMap::new()),
+            gossip: crate::gossip::Gossip::new(),
+            kv_peers: Mutex::new(HashSet::new()),
+            committer,
+            hints,
             config,
         });
         let node = Node { inner };
         node.inner.refresh_gauges();
 
         let swarm_task = tokio::spawn(run_swarm(node.clone(), swarm, command_rx));
+        let kv_task = tokio::spawn(crate::replica::server::run(node.clone()));
         let server_task = tokio::spawn(crate::kad::server::run(node.clone()));
         let jobs_task = tokio::spawn(crate::jobs::run(node.clone()));
+        node.inner.tasks.lock().expect("tasks lock").extend([
+            swarm_task,
+            server_task,
+            jobs_task,
+            kv_task,
+        ]);
+        let gossip_tasks = crate::gossip::spawn(&node);
         node.inner
             .tasks
             .lock()
             .expect("tasks lock")
-            .extend([swarm_task, server_task, jobs_task]);
+            .extend(gossip_tasks);
 
         for addr in node.inner.config.bootstrap.clone() {
             if let Some(peer) = peer_id_of(&addr) {
@@ -214,6 +255,9 @@ impl Node {
 
     /// Stops every task and closes the swarm. Idempotent.
     pub async fn shutdown(&self) {
+        if !self.is_shutting_down() {
+            self.gossip_leave().await;
+        }
         self.inner.shutdown_tx.send_replace(true);
         let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
         for task in tasks {
@@ -240,6 +284,34 @@ impl Node {
             .commands
             .send(SwarmCommand::Dial(addr))
             .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Refuses every connection to and from `peer` and closes the open ones, until
+    /// [`Node::unblock_peer`]. Operators use it to ban a peer; tests use it to cut the network.
+    pub fn block_peer(&self, peer: PeerId) {
+        let _ = self.inner.commands.send(SwarmCommand::Block(peer));
+    }
+
+    /// Lifts a [`Node::block_peer`].
+    pub fn unblock_peer(&self, peer: PeerId) {
+        let _ = self.inner.commands.send(SwarmCommand::Unblock(peer));
+    }
+
+    /// The record this node itself stores under `key` (tombstones included), without asking any
+    /// other node: what an operator inspects to see whether a replica has converged.
+    pub fn local_record(&self, key: &[u8]) -> Result<Option<Record>, NodeError> {
+        self.inner
+            .store
+            .get(key, unix_ms())
+            .map_err(|e| NodeError::Storage(e.to_string()))
+    }
+
+    /// Runs one anti-entropy round with `peer` now (it also runs periodically); returns how
+    /// many keys were exchanged.
+    pub async fn anti_entropy_with(&self, peer: PeerId) -> Result<usize, NodeError> {
+        crate::replica::antientropy::round_with(self, peer)
+            .await
+            .map_err(NodeError::Timeout)
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), NodeError> {
@@ -278,6 +350,9 @@ impl Node {
                 value.len()
             )));
         }
+        if let Some(condition) = opts.condition {
+            self.check_condition(&key, condition).await?;
+        }
         let ttl = opts
             .ttl_secs
             .map(Duration::from_secs)
@@ -291,122 +366,50 @@ impl Node {
     /// Deletes `key` by writing a tombstone to its replicas.
     pub async fn delete(&self, key: Vec<u8>, opts: PutOptions) -> Result<PutReply, NodeError> {
         self.check_key(&key)?;
+        if let Some(condition) = opts.condition {
+            self.check_condition(&key, condition).await?;
+        }
         let now = unix_ms();
         let record = Record::tombstone(key, now, self.next_version())
             .with_publisher(self.inner.peer_id.to_bytes());
         self.replicate_record(record, opts.consistency).await
     }
 
-    /// Sends `record` to the closest nodes of its key (this node included when it is one of them).
+    /// Writes `record` to its replicas (see [`crate::replica`]).
     pub(crate) async fn replicate_record(
         &self,
         record: Record,
         consistency: Consistency,
     ) -> Result<PutReply, NodeError> {
-        let n = self.inner.config.kad.replication_factor;
-        let required = consistency.required(n);
-        let outcome = self.lookup(&record.key, LookupKind::FindNode).await?;
-        let replicas = self.replica_set(&record.key, &outcome.closest, n);
-        if replicas.len() < required {
-            return Err(NodeError::Unavailable {
-                answered: replicas.len(),
-                required,
-            });
-        }
-        let version = record.version.hlc.to_string();
-        let key_str = String::from_utf8_lossy(&record.key).into_owned();
-        let wire = crate::kad::lookup::to_wire(&record, unix_ms());
-        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<bool>();
-        for replica in replicas {
-            let tx = ack_tx.clone();
-            let node = self.clone();
-            let record = record.clone();
-            let wire = wire.clone();
-            tokio::spawn(async move {
-                let ok = if replica == node.inner.peer_id {
-                    node.store_local(record).is_ok()
-                } else {
-                    matches!(
-                        node.request(replica, Request::PutValue { record: wire })
-                            .await,
-                        Ok(Some(Response::PutValue { .. }))
-                    )
-                };
-                let _ = tx.send(ok);
-            });
-        }
-        drop(ack_tx);
-        let (mut acks, mut answered) = (0, 0);
-        while let Some(ok) = ack_rx.recv().await {
-            answered += 1;
-            if ok {
-                acks += 1;
-                if acks >= required {
-                    break;
-                }
-            }
-        }
-        let _ = answered;
-        if acks < required {
-            return Err(NodeError::Unavailable {
-                answered: acks,
-                required,
-            });
-        }
-        Ok(PutReply {
-            key: key_str,
-            version,
-            acks,
-        })
+        self.coordinate_write(record, consistency).await
     }
 
-    /// The `n` closest nodes to `key` among the lookup result and this node.
-    fn replica_set(&self, key: &[u8], closest: &[PeerId], n: usize) -> Vec<PeerId> {
-        let target = Key::hash(key);
-        let mut all: Vec<PeerId> = closest.to_vec();
-        all.push(self.inner.peer_id);
-        all.sort_by_key(|p| peer_key(p).distance(&target));
-        all.dedup();
-        all.truncate(n);
-        all
-    }
-
-    /// Stores a record in the local store (durably).
-    pub(crate) fn store_local(&self, record: Record) -> Result<PutOutcome, NodeError> {
+    /// Stores a record in the local store, durably (group commit).
+    pub(crate) async fn store_local(&self, record: Record) -> Result<PutOutcome, NodeError> {
         let out = self
             .inner
-            .store
-            .put(record, unix_ms())
+            .committer
+            .put(record)
+            .await
             .map_err(|e| NodeError::Storage(e.to_string()));
         self.inner.refresh_gauges();
         out
     }
 
-    /// Reads `key`: looks it up and returns the newest version found among the replicas that
-    /// answered, once `opts.consistency` of them did. `Ok(None)` when absent or deleted.
+    /// Reads `key` from its replicas and returns the newest version once `opts.consistency` of
+    /// them answered. `Ok(None)` when absent or deleted.
     pub async fn get(&self, key: &[u8], opts: GetOptions) -> Result<Option<GetReply>, NodeError> {
         self.check_key(key)?;
-        let n = self.inner.config.kad.replication_factor;
-        let required = opts.consistency.required(n);
-        let local = self
-            .inner
-            .store
-            .get(key, unix_ms())
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
-        let outcome = self
-            .lookup(key, LookupKind::GetValue { want: required })
-            .await?;
-        let replicas = self.replica_set(key, &outcome.closest, n);
-        let with_record = outcome.records.len() + usize::from(local.is_some());
-        let answered = replicas.len().max(with_record);
-        if answered < required {
-            return Err(NodeError::Unavailable { answered, required });
-        }
-        let mut best = local;
-        for record in outcome.records {
-            if best.as_ref().is_none_or(|b| record.version > b.version) {
-                best = Some(record);
-            }
+        let mut best = self.coordinate_read(key, opts.consistency).await?;
+        if best.is_none() {
+            // Records put by stock libp2p nodes may live outside our preference list (they
+            // replicate to their own k closest): fall back to a Kademlia GET_VALUE walk.
+            best = self
+                .lookup(key, LookupKind::GetValue { want: 1 })
+                .await?
+                .records
+                .into_iter()
+                .max_by(|a, b| a.version.cmp(&b.version));
         }
         Ok(best.and_then(|r| {
             let version = r.version.hlc.to_string();
@@ -509,7 +512,7 @@ impl Node {
             peer_id: self.inner.peer_id.to_string(),
             listen_addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
             routing_table_size,
-            members_alive: 1 + connected,
+            members_alive: self.inner.gossip.alive_count(),
             records_stored: records,
             connected_peers: connected,
             uptime_s: self.inner.started.elapsed().as_secs(),
@@ -680,6 +683,29 @@ pub(crate) enum RequestError {
 }
 
 impl Inner {
+    /// Counts an inbound stream of `peer`; false when the peer is at its limit.
+    pub(crate) fn acquire_inbound(&self, peer: PeerId) -> bool {
+        let max = self.config.limits.max_inbound_streams_per_peer;
+        let mut open = self.inbound.lock().expect("inbound lock");
+        let count = open.entry(peer).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Releases an inbound stream counted by [`Inner::acquire_inbound`].
+    pub(crate) fn release_inbound(&self, peer: PeerId) {
+        let mut open = self.inbound.lock().expect("inbound lock");
+        if let Some(count) = open.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&peer);
+            }
+        }
+    }
+
     /// Updates the gauges that mirror state kept elsewhere.
     pub(crate) fn refresh_gauges(&self) {
         self.metrics
@@ -742,6 +768,12 @@ async fn run_swarm(
                         tracing::warn!("cannot dial {addr}: {e}");
                     }
                 }
+                SwarmCommand::Block(peer) => {
+                    swarm.behaviour_mut().blocked.block_peer(peer);
+                }
+                SwarmCommand::Unblock(peer) => {
+                    swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
             },
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {
@@ -766,6 +798,14 @@ async fn run_swarm(
                     tracing::debug!(%peer_id, protocols = ?info.protocols, "identified");
                     for addr in info.listen_addrs.iter().take(max_addrs) {
                         node.inner.book.add(peer_id, addr.clone(), max_addrs);
+                    }
+                    {
+                        let mut kv = node.inner.kv_peers.lock().expect("kv peers lock");
+                        if info.protocols.contains(&crate::replica::KV_PROTOCOL) {
+                            kv.insert(peer_id);
+                        } else {
+                            kv.remove(&peer_id);
+                        }
                     }
                     if info.protocols.contains(&KAD_PROTOCOL) {
                         node.inner.add_to_table(&node, peer_id, info.listen_addrs.clone());

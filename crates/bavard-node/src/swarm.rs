@@ -10,7 +10,7 @@ use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Swarm, Transport as _, identify, noise, ping, tcp, yamux};
+use libp2p::{Swarm, Transport as _, allow_block_list, identify, noise, ping, tcp, yamux};
 
 use crate::addresses;
 
@@ -29,6 +29,8 @@ pub struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
     /// Tells the swarm where to dial a peer.
     pub addresses: addresses::Behaviour,
+    /// Peers we refuse to talk to (operator bans, and the fault injection of tests).
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
 /// Builds the swarm for `keypair`.
@@ -62,6 +64,7 @@ pub fn build(
             ping: ping::Behaviour::new(ping::Config::new()),
             stream: libp2p_stream::Behaviour::new(),
             addresses: addresses::Behaviour::new(book),
+            blocked: allow_block_list::Behaviour::default(),
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();

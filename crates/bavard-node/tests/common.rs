@@ -1,5 +1,5 @@
 //! Helpers for in-process clusters over libp2p's MemoryTransport.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, unreachable_pub)]
 
 use std::future::Future;
 use std::path::Path;

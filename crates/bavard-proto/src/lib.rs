@@ -44,7 +44,9 @@
 //!   directory).
 
 pub mod framing;
+pub mod gossip;
 pub mod kad;
+pub mod store;
 pub mod varint;
 
 pub use framing::{

@@ -75,17 +75,39 @@ pub enum Termination {
     /// Kademlia's rule: stop when the k closest known peers have all answered (or no candidate is
     /// left). With α in flight this costs at least ⌈k/α⌉ round trips.
     Classic,
-    /// The IPFS rule, with a finishing burst: α requests in flight until the `n` closest known
-    /// peers have answered; from then on, the remaining unqueried peers among the k closest are
-    /// all queried in parallel (up to k in flight), and the lookup ends when the k closest known
-    /// have answered. Same result set as `Classic`, in about 2–3 fewer round trips.
+    /// The IPFS rule (go-libp2p-kad-dht: α = 10, β = 3, "a lookup ends when the β closest have
+    /// answered"), with a finishing burst and a quorum:
+    ///
+    /// 1. α requests in flight while converging, closest first;
+    /// 2. once the closest known peer has answered (`burst_on_closest`, default) or the β closest
+    ///    have, every unqueried peer among the k closest known is queried at once (up to k in
+    ///    flight); a newly revealed closer peer brings parallelism back to α until it answered;
+    /// 3. the lookup ends when the `n` = β closest known (non-failed) peers have answered — so no
+    ///    pending or unqueried peer is closer than them — **and** at least
+    ///    [`burst_quorum`](LookupConfig::burst_quorum) of the k closest known have answered (or
+    ///    all of them have, or none is left to query). Answers still in flight are dropped.
+    ///
+    /// Why: `Classic` pays at least ⌈k/α⌉ round trips (7 with k = 20, α = 3), and a burst that
+    /// waits for *all* k closest pays the slowest of ~17 links (≈ the largest RTT of the network)
+    /// after the result is in hand. The β closest, the ones that matter most (the true closest
+    /// node is among them), are always confirmed; the quorum bounds how many of the k closest
+    /// can be missing, and waits for the fastest `burst_quorum` only. Measured in bavard-sim
+    /// (10,000 nodes, α = 3, link RTT 10–300 ms, mean 116 ms): with the defaults (β = 3, quorum
+    /// 16, burst on closest) the median lookup takes 435 ms (3.7 RTTs) against 980 ms for
+    /// `Classic` and 565 ms for the all-k burst, finds the true closest node every time, and
+    /// returns 81% of the true k closest (100% for the all-k burst). Set `burst_quorum ≥ k` to
+    /// get `Classic`'s result set, 0 for the plain go-libp2p-kad-dht rule. It also never waits
+    /// for a dead peer's request timeout once the quorum is in.
     Beta(usize),
 }
 
 /// Parameters of a [`Lookup`](crate::Lookup).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupConfig {
-    /// Requests in flight per path while converging. Default 3 (rust-libp2p; the spec says 10).
+    /// Requests in flight per path while converging. Default 3 (rust-libp2p; the libp2p spec and
+    /// go-libp2p-kad-dht use 10). With the β rule and its burst, the stopping rule rather than
+    /// the parallelism sets the latency, and α = 3 meets bavard's targets (median ≤ 4 RTTs) with
+    /// about 24 requests per lookup at 10,000 nodes; a larger α mostly adds requests.
     pub alpha: usize,
     /// Number of closest peers the lookup returns. Default 20.
     pub k: usize,
@@ -100,6 +122,18 @@ pub struct LookupConfig {
     /// Bound on the candidates remembered per path (memory is `O(max_candidates × paths)` whatever
     /// the peers answer). Default `4 × k` = 80: the far ones can never make the result.
     pub max_candidates: usize,
+    /// With [`Termination::Beta`]: the lookup may end once the β closest have answered *and* at
+    /// least this many of the k closest known (non-failed) peers have answered, without waiting
+    /// for the slowest of the finishing burst. `k` or more means "wait for all k closest" (the
+    /// result set of `Classic`); 0 is go-libp2p-kad-dht's rule (end as soon as the β closest
+    /// answered). Ignored by `Classic`. Default 16 (see [`Termination::Beta`]).
+    pub burst_quorum: usize,
+    /// With [`Termination::Beta`]: start the finishing burst as soon as the *closest* known peer
+    /// has answered (true), rather than once the β closest have (false). The closest peer's answer
+    /// lists its own k closest to the target, which are nearly always the final k closest, so the
+    /// burst loses little by starting one partial round trip earlier; the lookup still does not
+    /// end before the β closest answered. Ignored by `Classic`. Default true.
+    pub burst_on_closest: bool,
 }
 
 impl Default for LookupConfig {
@@ -112,6 +146,8 @@ impl Default for LookupConfig {
             disjoint_paths: 1,
             termination: Termination::Beta(3),
             max_candidates: 80,
+            burst_quorum: 16,
+            burst_on_closest: true,
         }
     }
 }
@@ -155,6 +191,7 @@ mod tests {
         assert_eq!(l.validate(), Ok(()));
         assert_eq!((l.alpha, l.k, l.disjoint_paths), (3, 20, 1));
         assert_eq!(l.termination, Termination::Beta(3));
+        assert_eq!((l.burst_quorum, l.burst_on_closest), (16, true));
     }
 
     #[test]

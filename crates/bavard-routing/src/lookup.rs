@@ -7,13 +7,16 @@
 //!
 //! - **Classic**: α requests in flight until the k closest known (non-failed) candidates have all
 //!   answered. At least ⌈k/α⌉ round trips (7 with k = 20, α = 3).
-//! - **Beta(β)** (default, β = 3), after the IPFS DHT: α in flight while converging; as soon as the
-//!   β closest known candidates have answered (so no pending or unqueried candidate is closer than
-//!   them), the remaining unqueried among the k closest are queried *all at once* (up to k in
-//!   flight), and the lookup ends when the k closest known have answered, as in Classic. It returns
-//!   the same set as Classic, with the long tail of round trips collapsed into about one. If a
-//!   finishing answer reveals a peer closer than the β closest, parallelism drops back to α until
-//!   that peer has answered.
+//! - **Beta(β)** (default, β = 3), after the IPFS DHT (go-libp2p-kad-dht ends a lookup when the
+//!   β closest have answered): α in flight while converging; as soon as the closest known
+//!   candidate has answered (or the β closest, with `burst_on_closest = false`), the remaining
+//!   unqueried among the k closest are queried *all at once* (up to k in flight). The lookup ends
+//!   once the β closest known have answered (so no pending or unqueried candidate is closer than
+//!   them) **and** at least `burst_quorum` (default 16) of the k closest known have answered, or
+//!   all of them have. Waiting for all k (`burst_quorum ≥ k`) returns Classic's set in about one
+//!   round trip instead of ⌈k/α⌉, but pays the slowest of ~17 links; the quorum pays only the
+//!   fastest ones. If a finishing answer reveals a peer closer than the closest, parallelism
+//!   drops back to α until that peer has answered. See [`Termination::Beta`] for figures.
 //!
 //! Both rules also end the lookup when no candidate is left to query, and at the lookup deadline.
 //! A request unanswered after `request_timeout` counts as failed; a late answer is still used.
@@ -400,7 +403,9 @@ impl<P: Clone + Eq> Lookup<P> {
         };
         let mut in_flight = 0;
         let mut seen = 0; // non-failed candidates of the path visited so far (the k closest)
+        let mut answered = 0; // of those, the ones that answered
         let mut beta_answered = true;
+        let mut closest_answered = false;
         let mut first_unqueried = None;
         let mut active = false;
         for (i, c) in self.candidates.iter().enumerate() {
@@ -417,14 +422,28 @@ impl<P: Clone + Eq> Lookup<P> {
             if beta.is_some_and(|b| seen < b) && c.state != State::Succeeded {
                 beta_answered = false;
             }
+            if seen == 0 {
+                closest_answered = c.state == State::Succeeded;
+            }
             seen += 1;
+            if c.state == State::Succeeded {
+                answered += 1;
+            }
             if c.state == State::NotContacted && first_unqueried.is_none() {
                 first_unqueried = Some(i);
             }
             active |= waiting || c.state == State::NotContacted;
         }
+        if beta.is_some() && beta_answered && answered >= self.config.burst_quorum {
+            // The β closest are confirmed and the quorum of the k closest is in: the path is
+            // done, whatever the rest of the burst still has in flight.
+            return PathStatus {
+                next: None,
+                active: false,
+            };
+        }
         let parallelism = match beta {
-            Some(_) if beta_answered => k,
+            Some(_) if beta_answered || (self.config.burst_on_closest && closest_answered) => k,
             _ => self.config.alpha,
         };
         let next = if in_flight < parallelism {
@@ -578,6 +597,70 @@ mod tests {
         l.on_success(now, &2, Vec::new());
         assert_eq!(l.poll(now), LookupAction::Done);
         assert_eq!(l.result().peers, peers([1, 2, 10]));
+    }
+
+    #[test]
+    fn beta_termination_ends_once_the_beta_closest_and_a_quorum_of_the_k_closest_answered() {
+        let now = Instant::now();
+        let cfg = LookupConfig {
+            burst_quorum: 3,
+            ..config(Termination::Beta(1), 4, 1)
+        };
+        let mut l = Lookup::new(now, TARGET, peers(1..=6), cfg).unwrap();
+        assert_eq!(drain(&mut l, now).0, vec![1]);
+        l.on_success(now, &1, Vec::new());
+        assert_eq!(drain(&mut l, now).0, vec![2, 3, 4]);
+        l.on_success(now, &3, Vec::new());
+        assert!(matches!(l.poll(now), LookupAction::Wait { .. }));
+        // 1, 2 and 3 of the 4 closest answered: the slow 4 is not waited for.
+        l.on_success(now, &2, Vec::new());
+        assert_eq!(l.poll(now), LookupAction::Done);
+        l.on_success(now, &4, Vec::new());
+        let r = l.result();
+        assert_eq!(r.peers, peers(1..=3));
+        assert_eq!((r.stats.messages_sent, r.stats.responses), (4, 3));
+    }
+
+    #[test]
+    fn the_quorum_never_ends_a_lookup_before_the_beta_closest_answered() {
+        let now = Instant::now();
+        let cfg = LookupConfig {
+            burst_quorum: 0,
+            ..config(Termination::Beta(2), 4, 2)
+        };
+        let mut l = Lookup::new(now, TARGET, peers([10, 20, 30]), cfg).unwrap();
+        assert_eq!(drain(&mut l, now).0, vec![10, 20]);
+        // 20 answers first and reveals 1, closer than everyone: 1 must answer before the end.
+        l.on_success(now, &20, peers([1]));
+        assert_eq!(drain(&mut l, now).0, vec![1]);
+        l.on_success(now, &10, Vec::new());
+        let (sent, action) = drain(&mut l, now);
+        assert_eq!(sent, vec![30]);
+        assert!(matches!(action, LookupAction::Wait { .. }));
+        l.on_success(now, &1, Vec::new());
+        // Quorum 0 is the go-libp2p-kad-dht rule: done once the β = 2 closest (1, 10) answered,
+        // whatever is still in flight (30).
+        assert_eq!(l.poll(now), LookupAction::Done);
+        assert_eq!(l.result().peers, peers([1, 10, 20]));
+    }
+
+    #[test]
+    fn a_quorum_of_k_waits_for_all_the_k_closest_like_classic() {
+        let now = Instant::now();
+        let cfg = LookupConfig {
+            burst_quorum: 4,
+            ..config(Termination::Beta(1), 4, 1)
+        };
+        let mut l = Lookup::new(now, TARGET, peers(1..=6), cfg).unwrap();
+        assert_eq!(drain(&mut l, now).0, vec![1]);
+        l.on_success(now, &1, Vec::new());
+        assert_eq!(drain(&mut l, now).0, vec![2, 3, 4]);
+        l.on_success(now, &2, Vec::new());
+        l.on_success(now, &3, Vec::new());
+        assert!(matches!(l.poll(now), LookupAction::Wait { .. }));
+        l.on_success(now, &4, Vec::new());
+        assert_eq!(l.poll(now), LookupAction::Done);
+        assert_eq!(l.result().peers, peers(1..=4));
     }
 
     #[test]

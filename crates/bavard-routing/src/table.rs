@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use crate::bucket::{AcceptAll, AdmissionFilter, Bucket, BucketView, Entry, PendingPing};
 use crate::config::{ConfigError, TableConfig};
-use crate::key::Key;
+use crate::key::{Distance, Key};
 
 /// What [`RoutingTable::insert`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,34 +322,47 @@ where
     ///
     /// Does not sort the table: for a target at distance `x` from the local key, every entry of
     /// bucket `i` is closer to the target than every entry of bucket `j < i` when bit `i` of `x` is
-    /// set, and farther when it is clear. So the buckets are visited in the order "set bits of `x`
-    /// from high to low, then clear bits from low to high", each bucket sorted on its own, and the
-    /// walk stops once `n` entries are collected: O(k log k) per visited bucket.
+    /// set, and farther when it is clear. So the allocated buckets are visited in the order "set
+    /// bits of `x` from high to low, then clear bits from low to high", and the walk stops once `n`
+    /// entries are collected. Within a bucket, each entry's distance is computed once; when the
+    /// bucket holds more entries than are still needed, `select_nth_unstable` keeps only those
+    /// before they are sorted, so the cost is O(k) per visited bucket plus O(m log m) for the `m`
+    /// returned, and only returned entries are cloned. Ties (equal keys) keep bucket order.
     pub fn closest(&self, target: &Key, n: usize) -> Vec<Entry<P, V>>
     where
         V: Clone,
     {
-        let mut out: Vec<Entry<P, V>> = Vec::with_capacity(n);
-        if n == 0 {
+        let mut out: Vec<Entry<P, V>> = Vec::with_capacity(n.min(self.index.len()));
+        if n == 0 || self.index.is_empty() {
             return out;
         }
         let x = self.local.distance(target);
-        let set = (0..=255u8).rev().filter(|&i| x.bit(i));
-        let clear = (0..=255u8).filter(|&i| !x.bit(i));
-        for i in set.chain(clear) {
-            let Some(bucket) = self.buckets.get(slot(i)) else {
-                continue;
-            };
-            if bucket.entries.is_empty() {
+        // Slot `s` holds bucket `255 - s`: increasing slots are decreasing bucket indices.
+        let slots = self.buckets.len();
+        let set = (0..slots).filter(|&s| x.bit(255 - s as u8));
+        let clear = (0..slots).rev().filter(|&s| !x.bit(255 - s as u8));
+        let mut order: Vec<(Distance, usize)> = Vec::new();
+        for s in set.chain(clear) {
+            let entries = &self.buckets[s].entries;
+            if entries.is_empty() {
                 continue;
             }
-            let mut entries: Vec<&Entry<P, V>> = bucket.entries.iter().collect();
-            entries.sort_by_key(|e| target.distance(&e.key));
-            for e in entries {
-                out.push(e.clone());
-                if out.len() == n {
-                    return out;
-                }
+            let need = n - out.len();
+            order.clear();
+            order.extend(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (target.distance(&e.key), i)),
+            );
+            if order.len() > need {
+                order.select_nth_unstable(need - 1);
+                order.truncate(need);
+            }
+            order.sort_unstable();
+            out.extend(order.iter().map(|&(_, i)| entries[i].clone()));
+            if out.len() == n {
+                break;
             }
         }
         out

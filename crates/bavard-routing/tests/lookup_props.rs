@@ -53,10 +53,11 @@ proptest! {
         alpha in 1usize..5,
         k in 1usize..12,
         paths in 1usize..4,
+        burst_quorum in 0usize..14,
     ) {
         let me = 7u64;
         let config = LookupConfig {
-            alpha, k, termination, disjoint_paths: paths, max_candidates: 2 * k,
+            alpha, k, termination, disjoint_paths: paths, max_candidates: 2 * k, burst_quorum,
             ..LookupConfig::default()
         };
         let t0 = Instant::now();

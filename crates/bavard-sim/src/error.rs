@@ -18,6 +18,20 @@ pub enum SimError {
     /// The churn fraction must be in `[0, 1)` and leave at least one live node.
     #[error("--churn must be in [0, 1) and leave at least one live node (got {0})")]
     ChurnOutOfRange(f64),
+    /// At least one message must be measured.
+    #[error("--messages must be at least 1 (got 0)")]
+    NoMessages,
+    /// The share of nodes killed must be in `[0, 1)` and leave at least two live nodes.
+    #[error("--kill must be in [0, 1) and leave at least two live nodes (got {0})")]
+    KillOutOfRange(f64),
+    /// More nodes killed than the run can afford: at least two must stay alive.
+    #[error("--kill {killed} must leave at least two of the {nodes} nodes alive")]
+    TooManyKilled {
+        /// Nodes asked to be killed.
+        killed: u32,
+        /// Nodes in the run.
+        nodes: u32,
+    },
     /// The routing core refused the table or lookup parameters (k, α…).
     #[error("invalid routing parameters: {0}")]
     Routing(#[from] ConfigError),

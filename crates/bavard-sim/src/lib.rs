@@ -9,25 +9,35 @@
 //! - [`stats`]: means and percentiles ([`Samples`]);
 //! - [`lookup`]: the lookup experiment — N routing tables joined through a bootstrap node, then
 //!   lookups with bavard's termination and libp2p's classic one, compared with the true k
-//!   closest ([`run_lookup_sim`], [`LookupSimConfig`], [`StrategyReport`]).
+//!   closest ([`run_lookup_sim`], [`LookupSimConfig`], [`StrategyReport`]);
+//! - [`gossip`]: the gossip experiment — HyParView + Plumtree topic broadcast over N nodes,
+//!   delivery, redundancy (RMR), last delivery hop and latency, with failures, against a
+//!   gossipsub-like mesh ([`run_gossip_sim`], [`GossipSimConfig`], [`GossipReport`]);
+//! - [`membership`]: the membership experiment — SWIM + Lifeguard over N members, time to detect
+//!   crashed members everywhere, false positives and cost ([`run_membership_sim`],
+//!   [`MembershipSimConfig`], [`MembershipReport`]).
 //!
 //! Nodes are `u32` ids indexing `Vec`s of state, so 100,000 nodes fit in memory. A run is a pure
 //! function of its configuration and seed: everything it reports except `wall_s` replays exactly.
 
 pub mod engine;
 mod error;
+pub mod gossip;
 pub mod keyspace;
 pub mod latency;
 pub mod lookup;
+pub mod membership;
 pub mod network;
 pub mod rng;
 pub mod stats;
 
 pub use engine::{Clock, EventQueue, SimTime};
 pub use error::SimError;
+pub use gossip::{GossipReport, GossipSimConfig, GossipStrategy, run_gossip_sim};
 pub use keyspace::KeyIndex;
 pub use latency::{LatencyConfig, LatencyModel};
 pub use lookup::{LookupSimConfig, Strategy, StrategyReport, run_lookup_sim};
+pub use membership::{MembershipReport, MembershipSimConfig, run_membership_sim};
 pub use network::Network;
 pub use stats::Samples;
 

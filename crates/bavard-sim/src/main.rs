@@ -2,15 +2,19 @@
 //!
 //! ```text
 //! bavard-sim lookup --nodes 10000 --lookups 1000 --seed 7 --baseline [--json]
+//! bavard-sim gossip --nodes 1000 --messages 100 --seed 7 [--loss P] [--kill F] [--baseline] [--json]
+//! bavard-sim membership --nodes 1000 --kill 10 --loss 0.1 --seed 7 [--json]
 //! ```
 //!
-//! Also reachable as `cargo xtask sim ARGS…`. One subcommand per experiment; `gossip` and
-//! `membership` will join `lookup`.
+//! Also reachable as `cargo xtask sim ARGS…`. One subcommand per experiment.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bavard_sim::{LookupSimConfig, StrategyReport, run_lookup_sim};
+use bavard_sim::{
+    GossipReport, GossipSimConfig, LookupSimConfig, MembershipReport, MembershipSimConfig,
+    StrategyReport, run_gossip_sim, run_lookup_sim, run_membership_sim,
+};
 use clap::{Parser, Subcommand};
 
 /// Deterministic discrete-event simulations of bavard's protocol cores.
@@ -25,6 +29,72 @@ struct Cli {
 enum Command {
     /// Kademlia lookups: bavard's termination against libp2p's classic rule.
     Lookup(LookupArgs),
+    /// Topic broadcast: HyParView + Plumtree against a gossipsub-like mesh.
+    Gossip(GossipArgs),
+    /// SWIM + Lifeguard membership: failure detection time, false positives, cost.
+    Membership(MembershipArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GossipArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1_000)]
+    nodes: u32,
+    /// Number of measured messages.
+    #[arg(long, default_value_t = 100)]
+    messages: u32,
+    /// Seed of every random choice: a run replays exactly from it.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Probability that a message is lost, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Share of the nodes killed at once after the warm-up, before the measured messages.
+    #[arg(long, default_value_t = 0.0)]
+    kill: f64,
+    /// Virtual milliseconds between two publications.
+    #[arg(long, default_value_t = 1_000)]
+    interval_ms: u64,
+    /// Unmeasured warm-up messages sent first, while the broadcast tree forms.
+    #[arg(long, default_value_t = 5)]
+    warmup: u32,
+    /// Virtual seconds the overlay settles after the last join.
+    #[arg(long, default_value_t = 30)]
+    settle_s: u64,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 256)]
+    payload: usize,
+    /// Also run a gossipsub-like mesh (D = 6, full payloads, no IHAVE) on the same network.
+    #[arg(long)]
+    baseline: bool,
+    /// One JSON object per line and strategy instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct MembershipArgs {
+    /// Number of members.
+    #[arg(long, default_value_t = 1_000)]
+    nodes: u32,
+    /// Members crashed at once after the steady state.
+    #[arg(long, default_value_t = 10)]
+    kill: u32,
+    /// Probability that a message is lost, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Seed of every random choice: a run replays exactly from it.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Virtual seconds of steady state measured between convergence and the crash.
+    #[arg(long, default_value_t = 30)]
+    steady_s: u64,
+    /// Virtual milliseconds between two joins.
+    #[arg(long, default_value_t = 10)]
+    join_interval_ms: u64,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +139,192 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Lookup(args) => lookup(&args),
+        Command::Gossip(args) => gossip(&args),
+        Command::Membership(args) => membership(&args),
+    }
+}
+
+fn gossip(args: &GossipArgs) -> ExitCode {
+    let config = GossipSimConfig {
+        nodes: args.nodes,
+        messages: args.messages,
+        seed: args.seed,
+        loss: args.loss,
+        kill: args.kill,
+        baseline: args.baseline,
+        interval: Duration::from_millis(args.interval_ms),
+        warmup_messages: args.warmup,
+        settle: Duration::from_secs(args.settle_s),
+        payload_len: args.payload,
+        ..GossipSimConfig::default()
+    };
+    let reports = match run_gossip_sim(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bavard-sim gossip: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        for r in &reports {
+            println!("{}", serde_json::to_string(r).expect("a report serialises"));
+        }
+    } else {
+        print_gossip_table(&config, &reports);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_gossip_table(config: &GossipSimConfig, reports: &[GossipReport]) {
+    let Some(first) = reports.first() else { return };
+    println!(
+        "gossip: {} nodes ({} live, {} killed after the warm-up), {} measured messages {} ms apart, \
+         {}-byte payloads, seed {}, loss {}",
+        first.nodes,
+        first.live_nodes,
+        first.killed,
+        first.messages,
+        first.interval_ms,
+        config.payload_len,
+        config.seed,
+        first.loss
+    );
+    if let (Some(d), Some(r)) = (first.warmup_delivery_ratio, first.warmup_rmr) {
+        println!(
+            "ours: {} warm-up messages excluded from the figures (tree forming): delivery {:.4}, rmr {:.2}",
+            first.warmup_messages, d, r
+        );
+    }
+    println!(
+        "delivery = deliveries / (messages x (live-1)); complete = share of messages reaching every live node; \
+         rmr = payload copies / receivers - 1; ldh = last delivery hop; msgs/bytes per live node per message"
+    );
+    println!(
+        "{:<9} {:>9} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "strategy",
+        "delivery",
+        "complete",
+        "min_msg",
+        "rmr",
+        "ldh_max",
+        "ldh_mean",
+        "lat_p50ms",
+        "lat_p99ms",
+        "msgs/node",
+        "bytes/node",
+        "wall_s"
+    );
+    for r in reports {
+        println!(
+            "{:<9} {:>9.4} {:>8.4} {:>8.4} {:>6.2} {:>7} {:>8.2} {:>9.1} {:>9.1} {:>9.2} {:>10.0} {:>7.2}",
+            r.strategy,
+            r.delivery_ratio,
+            r.complete_messages,
+            r.min_message_delivery_ratio,
+            r.rmr,
+            r.ldh_max,
+            r.ldh_mean,
+            r.latency_ms_p50,
+            r.latency_ms_p99,
+            r.msgs_per_node_per_message,
+            r.bytes_per_node_per_message,
+            r.wall_s
+        );
+    }
+    if let [ours, baseline, ..] = reports {
+        println!(
+            "ratio baseline/ours: bytes {:.2}x, latency_p50 {:.2}x, latency_p99 {:.2}x",
+            baseline.bytes_per_node_per_message / ours.bytes_per_node_per_message,
+            baseline.latency_ms_p50 / ours.latency_ms_p50,
+            baseline.latency_ms_p99 / ours.latency_ms_p99
+        );
+    }
+    if reports.iter().any(|r| r.rejected > 0) {
+        println!(
+            "warning: cores rejected {} messages",
+            reports.iter().map(|r| r.rejected).sum::<u64>()
+        );
+    }
+}
+
+fn membership(args: &MembershipArgs) -> ExitCode {
+    let config = MembershipSimConfig {
+        nodes: args.nodes,
+        kill: args.kill,
+        loss: args.loss,
+        seed: args.seed,
+        steady: Duration::from_secs(args.steady_s),
+        join_interval: Duration::from_millis(args.join_interval_ms),
+        ..MembershipSimConfig::default()
+    };
+    let report = match run_membership_sim(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bavard-sim membership: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("a report serialises")
+        );
+    } else {
+        print_membership_table(&config, &report);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_membership_table(config: &MembershipSimConfig, r: &MembershipReport) {
+    println!(
+        "membership (SWIM + Lifeguard, LAN profile): {} members joined via node 0, {}; \
+         {:.0} s steady, then {} killed at once; seed {}, loss {}",
+        r.nodes,
+        if r.converged {
+            format!("converged at {:.1} s", r.converge_s)
+        } else {
+            format!("NOT converged by {:.1} s", r.converge_s)
+        },
+        r.steady_s,
+        r.killed,
+        config.seed,
+        r.loss
+    );
+    println!(
+        "detect = until every live member declared a killed one dead (undetected count as the {} s cap); \
+         false_pos = live members declared dead by anyone after convergence",
+        config.detect_cap.as_secs()
+    );
+    println!(
+        "{:>9} {:>9} {:>9} {:>11} {:>10} {:>9} {:>9} {:>10} {:>10} {:>12} {:>7}",
+        "detect50s",
+        "detect99s",
+        "detectmax",
+        "first50s",
+        "undetected",
+        "false_pos",
+        "suspects",
+        "suspicions",
+        "msgs/mbr/s",
+        "bytes/mbr/s",
+        "wall_s"
+    );
+    println!(
+        "{:>9.2} {:>9.2} {:>9.2} {:>11.2} {:>10} {:>9} {:>9} {:>10} {:>10.2} {:>12.0} {:>7.2}",
+        r.detect_s_p50,
+        r.detect_s_p99,
+        r.detect_s_max,
+        r.first_detect_s_p50,
+        r.undetected,
+        r.false_positives,
+        r.suspected_live,
+        r.suspicions,
+        r.msgs_per_member_s,
+        r.bytes_per_member_s,
+        r.wall_s
+    );
+    if r.rejected > 0 {
+        println!("warning: cores rejected {} messages", r.rejected);
     }
 }
 

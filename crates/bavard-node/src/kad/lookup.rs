@@ -71,7 +71,7 @@ impl Node {
         }
         let cfg = &self.inner.config.kad;
         let target = Key::hash(key);
-        let seeds: Vec<(PeerId, Key)> = self
+        let mut seeds: Vec<(PeerId, Key)> = self
             .inner
             .table
             .lock()
@@ -80,6 +80,17 @@ impl Node {
             .into_iter()
             .map(|e| (e.peer, e.key))
             .collect();
+        // The closest alive members too: in a converged cluster they are the true closest nodes,
+        // so the lookup ends after one round of requests.
+        for seed in self
+            .inner
+            .gossip
+            .closest_alive(&self.inner.peer_id, &target, cfg.k)
+        {
+            if !seeds.iter().any(|(p, _)| *p == seed.0) {
+                seeds.push(seed);
+            }
+        }
         let started = Instant::now();
         let config = LookupConfig {
             alpha: cfg.alpha,

@@ -105,7 +105,7 @@ async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
                 break;
             }
         };
-        let Some(response) = handle(node, peer, request) else {
+        let Some(response) = handle(node, peer, request).await else {
             continue;
         };
         match crate::wire::write_message(&mut stream, &response.to_pb(&key)).await {
@@ -159,7 +159,7 @@ fn closer_peers(node: &Node, key: &[u8], requester: &PeerId) -> Vec<KadPeer> {
 }
 
 /// Answers one request; `None` for requests without a response (ADD_PROVIDER).
-fn handle(node: &Node, peer: PeerId, request: Request) -> Option<Response> {
+async fn handle(node: &Node, peer: PeerId, request: Request) -> Option<Response> {
     let now = unix_ms();
     let store = &node.inner.store;
     match request {
@@ -198,7 +198,7 @@ fn handle(node: &Node, peer: PeerId, request: Request) -> Option<Response> {
             };
             let default_ttl = secs(node.inner.config.kad.record_ttl_secs);
             let stored = record_from_wire(&record, version, now, default_ttl);
-            match node.store_local(stored) {
+            match node.store_local(stored).await {
                 Ok(_) => Some(Response::PutValue { record }),
                 Err(e) => {
                     // The spec has no error response: not echoing tells the writer it failed.

@@ -1,0 +1,781 @@
+//! Gossip in the node: SWIM membership and topic broadcast over libp2p.
+//!
+//! One task (the *driver*) owns the two sans-IO state machines of `bavard-gossip`:
+//! [`Membership`] (SWIM with Lifeguard, Das et al. 2002, Dadgar et al. 2018) and [`Broadcast`]
+//! (HyParView + Plumtree, Leitão et al. 2007). It feeds them the frames the transport receives
+//! (with the authenticated remote peer as sender), the application's commands and the timer,
+//! then drains their transmits and events and sleeps until the earliest `poll_timeout`.
+//!
+//! **Membership ⇄ DHT.** A member's metadata is its listen addresses ([`meta`]); when it comes
+//! up its addresses enter the address book, and when it is declared dead or leaves it leaves the
+//! routing table and every topic's views. Lookups seed themselves with the closest alive members
+//! ([`Gossip::closest_alive`]), so in a converged cluster a lookup starts at the true closest
+//! nodes. The node joins through its bootstrap peers; while it is alone, and every push-pull
+//! interval, it also pushes its state to routing-table peers it does not see as members, which
+//! heals partitions after the members on the other side were forgotten.
+//!
+//! **Topics.** A topic's overlay is found through the DHT: a subscriber provides the key
+//! `/bavard/topic/NAME` and joins through the providers it finds, again while it has no
+//! neighbour and every ten retry periods otherwise (so islands formed by simultaneous joins
+//! merge). The topic id is SHA-256 of that key. A publisher that has not subscribed joins as a
+//! publisher (without providing). Deliveries go to subscribers through one
+//! `tokio::sync::broadcast` channel per topic.
+//!
+//! **Fault injection (tests only).** [`Node::gossip_block`] makes the transport drop every gossip
+//! frame to and from a peer, to cut a cluster in two; it does not touch the DHT.
+
+mod meta;
+mod transport;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bavard_gossip::broadcast::{
+    Broadcast, BroadcastConfig, BroadcastError, BroadcastEvent, MessageBody, MessageId, TopicId,
+};
+use bavard_gossip::membership::{
+    MemberState, Membership, MembershipConfig, MembershipEvent, Message as MMessage,
+};
+use bavard_routing::Key;
+use libp2p::PeerId;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom as _;
+use sha2::Digest as _;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::api::{MemberInfo, NodeError, TopicEvent};
+use crate::config::{GossipConfig, secs};
+use crate::node::{Node, peer_key};
+use crate::util::peer_id_of;
+use wire::Frame;
+
+/// Prefix of a topic's DHT key.
+pub const TOPIC_KEY_PREFIX: &[u8] = b"/bavard/topic/";
+/// Longest topic name accepted, in bytes.
+pub const MAX_TOPIC_LEN: usize = 256;
+/// Events buffered per topic for slow subscribers (older ones are dropped for them).
+const TOPIC_CHANNEL: usize = 1024;
+
+/// The DHT key under which a topic's members are providers.
+pub fn topic_key(topic: &str) -> Vec<u8> {
+    let mut key = TOPIC_KEY_PREFIX.to_vec();
+    key.extend_from_slice(topic.as_bytes());
+    key
+}
+
+/// The broadcast topic id: SHA-256 of the topic key.
+pub fn topic_id(topic: &str) -> TopicId {
+    TopicId(sha2::Sha256::digest(topic_key(topic)).into())
+}
+
+enum Command {
+    JoinTopic {
+        topic: TopicId,
+        contacts: Vec<PeerId>,
+    },
+    Publish {
+        topic: TopicId,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<MessageId, BroadcastError>>,
+    },
+    Leave {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+struct TopicEntry {
+    tx: broadcast::Sender<TopicEvent>,
+    /// Neighbours in the active view.
+    active: Arc<AtomicUsize>,
+    subscriber: bool,
+}
+
+#[derive(Clone)]
+struct MemberRow {
+    id: PeerId,
+    key: Key,
+    state: MemberState,
+    incarnation: u64,
+    addrs: Vec<libp2p::Multiaddr>,
+}
+
+/// The node's gossip state, shared between the [`Node`] handle and the driver task.
+pub(crate) struct Gossip {
+    commands: mpsc::UnboundedSender<Command>,
+    command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    members: Mutex<Vec<MemberRow>>,
+    topics: Mutex<HashMap<TopicId, TopicEntry>>,
+    /// Test-only fault layer: peers whose gossip frames are dropped both ways.
+    blocked: Mutex<HashSet<PeerId>>,
+    /// Set by [`Node::kill`]: shut down without the graceful leave.
+    killed: AtomicBool,
+}
+
+impl Gossip {
+    pub(crate) fn new() -> Self {
+        let (commands, rx) = mpsc::unbounded_channel();
+        Self {
+            commands,
+            command_rx: Mutex::new(Some(rx)),
+            members: Mutex::new(Vec::new()),
+            topics: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(HashSet::new()),
+            killed: AtomicBool::new(false),
+        }
+    }
+
+    /// Members seen alive, this node included (1 before the driver's first snapshot).
+    pub(crate) fn alive_count(&self) -> usize {
+        let members = self.members.lock().expect("members lock");
+        members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .count()
+            .max(1)
+    }
+
+    /// The `n` alive members closest to `target`, this node excluded, nearest first.
+    pub(crate) fn closest_alive(
+        &self,
+        local: &PeerId,
+        target: &Key,
+        n: usize,
+    ) -> Vec<(PeerId, Key)> {
+        let members = self.members.lock().expect("members lock");
+        let mut alive: Vec<(PeerId, Key)> = members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive && &m.id != local)
+            .map(|m| (m.id, m.key))
+            .collect();
+        drop(members);
+        alive.sort_by_key(|(_, k)| k.distance(target));
+        alive.truncate(n);
+        alive
+    }
+
+    fn is_blocked(&self, peer: &PeerId) -> bool {
+        self.blocked.lock().expect("blocked lock").contains(peer)
+    }
+}
+
+fn state_name(s: MemberState) -> &'static str {
+    match s {
+        MemberState::Alive => "alive",
+        MemberState::Suspect => "suspect",
+        MemberState::Dead => "dead",
+        MemberState::Left => "left",
+    }
+}
+
+fn membership_config(c: &GossipConfig) -> MembershipConfig {
+    let probe = secs(c.probe_interval_secs).max(Duration::from_millis(10));
+    MembershipConfig {
+        probe_interval: probe,
+        probe_timeout: secs(c.probe_timeout_secs).clamp(Duration::from_millis(5), probe),
+        suspicion_mult: c.suspicion_mult.max(1),
+        gossip_interval: secs(c.gossip_interval_secs).max(Duration::from_millis(10)),
+        push_pull_interval: secs(c.push_pull_interval_secs).max(Duration::from_millis(100)),
+        gossip_to_the_dead_time: secs(c.dead_member_retention_secs),
+        join_retry_interval: secs(c.join_retry_secs).max(Duration::from_millis(50)),
+        ..MembershipConfig::lan()
+    }
+}
+
+fn broadcast_config(c: &GossipConfig) -> BroadcastConfig {
+    let mut b = BroadcastConfig::default();
+    b.plumtree.max_message_size = c.max_payload_size;
+    b
+}
+
+/// Spawns the driver and the inbound transport; returns their handles.
+pub(crate) fn spawn(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
+    let (frames_tx, frames_rx) = mpsc::channel(1024);
+    let counts = transport::InboundCounts::default();
+    let accept = tokio::spawn(transport::accept(node.clone(), frames_tx, counts));
+    let commands = node
+        .inner
+        .gossip
+        .command_rx
+        .lock()
+        .expect("gossip command lock")
+        .take();
+    let Some(commands) = commands else {
+        return vec![accept];
+    };
+    let driver = tokio::spawn(Driver::run(node.clone(), commands, frames_rx));
+    vec![accept, driver]
+}
+
+struct Driver {
+    node: Node,
+    membership: Membership<PeerId, StdRng>,
+    broadcast: Broadcast<PeerId, StdRng>,
+    outbound: transport::Outbound,
+    keys: HashMap<PeerId, Key>,
+    members_dirty: bool,
+    last_snapshot: Instant,
+    next_rejoin: Instant,
+    next_dht_sync: Instant,
+    bootstrap: Vec<PeerId>,
+}
+
+impl Driver {
+    async fn run(
+        node: Node,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut frames: mpsc::Receiver<(PeerId, Frame)>,
+    ) {
+        let cfg = node.inner.config.gossip.clone();
+        let mcfg = membership_config(&cfg);
+        let now = Instant::now();
+        let local = node.inner.peer_id;
+        let meta = meta::encode_addrs(&node.listen_addrs(), mcfg.max_meta_len);
+        let membership = Membership::new(local, meta, mcfg, StdRng::from_os_rng(), now);
+        let broadcast = Broadcast::new(local, broadcast_config(&cfg), StdRng::from_os_rng());
+        let (fail_tx, mut failures) = mpsc::unbounded_channel();
+        let open_timeout = node
+            .inner
+            .config
+            .kad
+            .request_timeout()
+            .min(Duration::from_secs(5));
+        let outbound = transport::Outbound::new(node.inner.control.clone(), fail_tx, open_timeout);
+        let bootstrap: Vec<PeerId> = node
+            .inner
+            .config
+            .bootstrap
+            .iter()
+            .filter_map(peer_id_of)
+            .collect();
+        let mut d = Driver {
+            node,
+            membership,
+            broadcast,
+            outbound,
+            keys: HashMap::new(),
+            members_dirty: true,
+            last_snapshot: now,
+            next_rejoin: now,
+            next_dht_sync: now + secs(cfg.push_pull_interval_secs),
+            bootstrap,
+        };
+        d.membership.join(now, d.bootstrap.clone());
+        d.flush();
+        let shutdown = d.node.shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = [
+                d.membership.poll_timeout(),
+                d.broadcast.poll_timeout(),
+                Some(d.next_rejoin),
+                Some(d.next_dht_sync),
+                Some(d.last_snapshot + Duration::from_millis(250)),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now);
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(cmd) = commands.recv() => {
+                    if let Command::Leave { reply } = cmd {
+                        d.leave().await;
+                        let _ = reply.send(());
+                    } else {
+                        d.command(cmd);
+                    }
+                }
+                Some((peer, frame)) = frames.recv() => d.receive(peer, frame),
+                Some(peer) = failures.recv() => {
+                    d.broadcast.peer_down(Instant::now(), &peer);
+                }
+                _ = sleep => d.timeout(),
+            }
+            d.flush();
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::JoinTopic { topic, contacts } => {
+                if let Err(e) = self.broadcast.join_topic(now, topic, contacts) {
+                    tracing::warn!("cannot join topic {topic:?}: {e}");
+                }
+            }
+            Command::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
+                let r = self.broadcast.publish(now, topic, payload);
+                if r.is_ok() {
+                    self.node.inner.metrics.gossip_published.inc();
+                }
+                let _ = reply.send(r);
+            }
+            Command::Leave { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn receive(&mut self, peer: PeerId, frame: Frame) {
+        if self.node.inner.gossip.is_blocked(&peer) {
+            return;
+        }
+        let now = Instant::now();
+        let node = self.node.clone();
+        let metrics = &node.inner.metrics;
+        match frame {
+            Frame::Membership(msg) => {
+                if matches!(msg, MMessage::Ack { .. }) {
+                    metrics.gossip_probe_acks.inc();
+                }
+                if let Err(e) = self.membership.handle_message(now, peer, msg) {
+                    metrics.reject("gossip_membership_rejected");
+                    tracing::debug!(%peer, "membership message rejected: {e}");
+                }
+                self.members_dirty = true;
+            }
+            Frame::Broadcast(msg) => {
+                let gossip_id = match &msg.body {
+                    MessageBody::Gossip { id, .. } => Some(*id),
+                    _ => None,
+                };
+                match self.broadcast.handle_message(now, peer, msg) {
+                    Ok(()) => {}
+                    Err(BroadcastError::UnknownTopic(_)) => {
+                        metrics.reject("gossip_unknown_topic");
+                        return;
+                    }
+                    Err(BroadcastError::DuplicateMessageId(_)) => {
+                        metrics.gossip_duplicates.inc();
+                        return;
+                    }
+                    Err(e) => {
+                        metrics.reject("gossip_broadcast_rejected");
+                        tracing::debug!(%peer, "broadcast message rejected: {e}");
+                        return;
+                    }
+                }
+                if let Some(id) = gossip_id {
+                    let delivered = self.drain_broadcast_events(Some(id));
+                    if !delivered {
+                        metrics.gossip_duplicates.inc();
+                    }
+                }
+            }
+        }
+    }
+
+    fn timeout(&mut self) {
+        let now = Instant::now();
+        self.membership.handle_timeout(now);
+        self.broadcast.handle_timeout(now);
+        self.members_dirty = true;
+        let cfg = &self.node.inner.config.gossip;
+        if now >= self.next_rejoin {
+            self.next_rejoin = now + secs(cfg.join_retry_secs).max(Duration::from_millis(50));
+            if self.membership.live_count() <= 1 && !self.membership.has_left() {
+                let mut seeds = self.bootstrap.clone();
+                seeds.extend(self.table_peers());
+                seeds.shuffle(&mut rand::rng());
+                if !seeds.is_empty() {
+                    self.membership.join(now, seeds);
+                }
+            }
+        }
+        if now >= self.next_dht_sync {
+            self.next_dht_sync =
+                now + secs(cfg.push_pull_interval_secs).max(Duration::from_secs(1));
+            // Routing-table peers we do not see as members: a partition or a forgotten member.
+            let mut strangers: Vec<PeerId> = self
+                .table_peers()
+                .into_iter()
+                .filter(|p| {
+                    self.membership
+                        .member(p)
+                        .is_none_or(|m| !m.state().is_live())
+                })
+                .collect();
+            strangers.shuffle(&mut rand::rng());
+            if let Some(p) = strangers.first()
+                && !self.membership.has_left()
+            {
+                self.membership.join(now, vec![*p]);
+            }
+        }
+    }
+
+    fn table_peers(&self) -> Vec<PeerId> {
+        let table = self.node.inner.table.lock().expect("table lock");
+        table.iter().map(|e| e.peer).take(64).collect()
+    }
+
+    /// Delivers broadcast events; true if `want` was delivered among them.
+    fn drain_broadcast_events(&mut self, want: Option<MessageId>) -> bool {
+        let mut delivered = false;
+        while let Some(ev) = self.broadcast.poll_event() {
+            match ev {
+                BroadcastEvent::Received {
+                    topic, id, payload, ..
+                } => {
+                    delivered |= Some(id) == want;
+                    self.node.inner.metrics.gossip_delivered.inc();
+                    let topics = self.node.inner.gossip.topics.lock().expect("topics lock");
+                    if let Some(t) = topics.get(&topic) {
+                        let _ = t.tx.send(TopicEvent {
+                            message_id: hex::encode(id.as_bytes()),
+                            payload,
+                        });
+                    }
+                }
+                BroadcastEvent::NeighborUp { topic, .. }
+                | BroadcastEvent::NeighborDown { topic, .. } => {
+                    let n = self.broadcast.active_view(&topic).len();
+                    let topics = self.node.inner.gossip.topics.lock().expect("topics lock");
+                    if let Some(t) = topics.get(&topic) {
+                        t.active.store(n, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Drains both state machines: sends their messages, applies their events.
+    fn flush(&mut self) {
+        let now = Instant::now();
+        let max_addrs = self.node.inner.config.limits.max_addrs_per_peer;
+        while let Some(ev) = self.membership.poll_event() {
+            self.members_dirty = true;
+            match ev {
+                MembershipEvent::MemberUp { id, meta }
+                | MembershipEvent::MemberMetaChanged { id, meta } => {
+                    for a in meta::decode_addrs(&meta, max_addrs) {
+                        self.node.inner.book.add(id, a, max_addrs);
+                    }
+                }
+                MembershipEvent::MemberDown { id, .. } | MembershipEvent::MemberLeft { id, .. } => {
+                    self.node
+                        .inner
+                        .table
+                        .lock()
+                        .expect("table lock")
+                        .remove(&id);
+                    self.broadcast.peer_down(now, &id);
+                }
+                MembershipEvent::MemberReaped { id } => {
+                    self.keys.remove(&id);
+                }
+                MembershipEvent::MemberSuspect { .. }
+                | MembershipEvent::MemberRecovered { .. }
+                | MembershipEvent::Joined { .. } => {}
+            }
+        }
+        while let Some((peer, msg)) = self.membership.poll_transmit() {
+            self.send(peer, Frame::Membership(msg));
+        }
+        while let Some((peer, msg)) = self.broadcast.poll_transmit() {
+            self.send(peer, Frame::Broadcast(msg));
+        }
+        self.drain_broadcast_events(None);
+        if self.members_dirty && now >= self.last_snapshot + Duration::from_millis(50)
+            || now >= self.last_snapshot + Duration::from_millis(250)
+        {
+            self.snapshot(now);
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, frame: Frame) {
+        if self.node.inner.gossip.is_blocked(&peer) {
+            return;
+        }
+        let bytes = prost::Message::encode_length_delimited_to_vec(&frame.to_pb());
+        if bytes.len() > self.node.inner.config.gossip.max_message_size {
+            self.node.inner.metrics.reject("gossip_outbound_too_large");
+            return;
+        }
+        self.node.inner.metrics.bytes_out.inc_by(bytes.len() as u64);
+        if self.outbound.send(peer, bytes) == transport::Sent::QueueFull {
+            self.node.inner.metrics.reject("gossip_outbound_queue_full");
+        }
+    }
+
+    fn snapshot(&mut self, now: Instant) {
+        self.members_dirty = false;
+        self.last_snapshot = now;
+        let max_addrs = self.node.inner.config.limits.max_addrs_per_peer;
+        let mut counts = [0i64; 4];
+        let rows: Vec<MemberRow> = self
+            .membership
+            .members()
+            .map(|m| {
+                let id = *m.id();
+                let key = *self.keys.entry(id).or_insert_with(|| peer_key(&id));
+                counts[usize::from(m.state().rank())] += 1;
+                MemberRow {
+                    id,
+                    key,
+                    state: m.state(),
+                    incarnation: m.incarnation(),
+                    addrs: meta::decode_addrs(m.meta(), max_addrs),
+                }
+            })
+            .collect();
+        for (state, n) in [
+            MemberState::Alive,
+            MemberState::Suspect,
+            MemberState::Dead,
+            MemberState::Left,
+        ]
+        .into_iter()
+        .zip(counts)
+        {
+            self.node
+                .inner
+                .metrics
+                .gossip_members
+                .get_or_create(&crate::metrics::MemberStateLabels {
+                    state: state_name(state).to_string(),
+                })
+                .set(n);
+        }
+        *self.node.inner.gossip.members.lock().expect("members lock") = rows;
+    }
+
+    async fn leave(&mut self) {
+        let now = Instant::now();
+        self.membership.leave(now);
+        let mut frames = Vec::new();
+        while let Some((peer, msg)) = self.membership.poll_transmit() {
+            let bytes =
+                prost::Message::encode_length_delimited_to_vec(&Frame::Membership(msg).to_pb());
+            frames.push((peer, bytes));
+        }
+        let deadline = secs(self.node.inner.config.gossip.leave_timeout_secs);
+        transport::send_now(&self.node.inner.control, frames, deadline).await;
+    }
+}
+
+fn check_topic(topic: &str) -> Result<(), NodeError> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
+        return Err(NodeError::BadRequest(format!(
+            "topic names are 1 to {MAX_TOPIC_LEN} bytes, got {}",
+            topic.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Every member this node knows, itself included, sorted by peer id.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let rows = self
+            .inner
+            .gossip
+            .members
+            .lock()
+            .expect("members lock")
+            .clone();
+        let mut list: Vec<MemberInfo> = rows
+            .into_iter()
+            .map(|m| MemberInfo {
+                peer_id: m.id.to_string(),
+                state: state_name(m.state).to_string(),
+                incarnation: m.incarnation,
+                addrs: m.addrs.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        list
+    }
+
+    /// Subscribes to `topic`: joins its overlay (through its providers in the DHT, as a provider
+    /// itself) and returns a receiver of the messages others publish on it.
+    pub fn subscribe(&self, topic: &str) -> Result<broadcast::Receiver<TopicEvent>, NodeError> {
+        check_topic(topic)?;
+        Ok(self.ensure_topic(topic, true).0)
+    }
+
+    /// Publishes `payload` on `topic` and returns its message id (hex). A node that has not
+    /// joined the topic joins it first, as a publisher, and waits (a few retry periods at most)
+    /// for a neighbour.
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<String, NodeError> {
+        check_topic(topic)?;
+        let max = self.inner.config.gossip.max_payload_size;
+        if payload.len() > max {
+            return Err(NodeError::BadRequest(format!(
+                "the message is {} bytes, over the {max}-byte limit",
+                payload.len()
+            )));
+        }
+        let (_rx, active, created) = self.ensure_topic(topic, false);
+        if created {
+            let wait =
+                secs(self.inner.config.gossip.topic_retry_secs * 3.0).max(Duration::from_secs(1));
+            let deadline = tokio::time::Instant::now() + wait;
+            while active.load(Ordering::Relaxed) == 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .gossip
+            .commands
+            .send(Command::Publish {
+                topic: topic_id(topic),
+                payload,
+                reply,
+            })
+            .map_err(|_| NodeError::ShuttingDown)?;
+        let id = rx
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?
+            .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+        Ok(hex::encode(id.as_bytes()))
+    }
+
+    /// The number of neighbours (active view) this node has in `topic`; 0 if not joined.
+    pub fn topic_neighbors(&self, topic: &str) -> usize {
+        let topics = self.inner.gossip.topics.lock().expect("topics lock");
+        topics
+            .get(&topic_id(topic))
+            .map_or(0, |t| t.active.load(Ordering::Relaxed))
+    }
+
+    /// Test-only fault injection: drop every gossip frame to and from `peer` (the DHT is not
+    /// affected). Used to cut a cluster in two.
+    pub fn gossip_block(&self, peer: PeerId) {
+        self.inner
+            .gossip
+            .blocked
+            .lock()
+            .expect("blocked lock")
+            .insert(peer);
+    }
+
+    /// Undoes [`Node::gossip_block`].
+    pub fn gossip_unblock(&self, peer: PeerId) {
+        self.inner
+            .gossip
+            .blocked
+            .lock()
+            .expect("blocked lock")
+            .remove(&peer);
+    }
+
+    /// Stops the node like a crash: no graceful leave, so the others must detect the failure.
+    /// For tests and fault drills.
+    pub async fn kill(&self) {
+        self.inner.gossip.killed.store(true, Ordering::Relaxed);
+        self.shutdown().await;
+    }
+
+    /// Leaves the membership gracefully (gossips `Left`), unless the node is being killed.
+    pub(crate) async fn gossip_leave(&self) {
+        if self.inner.gossip.killed.load(Ordering::Relaxed) {
+            return;
+        }
+        let (reply, rx) = oneshot::channel();
+        if self
+            .inner
+            .gossip
+            .commands
+            .send(Command::Leave { reply })
+            .is_ok()
+        {
+            let wait = secs(self.inner.config.gossip.leave_timeout_secs) + Duration::from_secs(1);
+            let _ = tokio::time::timeout(wait, rx).await;
+        }
+    }
+
+    /// The topic's channel, creating the topic (and its maintenance task) if needed.
+    fn ensure_topic(
+        &self,
+        topic: &str,
+        subscriber: bool,
+    ) -> (broadcast::Receiver<TopicEvent>, Arc<AtomicUsize>, bool) {
+        let id = topic_id(topic);
+        let mut topics = self.inner.gossip.topics.lock().expect("topics lock");
+        if let Some(t) = topics.get_mut(&id) {
+            let upgrade = subscriber && !t.subscriber;
+            t.subscriber |= subscriber;
+            let out = (t.tx.subscribe(), t.active.clone(), false);
+            drop(topics);
+            if upgrade {
+                let node = self.clone();
+                let key = topic_key(topic);
+                tokio::spawn(async move {
+                    let _ = node.provide(key).await;
+                });
+            }
+            return out;
+        }
+        let (tx, rx) = broadcast::channel(TOPIC_CHANNEL);
+        let active = Arc::new(AtomicUsize::new(0));
+        topics.insert(
+            id,
+            TopicEntry {
+                tx,
+                active: active.clone(),
+                subscriber,
+            },
+        );
+        drop(topics);
+        let _ = self.inner.gossip.commands.send(Command::JoinTopic {
+            topic: id,
+            contacts: Vec::new(),
+        });
+        let node = self.clone();
+        let name = topic.to_string();
+        let maintain_active = active.clone();
+        tokio::spawn(async move {
+            let shutdown = node.shutdown_signal();
+            tokio::select! {
+                _ = shutdown => {}
+                _ = maintain_topic(&node, &name, subscriber, &maintain_active) => {}
+            }
+        });
+        (rx, active, true)
+    }
+}
+
+/// Keeps a topic connected: provides its key (subscribers), then joins through its providers
+/// while it has no neighbour, and every ten periods anyway.
+async fn maintain_topic(node: &Node, topic: &str, subscriber: bool, active: &AtomicUsize) {
+    let key = topic_key(topic);
+    let id = topic_id(topic);
+    let period = secs(node.inner.config.gossip.topic_retry_secs).max(Duration::from_millis(50));
+    let mut provided = !subscriber;
+    let mut round: u64 = 0;
+    loop {
+        if !provided {
+            provided = node.provide(key.clone()).await.is_ok();
+        }
+        if active.load(Ordering::Relaxed) == 0 || round.is_multiple_of(10) {
+            if let Ok(found) = node.providers(key.clone()).await {
+                let mut contacts: Vec<PeerId> = found
+                    .iter()
+                    .filter_map(|p| p.peer_id.parse().ok())
+                    .filter(|p| *p != node.inner.peer_id)
+                    .collect();
+                contacts.shuffle(&mut rand::rng());
+                if !contacts.is_empty() {
+                    let _ = node.inner.gossip.commands.send(Command::JoinTopic {
+                        topic: id,
+                        contacts,
+                    });
+                }
+            }
+        }
+        round += 1;
+        tokio::time::sleep(period).await;
+    }
+}

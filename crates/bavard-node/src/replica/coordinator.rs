@@ -1,0 +1,320 @@
+//! The coordinator: the node a client talks to runs each write and read against the key's
+//! preference list, counting durable acknowledgements (writes) or answers (reads).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bavard_proto::store as pb;
+use bavard_routing::Key;
+use bavard_store::{PutOutcome, Record};
+use futures::AsyncWriteExt as _;
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use super::KV_PROTOCOL;
+use super::wire::record_to_pb;
+use crate::api::{Consistency, NodeError, PutReply};
+use crate::kad::lookup::LookupKind;
+use crate::node::{Node, RequestError, peer_key};
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// The newest version a quorum reports has this HLC timestamp.
+    Version(u64),
+    /// No live value (absent or deleted).
+    Absent,
+}
+
+/// A key's preference list and the live nodes beyond it (fallbacks for hinted handoff).
+struct Placement {
+    preferred: Vec<PeerId>,
+    fallbacks: VecDeque<PeerId>,
+}
+
+impl Node {
+    /// Sends one replica-protocol request to `peer` under the request timeout.
+    pub(crate) async fn kv_request(
+        &self,
+        peer: PeerId,
+        kind: pb::request::Kind,
+    ) -> Result<pb::response::Kind, RequestError> {
+        if peer == self.inner.peer_id {
+            return Err(RequestError::SelfRequest);
+        }
+        let timeout = self.inner.config.kad.request_timeout();
+        let max = self.inner.config.limits.max_message_size;
+        let fut = async {
+            let mut control = self.inner.control.clone();
+            let mut stream = control
+                .open_stream(peer, KV_PROTOCOL)
+                .await
+                .map_err(|e| match e {
+                    libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => {
+                        RequestError::Unsupported
+                    }
+                    other => RequestError::Dial(other.to_string()),
+                })?;
+            let req = pb::Request { kind: Some(kind) };
+            let sent = crate::wire::write_message(&mut stream, &req)
+                .await
+                .map_err(|e| RequestError::Io(e.to_string()))?;
+            self.inner.metrics.bytes_out.inc_by(sent as u64);
+            let resp: pb::Response = crate::wire::read_message(&mut stream, max)
+                .await
+                .map_err(|e| RequestError::Io(e.to_string()))?
+                .ok_or_else(|| RequestError::Io("stream closed before the response".into()))?;
+            self.inner
+                .metrics
+                .bytes_in
+                .inc_by(prost::Message::encoded_len(&resp) as u64);
+            let _ = stream.close().await;
+            resp.kind
+                .ok_or_else(|| RequestError::Protocol("empty response".into()))
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(RequestError::Timeout),
+        }
+    }
+
+    /// The preference list of `key`: the N closest among the live peers a lookup found, the
+    /// routing table (which may still hold a replica that is down: its writes become hints) and
+    /// this node.
+    async fn placement(&self, key: &[u8]) -> Result<Placement, NodeError> {
+        let n = self.inner.config.kad.replication_factor;
+        let target = Key::hash(key);
+        // Only bavard nodes (which speak the replica protocol) hold replicas; stock libp2p
+        // Kademlia nodes in the same DHT are routed through but never chosen.
+        let kv_peers = self.inner.kv_peers.lock().expect("kv peers lock").clone();
+        let live: Vec<PeerId> = self
+            .lookup(key, LookupKind::FindNode)
+            .await?
+            .closest
+            .into_iter()
+            .filter(|p| kv_peers.contains(p))
+            .collect();
+        let mut all: Vec<PeerId> = live.clone();
+        all.extend(
+            self.inner
+                .table
+                .lock()
+                .expect("table lock")
+                .closest(&target, n + 8)
+                .into_iter()
+                .map(|e| e.peer)
+                .filter(|p| kv_peers.contains(p)),
+        );
+        all.push(self.inner.peer_id);
+        all.sort_by_key(|p| peer_key(p).distance(&target));
+        all.dedup();
+        let preferred: Vec<PeerId> = all.iter().take(n).copied().collect();
+        let fallbacks = live
+            .into_iter()
+            .filter(|p| !preferred.contains(p))
+            .collect();
+        Ok(Placement {
+            preferred,
+            fallbacks,
+        })
+    }
+
+    /// Writes `record` to its preference list; returns once W replicas stored it durably.
+    pub(crate) async fn coordinate_write(
+        &self,
+        record: Record,
+        consistency: Consistency,
+    ) -> Result<PutReply, NodeError> {
+        let n = self.inner.config.kad.replication_factor;
+        let required = consistency.required(n);
+        let placement = self.placement(&record.key).await?;
+        let key = String::from_utf8_lossy(&record.key).into_owned();
+        let version = record.version.hlc.to_string();
+        let fallbacks = Arc::new(Mutex::new(placement.fallbacks));
+        let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
+        for replica in placement.preferred {
+            let node = self.clone();
+            let record = record.clone();
+            let fallbacks = fallbacks.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let ok = node.store_at(replica, &record, None).await;
+                let ok = if ok || replica == node.inner.peer_id {
+                    ok
+                } else {
+                    // Sloppy quorum: the next live node keeps a hint for the missing replica.
+                    let mut ok = false;
+                    loop {
+                        let next = fallbacks.lock().expect("fallbacks lock").pop_front();
+                        let Some(f) = next else { break };
+                        if node.store_at(f, &record, Some(replica)).await {
+                            node.inner.metrics.hints_handed.inc();
+                            ok = true;
+                            break;
+                        }
+                    }
+                    ok
+                };
+                let _ = tx.send(ok);
+            });
+        }
+        drop(tx);
+        let mut acks = 0;
+        while let Some(ok) = rx.recv().await {
+            if ok {
+                acks += 1;
+                if acks >= required {
+                    return Ok(PutReply { key, version, acks });
+                }
+            }
+        }
+        self.inner.metrics.quorum_failures.inc();
+        Err(NodeError::Unavailable {
+            answered: acks,
+            required,
+        })
+    }
+
+    /// Stores `record` on `peer` (this node included), as a hint for `hint_for` if given; true
+    /// once it is durable there.
+    async fn store_at(&self, peer: PeerId, record: &Record, hint_for: Option<PeerId>) -> bool {
+        if peer == self.inner.peer_id {
+            return matches!(
+                self.inner.committer.put(record.clone()).await,
+                Ok(PutOutcome::Stored | PutOutcome::Unchanged | PutOutcome::Stale { .. })
+            );
+        }
+        let req = pb::request::Kind::Store(pb::StoreRequest {
+            records: vec![record_to_pb(record)],
+            hint_for: hint_for.map(|p| p.to_bytes()).unwrap_or_default(),
+        });
+        match self.kv_request(peer, req).await {
+            Ok(pb::response::Kind::Store(resp)) => resp
+                .results
+                .first()
+                .is_some_and(|r| r.outcome != pb::Outcome::Rejected as i32),
+            _ => false,
+        }
+    }
+
+    /// Reads `key` from its preference list; returns the newest record (tombstones included) once
+    /// R replicas answered, and repairs stale replicas in the background.
+    pub(crate) async fn coordinate_read(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<Option<Record>, NodeError> {
+        let n = self.inner.config.kad.replication_factor;
+        let required = consistency.required(n);
+        let placement = self.placement(key).await?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<(PeerId, Option<Record>)>();
+        for replica in placement.preferred.iter().copied() {
+            let node = self.clone();
+            let tx = tx.clone();
+            let key = key.to_vec();
+            tokio::spawn(async move {
+                if let Some(answer) = node.fetch_at(replica, &key).await {
+                    let _ = tx.send((replica, answer));
+                }
+            });
+        }
+        drop(tx);
+        let mut answers: Vec<(PeerId, Option<Record>)> = Vec::new();
+        while answers.len() < required {
+            match rx.recv().await {
+                Some(a) => answers.push(a),
+                None => break,
+            }
+        }
+        if answers.len() < required {
+            self.inner.metrics.quorum_failures.inc();
+            return Err(NodeError::Unavailable {
+                answered: answers.len(),
+                required,
+            });
+        }
+        let newest = newest(&answers);
+        if self.inner.config.replication.read_repair
+            && let Some(best) = newest.clone()
+        {
+            // Wait for the stragglers in the background, then repair everyone behind.
+            let node = self.clone();
+            let wait = self.inner.config.kad.request_timeout();
+            tokio::spawn(async move {
+                let deadline = tokio::time::sleep(wait);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        a = rx.recv() => match a { Some(a) => answers.push(a), None => break },
+                        _ = &mut deadline => break,
+                    }
+                }
+                node.repair(&best, &answers).await;
+            });
+        }
+        Ok(newest)
+    }
+
+    /// Sends `best` to the replicas that answered with an older version or none.
+    async fn repair(&self, best: &Record, answers: &[(PeerId, Option<Record>)]) {
+        let mut repaired = HashSet::new();
+        for (peer, answer) in answers {
+            let behind = answer.as_ref().is_none_or(|r| r.version < best.version);
+            if behind && repaired.insert(*peer) && self.store_at(*peer, best, None).await {
+                self.inner.metrics.read_repairs.inc();
+            }
+        }
+    }
+
+    /// Reads `key` on `peer`; `None` when it did not answer, `Some(None)` when it has no record.
+    async fn fetch_at(&self, peer: PeerId, key: &[u8]) -> Option<Option<Record>> {
+        if peer == self.inner.peer_id {
+            return self.inner.store.get(key, crate::util::unix_ms()).ok();
+        }
+        let req = pb::request::Kind::Fetch(pb::FetchRequest {
+            keys: vec![key.to_vec()],
+        });
+        match self.kv_request(peer, req).await {
+            Ok(pb::response::Kind::Fetch(f)) => Some(
+                f.records
+                    .into_iter()
+                    .filter_map(|r| super::wire::record_from_pb(r).ok())
+                    .find(|r| r.key == key),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Checks a conditional write's expectation against the newest version a quorum reports.
+    pub(crate) async fn check_condition(
+        &self,
+        key: &[u8],
+        condition: Condition,
+    ) -> Result<(), NodeError> {
+        let current = self.coordinate_read(key, Consistency::Quorum).await?;
+        let live = current.filter(|r| !r.is_tombstone());
+        let ok = match (condition, &live) {
+            (Condition::Absent, None) => true,
+            (Condition::Absent, Some(_)) => false,
+            (Condition::Version(v), Some(r)) => r.version.hlc == v,
+            (Condition::Version(_), None) => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(NodeError::Conflict {
+                current: live
+                    .map(|r| r.version.hlc.to_string())
+                    .unwrap_or_else(|| "none".into()),
+            })
+        }
+    }
+}
+
+fn newest(answers: &[(PeerId, Option<Record>)]) -> Option<Record> {
+    answers
+        .iter()
+        .filter_map(|(_, r)| r.as_ref())
+        .max_by(|a, b| a.version.cmp(&b.version))
+        .cloned()
+}

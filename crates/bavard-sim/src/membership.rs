@@ -1,0 +1,494 @@
+//! The membership experiment: how fast bavard's SWIM + Lifeguard failure detector
+//! ([`bavard_gossip::membership`]) finds crashed members, how often it accuses live ones, and
+//! what it costs.
+//!
+//! **Cluster.** `nodes` [`Membership`] cores with memberlist's LAN profile by default
+//! ([`MembershipConfig::lan`]: probe every second, 500 ms probe timeout, gossip every 200 ms) on the
+//! latency plane of [`LatencyModel`]. Node `i ≥ 1` joins through node 0 at `i × join_interval`.
+//! Every second of virtual time the simulator checks whether the views have converged: every
+//! node sees all `nodes` members alive (none suspect). Convergence is waited for at most
+//! `converge_cap` after the last join; a run that never converges says so (`converged: false`)
+//! and goes on.
+//!
+//! **Steady state.** From convergence, `steady` of virtual time is observed: the messages and
+//! (estimated, [`Message::encoded_len_estimate`]) bytes sent in that window give
+//! `msgs_per_member_s` and `bytes_per_member_s`.
+//!
+//! **Failures.** Then `kill` random members crash at once: they receive and send nothing from then
+//! on. The run goes on until every live member has declared every killed member dead (its
+//! `MemberDown` event), or `detect_cap` (120 s by default) after the crash. SWIM (Das et al., DSN
+//! 2002) bounds the first detection by a few protocol periods; Lifeguard's dynamic suspicion
+//! (Dadgar et al., 2018) then declares death after `suspicion_mult · log10 N · probe_interval`
+//! (×`suspicion_max_timeout_mult` without confirmations) and the death spreads by gossip.
+//!
+//! **Figures** ([`MembershipReport`]):
+//! - `detect_s_p50`/`_p99`: per killed member, the time from the crash until the *last* live
+//!   member declared it dead (a member not detected everywhere by the cap counts as the cap, and
+//!   `undetected` says how many); `first_detect_s_p50`: until the first declaration;
+//! - `false_positives`: live members declared dead by anyone at any time after convergence (the
+//!   number of distinct members; `false_positive_events` counts every declaration);
+//!   `suspected_live`/`suspicions`: the same for suspicions, which Lifeguard expects and refutes;
+//! - loss applies to every message, join requests included, with the probability `loss`.
+
+use std::time::{Duration, Instant};
+
+use bavard_gossip::membership::{Membership, MembershipConfig, MembershipEvent, Message};
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::NodeId;
+use crate::engine::{Clock, EventQueue, SimTime};
+use crate::error::SimError;
+use crate::gossip::{NODE_STREAMS, deadline_time};
+use crate::latency::{LatencyConfig, LatencyModel};
+use crate::network::Network;
+use crate::rng::{hash_words, seeded, stream};
+use crate::stats::Samples;
+
+/// How often convergence is checked.
+const CHECK_PERIOD: Duration = Duration::from_secs(1);
+
+/// Parameters of [`run_membership_sim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembershipSimConfig {
+    /// Number of members (at least 2). Default 1,000.
+    pub nodes: u32,
+    /// Members crashed at once after the steady state; at least 2 must stay alive. Default 10.
+    pub kill: u32,
+    /// The seed every random choice derives from. Default 0.
+    pub seed: u64,
+    /// Probability that a message is lost, in `[0, 1)`. Default 0.
+    pub loss: f64,
+    /// Virtual time between two joins. Default 10 ms.
+    pub join_interval: Duration,
+    /// How long convergence is waited for after the last join. Default 120 s.
+    pub converge_cap: Duration,
+    /// The steady-state window observed between convergence and the crash. Default 30 s.
+    pub steady: Duration,
+    /// How long detection is waited for after the crash. Default 120 s.
+    pub detect_cap: Duration,
+    /// Size of every member's metadata (its address). Default 24 bytes.
+    pub meta_len: usize,
+    /// The membership core's parameters. Default: the LAN profile.
+    pub membership: MembershipConfig,
+    /// The latency model.
+    pub latency: LatencyConfig,
+}
+
+impl Default for MembershipSimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 1_000,
+            kill: 10,
+            seed: 0,
+            loss: 0.0,
+            join_interval: Duration::from_millis(10),
+            converge_cap: Duration::from_secs(120),
+            steady: Duration::from_secs(30),
+            detect_cap: Duration::from_secs(120),
+            meta_len: 24,
+            membership: MembershipConfig::lan(),
+            latency: LatencyConfig::default(),
+        }
+    }
+}
+
+impl MembershipSimConfig {
+    /// Checks that the configuration can run.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if self.nodes < 2 {
+            return Err(SimError::TooFewNodes(self.nodes));
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            return Err(SimError::LossOutOfRange(self.loss));
+        }
+        if self.kill > self.nodes - 2 {
+            return Err(SimError::TooManyKilled {
+                killed: self.kill,
+                nodes: self.nodes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The figures of one run. Every field but `wall_s` is a pure function of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MembershipReport {
+    /// Members in the cluster.
+    pub nodes: u32,
+    /// Members crashed.
+    pub killed: u32,
+    /// Message loss probability.
+    pub loss: f64,
+    /// Whether every member saw every other alive before the crash.
+    pub converged: bool,
+    /// Virtual seconds from the start (first join) to convergence (or to the cap).
+    pub converge_s: f64,
+    /// Virtual seconds of steady state observed.
+    pub steady_s: f64,
+    /// Median over killed members of the time until every live member declared it dead.
+    pub detect_s_p50: f64,
+    /// 99th percentile of the same.
+    pub detect_s_p99: f64,
+    /// The slowest killed member.
+    pub detect_s_max: f64,
+    /// Median over killed members of the time until the first member declared it dead.
+    pub first_detect_s_p50: f64,
+    /// Killed members that some live member had not declared dead by the cap.
+    pub undetected: u32,
+    /// Live members declared dead by anyone after convergence.
+    pub false_positives: u32,
+    /// Every such declaration (one member may be declared dead by several).
+    pub false_positive_events: u64,
+    /// Live members suspected by anyone after convergence.
+    pub suspected_live: u32,
+    /// Every such suspicion.
+    pub suspicions: u64,
+    /// Messages sent per member per second in the steady state.
+    pub msgs_per_member_s: f64,
+    /// Estimated bytes sent per member per second in the steady state.
+    pub bytes_per_member_s: f64,
+    /// Messages the cores rejected (should be 0).
+    pub rejected: u64,
+    /// Virtual seconds simulated.
+    pub virtual_s: f64,
+    /// Wall-clock seconds the run took.
+    pub wall_s: f64,
+}
+
+/// Runs the membership experiment.
+pub fn run_membership_sim(config: &MembershipSimConfig) -> Result<MembershipReport, SimError> {
+    config.validate()?;
+    let wall = Instant::now();
+    let mut sim = Sim::new(config);
+    sim.run();
+    Ok(sim.report(wall))
+}
+
+enum Event {
+    Join(NodeId),
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: Message<NodeId>,
+    },
+    Timer(NodeId),
+    Check,
+    Kill,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Joining,
+    Steady,
+    Detecting,
+}
+
+struct Sim<'a> {
+    config: &'a MembershipSimConfig,
+    clock: Clock,
+    queue: EventQueue<Event>,
+    net: Network,
+    nodes: Vec<Membership<NodeId, ChaCha8Rng>>,
+    armed: Vec<Option<SimTime>>,
+    phase: Phase,
+    converged: Option<SimTime>,
+    steady_start: Option<SimTime>,
+    kill_at: Option<SimTime>,
+    /// Index of each node in the kill list, if it is to be killed.
+    victim: Vec<Option<u32>>,
+    victims: Vec<NodeId>,
+    /// Per victim, per node: when that node declared the victim dead.
+    declared: Vec<Vec<Option<SimTime>>>,
+    pending: u64,
+    /// Per node: declared dead / suspected while alive, after convergence.
+    accused: Vec<bool>,
+    suspected: Vec<bool>,
+    false_positive_events: u64,
+    suspicions: u64,
+    sends: u64,
+    steady_msgs: u64,
+    steady_bytes: u64,
+    rejected: u64,
+}
+
+impl<'a> Sim<'a> {
+    fn new(config: &'a MembershipSimConfig) -> Self {
+        let n = config.nodes;
+        let latency =
+            LatencyModel::random(n, config.latency, &mut seeded(config.seed, stream::LATENCY));
+        let net = Network::new(latency, config.loss, hash_words(&[config.seed, 0x5_1f]));
+        let clock = Clock::new(Instant::now());
+        let start = clock.instant(SimTime::ZERO);
+        let nodes = (0..n)
+            .map(|i| {
+                let rng = seeded(config.seed, NODE_STREAMS + u64::from(i));
+                let mut meta = vec![0u8; config.meta_len];
+                let id = i.to_be_bytes();
+                let l = id.len().min(meta.len());
+                meta[..l].copy_from_slice(&id[..l]);
+                Membership::new(i, meta, config.membership.clone(), rng, start)
+            })
+            .collect();
+        let mut victims: Vec<NodeId> = sample(
+            &mut seeded(config.seed, stream::CHURN),
+            n as usize,
+            config.kill as usize,
+        )
+        .into_iter()
+        .map(|i| i as NodeId)
+        .collect();
+        victims.sort_unstable();
+        let mut victim = vec![None; n as usize];
+        for (k, &v) in victims.iter().enumerate() {
+            victim[v as usize] = Some(k as u32);
+        }
+        let mut queue = EventQueue::new();
+        for i in 0..n {
+            queue.schedule(
+                SimTime::ZERO.after(config.join_interval * i),
+                Event::Join(i),
+            );
+        }
+        queue.schedule(SimTime::ZERO.after(CHECK_PERIOD), Event::Check);
+        Self {
+            config,
+            clock,
+            queue,
+            net,
+            nodes,
+            armed: vec![None; n as usize],
+            phase: Phase::Joining,
+            converged: None,
+            steady_start: None,
+            kill_at: None,
+            declared: vec![vec![None; n as usize]; victims.len()],
+            victim,
+            victims,
+            pending: 0,
+            accused: vec![false; n as usize],
+            suspected: vec![false; n as usize],
+            false_positive_events: 0,
+            suspicions: 0,
+            sends: 0,
+            steady_msgs: 0,
+            steady_bytes: 0,
+            rejected: 0,
+        }
+    }
+
+    fn last_join(&self) -> SimTime {
+        SimTime::ZERO.after(self.config.join_interval * (self.config.nodes - 1))
+    }
+
+    fn run(&mut self) {
+        while let Some((t, event)) = self.queue.pop() {
+            if let Some(k) = self.kill_at
+                && (t > k.after(self.config.detect_cap) || self.pending == 0)
+            {
+                break;
+            }
+            let now = self.clock.instant(t);
+            match event {
+                Event::Join(i) => {
+                    if i != 0 {
+                        self.nodes[i as usize].join(now, vec![0]);
+                    }
+                    self.drive(i);
+                }
+                Event::Deliver { from, to, msg } => {
+                    if !self.net.is_alive(to) {
+                        continue;
+                    }
+                    if self.nodes[to as usize]
+                        .handle_message(now, from, msg)
+                        .is_err()
+                    {
+                        self.rejected += 1;
+                    }
+                    self.drive(to);
+                }
+                Event::Timer(i) => {
+                    if self.armed[i as usize] != Some(t) || !self.net.is_alive(i) {
+                        continue;
+                    }
+                    self.armed[i as usize] = None;
+                    self.nodes[i as usize].handle_timeout(now);
+                    self.drive(i);
+                }
+                Event::Check => self.check(t),
+                Event::Kill => {
+                    self.phase = Phase::Detecting;
+                    self.kill_at = Some(t);
+                    for &v in &self.victims {
+                        self.net.kill(v);
+                    }
+                    self.pending = self.victims.len() as u64 * u64::from(self.net.live_count());
+                }
+            }
+        }
+    }
+
+    /// During the join: has every node seen every other alive? Once it has (or the cap passed),
+    /// the steady state starts and the crash is scheduled after it.
+    fn check(&mut self, t: SimTime) {
+        if self.phase != Phase::Joining {
+            return;
+        }
+        let n = self.config.nodes as usize;
+        let all = self
+            .nodes
+            .iter()
+            .all(|m| m.alive_count() == n && m.live_count() == n);
+        let capped = t > self.last_join().after(self.config.converge_cap);
+        if all || capped {
+            if all {
+                self.converged = Some(t);
+            }
+            self.phase = Phase::Steady;
+            self.queue
+                .schedule(t.after(self.config.steady), Event::Kill);
+            // Measurements start now; `converged` stays `None` when capped.
+            self.steady_start = Some(t);
+        } else {
+            self.queue.schedule(t.after(CHECK_PERIOD), Event::Check);
+        }
+    }
+
+    /// Drains a node's outputs into the network and the counters, then re-arms its timer.
+    fn drive(&mut self, node: NodeId) {
+        let now = self.queue.now();
+        while let Some((to, msg)) = self.nodes[node as usize].poll_transmit() {
+            if self.phase == Phase::Steady {
+                self.steady_msgs += 1;
+                self.steady_bytes += msg.encoded_len_estimate() as u64;
+            }
+            self.sends += 1;
+            if !self.net.is_alive(to)
+                || self
+                    .net
+                    .is_lost(&[3, u64::from(node), u64::from(to), self.sends])
+            {
+                continue;
+            }
+            let at = now.after(self.net.one_way(node, to));
+            self.queue.schedule(
+                at,
+                Event::Deliver {
+                    from: node,
+                    to,
+                    msg,
+                },
+            );
+        }
+        while let Some(event) = self.nodes[node as usize].poll_event() {
+            self.observe(now, node, event);
+        }
+        if let Some(at) = self.nodes[node as usize].poll_timeout() {
+            let t = deadline_time(&self.clock, at).max(now);
+            if self.armed[node as usize] != Some(t) {
+                self.armed[node as usize] = Some(t);
+                self.queue.schedule(t, Event::Timer(node));
+            }
+        }
+    }
+
+    /// Records what `node` concluded about a member.
+    fn observe(&mut self, now: SimTime, node: NodeId, event: MembershipEvent<NodeId>) {
+        if self.phase == Phase::Joining {
+            return;
+        }
+        let (id, dead) = match event {
+            MembershipEvent::MemberDown { id, .. } => (id, true),
+            MembershipEvent::MemberSuspect { id, .. } => (id, false),
+            _ => return,
+        };
+        let crashed = self.phase == Phase::Detecting && !self.net.is_alive(id);
+        if crashed {
+            if dead
+                && let Some(k) = self.victim[id as usize]
+                && self.net.is_alive(node)
+            {
+                let slot = &mut self.declared[k as usize][node as usize];
+                if slot.is_none() {
+                    *slot = Some(now);
+                    self.pending -= 1;
+                }
+            }
+            return;
+        }
+        if dead {
+            self.false_positive_events += 1;
+            self.accused[id as usize] = true;
+        } else {
+            self.suspicions += 1;
+            self.suspected[id as usize] = true;
+        }
+    }
+
+    fn report(&self, wall: Instant) -> MembershipReport {
+        let cap_s = self.config.detect_cap.as_secs_f64();
+        let mut last = Samples::new();
+        let mut first = Samples::new();
+        let mut undetected = 0;
+        if let Some(kill) = self.kill_at {
+            for declared in &self.declared {
+                let mut latest: Option<f64> = Some(0.0);
+                let mut earliest: Option<f64> = None;
+                for (node, at) in declared.iter().enumerate() {
+                    if !self.net.is_alive(node as NodeId) {
+                        continue;
+                    }
+                    match at {
+                        Some(at) => {
+                            let s = secs_between(kill, *at);
+                            latest = latest.map(|l| l.max(s));
+                            earliest = Some(earliest.map_or(s, |e| e.min(s)));
+                        }
+                        None => latest = None,
+                    }
+                }
+                if latest.is_none() {
+                    undetected += 1;
+                }
+                last.push(latest.unwrap_or(cap_s));
+                first.push(earliest.unwrap_or(cap_s));
+            }
+        }
+        let steady_s = match (self.steady_start, self.kill_at) {
+            (Some(s), Some(k)) => secs_between(s, k),
+            _ => 0.0,
+        };
+        let per_member_s = f64::from(self.config.nodes) * steady_s.max(f64::MIN_POSITIVE);
+        MembershipReport {
+            nodes: self.config.nodes,
+            killed: self.victims.len() as u32,
+            loss: self.config.loss,
+            converged: self.converged.is_some(),
+            converge_s: self
+                .steady_start
+                .map_or(0.0, |t| secs_between(SimTime::ZERO, t)),
+            steady_s,
+            detect_s_p50: last.percentile(50.0),
+            detect_s_p99: last.percentile(99.0),
+            detect_s_max: last.percentile(100.0),
+            first_detect_s_p50: first.percentile(50.0),
+            undetected,
+            false_positives: self.accused.iter().filter(|&&a| a).count() as u32,
+            false_positive_events: self.false_positive_events,
+            suspected_live: self.suspected.iter().filter(|&&a| a).count() as u32,
+            suspicions: self.suspicions,
+            msgs_per_member_s: self.steady_msgs as f64 / per_member_s,
+            bytes_per_member_s: self.steady_bytes as f64 / per_member_s,
+            rejected: self.rejected,
+            virtual_s: self.queue.now().as_micros() as f64 / 1e6,
+            wall_s: wall.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+fn secs_between(a: SimTime, b: SimTime) -> f64 {
+    b.as_micros().saturating_sub(a.as_micros()) as f64 / 1e6
+}

@@ -1,0 +1,172 @@
+//! A tiny blocking HTTP/1.1 client over [`TcpStream`], enough to talk to a node's API.
+//!
+//! One request per connection (`Connection: close`): the response ends at end of stream, so
+//! only `Content-Length` and chunked bodies need parsing. This keeps the xtask free of an HTTP
+//! client dependency; it is not a general-purpose client.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpStream, ToSocketAddrs as _};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+/// A response: its status code and its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Response {
+    /// The HTTP status code.
+    pub(crate) status: u16,
+    /// The (de-chunked) body.
+    pub(crate) body: Vec<u8>,
+}
+
+/// Sends `method path` with `body` to `addr` (`HOST:PORT`) and reads the whole response, each
+/// step bounded by `timeout`.
+pub(crate) fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<Response> {
+    let sock = addr
+        .to_socket_addrs()
+        .with_context(|| format!("bad API address {addr:?}"))?
+        .next()
+        .with_context(|| format!("API address {addr:?} resolves to nothing"))?;
+    let mut stream = TcpStream::connect_timeout(&sock, timeout)
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    stream
+        .write_all(&req)
+        .with_context(|| format!("cannot send {method} {path} to {addr}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .with_context(|| format!("no complete answer to {method} {path} from {addr}"))?;
+    parse_response(&raw).with_context(|| format!("bad answer to {method} {path} from {addr}"))
+}
+
+/// `GET path`.
+pub(crate) fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<Response> {
+    request(addr, "GET", path, &[], timeout)
+}
+
+/// Parses a complete HTTP/1.1 response (status line, headers, body up to end of input).
+pub(crate) fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        bail!("no end of headers in {} bytes", raw.len());
+    };
+    let head = std::str::from_utf8(&raw[..head_end]).context("headers are not UTF-8")?;
+    let rest = &raw[head_end + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let (Some(proto), Some(code)) = (parts.next(), parts.next()) else {
+        bail!("bad status line {status_line:?}");
+    };
+    if !proto.starts_with("HTTP/1.") {
+        bail!("bad status line {status_line:?}");
+    }
+    let status: u16 = code
+        .parse()
+        .with_context(|| format!("bad status code in {status_line:?}"))?;
+    let mut length = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            bail!("bad header line {line:?}");
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .with_context(|| format!("bad Content-Length {value:?}"))?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    let body = if chunked {
+        dechunk(rest)?
+    } else if let Some(n) = length {
+        if rest.len() < n {
+            bail!("body cut short: {} of {n} bytes", rest.len());
+        }
+        rest[..n].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response { status, body })
+}
+
+/// Decodes a chunked body.
+fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            bail!("chunk size line not terminated");
+        };
+        let line = std::str::from_utf8(&data[..eol]).context("chunk size is not UTF-8")?;
+        let size_hex = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .with_context(|| format!("bad chunk size {size_hex:?}"))?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        if data.len() < size + 2 {
+            bail!("chunk cut short");
+        }
+        body.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_with_content_length_yields_exactly_that_many_body_bytes() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\nhello";
+        let r = parse_response(raw).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"hello");
+    }
+
+    #[test]
+    fn a_chunked_response_is_reassembled() {
+        let raw = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        let r = parse_response(raw).unwrap();
+        assert_eq!(r.status, 404);
+        assert_eq!(r.body, b"abcde");
+    }
+
+    #[test]
+    fn a_response_without_length_runs_to_the_end_of_the_stream() {
+        let r = parse_response(b"HTTP/1.0 503 Service Unavailable\r\n\r\nbusy").unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body, b"busy");
+    }
+
+    #[test]
+    fn truncated_or_garbled_responses_are_errors() {
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2").is_err());
+        assert!(parse_response(b"SMTP 200 OK\r\n\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
+    }
+}
