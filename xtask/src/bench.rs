@@ -95,12 +95,14 @@ impl Drop for Teardown {
     fn drop(&mut self) {
         if let Some(dir) = self.0.take()
             && dir.join("cluster.json").exists()
-            && let Err(e) = cluster::down(&dir)
         {
-            eprintln!(
-                "could not stop the bench cluster in {}: {e:#}",
-                dir.display()
-            );
+            match cluster::down(&dir) {
+                Ok(summary) => eprintln!("{summary}"),
+                Err(e) => eprintln!(
+                    "could not stop the bench cluster in {}: {e:#}",
+                    dir.display()
+                ),
+            }
         }
     }
 }

@@ -189,7 +189,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Down => down(&dir),
+        Cmd::Down => {
+            println!("{}", down(&dir)?);
+            Ok(())
+        }
     }
 }
 
@@ -352,7 +355,8 @@ fn proc_state(pid: u32) -> ProcState {
             return ProcState::Gone;
         };
         let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
-        if !String::from_utf8_lossy(&cmdline).contains("bavard") {
+        // Just after exec the new command line can read empty for a moment: not a recycled pid.
+        if !cmdline.is_empty() && !String::from_utf8_lossy(&cmdline).contains("bavard") {
             return ProcState::Gone;
         }
         return parse_proc_stat(&stat);
@@ -467,7 +471,11 @@ fn wait_node_json(dir: &Path, pid: u32, deadline: Instant) -> anyhow::Result<Nod
         {
             return Ok(info);
         }
-        if proc_state(pid) == ProcState::Gone {
+        // Look twice, a moment apart: a process that is exec'ing can look gone for an instant.
+        if proc_state(pid) == ProcState::Gone && {
+            std::thread::sleep(Duration::from_millis(200));
+            proc_state(pid) == ProcState::Gone && !path.exists()
+        } {
             bail!(
                 "the node in {} (pid {pid}) exited before it started; end of its log:\n{}",
                 dir.display(),
@@ -579,29 +587,61 @@ pub(crate) fn up(dir: &Path, args: &UpArgs) -> anyhow::Result<ClusterState> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
 
     let bar = progress(args.nodes as u64, "starting nodes");
-    let dir0 = dir.join("node-0");
-    let pid0 = spawn_node(&state, &dir0, &listen, "127.0.0.1:0", None)?;
-    let info0 = wait_node_json(&dir0, pid0, deadline)?;
-    state.nodes.push(entry(0, &dir0, info0)?);
-    save(dir, &state)?;
-    bar.inc(1);
-    let bootstrap = state.nodes[0].p2p();
-    let mut pending = Vec::new();
-    for i in 1..args.nodes {
-        let d = dir.join(format!("node-{i}"));
-        let pid = spawn_node(&state, &d, &listen, "127.0.0.1:0", Some(&bootstrap))?;
-        pending.push((i, d, pid));
-    }
-    for (i, d, pid) in pending {
-        let info = wait_node_json(&d, pid, deadline)?;
-        state.nodes.push(entry(i, &d, info)?);
-        save(dir, &state)?;
-        bar.inc(1);
+    // Every pid spawned so far, so that a failed start leaves no stray node behind.
+    let mut spawned = Vec::new();
+    let started = start_all(
+        dir,
+        &mut state,
+        &listen,
+        args.nodes,
+        deadline,
+        &bar,
+        &mut spawned,
+    );
+    if let Err(e) = started {
+        bar.abandon_with_message("start failed");
+        stop(&spawned, Duration::from_secs(5));
+        let _ = std::fs::remove_file(state_path(dir));
+        return Err(e);
     }
     bar.finish_with_message("started");
 
     wait_joined(&state, deadline)?;
     Ok(state)
+}
+
+/// Starts node 0, then the others with node 0 as bootstrap, and waits for their `node.json`.
+fn start_all(
+    dir: &Path,
+    state: &mut ClusterState,
+    listen: &[String],
+    nodes: usize,
+    deadline: Instant,
+    bar: &ProgressBar,
+    spawned: &mut Vec<u32>,
+) -> anyhow::Result<()> {
+    let dir0 = dir.join("node-0");
+    let pid0 = spawn_node(state, &dir0, listen, "127.0.0.1:0", None)?;
+    spawned.push(pid0);
+    let info0 = wait_node_json(&dir0, pid0, deadline)?;
+    state.nodes.push(entry(0, &dir0, info0)?);
+    save(dir, state)?;
+    bar.inc(1);
+    let bootstrap = state.nodes[0].p2p();
+    let mut pending = Vec::new();
+    for i in 1..nodes {
+        let d = dir.join(format!("node-{i}"));
+        let pid = spawn_node(state, &d, listen, "127.0.0.1:0", Some(&bootstrap))?;
+        spawned.push(pid);
+        pending.push((i, d, pid));
+    }
+    for (i, d, pid) in pending {
+        let info = wait_node_json(&d, pid, deadline)?;
+        state.nodes.push(entry(i, &d, info)?);
+        save(dir, state)?;
+        bar.inc(1);
+    }
+    Ok(())
 }
 
 /// The routing-table size at which a node of an `n`-node cluster counts as joined.
@@ -728,7 +768,8 @@ fn restart(dir: &Path, state: &mut ClusterState, i: usize) -> anyhow::Result<()>
 }
 
 /// Stops every node of the cluster in `dir` and removes `cluster.json` (data and logs stay).
-pub(crate) fn down(dir: &Path) -> anyhow::Result<()> {
+/// Returns a one-line summary.
+pub(crate) fn down(dir: &Path) -> anyhow::Result<String> {
     let state = load(dir)?;
     let pids: Vec<u32> = state
         .nodes
@@ -738,12 +779,11 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<()> {
         .collect();
     let killed = stop(&pids, Duration::from_secs(15));
     std::fs::remove_file(state_path(dir))?;
-    println!(
+    Ok(format!(
         "stopped {} nodes ({killed} needed SIGKILL); data and logs remain in {}",
         pids.len(),
         dir.display()
-    );
-    Ok(())
+    ))
 }
 
 /// One node as `status` shows it.

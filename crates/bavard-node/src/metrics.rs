@@ -108,12 +108,9 @@ impl Metrics {
             records_stored: Gauge::default(),
             requests_served: Family::default(),
             inbound_rejected: Family::default(),
-            lookup_duration: Histogram::new(
-                [
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ]
-                .into_iter(),
-            ),
+            lookup_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             lookup_hops: Histogram::new((1..=10).map(f64::from)),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),

@@ -1,5 +1,10 @@
 //! Helpers for in-process clusters over libp2p's MemoryTransport.
-#![allow(dead_code, missing_docs, unreachable_pub)]
+#![allow(
+    dead_code,
+    missing_docs,
+    unreachable_pub,
+    clippy::field_reassign_with_default
+)]
 
 use std::future::Future;
 use std::path::Path;

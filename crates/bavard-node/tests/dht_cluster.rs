@@ -88,7 +88,7 @@ async fn restarted_node_keeps_identity_and_records() {
         b"v".to_vec(),
         PutOptions {
             consistency: Consistency::One,
-            ttl_secs: None,
+            ..PutOptions::default()
         },
     )
     .await

@@ -698,6 +698,25 @@ mod tests {
     }
 
     #[test]
+    fn closest_selects_the_needed_entries_of_a_full_bucket_in_distance_order() {
+        let mut t = table(20, 0);
+        let now = Instant::now();
+        // Inserted farthest-from-the-target first, so bucket order is the reverse of the answer.
+        fill(&mut t, now, 200, 0..20);
+        fill(&mut t, now, 100, 20..25);
+        let target = key_in(200, 19);
+        let got: Vec<u64> = t.closest(&target, 3).iter().map(|e| e.peer).collect();
+        let mut want: Vec<u64> = (0..20).collect();
+        want.sort_by_key(|&id| target.distance(&key_in(200, id as u32)));
+        assert_eq!(got, want[..3].to_vec());
+        assert_eq!(got[0], 19);
+        // Past the full bucket, the walk continues into the next one in distance order.
+        let all: Vec<u64> = t.closest(&target, 22).iter().map(|e| e.peer).collect();
+        assert_eq!(all[..20].to_vec(), want);
+        assert!(all[20..].iter().all(|id| (20..25).contains(id)));
+    }
+
+    #[test]
     fn tables_allocate_only_the_buckets_down_to_the_deepest_used() {
         let mut t = table(20, 20);
         let now = Instant::now();

@@ -16,7 +16,10 @@
 //! `interval` before the first measured message. A dead node drops everything it receives and
 //! sends nothing. A live node learns that a peer is dead when it sends to it (a
 //! connection-oriented transport sees a reset): the driver reports
-//! [`Broadcast::peer_down`] at once and the message is not delivered.
+//! [`Broadcast::peer_down`] at once and the message is not delivered. A node whose every active
+//! neighbour died sends nothing, so with this rule alone it stays cut off until its next shuffle
+//! (30–60 s); `conn_close_after` adds what a transport with keepalives reports: the connections
+//! to crashed neighbours close that long after the crash.
 //!
 //! **Measurement.** `messages` messages from random live publishers, one every `interval`; the
 //! run ends `drain` after the last. Every link has the plane's one-way latency and is FIFO; with
@@ -87,12 +90,16 @@ pub struct GossipSimConfig {
     pub warmup_messages: u32,
     /// Virtual time between two joins. Default 20 ms.
     pub join_interval: Duration,
-    /// Virtual time after the last join before the warm-up. Default 30 s.
+    /// Virtual time after the last join before the warm-up. Default 60 s: every node has shuffled once (its first shuffle comes 30–60 s after it joined), which fills the passive views of late joiners.
     pub settle: Duration,
     /// Virtual time the run goes on after the last publication. Default 10 s.
     pub drain: Duration,
     /// Application payload size in bytes (at least 8). Default 256.
     pub payload_len: usize,
+    /// If set, this long after the crash every live node also learns that its connections to
+    /// crashed active-view neighbours closed (a keepalive or idle timeout), as a transport with
+    /// liveness checks reports it. `None` (default): peers are only found dead by sending to them.
+    pub conn_close_after: Option<Duration>,
     /// The broadcast core's parameters.
     pub broadcast: BroadcastConfig,
     /// The latency model.
@@ -111,9 +118,10 @@ impl Default for GossipSimConfig {
             interval: Duration::from_secs(1),
             warmup_messages: 5,
             join_interval: Duration::from_millis(20),
-            settle: Duration::from_secs(30),
+            settle: Duration::from_secs(60),
             drain: Duration::from_secs(10),
             payload_len: 256,
+            conn_close_after: None,
             broadcast: BroadcastConfig::default(),
             latency: LatencyConfig::default(),
         }
@@ -178,6 +186,9 @@ pub struct GossipReport {
     pub live_nodes: u32,
     /// Nodes killed before the measured messages.
     pub killed: u32,
+    /// Milliseconds after the kill at which connections to killed neighbours closed (`None`:
+    /// dead peers found by sending only).
+    pub conn_close_ms: Option<u64>,
     /// Measured messages.
     pub messages: u32,
     /// Unmeasured warm-up messages sent before (0 for the baseline, which needs none).
@@ -261,7 +272,7 @@ impl Plan {
             .extend((0..config.messages).map(|_| survivors[rng.random_range(0..survivors.len())]));
         Self {
             latency,
-            loss_seed: hash_words(&[config.seed, 0x6055_1b]),
+            loss_seed: hash_words(&[config.seed, 0x0060_551b]),
             killed,
             publishers,
         }
@@ -382,6 +393,7 @@ enum Event {
     Timer(NodeId),
     Publish(u32),
     Kill,
+    ConnClose,
 }
 
 struct Ours<'a> {
@@ -471,6 +483,7 @@ fn run_ours(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
         nodes: n,
         live_nodes: sim.net.live_count(),
         killed: plan.killed.len() as u32,
+        conn_close_ms: config.conn_close_after.map(|d| d.as_millis() as u64),
         messages: config.messages,
         warmup_messages: warmup,
         interval_ms: config.interval.as_millis() as u64,
@@ -549,6 +562,25 @@ impl Ours<'_> {
                 Event::Kill => {
                     for &k in &plan.killed {
                         self.net.kill(k);
+                    }
+                    if let Some(d) = self.config.conn_close_after {
+                        self.queue.schedule(t.after(d), Event::ConnClose);
+                    }
+                }
+                Event::ConnClose => {
+                    for i in 0..self.config.nodes {
+                        if !self.net.is_alive(i) {
+                            continue;
+                        }
+                        let dead: Vec<NodeId> = self.nodes[i as usize]
+                            .active_view(&TOPIC)
+                            .into_iter()
+                            .filter(|&p| !self.net.is_alive(p))
+                            .collect();
+                        for p in &dead {
+                            self.nodes[i as usize].peer_down(now, p);
+                        }
+                        self.drive(i);
                     }
                 }
             }
@@ -761,6 +793,7 @@ fn run_baseline(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
         nodes: n,
         live_nodes: net.live_count(),
         killed: plan.killed.len() as u32,
+        conn_close_ms: config.conn_close_after.map(|d| d.as_millis() as u64),
         messages: config.messages,
         warmup_messages: 0,
         interval_ms: config.interval.as_millis() as u64,

@@ -59,11 +59,15 @@ struct GossipArgs {
     #[arg(long, default_value_t = 5)]
     warmup: u32,
     /// Virtual seconds the overlay settles after the last join.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 60)]
     settle_s: u64,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 256)]
     payload: usize,
+    /// Also close the connections to killed active-view neighbours this many milliseconds after
+    /// the kill (keepalive timeout); without it, dead peers are only found by sending to them.
+    #[arg(long)]
+    conn_close_ms: Option<u64>,
     /// Also run a gossipsub-like mesh (D = 6, full payloads, no IHAVE) on the same network.
     #[arg(long)]
     baseline: bool,
@@ -156,6 +160,7 @@ fn gossip(args: &GossipArgs) -> ExitCode {
         warmup_messages: args.warmup,
         settle: Duration::from_secs(args.settle_s),
         payload_len: args.payload,
+        conn_close_after: args.conn_close_ms.map(Duration::from_millis),
         ..GossipSimConfig::default()
     };
     let reports = match run_gossip_sim(&config) {
@@ -189,6 +194,14 @@ fn print_gossip_table(config: &GossipSimConfig, reports: &[GossipReport]) {
         config.seed,
         first.loss
     );
+    if first.killed > 0 {
+        println!(
+            "dead peers found by: send failures{}",
+            first.conn_close_ms.map_or(String::new(), |ms| format!(
+                " + connections closed {ms} ms after the kill"
+            ))
+        );
+    }
     if let (Some(d), Some(r)) = (first.warmup_delivery_ratio, first.warmup_rmr) {
         println!(
             "ours: {} warm-up messages excluded from the figures (tree forming): delivery {:.4}, rmr {:.2}",

@@ -104,8 +104,8 @@ pub(crate) fn answer_digest(
     let mine = local_digest(node, &requester)?;
     let cap = node.inner.config.replication.max_digest_entries;
     let mut resp = pb::DigestResponse::default();
-    for b in 0..BUCKETS {
-        if mine.buckets[b] == theirs[b] {
+    for (b, (mine_hash, their_hash)) in mine.buckets.iter().zip(theirs).enumerate() {
+        if mine_hash == their_hash {
             continue;
         }
         resp.differing.push(b as u32);
@@ -203,10 +203,10 @@ pub(crate) async fn round_with(node: &Node, peer: PeerId) -> Result<usize, Strin
         });
         if let Ok(pb::response::Kind::Fetch(f)) = node.kv_request(peer, req).await {
             for r in f.records {
-                if let Ok(record) = super::wire::record_from_pb(r) {
-                    if node.inner.committer.put(record).await.is_ok() {
-                        exchanged += 1;
-                    }
+                if let Ok(record) = super::wire::record_from_pb(r)
+                    && node.inner.committer.put(record).await.is_ok()
+                {
+                    exchanged += 1;
                 }
             }
         }

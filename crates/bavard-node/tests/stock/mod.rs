@@ -245,11 +245,9 @@ async fn run(mut swarm: Swarm<StockBehaviour>, mut commands: mpsc::UnboundedRece
                     peer_id,
                     info,
                     ..
-                })) => {
-                    if info.protocols.contains(&kad::PROTOCOL_NAME) {
-                        for addr in info.listen_addrs {
-                            swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                        }
+                })) if info.protocols.contains(&kad::PROTOCOL_NAME) => {
+                    for addr in info.listen_addrs {
+                        swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
                 SwarmEvent::Behaviour(StockBehaviourEvent::Kad(

@@ -1,0 +1,306 @@
+//! In-process clusters running SWIM membership and topic broadcast over MemoryTransport.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bavard_node::{Node, NodeConfig};
+use common::*;
+
+/// Short gossip intervals so that failures are detected in a few seconds.
+fn gossip_config(dir: &Path, in_memory: bool) -> NodeConfig {
+    let mut c = test_config(dir, in_memory);
+    c.gossip.probe_interval_secs = 0.2;
+    c.gossip.probe_timeout_secs = 0.1;
+    c.gossip.suspicion_mult = 3;
+    c.gossip.gossip_interval_secs = 0.1;
+    c.gossip.push_pull_interval_secs = 2.0;
+    // Long enough that a partition heals before the other side is forgotten.
+    c.gossip.dead_member_retention_secs = 120.0;
+    c.gossip.join_retry_secs = 0.5;
+    c.gossip.topic_retry_secs = 0.5;
+    c
+}
+
+async fn start_gossip_cluster(root: &Path, n: usize) -> Vec<Node> {
+    init_tracing();
+    let first = Node::start(gossip_config(&root.join("n0"), true))
+        .await
+        .unwrap();
+    let boot = p2p_addr(&first);
+    let mut nodes = vec![first];
+    for i in 1..n {
+        let mut c = gossip_config(&root.join(format!("n{i}")), true);
+        c.bootstrap = vec![boot.clone()];
+        nodes.push(Node::start(c).await.unwrap());
+    }
+    wait_all_alive(&nodes, n, Duration::from_secs(40)).await;
+    nodes
+}
+
+async fn wait_all_alive(nodes: &[Node], n: usize, timeout: Duration) {
+    for node in nodes {
+        eventually("every member alive everywhere", timeout, || async {
+            node.status().members_alive == n
+        })
+        .await;
+    }
+}
+
+fn state_of(observer: &Node, member: &Node) -> Option<(String, u64)> {
+    let id = member.peer_id().to_string();
+    observer
+        .members()
+        .into_iter()
+        .find(|m| m.peer_id == id)
+        .map(|m| (m.state, m.incarnation))
+}
+
+async fn shutdown_all(nodes: Vec<Node>) {
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+type Counts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// Collects the payloads a node receives on `topic`, counting each.
+fn collect(node: &Node, topic: &str) -> Counts {
+    let mut rx = node.subscribe(topic).unwrap();
+    let counts = Counts::default();
+    let c = counts.clone();
+    tokio::spawn(async move {
+        while let Ok(ev) = rx.recv().await {
+            let text = String::from_utf8_lossy(&ev.payload).into_owned();
+            *c.lock().unwrap().entry(text).or_insert(0) += 1;
+        }
+    });
+    counts
+}
+
+fn lookup_hops(node: &Node) -> (f64, f64) {
+    let text = node.metrics_text();
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("bavard_lookup_hops_sum"),
+        value("bavard_lookup_hops_count"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_nodes_deliver_every_message_to_every_subscriber_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_gossip_cluster(dir.path(), 30).await;
+
+    // Membership seeds lookups: in the converged cluster a lookup starts at the closest nodes.
+    let (sum0, count0) = lookup_hops(&nodes[4]);
+    for i in 0..5 {
+        nodes[4]
+            .closest_peers(format!("probe-key-{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let (sum1, count1) = lookup_hops(&nodes[4]);
+    let mean_hops = (sum1 - sum0) / (count1 - count0);
+    eprintln!("mean lookup hops in the converged cluster: {mean_hops:.2}");
+    // Background lookups (bucket refreshes) run meanwhile and are counted too.
+    assert!(mean_hops < 2.0, "lookups take {mean_hops} hops");
+
+    let counts: Vec<Counts> = nodes.iter().map(|n| collect(n, "news")).collect();
+    for node in &nodes {
+        eventually(
+            "a neighbour in the topic",
+            Duration::from_secs(30),
+            || async { node.topic_neighbors("news") > 0 },
+        )
+        .await;
+    }
+    // Warm up until the overlay spans every subscriber (simultaneous joins may form islands
+    // for a moment, which the periodic re-joins merge).
+    let publisher = &nodes[0];
+    let mut round = 0;
+    eventually(
+        "a warm-up message reaches everyone",
+        Duration::from_secs(40),
+        || {
+            round += 1;
+            let warm = format!("warmup-{round}");
+            let counts = &counts;
+            async move {
+                publisher.publish("news", warm.into_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                counts[1..]
+                    .iter()
+                    .all(|c| c.lock().unwrap().keys().any(|k| k.starts_with("warmup-")))
+            }
+        },
+    )
+    .await;
+
+    let messages: Vec<String> = (0..20).map(|i| format!("m-{i}")).collect();
+    let started = Instant::now();
+    for m in &messages {
+        let id = publisher
+            .publish("news", m.clone().into_bytes())
+            .await
+            .unwrap();
+        assert_eq!(id.len(), 64, "hex of a 32-byte id");
+    }
+    for c in &counts[1..] {
+        eventually(
+            "every message delivered",
+            Duration::from_secs(30),
+            || async {
+                let c = c.lock().unwrap();
+                messages.iter().all(|m| c.contains_key(m))
+            },
+        )
+        .await;
+    }
+    eprintln!(
+        "20 messages reached 29 subscribers in {:?}",
+        started.elapsed()
+    );
+    // A last message, published after the others, flushes any late duplicate.
+    publisher.publish("news", b"end".to_vec()).await.unwrap();
+    for c in &counts[1..] {
+        eventually("the end marker", Duration::from_secs(30), || async {
+            c.lock().unwrap().contains_key("end")
+        })
+        .await;
+    }
+    for (i, c) in counts.iter().enumerate().skip(1) {
+        let c = c.lock().unwrap();
+        for m in &messages {
+            assert_eq!(c.get(m), Some(&1), "node {i} got {m} {:?} times", c.get(m));
+        }
+    }
+    // The publisher does not get its own messages back.
+    assert!(counts[0].lock().unwrap().get("m-0").is_none());
+    let text = nodes[7].metrics_text();
+    assert!(text.contains("bavard_gossip_delivered_total"), "{text}");
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_marked_dead_by_every_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_gossip_cluster(dir.path(), 8).await;
+    let victim = nodes.pop().unwrap();
+    let killed_at = Instant::now();
+    victim.kill().await;
+    for node in &nodes {
+        eventually(
+            "the killed node is dead",
+            Duration::from_secs(30),
+            || async { state_of(node, &victim).is_some_and(|(s, _)| s == "dead") },
+        )
+        .await;
+    }
+    eprintln!(
+        "killed node seen dead by all 7 others after {:?}",
+        killed_at.elapsed()
+    );
+    for node in &nodes {
+        assert_eq!(node.status().members_alive, 7);
+    }
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halves_cut_apart_and_rejoined_converge_to_one_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_gossip_cluster(dir.path(), 10).await;
+    let (a, b) = nodes.split_at(5);
+    for x in a {
+        for y in b {
+            x.gossip_block(y.peer_id());
+            y.gossip_block(x.peer_id());
+        }
+    }
+    for (side, other) in [(a, b), (b, a)] {
+        for x in side {
+            eventually(
+                "the other half is dead",
+                Duration::from_secs(40),
+                || async {
+                    other
+                        .iter()
+                        .all(|y| state_of(x, y).is_some_and(|(s, _)| s == "dead"))
+                },
+            )
+            .await;
+            assert_eq!(x.status().members_alive, 5);
+        }
+    }
+    let healed_at = Instant::now();
+    for x in a {
+        for y in b {
+            x.gossip_unblock(y.peer_id());
+            y.gossip_unblock(x.peer_id());
+        }
+    }
+    wait_all_alive(&nodes, 10, Duration::from_secs(40)).await;
+    eprintln!("partition healed in {:?}", healed_at.elapsed());
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_and_is_alive_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_gossip_cluster(dir.path(), 4).await;
+    let persistent = dir.path().join("persistent");
+    let mut cfg = gossip_config(&persistent, false);
+    cfg.bootstrap = vec![p2p_addr(&nodes[0])];
+    let node = Node::start(cfg.clone()).await.unwrap();
+    let id = node.peer_id();
+    nodes.push(node);
+    wait_all_alive(&nodes, 5, Duration::from_secs(30)).await;
+
+    // A graceful stop is seen as a leave.
+    let node = nodes.pop().unwrap();
+    node.shutdown().await;
+    for other in &nodes {
+        eventually(
+            "the stopped node has left",
+            Duration::from_secs(30),
+            || async { state_of(other, &node).is_some_and(|(s, _)| s == "left") },
+        )
+        .await;
+    }
+    let (_, left_incarnation) = state_of(&nodes[1], &node).unwrap();
+    drop(node);
+
+    // Tasks that served the old instance's last requests may hold its record store for a moment
+    // after shutdown: retry until the store can be opened again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let node = loop {
+        match Node::start(cfg.clone()).await {
+            Ok(node) => break node,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("restart not possible yet: {e:#}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot restart the node: {e:#}"),
+        }
+    };
+    assert_eq!(node.peer_id(), id, "persistent identity");
+    nodes.push(node);
+    wait_all_alive(&nodes, 5, Duration::from_secs(30)).await;
+    let restarted = nodes.last().unwrap();
+    for other in &nodes[..4] {
+        let (state, incarnation) = state_of(other, restarted).unwrap();
+        assert_eq!(state, "alive");
+        assert!(incarnation > left_incarnation, "refuted its own leave");
+    }
+    shutdown_all(nodes).await;
+}
