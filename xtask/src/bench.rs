@@ -29,6 +29,40 @@ pub(crate) struct Args {
 enum Bench {
     /// Put/get throughput and latency through the HTTP API of a local cluster.
     Dht(DhtArgs),
+    /// The replicated store: quorum writes and reads on a 5-node cluster (issue 5's targets),
+    /// with fsync on every commit (default) or off (`--no-fsync`) to show what durability costs.
+    Kv(KvArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct KvArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Number of keys to put, then get.
+    #[arg(long, default_value_t = 2000)]
+    keys: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Consistency level of puts and gets (one, quorum, all).
+    #[arg(long, default_value = "quorum")]
+    consistency: String,
+    /// Commit without fsync (benchmark only: a crash may lose acknowledged writes).
+    #[arg(long)]
+    no_fsync: bool,
+    /// Use this bavard binary instead of building one.
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Seed of the choice of nodes [default: from the clock].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,7 +118,28 @@ struct Report {
 /// Runs `cargo xtask bench …`.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
-        Bench::Dht(a) => dht(a),
+        Bench::Dht(a) => dht(a, None),
+        Bench::Kv(k) => {
+            let dir = crate::workspace_root()
+                .join("target")
+                .join("bench-kv-cluster");
+            std::fs::create_dir_all(&dir)?;
+            let config = dir.join("bench-kv.toml");
+            std::fs::write(&config, format!("[store]\nfsync = {}\n", !k.no_fsync))?;
+            let a = DhtArgs {
+                nodes: k.nodes,
+                keys: k.keys,
+                concurrency: k.concurrency,
+                value_size: k.value_size,
+                consistency: k.consistency.clone(),
+                reuse: false,
+                dir: Some(dir),
+                bin: k.bin.clone(),
+                seed: k.seed,
+                json: k.json,
+            };
+            dht(&a, Some(config))
+        }
     }
 }
 
@@ -107,7 +162,7 @@ impl Drop for Teardown {
     }
 }
 
-fn dht(a: &DhtArgs) -> anyhow::Result<()> {
+fn dht(a: &DhtArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     if a.keys == 0 || a.concurrency == 0 {
         bail!("--keys and --concurrency must be at least 1");
     }
@@ -128,7 +183,7 @@ fn dht(a: &DhtArgs) -> anyhow::Result<()> {
             quic: false,
             timeout: 180,
             bin: a.bin.clone(),
-            config: None,
+            config,
         };
         // Never tear down a cluster that is not ours; arm the teardown before starting, so
         // that a failed start is cleaned up too.

@@ -203,6 +203,9 @@ pub struct StoreConfig {
     pub max_provided_keys: usize,
     /// Keep everything in memory (tests); the default persists to `data_dir/records.redb`.
     pub in_memory: bool,
+    /// Fsync every commit before acknowledging it (default). `false` is for benchmarks that
+    /// measure the cost of durability: a crash may then lose acknowledged writes.
+    pub fsync: bool,
 }
 
 impl Default for StoreConfig {
@@ -214,6 +217,7 @@ impl Default for StoreConfig {
             max_providers_per_key: 20,
             max_provided_keys: 10_000,
             in_memory: false,
+            fsync: true,
         }
     }
 }

@@ -103,6 +103,10 @@ pub fn router(node: Node) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/routing", get(routing))
         .route("/metrics", get(metrics))
+        .route(
+            "/v1/admin/blocked/{peer}",
+            axum::routing::put(block_peer).delete(unblock_peer),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cfg.http.max_body_size))
         .with_state(state)
@@ -117,6 +121,32 @@ pub async fn serve(
     axum::serve(listener, router(node))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+fn parse_peer(peer: &str) -> Result<libp2p::PeerId, ApiError> {
+    peer.parse()
+        .map_err(|_| ApiError::bad_request(format!("{peer:?} is not a peer id")))
+}
+
+/// `PUT /v1/admin/blocked/{peer}`: refuse every connection with `peer` (an operator ban; the
+/// testbed uses it to cut links on loopback).
+async fn block_peer(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_peer(&peer)?;
+    s.node.block_peer(id);
+    Ok(Json(json!({ "blocked": peer })).into_response())
+}
+
+/// `DELETE /v1/admin/blocked/{peer}`: lift a block.
+async fn unblock_peer(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_peer(&peer)?;
+    s.node.unblock_peer(id);
+    Ok(Json(json!({ "unblocked": peer })).into_response())
 }
 
 async fn not_found() -> ApiError {

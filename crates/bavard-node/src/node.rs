@@ -87,6 +87,11 @@ impl Node {
     /// Returns once every listen address is bound (so [`Node::listen_addrs`] is complete).
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         config.validate()?;
+        if !config.store.fsync && !config.store.in_memory {
+            tracing::warn!(
+                "store.fsync = false: commits are not synced, a crash may lose acknowledged writes"
+            );
+        }
         let keypair = crate::identity::load_or_create(&config.data_dir)?;
         let peer_id = keypair.public().to_peer_id();
 
@@ -99,6 +104,7 @@ impl Node {
             ..StoreLimits::default()
         };
         let backend = BackendConfig::new(peer_id.to_bytes())
+            .with_fsync(config.store.fsync)
             .with_limits(limits)
             .with_tombstone_grace_ms(
                 secs(config.replication.tombstone_grace_secs).as_millis() as u64

@@ -304,3 +304,66 @@ async fn a_restarted_node_rejoins_and_is_alive_everywhere() {
     }
     shutdown_all(nodes).await;
 }
+
+async fn serve_api(node: &Node) -> bavard_node::client::Client {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = node.shutdown_signal();
+    tokio::spawn(bavard_node::http::serve(listener, node.clone(), shutdown));
+    bavard_node::client::Client::new(&addr.to_string(), Duration::from_secs(20)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_lists_members_publishes_and_streams_topic_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_gossip_cluster(dir.path(), 3).await;
+    let api0 = serve_api(&nodes[0]).await;
+    let api2 = serve_api(&nodes[2]).await;
+
+    let members = api0.members().await.unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(
+        members
+            .iter()
+            .all(|m| m.state == "alive" && !m.addrs.is_empty())
+    );
+
+    let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let sink = got.clone();
+    let sub = api2.clone();
+    tokio::spawn(async move {
+        let _ = sub
+            .subscribe("chat", |payload| {
+                sink.lock().unwrap().push(payload);
+                Ok(())
+            })
+            .await;
+    });
+    // Publish until the subscription is wired up, then a binary payload (sent as base64).
+    eventually(
+        "the subscriber hears the publisher",
+        Duration::from_secs(30),
+        || async {
+            api0.publish("chat", b"hello".to_vec()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            got.lock().unwrap().iter().any(|p| p == b"hello")
+        },
+    )
+    .await;
+    let binary = vec![0u8, 159, 146, 150, 255];
+    let reply = api0.publish("chat", binary.clone()).await.unwrap();
+    assert_eq!(reply.message_id.len(), 64);
+    eventually(
+        "the binary payload arrives intact",
+        Duration::from_secs(20),
+        || async { got.lock().unwrap().contains(&binary) },
+    )
+    .await;
+
+    let long = "x".repeat(300);
+    let err = api0.publish(&long, b"m".to_vec()).await.unwrap_err();
+    assert!(err.to_string().contains("HTTP 400"), "{err}");
+    let status = api0.status().await.unwrap();
+    assert_eq!(status.members_alive, 3);
+    shutdown_all(nodes).await;
+}

@@ -19,6 +19,10 @@ pub struct StoreConfig {
     /// How long a tombstone is kept after `deleted_at_ms` before [`crate::RecordStore::expire`]
     /// purges it, ms.
     pub tombstone_grace_ms: u64,
+    /// Whether each commit is fsynced before it returns (default `true`). With `false`, redb
+    /// commits without syncing ([`redb::Durability::None`]): a crash can lose every write since
+    /// the last synced commit. Only for benchmarks that measure the cost of durability.
+    pub fsync: bool,
 }
 
 impl StoreConfig {
@@ -28,6 +32,7 @@ impl StoreConfig {
             local_peer: local_peer.into(),
             limits: StoreLimits::default(),
             tombstone_grace_ms: DEFAULT_TOMBSTONE_GRACE_MS,
+            fsync: true,
         }
     }
 
@@ -35,6 +40,13 @@ impl StoreConfig {
     #[must_use]
     pub fn with_limits(mut self, limits: StoreLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Turns fsync on commit on or off (see [`StoreConfig::fsync`]).
+    #[must_use]
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
         self
     }
 

@@ -93,8 +93,12 @@ impl RedbStore {
 
     fn begin_write(&self, operation: &'static str) -> Result<WriteTransaction, StoreError> {
         let mut txn = self.db.begin_write().map_err(storage(operation))?;
-        // The default, restated because the durability promise depends on it.
-        txn.set_durability(Durability::Immediate);
+        // Immediate is redb's default, restated because the durability promise depends on it.
+        txn.set_durability(if self.config.fsync {
+            Durability::Immediate
+        } else {
+            Durability::None
+        });
         Ok(txn)
     }
 }

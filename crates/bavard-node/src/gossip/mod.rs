@@ -759,8 +759,10 @@ async fn maintain_topic(node: &Node, topic: &str, subscriber: bool, active: &Ato
         if !provided {
             provided = node.provide(key.clone()).await.is_ok();
         }
-        if active.load(Ordering::Relaxed) == 0 || round.is_multiple_of(10) {
-            if let Ok(found) = node.providers(key.clone()).await {
+        if (active.load(Ordering::Relaxed) == 0 || round.is_multiple_of(10))
+            && let Ok(found) = node.providers(key.clone()).await
+        {
+            {
                 let mut contacts: Vec<PeerId> = found
                     .iter()
                     .filter_map(|p| p.peer_id.parse().ok())
