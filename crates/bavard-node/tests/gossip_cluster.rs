@@ -367,3 +367,144 @@ async fn http_lists_members_publishes_and_streams_topic_events() {
     assert_eq!(status.members_alive, 3);
     shutdown_all(nodes).await;
 }
+
+fn rejected(node: &Node, reason: &str) -> f64 {
+    let needle = format!("reason=\"{reason}\"");
+    node.metrics_text()
+        .lines()
+        .find(|l| l.starts_with("bavard_inbound_rejected") && l.contains(&needle))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_gossip_frames_are_dropped_and_counted() {
+    use bavard_proto::gossip as pb;
+    use futures::{AsyncWriteExt as _, StreamExt as _};
+    use libp2p::StreamProtocol;
+
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_gossip_cluster(dir.path(), 2).await;
+    let target = &nodes[0];
+    // A raw libp2p peer that speaks the gossip protocol by hand.
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let attacker = key.public().to_peer_id();
+    let mut swarm = bavard_node::swarm::build(
+        key,
+        bavard_node::addresses::AddressBook::default(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let control = swarm.behaviour().stream.new_control();
+    swarm.dial(p2p_addr(target)).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let proto = StreamProtocol::new("/bavard/gossip/1");
+    let send = |frame: Vec<u8>| {
+        let mut control = control.clone();
+        let proto = proto.clone();
+        let peer = target.peer_id();
+        async move {
+            let mut s = control.open_stream(peer, proto).await.unwrap();
+            let _ = s.write_all(&frame).await;
+            let _ = s.flush().await;
+            s
+        }
+    };
+    let frame = |m: pb::GossipMessage| prost::Message::encode_length_delimited_to_vec(&m);
+
+    // A frame announcing more than the size limit.
+    let mut oversized = Vec::new();
+    prost::encoding::encode_varint(10 << 20, &mut oversized);
+    let _s1 = send(oversized).await;
+    eventually(
+        "the oversized frame is counted",
+        Duration::from_secs(10),
+        || async { rejected(target, "gossip_bad_frame") >= 1.0 },
+    )
+    .await;
+
+    // A broadcast message for a topic the node never joined.
+    let unknown = pb::GossipMessage {
+        body: Some(pb::gossip_message::Body::Broadcast(pb::BroadcastMessage {
+            topic: vec![7; 32],
+            kind: Some(pb::broadcast_message::Kind::Prune(pb::Prune {})),
+        })),
+    };
+    let _s2 = send(frame(unknown)).await;
+    eventually(
+        "the unknown topic is counted",
+        Duration::from_secs(10),
+        || async { rejected(target, "gossip_unknown_topic") >= 1.0 },
+    )
+    .await;
+
+    // A malformed peer id.
+    let bad_id = pb::GossipMessage {
+        body: Some(pb::gossip_message::Body::Membership(
+            pb::MembershipMessage {
+                kind: Some(pb::membership_message::Kind::PingReq(pb::PingReq {
+                    seq: 1,
+                    target: vec![1, 2, 3],
+                    piggyback: vec![],
+                })),
+            },
+        )),
+    };
+    let _s3 = send(frame(bad_id)).await;
+    eventually(
+        "the malformed frame is counted",
+        Duration::from_secs(10),
+        || async { rejected(target, "gossip_malformed") >= 1.0 },
+    )
+    .await;
+
+    // A forged leave for another member, asserted by the attacker: ignored (only a member
+    // itself may declare that it left), so the victim stays alive.
+    let victim = nodes[1].peer_id();
+    let forged = pb::GossipMessage {
+        body: Some(pb::gossip_message::Body::Membership(
+            pb::MembershipMessage {
+                kind: Some(pb::membership_message::Kind::Gossip(pb::MembershipGossip {
+                    piggyback: vec![pb::Update {
+                        member: victim.to_bytes(),
+                        incarnation: 1_000,
+                        state: pb::MemberState::Left as i32,
+                        meta: vec![],
+                        from: attacker.to_bytes(),
+                    }],
+                })),
+            },
+        )),
+    };
+    let _s4 = send(frame(forged)).await;
+
+    // A flood of streams: beyond the per-peer bound they are reset and counted.
+    let max = target.config().gossip.max_inbound_streams_per_peer;
+    let mut held = Vec::new();
+    for _ in 0..max + 4 {
+        let mut c = control.clone();
+        if let Ok(s) = c
+            .open_stream(target.peer_id(), StreamProtocol::new("/bavard/gossip/1"))
+            .await
+        {
+            held.push(s);
+        }
+    }
+    eventually(
+        "excess streams are counted",
+        Duration::from_secs(10),
+        || async { rejected(target, "gossip_too_many_streams") >= 1.0 },
+    )
+    .await;
+
+    let (state, _) = state_of(target, &nodes[1]).unwrap();
+    assert_eq!(state, "alive", "a forged leave is ignored");
+    assert_eq!(target.status().members_alive, 2);
+    drop(held);
+    shutdown_all(nodes).await;
+}

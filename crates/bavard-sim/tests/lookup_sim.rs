@@ -55,7 +55,9 @@ fn joining_through_the_bootstrap_lets_every_lookup_find_the_true_closest_without
     assert_eq!(ours.strategy, "ours");
     assert_eq!(ours.join, "lookups");
     assert_eq!(ours.success_rate, 1.0);
-    assert_eq!(ours.recall_k_mean, 1.0);
+    // The default termination ends on a burst quorum of the k closest (see
+    // `bavard_routing::Termination`): the true closest always, ~80% of the k closest.
+    assert!(ours.recall_k_mean >= 0.75, "{ours:?}");
     assert_eq!(ours.timeouts_mean, 0.0);
     assert!(ours.hops_p50 >= 1.0 && ours.hops_p99 <= 4.0, "{ours:?}");
     // Every RTT is between 10 and 300 ms.
@@ -103,7 +105,15 @@ fn fast_join_tables_give_exact_lookups_on_a_lossless_network() {
     };
     let ours = &run_lookup_sim(&cfg).unwrap()[0];
     assert_eq!(ours.join, "fast (global knowledge)");
-    assert_eq!((ours.success_rate, ours.recall_k_mean), (1.0, 1.0));
+    assert_eq!(ours.success_rate, 1.0);
+    assert!(ours.recall_k_mean >= 0.75, "{ours:?}");
+    // The classic rule, on the same tables, finds every one of the k closest.
+    let classic = &run_lookup_sim(&LookupSimConfig {
+        baseline: true,
+        ..cfg
+    })
+    .unwrap()[1];
+    assert_eq!((classic.success_rate, classic.recall_k_mean), (1.0, 1.0));
 }
 
 #[test]

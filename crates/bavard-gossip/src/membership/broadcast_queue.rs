@@ -81,8 +81,13 @@ impl<P: Clone + Eq + Hash + Ord> BroadcastQueue<P> {
         byte_budget: usize,
         transmit_limit: u32,
     ) -> Vec<Update<P>> {
+        // Once a packet is nearly full, give up after a few updates that do not fit instead of
+        // walking the whole queue for each message: with N members queued that walk made each
+        // fetch O(N), and the simulator of 1,000 nodes spent half its time here.
+        const MAX_SKIPPED: usize = 16;
         let mut picked = Vec::new();
         let mut used = 0;
+        let mut skipped = 0;
         for key in &self.order {
             if picked.len() >= max_count || byte_budget.saturating_sub(used) < 64 {
                 break;
@@ -90,6 +95,10 @@ impl<P: Clone + Eq + Hash + Ord> BroadcastQueue<P> {
             let entry = &self.entries[&key.2];
             let len = entry.update.encoded_len() + 2;
             if used + len > byte_budget {
+                skipped += 1;
+                if skipped >= MAX_SKIPPED {
+                    break;
+                }
                 continue;
             }
             used += len;
