@@ -19,7 +19,8 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::http;
+use crate::netns::{self, Netns};
+use crate::{faults, http};
 
 /// Arguments of `cargo xtask cluster`.
 #[derive(Debug, clap::Args)]
@@ -34,7 +35,13 @@ pub(crate) struct Args {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Build bavard (release), start the nodes, wait until they have joined.
-    Up(UpArgs),
+    Up {
+        #[command(flatten)]
+        up: UpArgs,
+        /// Give each node its own network namespace and address on a bridge (root only).
+        #[arg(long)]
+        netns: bool,
+    },
     /// Show every node: state, peers, routing-table size, records.
     Status {
         /// Print a JSON list instead of a table.
@@ -61,7 +68,22 @@ enum Cmd {
         /// Which nodes.
         nodes: String,
     },
-    /// Stop every node (SIGTERM, then SIGKILL after a grace period).
+    /// Cut every link between two node sets, both directions (`0-4 5-9`, `0,3 1,2,4`).
+    Partition {
+        /// The first set.
+        a: String,
+        /// The second set.
+        b: String,
+    },
+    /// Cut every link of one node.
+    Isolate {
+        /// The node.
+        node: usize,
+    },
+    /// Restore every link cut by `partition` or `isolate`.
+    Heal,
+    /// Stop every node (SIGTERM, then SIGKILL after a grace period) and remove the network
+    /// namespaces, links and rules the tool created.
     Down,
 }
 
@@ -96,6 +118,9 @@ pub(crate) struct ClusterState {
     pub(crate) config: Option<PathBuf>,
     /// The nodes, by index.
     pub(crate) nodes: Vec<NodeEntry>,
+    /// The network namespaces, when the cluster runs with `--netns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) netns: Option<Netns>,
 }
 
 /// One node of the cluster.
@@ -151,9 +176,12 @@ pub(crate) struct NodeStatus {
 
 /// What the operating system says about a pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProcState {
+pub(crate) enum ProcState {
+    /// Running (or sleeping).
     Running,
+    /// Stopped by SIGSTOP.
     Stopped,
+    /// Gone (or a zombie, or a recycled pid).
     Gone,
 }
 
@@ -161,8 +189,8 @@ enum ProcState {
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let dir = args.dir.clone().unwrap_or_else(default_dir);
     match &args.command {
-        Cmd::Up(up_args) => {
-            let state = up(&dir, up_args)?;
+        Cmd::Up { up: up_args, netns } => {
+            let state = up_with(&dir, up_args, *netns)?;
             println!("{}", up_table(&state));
             println!(
                 "cluster of {} nodes running in {}; logs in node-*/node.log; stop it with `cargo xtask cluster down`",
@@ -187,6 +215,25 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                     n.api
                 );
             }
+            Ok(())
+        }
+        Cmd::Partition { a, b } => {
+            let state = load(&dir)?;
+            let (a, b) = faults::parse_sides(a, b, state.nodes.len())?;
+            faults::partition(&state, &a, &b)?;
+            println!("cut every link between nodes {a:?} and {b:?}");
+            Ok(())
+        }
+        Cmd::Isolate { node } => {
+            let state = load(&dir)?;
+            parse_indices(&node.to_string(), state.nodes.len())?;
+            faults::isolate(&state, *node)?;
+            println!("isolated node {node}");
+            Ok(())
+        }
+        Cmd::Heal => {
+            faults::heal(&load(&dir)?)?;
+            println!("restored every link");
             Ok(())
         }
         Cmd::Down => {
@@ -348,7 +395,7 @@ fn artifact_executable(line: &str, name: &str) -> Option<PathBuf> {
 
 /// The state of `pid`: from `/proc` where there is one (a recycled pid that is not a bavard
 /// process counts as gone), else from `kill -0`.
-fn proc_state(pid: u32) -> ProcState {
+pub(crate) fn proc_state(pid: u32) -> ProcState {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     if Path::new("/proc/self").exists() {
         let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
@@ -386,7 +433,7 @@ fn parse_proc_stat(stat: &str) -> ProcState {
 }
 
 /// Sends `sig` (e.g. `TERM`, `KILL`, `STOP`) to `pid` with the `kill` command.
-fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+pub(crate) fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
     let status = Command::new("kill")
         .args(["-s", sig, &pid.to_string()])
         .stderr(Stdio::null())
@@ -411,6 +458,7 @@ pub(crate) fn fetch_status(api: &str, timeout: Duration) -> anyhow::Result<NodeS
 /// own process group so that a Ctrl-C at the terminal does not reach it.
 fn spawn_node(
     state: &ClusterState,
+    index: usize,
     dir: &Path,
     listen: &[String],
     api: &str,
@@ -427,7 +475,15 @@ fn spawn_node(
         .append(true)
         .open(dir.join("node.log"))
         .with_context(|| format!("cannot open {}/node.log", dir.display()))?;
-    let mut cmd = Command::new(&state.binary);
+    let mut cmd = match &state.netns {
+        Some(ns) => {
+            let prefix = ns.exec_prefix(index);
+            let mut c = Command::new(&prefix[0]);
+            c.args(&prefix[1..]).arg(&state.binary);
+            c
+        }
+        None => Command::new(&state.binary),
+    };
     cmd.arg("node").arg("--data-dir").arg(dir);
     for l in listen {
         cmd.args(["--listen", l]);
@@ -543,11 +599,36 @@ pub(crate) fn ensure_not_running(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a cluster in `dir` and waits until every node has joined. Fails if one already runs
-/// there.
+/// Starts a cluster in `dir` on loopback and waits until every node has joined. Fails if one
+/// already runs there.
 pub(crate) fn up(dir: &Path, args: &UpArgs) -> anyhow::Result<ClusterState> {
+    up_with(dir, args, false)
+}
+
+/// The listen addresses and API address node `i` starts with: port 0 on loopback, or the fixed
+/// ports 4001 (p2p) and 5001 (API) on its own address in a namespace.
+fn node_addrs(state: &ClusterState, i: usize) -> (Vec<String>, String) {
+    let ip = if state.netns.is_some() {
+        netns::addr(i)
+    } else {
+        "127.0.0.1".to_string()
+    };
+    let port = |p: u16| if state.netns.is_some() { p } else { 0 };
+    let mut listen = vec![format!("/ip4/{ip}/tcp/{}", port(4001))];
+    if state.quic {
+        listen.push(format!("/ip4/{ip}/udp/{}/quic-v1", port(4001)));
+    }
+    (listen, format!("{ip}:{}", port(5001)))
+}
+
+/// Starts a cluster in `dir`, each node in its own network namespace when `with_netns`, and
+/// waits until every node has joined. Fails if one already runs there.
+pub(crate) fn up_with(dir: &Path, args: &UpArgs, with_netns: bool) -> anyhow::Result<ClusterState> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
+    }
+    if with_netns {
+        netns::ensure_root()?;
     }
     ensure_not_running(dir)?;
     let binary = match &args.bin {
@@ -579,29 +660,24 @@ pub(crate) fn up(dir: &Path, args: &UpArgs) -> anyhow::Result<ClusterState> {
             .transpose()
             .context("cannot find the --config file")?,
         nodes: Vec::new(),
+        netns: None,
     };
-    let mut listen = vec!["/ip4/127.0.0.1/tcp/0".to_string()];
-    if args.quic {
-        listen.push("/ip4/127.0.0.1/udp/0/quic-v1".to_string());
+    if with_netns {
+        state.netns = Some(Netns::create(dir, args.nodes)?);
     }
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
 
     let bar = progress(args.nodes as u64, "starting nodes");
     // Every pid spawned so far, so that a failed start leaves no stray node behind.
     let mut spawned = Vec::new();
-    let started = start_all(
-        dir,
-        &mut state,
-        &listen,
-        args.nodes,
-        deadline,
-        &bar,
-        &mut spawned,
-    );
+    let started = start_all(dir, &mut state, args.nodes, deadline, &bar, &mut spawned);
     if let Err(e) = started {
         bar.abandon_with_message("start failed");
         stop(&spawned, Duration::from_secs(5));
         let _ = std::fs::remove_file(state_path(dir));
+        if let Err(t) = netns::teardown(dir) {
+            eprintln!("could not remove the network namespaces: {t:#}");
+        }
         return Err(e);
     }
     bar.finish_with_message("started");
@@ -614,14 +690,14 @@ pub(crate) fn up(dir: &Path, args: &UpArgs) -> anyhow::Result<ClusterState> {
 fn start_all(
     dir: &Path,
     state: &mut ClusterState,
-    listen: &[String],
     nodes: usize,
     deadline: Instant,
     bar: &ProgressBar,
     spawned: &mut Vec<u32>,
 ) -> anyhow::Result<()> {
     let dir0 = dir.join("node-0");
-    let pid0 = spawn_node(state, &dir0, listen, "127.0.0.1:0", None)?;
+    let (listen, api) = node_addrs(state, 0);
+    let pid0 = spawn_node(state, 0, &dir0, &listen, &api, None)?;
     spawned.push(pid0);
     let info0 = wait_node_json(&dir0, pid0, deadline)?;
     state.nodes.push(entry(0, &dir0, info0)?);
@@ -631,7 +707,8 @@ fn start_all(
     let mut pending = Vec::new();
     for i in 1..nodes {
         let d = dir.join(format!("node-{i}"));
-        let pid = spawn_node(state, &d, listen, "127.0.0.1:0", Some(&bootstrap))?;
+        let (listen, api) = node_addrs(state, i);
+        let pid = spawn_node(state, i, &d, &listen, &api, Some(&bootstrap))?;
         spawned.push(pid);
         pending.push((i, d, pid));
     }
@@ -726,7 +803,7 @@ fn stop(pids: &[u32], grace: Duration) -> usize {
 
 /// Restarts node `i` with its data directory, its old ports if they are free (else new ones),
 /// and node 0 (or, for node 0, the first other live node) as bootstrap.
-fn restart(dir: &Path, state: &mut ClusterState, i: usize) -> anyhow::Result<()> {
+pub(crate) fn restart(dir: &Path, state: &mut ClusterState, i: usize) -> anyhow::Result<()> {
     let old = state.nodes[i].clone();
     if proc_state(old.pid) != ProcState::Gone {
         stop(&[old.pid], Duration::from_secs(10));
@@ -740,6 +817,7 @@ fn restart(dir: &Path, state: &mut ClusterState, i: usize) -> anyhow::Result<()>
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid = spawn_node(
         state,
+        i,
         &old.dir,
         &old.listen_addrs,
         &old.api,
@@ -749,17 +827,8 @@ fn restart(dir: &Path, state: &mut ClusterState, i: usize) -> anyhow::Result<()>
         Ok(info) => info,
         Err(e) => {
             eprintln!("node {i} could not start on its old ports ({e:#}); trying new ones");
-            let mut listen = vec!["/ip4/127.0.0.1/tcp/0".to_string()];
-            if state.quic {
-                listen.push("/ip4/127.0.0.1/udp/0/quic-v1".to_string());
-            }
-            let pid = spawn_node(
-                state,
-                &old.dir,
-                &listen,
-                "127.0.0.1:0",
-                bootstrap.as_deref(),
-            )?;
+            let (listen, api) = node_addrs(state, i);
+            let pid = spawn_node(state, i, &old.dir, &listen, &api, bootstrap.as_deref())?;
             wait_node_json(&old.dir, pid, deadline)?
         }
     };
@@ -767,10 +836,23 @@ fn restart(dir: &Path, state: &mut ClusterState, i: usize) -> anyhow::Result<()>
     save(dir, state)
 }
 
-/// Stops every node of the cluster in `dir` and removes `cluster.json` (data and logs stay).
-/// Returns a one-line summary.
+/// Stops every node of the cluster in `dir`, removes `cluster.json` (data and logs stay) and the
+/// network namespaces recorded in `netns.json`, also when `cluster.json` is gone (a crash of the
+/// tool). Returns a one-line summary.
 pub(crate) fn down(dir: &Path) -> anyhow::Result<String> {
-    let state = load(dir)?;
+    let state = match load(dir) {
+        Ok(state) => state,
+        Err(e) => {
+            let removed = netns::teardown(dir)?;
+            if removed > 0 {
+                return Ok(format!(
+                    "no cluster.json; removed {removed} network namespaces left in {}",
+                    dir.display()
+                ));
+            }
+            return Err(e);
+        }
+    };
     let pids: Vec<u32> = state
         .nodes
         .iter()
@@ -778,9 +860,15 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<String> {
         .map(|n| n.pid)
         .collect();
     let killed = stop(&pids, Duration::from_secs(15));
+    let namespaces = netns::teardown(dir)?;
     std::fs::remove_file(state_path(dir))?;
+    let ns = if namespaces > 0 {
+        format!(", removed {namespaces} network namespaces and the bridge")
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "stopped {} nodes ({killed} needed SIGKILL); data and logs remain in {}",
+        "stopped {} nodes ({killed} needed SIGKILL){ns}; data and logs remain in {}",
         pids.len(),
         dir.display()
     ))
@@ -979,6 +1067,7 @@ mod tests {
                 listen_addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
                 api: "127.0.0.1:2".into(),
             }],
+            netns: None,
         };
         let text = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<ClusterState>(&text).unwrap(), state);

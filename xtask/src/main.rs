@@ -9,8 +9,13 @@
 mod bench;
 mod cluster;
 mod codegen;
+mod faults;
 mod http;
+mod netns;
+mod scenario;
+mod schedule;
 mod sim;
+mod workload;
 
 use std::path::{Path, PathBuf};
 
@@ -29,10 +34,13 @@ struct Cli {
 enum Command {
     /// Regenerate the prost types in crates/bavard-proto/src/generated/ from proto/*.proto.
     Codegen(codegen::Args),
-    /// Run a local cluster of bavard nodes: up, status, kill, pause, resume, restart, down.
+    /// Run a local cluster of bavard nodes: up, status, kill, pause, resume, restart,
+    /// partition, isolate, heal, down.
     Cluster(cluster::Args),
     /// Benchmarks against a local cluster (`bench dht`).
     Bench(bench::Args),
+    /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause.
+    Scenario(scenario::Args),
     /// Run the bavard simulator (`bavard-sim`, release build), forwarding every argument.
     Sim(sim::Args),
 }
@@ -43,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Command::Codegen(args) => codegen::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Scenario(args) => scenario::run(args),
         Command::Sim(args) => sim::run(args),
     }
 }

@@ -10,6 +10,7 @@
 //!   originated are written again (they would otherwise expire).
 //! - Expiry: every `expire_interval`, expired records, providers and old tombstones are purged.
 
+use bavard_store::RecordStore as _;
 use std::time::{Duration, Instant};
 
 use bavard_routing::Key;

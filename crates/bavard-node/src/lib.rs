@@ -22,6 +22,7 @@
 pub mod addresses;
 pub mod api;
 pub mod client;
+mod closable;
 pub mod config;
 pub mod gossip;
 pub mod http;

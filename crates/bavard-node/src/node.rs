@@ -51,7 +51,7 @@ pub(crate) struct Inner {
     pub(crate) local_key: Key,
     pub(crate) config: NodeConfig,
     pub(crate) table: Mutex<RoutingTable<PeerId, Vec<Multiaddr>>>,
-    pub(crate) store: Arc<dyn RecordStore>,
+    pub(crate) store: Arc<crate::closable::Closable>,
     pub(crate) hlc: Mutex<Hlc>,
     pub(crate) book: AddressBook,
     pub(crate) control: libp2p_stream::Control,
@@ -118,6 +118,7 @@ impl Node {
                     .with_context(|| format!("cannot open the record store {}", path.display()))?,
             )
         };
+        let store = Arc::new(crate::closable::Closable::new(store));
 
         let book = AddressBook::default();
         let mut swarm = crate::swarm::build(keypair, book.clone(), Duration::from_secs(120))?;
@@ -158,7 +159,7 @@ impl Node {
             .map_err(|e| anyhow::anyhow!("invalid routing table settings: {e}"))?;
         let local_key = peer_key(&peer_id);
         let committer = crate::replica::commit::Committer::start(
-            store.clone(),
+            store.clone() as Arc<dyn RecordStore>,
             config.replication.max_batch_records,
         )
         .context("cannot start the committer thread")?;
@@ -274,6 +275,10 @@ impl Node {
                 tracing::warn!("a background task did not stop within 5 s");
             }
         }
+        // Release the storage engines now: tasks spawned for single requests may still hold the
+        // node for a moment, and a restart on the same data dir must be able to open them.
+        self.inner.store.close();
+        self.inner.hints.close();
     }
 
     /// Dials an address (it must end in `/p2p/PEER_ID`); the peer enters the routing table once

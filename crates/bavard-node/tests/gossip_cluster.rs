@@ -184,6 +184,18 @@ async fn thirty_nodes_deliver_every_message_to_every_subscriber_exactly_once() {
             assert_eq!(c.get(m), Some(&1), "node {i} got {m} {:?} times", c.get(m));
         }
     }
+    let duplicates: f64 = nodes
+        .iter()
+        .map(|n| {
+            n.metrics_text()
+                .lines()
+                .find(|l| l.starts_with("bavard_gossip_duplicates_total"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
+        .sum();
+    eprintln!("duplicate payloads received over the whole run, all nodes: {duplicates}");
     // The publisher does not get its own messages back.
     assert!(counts[0].lock().unwrap().get("m-0").is_none());
     let text = nodes[7].metrics_text();

@@ -5,6 +5,8 @@
 //! - [`kad`]: the libp2p Kademlia DHT messages (`/ipfs/kad/1.0.0`), prost structs generated
 //!   from `proto/kad.proto` with field numbers and enum values exactly as the libp2p spec
 //!   and rust-libp2p, so bavard and stock libp2p nodes form one DHT.
+//! - [`gossip`]: bavard's own SWIM membership and HyParView/Plumtree broadcast messages
+//!   (`/bavard/gossip/1`), generated from `proto/gossip.proto`.
 //! - [`framing`]: the unsigned-varint length prefix every message is sent with, an
 //!   incremental [`FrameDecoder`] that enforces a maximum message size before buffering a
 //!   body, and one-shot helpers.

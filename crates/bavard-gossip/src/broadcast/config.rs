@@ -68,10 +68,13 @@ pub struct PlumtreeConfig {
     /// as the paper suggests).
     pub graft_timeout_2: Duration,
     /// Tree optimisation: when an `IHave` shows that the announcer would have delivered a message
-    /// at least this many hops sooner than the current parent did, graft the announcer and prune
-    /// the parent. 4 (iroh-gossip uses 7): in a 5-regular overlay a tree over 10,000 nodes is
-    /// only about 7 hops deep, so a gap of 7 would hardly ever trigger, while a gap of 4 is
-    /// still large enough not to flap on latency noise.
+    /// at least this many hops sooner than the current parent did (whether the announcement came
+    /// before or after the payload), graft the announcer and prune the parent. 2 (iroh-gossip
+    /// uses 7): the tree is shared by every publisher, so the paths that matter are those
+    /// between two arbitrary nodes, and only a small gap keeps them short. Measured in our
+    /// simulator (1,000 nodes, seed 7, random publishers): threshold 4 gives a last delivery hop
+    /// of 21 (mean 16.3), 3 gives 21 (16.4), 2 gives 19 (15.5), 1 gives 22 (15.7, flapping), at
+    /// RMR 0.20–0.25 throughout.
     pub optimization_threshold: u16,
     /// How long delivered message ids (and cached payloads) are remembered.
     pub message_cache_ttl: Duration,
@@ -102,7 +105,7 @@ impl Default for PlumtreeConfig {
             ihave_interval: Duration::from_millis(50),
             graft_timeout_1: Duration::from_millis(250),
             graft_timeout_2: Duration::from_millis(100),
-            optimization_threshold: 4,
+            optimization_threshold: 2,
             message_cache_ttl: Duration::from_secs(120),
             seen_cache_capacity: 65_536,
             payload_cache_capacity: 4_096,

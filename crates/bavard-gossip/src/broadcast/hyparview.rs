@@ -20,7 +20,9 @@
 //! (must be accepted) if the active view is empty, low (accepted only into a free slot)
 //! otherwise. Unanswered requests time out and the peer is dropped from the passive view.
 //! Beyond the paper, a periodic repair check also fills a non-full active view with low-priority
-//! requests, which recovers from lost messages without ever evicting anyone.
+//! requests, which recovers from lost messages without ever evicting anyone, and probes an
+//! active view that has been silent for a whole repair interval with empty `IHave`s (a
+//! keepalive): a node whose neighbours all crashed would otherwise never send, so never find out.
 //!
 //! Shuffle: periodically a node sends itself plus 3 active and 4 passive peers on a random walk;
 //! the node where it ends answers with as many of its passive peers, and both merge the samples
@@ -67,6 +69,8 @@ pub(crate) struct HyParView<P> {
     last_shuffle: Vec<P>,
     next_shuffle: Instant,
     next_repair: Instant,
+    /// When a message last came from an active-view neighbour (or a keepalive was last sent).
+    last_heard: Instant,
 }
 
 impl<P: Clone + Eq + Hash + Ord + Debug> HyParView<P> {
@@ -83,6 +87,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> HyParView<P> {
             last_shuffle: Vec::new(),
             next_shuffle: now + jitter,
             next_repair,
+            last_heard: now,
             config,
         }
     }
@@ -97,6 +102,13 @@ impl<P: Clone + Eq + Hash + Ord + Debug> HyParView<P> {
 
     pub(crate) fn is_active(&self, peer: &P) -> bool {
         self.active.contains(peer)
+    }
+
+    /// A message came from `peer`: if it is a neighbour, the active view is not silent.
+    pub(crate) fn heard_from(&mut self, now: Instant, peer: &P) {
+        if self.is_active(peer) {
+            self.last_heard = now;
+        }
     }
 
     /// Joins through the first contact; the others become passive peers, so that repair can use
@@ -241,6 +253,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> HyParView<P> {
             self.shuffle(rng, out);
         }
         if repair {
+            self.probe_silent_view(now, out);
             self.fill_active(now, rng, out);
             if self.active.is_empty() && self.pending.is_empty() && self.passive.is_empty() {
                 // Isolated: nobody left to ask but the contacts we joined through.
@@ -248,6 +261,28 @@ impl<P: Clone + Eq + Hash + Ord + Debug> HyParView<P> {
                     out.push(HvOutput::Send(contact.clone(), MessageBody::Join));
                 }
             }
+        }
+    }
+
+    /// A node whose neighbours all crashed hears nothing and, sending nothing, never notices:
+    /// a transport without keepalives would leave it cut off until its next shuffle. When no
+    /// neighbour has said anything for a whole `repair_interval`, send each one an empty
+    /// `IHave` (a no-op for Plumtree) so that a dead connection fails and the driver reports
+    /// [`Self::peer_down`]. Silent views only: a busy topic never pays for it.
+    fn probe_silent_view(&mut self, now: Instant, out: &mut Vec<HvOutput<P>>) {
+        if self.active.is_empty()
+            || now.saturating_duration_since(self.last_heard) < self.config.repair_interval
+        {
+            return;
+        }
+        self.last_heard = now;
+        for peer in &self.active {
+            out.push(HvOutput::Send(
+                peer.clone(),
+                MessageBody::IHave {
+                    entries: Vec::new(),
+                },
+            ));
         }
     }
 
@@ -558,6 +593,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use std::time::Duration;
 
     fn setup(me: u64) -> (HyParView<u64>, ChaCha8Rng, Instant) {
         let mut rng = ChaCha8Rng::seed_from_u64(me);
@@ -661,6 +697,49 @@ mod tests {
             hv.passive().contains(&evicted[0]),
             "an evicted neighbour becomes passive"
         );
+    }
+
+    #[test]
+    fn a_silent_active_view_is_probed_with_empty_ihaves_but_a_busy_one_is_not() {
+        let (mut hv, mut rng, now) = setup(0);
+        let mut out = Vec::new();
+        for p in [1, 2] {
+            hv.handle(
+                now,
+                p,
+                MessageBody::Neighbor {
+                    priority: Priority::High,
+                },
+                &mut rng,
+                &mut out,
+            );
+        }
+        let interval = HyParViewConfig::default().repair_interval;
+        let keepalives = |out: &[HvOutput<u64>]| -> Vec<u64> {
+            let mut peers: Vec<u64> = sends(out)
+                .into_iter()
+                .filter(|(_, b)| *b == MessageBody::IHave { entries: vec![] })
+                .map(|(p, _)| p)
+                .collect();
+            peers.sort_unstable();
+            peers
+        };
+        // Neighbour 1 spoke just before the repair check: no probe.
+        let t1 = now + interval;
+        hv.heard_from(t1 - Duration::from_millis(10), &1);
+        out.clear();
+        hv.handle_timeout(t1, &mut rng, &mut out);
+        assert!(keepalives(&out).is_empty());
+        // A stranger speaking does not count; a whole silent interval later both are probed.
+        let t2 = t1 + interval;
+        hv.heard_from(t2 - Duration::from_millis(10), &9);
+        out.clear();
+        hv.handle_timeout(t2, &mut rng, &mut out);
+        assert_eq!(keepalives(&out), vec![1, 2]);
+        // Probing counts as activity: the next check does not probe again at once.
+        out.clear();
+        hv.handle_timeout(t2 + interval / 2, &mut rng, &mut out);
+        assert!(keepalives(&out).is_empty());
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub(crate) enum PtOutput<P> {
 struct Missing<P> {
     /// Announcers not grafted yet, in arrival order.
     announcers: VecDeque<P>,
+    /// The announcer with the smallest hop count so far, and that count: if the payload then
+    /// comes through a much longer eager path, the tree is optimised as for a late `IHave`.
+    best: (P, u16),
 }
 
 /// Plumtree state for one topic.
@@ -241,7 +244,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
             return;
         }
         let hops = hops.saturating_add(1);
-        self.missing.remove(&id);
+        let announced = self.missing.remove(&id).map(|m| m.best);
         self.seen.insert(
             now,
             id,
@@ -256,6 +259,14 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         }
         self.forward(now, id, hops, &payload, Some(&from), out);
         self.payloads.insert(now, id, payload.clone());
+        // The `IHave` came first but the payload took a much longer path: optimise now (the
+        // paper only looks at announcements that arrive after the payload, which on a deep
+        // tree are the minority).
+        if let Some((announcer, announced_hops)) = announced
+            && (self.lazy.contains(&announcer) || self.eager.contains(&announcer))
+        {
+            self.optimize(id, announcer, announced_hops, out);
+        }
         out.push(PtOutput::Deliver {
             id,
             payload,
@@ -274,31 +285,16 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
     ) {
         self.seen.expire(now);
         for IHaveEntry { id, hops } in entries {
-            if let Some(seen) = self.seen.get_mut(&id) {
-                let via_announcer = hops.saturating_add(1);
-                let better =
-                    seen.hops >= via_announcer.saturating_add(self.config.optimization_threshold);
-                match &seen.parent {
-                    Some(parent) if better && from_is_neighbor && *parent != from => {
-                        let parent = parent.clone();
-                        seen.parent = Some(from.clone());
-                        seen.hops = via_announcer;
-                        out.push(PtOutput::Send(
-                            from.clone(),
-                            MessageBody::Graft { id: None },
-                        ));
-                        self.lazy.remove(&from);
-                        self.eager.insert(from.clone());
-                        out.push(PtOutput::Send(parent.clone(), MessageBody::Prune));
-                        if self.eager.remove(&parent) {
-                            self.lazy.insert(parent);
-                        }
-                    }
-                    _ => {}
+            if self.seen.contains(&id) {
+                if from_is_neighbor {
+                    self.optimize(id, from.clone(), hops, out);
                 }
                 continue;
             }
             if let Some(missing) = self.missing.get_mut(&id) {
+                if from_is_neighbor && hops < missing.best.1 {
+                    missing.best = (from.clone(), hops);
+                }
                 if !missing.announcers.contains(&from)
                     && missing.announcers.len() < self.config.max_announcers
                 {
@@ -314,9 +310,45 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
                 id,
                 Missing {
                     announcers: VecDeque::from([from.clone()]),
+                    best: (from.clone(), if from_is_neighbor { hops } else { u16::MAX }),
                 },
             );
             self.arm_graft_timer(now + self.config.graft_timeout_1, id);
+        }
+    }
+
+    /// Tree optimisation (section 3.8): `announcer`, a neighbour, has `id` at `announced_hops`;
+    /// if that beats our delivery hop count by `optimization_threshold`, it becomes our eager
+    /// parent (a `Graft` without id: it has nothing to resend) and the old parent is pruned.
+    fn optimize(
+        &mut self,
+        id: MessageId,
+        announcer: P,
+        announced_hops: u16,
+        out: &mut Vec<PtOutput<P>>,
+    ) {
+        let Some(seen) = self.seen.get_mut(&id) else {
+            return;
+        };
+        let via_announcer = announced_hops.saturating_add(1);
+        let better = seen.hops >= via_announcer.saturating_add(self.config.optimization_threshold);
+        let Some(parent) = seen.parent.clone() else {
+            return;
+        };
+        if !better || parent == announcer {
+            return;
+        }
+        seen.parent = Some(announcer.clone());
+        seen.hops = via_announcer;
+        out.push(PtOutput::Send(
+            announcer.clone(),
+            MessageBody::Graft { id: None },
+        ));
+        self.lazy.remove(&announcer);
+        self.eager.insert(announcer);
+        out.push(PtOutput::Send(parent.clone(), MessageBody::Prune));
+        if self.eager.remove(&parent) {
+            self.lazy.insert(parent);
         }
     }
 
@@ -584,6 +616,85 @@ mod tests {
         assert!(sent.contains(&(2, MessageBody::Graft { id: None })));
         assert!(sent.contains(&(1, MessageBody::Prune)));
         assert!(pt.eager().contains(&2) && pt.lazy().contains(&1));
+    }
+
+    #[test]
+    fn short_path_announced_before_a_late_payload_still_replaces_the_parent() {
+        let now = Instant::now();
+        let mut pt = Plumtree::new(PlumtreeConfig::default());
+        for p in [1, 2, 3] {
+            pt.neighbor_up(p);
+        }
+        pt.handle(now, 2, true, MessageBody::Prune, &mut Vec::new());
+        pt.handle(now, 3, true, MessageBody::Prune, &mut Vec::new());
+        let mut out = Vec::new();
+        let ihave = |hops| MessageBody::IHave {
+            entries: vec![IHaveEntry { id: id(1), hops }],
+        };
+        // Two announcements arrive first; the shorter one (from 2) is remembered.
+        pt.handle(now, 3, true, ihave(4), &mut out);
+        pt.handle(now, 2, true, ihave(1), &mut out);
+        assert!(out.is_empty());
+        // Then the payload comes the long way from the eager parent 1.
+        pt.handle(
+            now,
+            1,
+            true,
+            MessageBody::Gossip {
+                id: id(1),
+                hops: 8,
+                payload: vec![],
+            },
+            &mut out,
+        );
+        let sent = sends(&out);
+        assert!(sent.contains(&(2, MessageBody::Graft { id: None })));
+        assert!(sent.contains(&(1, MessageBody::Prune)));
+        assert!(!sent.contains(&(3, MessageBody::Graft { id: None })));
+        assert!(pt.eager().contains(&2) && pt.lazy().contains(&1));
+    }
+
+    #[test]
+    fn payload_only_slightly_later_than_an_announcement_keeps_the_parent() {
+        let now = Instant::now();
+        let config = PlumtreeConfig::default();
+        let mut pt = Plumtree::new(config.clone());
+        pt.neighbor_up(1);
+        pt.neighbor_up(2);
+        pt.handle(now, 2, true, MessageBody::Prune, &mut Vec::new());
+        let mut out = Vec::new();
+        let announced = 5;
+        // Delivery via the parent at exactly one hop less than the threshold requires.
+        let parent_hops = announced + config.optimization_threshold - 1;
+        pt.handle(
+            now,
+            2,
+            true,
+            MessageBody::IHave {
+                entries: vec![IHaveEntry {
+                    id: id(1),
+                    hops: announced,
+                }],
+            },
+            &mut out,
+        );
+        pt.handle(
+            now,
+            1,
+            true,
+            MessageBody::Gossip {
+                id: id(1),
+                hops: parent_hops,
+                payload: vec![],
+            },
+            &mut out,
+        );
+        assert!(
+            sends(&out)
+                .iter()
+                .all(|(_, b)| !matches!(b, MessageBody::Graft { .. } | MessageBody::Prune))
+        );
+        assert!(pt.eager().contains(&1) && pt.lazy().contains(&2));
     }
 
     #[test]

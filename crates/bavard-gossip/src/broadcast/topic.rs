@@ -112,6 +112,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Topic<P> {
         rng: &mut impl Rng,
     ) -> Result<(), BroadcastError> {
         self.check_queues()?;
+        self.hv.heard_from(now, &from);
         match body {
             MessageBody::Gossip { .. }
             | MessageBody::IHave { .. }

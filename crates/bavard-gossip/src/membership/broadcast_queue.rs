@@ -5,6 +5,11 @@
 //! member with high probability; the least transmitted (then the newest) go first, so fresh news
 //! spreads before old news is repeated. A newer update about a member replaces the queued one.
 //! The queue is bounded: when full, the most transmitted update is dropped.
+//!
+//! Updates about the local node itself (a refutation above all: `Alive` with a higher
+//! incarnation) are urgent and go before everything else, whatever is waiting: a refutation
+//! stuck behind a backlog of join announcements lets the suspicion run out (Lifeguard, §4.2,
+//! relies on the refutation spreading at once).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -17,14 +22,19 @@ struct Entry<P> {
     update: Update<P>,
     transmits: u32,
     id: u64,
+    /// 0 for urgent updates, 1 for the others.
+    rank: u8,
 }
+
+/// Sending priority: urgent first, then the least transmitted, then the newest.
+type Key<P> = (u8, u32, Reverse<u64>, P);
 
 /// Bounded, transmit-limited queue of updates, one per member.
 #[derive(Debug, Clone)]
 pub(crate) struct BroadcastQueue<P> {
     entries: HashMap<P, Entry<P>>,
-    /// (transmits, newest first, member): iteration order is the sending priority.
-    order: BTreeSet<(u32, Reverse<u64>, P)>,
+    /// (rank, transmits, newest first, member): iteration order is the sending priority.
+    order: BTreeSet<Key<P>>,
     next_id: u64,
     max_len: usize,
 }
@@ -49,27 +59,37 @@ impl<P: Clone + Eq + Hash + Ord> BroadcastQueue<P> {
 
     /// Queues `update`, replacing any queued update about the same member.
     pub(crate) fn push(&mut self, update: Update<P>) {
+        self.insert(update, 1);
+    }
+
+    /// Queues `update` ahead of every non-urgent one (updates about the local node).
+    pub(crate) fn push_urgent(&mut self, update: Update<P>) {
+        self.insert(update, 0);
+    }
+
+    fn insert(&mut self, update: Update<P>, rank: u8) {
         let member = update.member.clone();
         if let Some(old) = self.entries.remove(&member) {
             self.order
-                .remove(&(old.transmits, Reverse(old.id), member.clone()));
+                .remove(&(old.rank, old.transmits, Reverse(old.id), member.clone()));
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.order.insert((0, Reverse(id), member.clone()));
+        self.order.insert((rank, 0, Reverse(id), member.clone()));
         self.entries.insert(
             member,
             Entry {
                 update,
                 transmits: 0,
                 id,
+                rank,
             },
         );
         while self.entries.len() > self.max_len {
             let Some(last) = self.order.pop_last() else {
                 break;
             };
-            self.entries.remove(&last.2);
+            self.entries.remove(&last.3);
         }
     }
 
@@ -92,7 +112,7 @@ impl<P: Clone + Eq + Hash + Ord> BroadcastQueue<P> {
             if picked.len() >= max_count || byte_budget.saturating_sub(used) < 64 {
                 break;
             }
-            let entry = &self.entries[&key.2];
+            let entry = &self.entries[&key.3];
             let len = entry.update.encoded_len() + 2;
             if used + len > byte_budget {
                 skipped += 1;
@@ -107,13 +127,14 @@ impl<P: Clone + Eq + Hash + Ord> BroadcastQueue<P> {
         let mut out = Vec::with_capacity(picked.len());
         for key in picked {
             self.order.remove(&key);
-            let entry = self.entries.get_mut(&key.2).expect("ordered entries exist");
+            let entry = self.entries.get_mut(&key.3).expect("ordered entries exist");
             entry.transmits += 1;
             out.push(entry.update.clone());
             if entry.transmits >= transmit_limit {
-                self.entries.remove(&key.2);
+                self.entries.remove(&key.3);
             } else {
-                self.order.insert((entry.transmits, key.1, key.2));
+                self.order
+                    .insert((entry.rank, entry.transmits, key.2, key.3));
             }
         }
         out
@@ -150,6 +171,24 @@ mod tests {
         assert_eq!(q.fetch(1, 1400, 2), vec![alive(2, 0)]);
         assert_eq!(q.fetch(2, 1400, 2).len(), 2);
         assert!(q.is_empty(), "both reached the limit of 2 transmissions");
+    }
+
+    #[test]
+    fn urgent_updates_go_first_even_behind_a_backlog_of_fresh_ones() {
+        let mut q = BroadcastQueue::new(64);
+        q.push_urgent(alive(0, 3));
+        for m in 1..40 {
+            q.push(alive(m, 0));
+        }
+        assert_eq!(q.fetch(1, 1400, 4), vec![alive(0, 3)]);
+        assert_eq!(
+            q.fetch(1, 1400, 4),
+            vec![alive(0, 3)],
+            "still ahead after one transmission"
+        );
+        q.push(alive(0, 4));
+        assert_eq!(q.len(), 40, "replaced, not duplicated");
+        assert_eq!(q.fetch(1, 1400, 4), vec![alive(0, 4)], "newest fresh one");
     }
 
     #[test]

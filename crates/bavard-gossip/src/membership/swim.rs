@@ -164,7 +164,7 @@ where
         // memberlist announces itself on start: the first members we talk to spread our
         // existence, not only the seed that answers the join.
         let mut broadcasts = BroadcastQueue::new(config.max_queued_updates);
-        broadcasts.push(Update {
+        broadcasts.push_urgent(Update {
             member: local.clone(),
             incarnation: 0,
             state: MemberState::Alive,
@@ -316,7 +316,7 @@ where
         m.state_changed = now;
         let incarnation = m.incarnation;
         self.count(old, false);
-        self.broadcasts.push(Update {
+        self.broadcasts.push_urgent(Update {
             member: local.clone(),
             incarnation,
             state: MemberState::Left,
@@ -343,7 +343,7 @@ where
         m.incarnation += 1;
         m.meta = meta.clone();
         let incarnation = m.incarnation;
-        self.broadcasts.push(Update {
+        self.broadcasts.push_urgent(Update {
             member: local.clone(),
             incarnation,
             state: MemberState::Alive,
@@ -677,7 +677,7 @@ where
                 meta: m.meta.clone(),
                 from: self.local.clone(),
             };
-            self.broadcasts.push(alive);
+            self.broadcasts.push_urgent(alive);
         }
         stale
     }
@@ -696,7 +696,7 @@ where
         };
         // Lifeguard: being suspected is a hint that we are the slow one.
         self.awareness.apply(1);
-        self.broadcasts.push(update);
+        self.broadcasts.push_urgent(update);
     }
 
     fn insert_member(&mut self, now: Instant, u: Update<P>) {

@@ -6,10 +6,10 @@
 //! (with the authenticated remote peer as sender), the application's commands and the timer,
 //! then drains their transmits and events and sleeps until the earliest `poll_timeout`.
 //!
-//! **Membership ⇄ DHT.** A member's metadata is its listen addresses ([`meta`]); when it comes
+//! **Membership ⇄ DHT.** A member's metadata is its listen addresses (`meta.rs`); when it comes
 //! up its addresses enter the address book, and when it is declared dead or leaves it leaves the
 //! routing table and every topic's views. Lookups seed themselves with the closest alive members
-//! ([`Gossip::closest_alive`]), so in a converged cluster a lookup starts at the true closest
+//! (`Gossip::closest_alive`), so in a converged cluster a lookup starts at the true closest
 //! nodes. The node joins through its bootstrap peers; while it is alone, and every push-pull
 //! interval, it also pushes its state to routing-table peers it does not see as members, which
 //! heals partitions after the members on the other side were forgotten.
@@ -155,6 +155,22 @@ impl Gossip {
         alive.sort_by_key(|(_, k)| k.distance(target));
         alive.truncate(n);
         alive
+    }
+
+    /// Members that have not left (alive, suspect or dead), this node included when it is a
+    /// member, sorted by distance to `target`, with whether each is dead. The replicated store
+    /// places keys with it: in a converged cluster this is the true preference list, without a
+    /// lookup (Dynamo and Cassandra's zero-hop routing).
+    pub(crate) fn closest_members(&self, target: &Key) -> Vec<(PeerId, bool)> {
+        let members = self.members.lock().expect("members lock");
+        let mut list: Vec<(PeerId, Key, bool)> = members
+            .iter()
+            .filter(|m| m.state != MemberState::Left)
+            .map(|m| (m.id, m.key, m.state == MemberState::Dead))
+            .collect();
+        drop(members);
+        list.sort_by_key(|(_, k, _)| k.distance(target));
+        list.into_iter().map(|(p, _, dead)| (p, dead)).collect()
     }
 
     fn is_blocked(&self, peer: &PeerId) -> bool {

@@ -6,6 +6,7 @@
 //! truncated or malformed frames and invalid requests drop the stream; the first offence of a peer
 //! is logged at warn level, the rest at debug, so a flood cannot flood the log.
 
+use bavard_store::RecordStore as _;
 use std::time::Duration;
 
 use bavard_proto::kad as pb;

@@ -8,6 +8,7 @@
 //! is newer and pushes those where it is newer itself. With converged membership views both sides
 //! filter the same keys and identical replicas exchange 2 KiB and nothing else.
 
+use bavard_store::RecordStore as _;
 use std::collections::HashMap;
 
 use bavard_proto::store as pb;
@@ -44,9 +45,14 @@ struct LocalDigest {
 }
 
 impl Node {
-    /// The preference list of `key` as this node sees it, without any network round trip.
+    /// The preference list of `key` as this node sees it, without any network round trip: the
+    /// membership's N closest members when gossip knows others, else the routing table's.
     pub(crate) fn local_preference_list(&self, key: &[u8], n: usize) -> Vec<PeerId> {
         let target = Key::hash(key);
+        let members = self.inner.gossip.closest_members(&target);
+        if members.len() > 1 {
+            return members.into_iter().take(n).map(|(p, _)| p).collect();
+        }
         let mut peers: Vec<PeerId> = self
             .inner
             .table

@@ -1,6 +1,7 @@
 //! The coordinator: the node a client talks to runs each write and read against the key's
 //! preference list, counting durable acknowledgements (writes) or answers (reads).
 
+use bavard_store::RecordStore as _;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +31,8 @@ pub enum Condition {
 struct Placement {
     preferred: Vec<PeerId>,
     fallbacks: VecDeque<PeerId>,
+    /// Preferred replicas the membership knows to be dead: their writes go straight to a hint.
+    down: HashSet<PeerId>,
 }
 
 impl Node {
@@ -78,12 +81,39 @@ impl Node {
         }
     }
 
-    /// The preference list of `key`: the N closest among the live peers a lookup found, the
-    /// routing table (which may still hold a replica that is down: its writes become hints) and
-    /// this node.
+    /// The preference list of `key`.
+    ///
+    /// When the gossip membership knows other members, it is the N closest members (zero-hop, as
+    /// Dynamo and Cassandra route: every node of a converged cluster computes the same list
+    /// without a round trip); members known dead stay in the list, and their writes become hints.
+    /// Otherwise it is the N closest among the live peers a lookup finds, the routing table (which
+    /// may still hold a replica that is down) and this node.
     async fn placement(&self, key: &[u8]) -> Result<Placement, NodeError> {
         let n = self.inner.config.kad.replication_factor;
         let target = Key::hash(key);
+        let me = self.inner.peer_id;
+        let members = self.inner.gossip.closest_members(&target);
+        let others_alive = members.iter().filter(|(p, dead)| !dead && *p != me).count();
+        if others_alive > 0 && members.iter().any(|(p, _)| *p == me) {
+            let preferred: Vec<PeerId> = members.iter().take(n).map(|(p, _)| *p).collect();
+            let down = members
+                .iter()
+                .take(n)
+                .filter(|(_, dead)| *dead)
+                .map(|(p, _)| *p)
+                .collect();
+            let fallbacks = members
+                .iter()
+                .skip(n)
+                .filter(|(_, dead)| !dead)
+                .map(|(p, _)| *p)
+                .collect();
+            return Ok(Placement {
+                preferred,
+                fallbacks,
+                down,
+            });
+        }
         // Only bavard nodes (which speak the replica protocol) hold replicas; stock libp2p
         // Kademlia nodes in the same DHT are routed through but never chosen.
         let kv_peers = self.inner.kv_peers.lock().expect("kv peers lock").clone();
@@ -105,7 +135,7 @@ impl Node {
                 .map(|e| e.peer)
                 .filter(|p| kv_peers.contains(p)),
         );
-        all.push(self.inner.peer_id);
+        all.push(me);
         all.sort_by_key(|p| peer_key(p).distance(&target));
         all.dedup();
         let preferred: Vec<PeerId> = all.iter().take(n).copied().collect();
@@ -116,6 +146,7 @@ impl Node {
         Ok(Placement {
             preferred,
             fallbacks,
+            down: HashSet::new(),
         })
     }
 
@@ -137,8 +168,9 @@ impl Node {
             let record = record.clone();
             let fallbacks = fallbacks.clone();
             let tx = tx.clone();
+            let known_down = placement.down.contains(&replica);
             tokio::spawn(async move {
-                let ok = node.store_at(replica, &record, None).await;
+                let ok = !known_down && node.store_at(replica, &record, None).await;
                 let ok = if ok || replica == node.inner.peer_id {
                     ok
                 } else {
@@ -209,6 +241,9 @@ impl Node {
         let placement = self.placement(key).await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<(PeerId, Option<Record>)>();
         for replica in placement.preferred.iter().copied() {
+            if placement.down.contains(&replica) {
+                continue;
+            }
             let node = self.clone();
             let tx = tx.clone();
             let key = key.to_vec();

@@ -22,7 +22,7 @@ use crate::util::unix_ms;
 
 /// The hint store.
 pub(crate) struct Hints {
-    store: Arc<dyn RecordStore>,
+    store: crate::closable::Closable,
     ttl_ms: u64,
 }
 
@@ -76,7 +76,10 @@ impl Hints {
             Some(p) => Arc::new(RedbStore::open(p, config)?),
             None => Arc::new(MemoryStore::new(config)),
         };
-        Ok(Self { store, ttl_ms })
+        Ok(Self {
+            store: crate::closable::Closable::new(store),
+            ttl_ms,
+        })
     }
 
     /// Keeps `record` for `owner`, durably.
@@ -86,6 +89,11 @@ impl Hints {
             .put(record, now)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    /// Releases the hint store's engine (at shutdown).
+    pub(crate) fn close(&self) {
+        self.store.close();
     }
 
     /// Hints queued.

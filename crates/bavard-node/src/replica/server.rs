@@ -1,5 +1,6 @@
 //! The replica side of `/bavard/kv/1`: one request per stream, answered after it is durable.
 
+use bavard_store::RecordStore as _;
 use std::time::Duration;
 
 use bavard_proto::store as pb;

@@ -1,0 +1,88 @@
+//! A store that can be closed while handles to it are still alive.
+//!
+//! Background tasks (lookups, read repairs, the committer thread) hold the node's store for a
+//! while after [`crate::Node::shutdown`]; redb refuses a second open of the same file while the
+//! first is alive, so a restart on the same data dir in the same process would fail. Closing drops
+//! the engine at once; later calls get a storage error.
+
+use std::sync::{Arc, RwLock};
+
+use bavard_store::{
+    ExpireStats, ProviderRecord, PutOutcome, Record, RecordStore, StoreError, StoreStats,
+};
+
+/// A [`RecordStore`] whose backend [`Closable::close`] releases.
+pub(crate) struct Closable {
+    inner: RwLock<Option<Arc<dyn RecordStore>>>,
+}
+
+impl Closable {
+    pub(crate) fn new(store: Arc<dyn RecordStore>) -> Self {
+        Self {
+            inner: RwLock::new(Some(store)),
+        }
+    }
+
+    /// Drops the backend; every later call fails with a storage error.
+    pub(crate) fn close(&self) {
+        self.inner.write().expect("store lock").take();
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&dyn RecordStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self.inner.read().expect("store lock");
+        match guard.as_deref() {
+            Some(store) => f(store),
+            None => Err(StoreError::storage(
+                "closed",
+                std::io::Error::other("the node has shut down"),
+            )),
+        }
+    }
+}
+
+impl RecordStore for Closable {
+    fn get(&self, key: &[u8], now_ms: u64) -> Result<Option<Record>, StoreError> {
+        self.with(|s| s.get(key, now_ms))
+    }
+    fn put(&self, record: Record, now_ms: u64) -> Result<PutOutcome, StoreError> {
+        self.with(|s| s.put(record, now_ms))
+    }
+    fn put_batch(&self, records: Vec<Record>, now_ms: u64) -> Result<Vec<PutOutcome>, StoreError> {
+        self.with(|s| s.put_batch(records, now_ms))
+    }
+    fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.with(|s| s.remove(key))
+    }
+    fn add_provider(&self, record: ProviderRecord, now_ms: u64) -> Result<(), StoreError> {
+        self.with(|s| s.add_provider(record, now_ms))
+    }
+    fn providers(&self, key: &[u8], now_ms: u64) -> Result<Vec<ProviderRecord>, StoreError> {
+        self.with(|s| s.providers(key, now_ms))
+    }
+    fn remove_provider(&self, key: &[u8], provider: &[u8]) -> Result<bool, StoreError> {
+        self.with(|s| s.remove_provider(key, provider))
+    }
+    fn provided(&self, now_ms: u64) -> Result<Vec<ProviderRecord>, StoreError> {
+        self.with(|s| s.provided(now_ms))
+    }
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.with(|s| s.scan(after, limit, now_ms))
+    }
+    fn expire(&self, now_ms: u64) -> Result<ExpireStats, StoreError> {
+        self.with(|s| s.expire(now_ms))
+    }
+    fn len(&self) -> Result<usize, StoreError> {
+        self.with(|s| s.len())
+    }
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.with(|s| s.stats())
+    }
+}
