@@ -1072,4 +1072,42 @@ mod tests {
         let text = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<ClusterState>(&text).unwrap(), state);
     }
+
+    #[test]
+    fn a_cluster_json_without_netns_field_is_a_loopback_cluster() {
+        let text = r#"{"binary":"/b","quic":false,"config":null,"nodes":[]}"#;
+        let state: ClusterState = serde_json::from_str(text).unwrap();
+        assert_eq!(state.netns, None);
+        assert!(!serde_json::to_string(&state).unwrap().contains("netns"));
+    }
+
+    #[test]
+    fn nodes_bind_port_0_on_loopback_and_fixed_ports_on_their_own_address_in_a_namespace() {
+        let mut state = ClusterState {
+            binary: "/b".into(),
+            quic: true,
+            config: None,
+            nodes: vec![],
+            netns: None,
+        };
+        assert_eq!(
+            node_addrs(&state, 3),
+            (
+                vec![
+                    "/ip4/127.0.0.1/tcp/0".to_string(),
+                    "/ip4/127.0.0.1/udp/0/quic-v1".to_string()
+                ],
+                "127.0.0.1:0".to_string()
+            )
+        );
+        state.quic = false;
+        state.netns = Some(Netns::plan(5));
+        assert_eq!(
+            node_addrs(&state, 3),
+            (
+                vec!["/ip4/10.77.0.13/tcp/4001".to_string()],
+                "10.77.0.13:5001".to_string()
+            )
+        );
+    }
 }

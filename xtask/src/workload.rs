@@ -40,8 +40,8 @@ pub(crate) struct Shared {
     pub(crate) start: Instant,
     /// Every kv operation, in completion order.
     pub(crate) history: Mutex<Vec<Op>>,
-    /// Every publish: (outcome, latency, payload).
-    pub(crate) publishes: Mutex<Vec<(Outcome, Duration, String)>>,
+    /// Every publish.
+    pub(crate) publishes: Mutex<Vec<Publish>>,
     /// Per subscriber, the payloads it received.
     pub(crate) received: Vec<Mutex<HashSet<String>>>,
     /// The client request timeout.
@@ -79,6 +79,21 @@ impl Shared {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+}
+
+/// One publish as the publisher saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Publish {
+    /// How it ended.
+    pub(crate) outcome: Outcome,
+    /// How long it took.
+    pub(crate) latency: Duration,
+    /// The payload, unique per publish.
+    pub(crate) payload: String,
+    /// The node it was published through, if one was reached. A node delivers to its own
+    /// subscribers only what *others* publish (`Node::subscribe`), so this node's subscribers
+    /// are not expected to see it.
+    pub(crate) node: Option<usize>,
 }
 
 /// The result of one HTTP call.
@@ -134,16 +149,27 @@ pub(crate) fn header(raw: &[u8], name: &str) -> Option<String> {
 
 /// Sends to a random node, failing over to other random nodes while none can be reached.
 fn call_any(shared: &Shared, rng: &mut ChaCha8Rng, method: &str, path: &str, body: &[u8]) -> Call {
+    call_any_node(shared, rng, method, path, body).0
+}
+
+/// [`call_any`], also returning the node that was reached.
+fn call_any_node(
+    shared: &Shared,
+    rng: &mut ChaCha8Rng,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (Call, Option<usize>) {
     let n = shared.nodes();
     let first = rng.random_range(0..n);
     for k in 0..ATTEMPTS.min(n) {
-        let api = shared.api((first + k * (1 + n / ATTEMPTS)) % n);
-        match call(&api, method, path, body, shared.timeout) {
+        let node = (first + k * (1 + n / ATTEMPTS)) % n;
+        match call(&shared.api(node), method, path, body, shared.timeout) {
             Call::NotSent => continue,
-            other => return other,
+            other => return (other, Some(node)),
         }
     }
-    Call::NotSent
+    (Call::NotSent, None)
 }
 
 /// Classifies a reply to a write.
@@ -231,13 +257,21 @@ pub(crate) fn client(shared: &Shared, id: usize, seed: u64, keys: usize, consist
     }
 }
 
-/// Publishes `prefix{seq}` to a random node. Returns the outcome.
-pub(crate) fn publish_one(shared: &Shared, rng: &mut ChaCha8Rng, payload: &str) -> Outcome {
+/// Publishes `payload` through a random node.
+pub(crate) fn publish_one(shared: &Shared, rng: &mut ChaCha8Rng, payload: &str) -> Publish {
     let path = format!("/v1/topics/{TOPIC}");
-    match call_any(shared, rng, "POST", &path, payload.as_bytes()) {
+    let t = Instant::now();
+    let (c, node) = call_any_node(shared, rng, "POST", &path, payload.as_bytes());
+    let outcome = match c {
         Call::Reply(200, ..) => Outcome::Ok,
         Call::NotSent | Call::Reply(503 | 400..=499, ..) => Outcome::Fail,
         Call::Reply(..) | Call::Unknown => Outcome::Unknown,
+    };
+    Publish {
+        outcome,
+        latency: t.elapsed(),
+        payload: payload.to_string(),
+        node,
     }
 }
 
@@ -248,14 +282,10 @@ pub(crate) fn publisher(shared: &Shared, seed: u64, every: Duration) {
     while !shared.stopped() {
         seq += 1;
         let payload = format!("m{seq}");
-        let t = Instant::now();
-        let outcome = publish_one(shared, &mut rng, &payload);
-        shared
-            .publishes
-            .lock()
-            .expect("lock")
-            .push((outcome, t.elapsed(), payload));
-        std::thread::sleep(every.saturating_sub(t.elapsed()));
+        let p = publish_one(shared, &mut rng, &payload);
+        let wait = every.saturating_sub(p.latency);
+        shared.publishes.lock().expect("lock").push(p);
+        std::thread::sleep(wait);
     }
 }
 

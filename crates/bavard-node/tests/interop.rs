@@ -3,7 +3,6 @@
 //! ways, and routing-table admission (Kademlia servers in, client-mode peers out).
 
 // common.rs builds configs field by field, which clippy flags in every test that includes it.
-#[allow(clippy::field_reassign_with_default)]
 mod common;
 mod stock;
 

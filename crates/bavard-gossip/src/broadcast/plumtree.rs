@@ -319,7 +319,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
 
     /// Tree optimisation (section 3.8): `announcer`, a neighbour, has `id` at `announced_hops`;
     /// if that beats our delivery hop count by `optimization_threshold`, it becomes our eager
-    /// parent (a `Graft` without id: it has nothing to resend) and the old parent is pruned.
+    /// parent (told with a `Graft` without id: it has nothing to resend) and the old parent is
+    /// pruned.
     fn optimize(
         &mut self,
         id: MessageId,

@@ -225,7 +225,14 @@ impl Node {
                 .results
                 .first()
                 .is_some_and(|r| r.outcome != pb::Outcome::Rejected as i32),
-            _ => false,
+            Ok(other) => {
+                tracing::debug!(%peer, "unexpected answer to a store: {other:?}");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "store failed: {e}");
+                false
+            }
         }
     }
 
@@ -316,7 +323,14 @@ impl Node {
                     .filter_map(|r| super::wire::record_from_pb(r).ok())
                     .find(|r| r.key == key),
             ),
-            _ => None,
+            Ok(other) => {
+                tracing::debug!(%peer, "unexpected answer to a fetch: {other:?}");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "fetch failed: {e}");
+                None
+            }
         }
     }
 
