@@ -801,7 +801,11 @@ async fn run_swarm(
                     }
                     node.inner.refresh_gauges();
                 }
-                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } if num_established > 0 => {
+                    tracing::debug!(%peer_id, ?cause, "one of several connections closed");
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                    tracing::debug!(%peer_id, ?cause, "connection closed");
                     node.inner.connected.lock().expect("connected lock").remove(&peer_id);
                     node.inner.refresh_gauges();
                 }

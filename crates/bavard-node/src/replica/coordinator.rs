@@ -18,6 +18,9 @@ use crate::api::{Consistency, NodeError, PutReply};
 use crate::kad::lookup::LookupKind;
 use crate::node::{Node, RequestError, peer_key};
 
+/// Attempts of one replica request whose stream broke (see [`Node::kv_request`]).
+const MAX_ATTEMPTS: usize = 3;
+
 /// What a conditional write expects to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Condition {
@@ -37,6 +40,10 @@ struct Placement {
 
 impl Node {
     /// Sends one replica-protocol request to `peer` under the request timeout.
+    ///
+    /// A request whose stream breaks before the answer (a yamux stream reset or a closed
+    /// substream under load) is sent once more on a fresh stream: every request of this protocol
+    /// is idempotent (a store of the same version is `UNCHANGED`), so a retry cannot double-apply.
     pub(crate) async fn kv_request(
         &self,
         peer: PeerId,
@@ -46,39 +53,55 @@ impl Node {
             return Err(RequestError::SelfRequest);
         }
         let timeout = self.inner.config.kad.request_timeout();
-        let max = self.inner.config.limits.max_message_size;
-        let fut = async {
-            let mut control = self.inner.control.clone();
-            let mut stream = control
-                .open_stream(peer, KV_PROTOCOL)
-                .await
-                .map_err(|e| match e {
-                    libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => {
-                        RequestError::Unsupported
-                    }
-                    other => RequestError::Dial(other.to_string()),
-                })?;
-            let req = pb::Request { kind: Some(kind) };
-            let sent = crate::wire::write_message(&mut stream, &req)
-                .await
-                .map_err(|e| RequestError::Io(e.to_string()))?;
-            self.inner.metrics.bytes_out.inc_by(sent as u64);
-            let resp: pb::Response = crate::wire::read_message(&mut stream, max)
-                .await
-                .map_err(|e| RequestError::Io(e.to_string()))?
-                .ok_or_else(|| RequestError::Io("stream closed before the response".into()))?;
-            self.inner
-                .metrics
-                .bytes_in
-                .inc_by(prost::Message::encoded_len(&resp) as u64);
-            let _ = stream.close().await;
-            resp.kind
-                .ok_or_else(|| RequestError::Protocol("empty response".into()))
-        };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(RequestError::Timeout),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result =
+                tokio::time::timeout_at(deadline, self.kv_request_once(peer, kind.clone())).await;
+            match result {
+                Ok(Err(RequestError::Io(e))) if attempt < MAX_ATTEMPTS => {
+                    // libp2p-stream drops inbound streams when the acceptor falls behind a burst;
+                    // back off a little so the retry does not land in the same burst.
+                    tracing::debug!(%peer, "replica request failed ({e}), retrying on a new stream");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
+                }
+                Ok(r) => return r,
+                Err(_) => return Err(RequestError::Timeout),
+            }
         }
+    }
+
+    async fn kv_request_once(
+        &self,
+        peer: PeerId,
+        kind: pb::request::Kind,
+    ) -> Result<pb::response::Kind, RequestError> {
+        let max = self.inner.config.limits.max_message_size;
+        let mut control = self.inner.control.clone();
+        let mut stream = control
+            .open_stream(peer, KV_PROTOCOL)
+            .await
+            .map_err(|e| match e {
+                libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => RequestError::Unsupported,
+                other => RequestError::Dial(other.to_string()),
+            })?;
+        let req = pb::Request { kind: Some(kind) };
+        let sent = crate::wire::write_message(&mut stream, &req)
+            .await
+            .map_err(|e| RequestError::Io(e.to_string()))?;
+        self.inner.metrics.bytes_out.inc_by(sent as u64);
+        let resp: pb::Response = crate::wire::read_message(&mut stream, max)
+            .await
+            .map_err(|e| RequestError::Io(e.to_string()))?
+            .ok_or_else(|| RequestError::Io("stream closed before the response".into()))?;
+        self.inner
+            .metrics
+            .bytes_in
+            .inc_by(prost::Message::encoded_len(&resp) as u64);
+        let _ = stream.close().await;
+        resp.kind
+            .ok_or_else(|| RequestError::Protocol("empty response".into()))
     }
 
     /// The preference list of `key`.
