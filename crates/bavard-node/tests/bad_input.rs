@@ -1,0 +1,270 @@
+//! Untrusted input: hostile Kademlia and replica-protocol frames from a raw libp2p peer, floods
+//! of streams, and bad HTTP requests. Each is refused with a typed error or a dropped stream,
+//! counted, and the node keeps serving everyone else.
+
+mod common;
+
+use std::time::Duration;
+
+use bavard_node::Node;
+use common::{eventually, p2p_addr, start_cluster};
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use libp2p::{PeerId, StreamProtocol};
+
+fn rejected(node: &Node, reason: &str) -> f64 {
+    let needle = format!("reason=\"{reason}\"");
+    node.metrics_text()
+        .lines()
+        .find(|l| l.starts_with("bavard_inbound_rejected") && l.contains(&needle))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A raw libp2p peer (the node's own transport stack, no protocol logic) connected to `target`.
+fn attacker(target: &Node) -> libp2p_stream::Control {
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let mut swarm = bavard_node::swarm::build(
+        key,
+        bavard_node::addresses::AddressBook::default(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let control = swarm.behaviour().stream.new_control();
+    swarm.dial(p2p_addr(target)).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    control
+}
+
+async fn open(
+    control: &libp2p_stream::Control,
+    peer: PeerId,
+    proto: &'static str,
+) -> libp2p::Stream {
+    let mut control = control.clone();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        control.open_stream(peer, StreamProtocol::new(proto)),
+    )
+    .await
+    .expect("stream opens in time")
+    .expect("stream opens")
+}
+
+/// Reads until the node closes or resets the stream; true when it did within the deadline.
+async fn closed_by_node(stream: &mut libp2p::Stream) -> bool {
+    let mut buf = [0u8; 1024];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_kademlia_and_replica_frames_are_dropped_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 3, 2).await;
+    let target = &nodes[0];
+    let peer = target.peer_id();
+    let control = attacker(target);
+
+    // A length prefix announcing 10 MiB: refused before any body is read.
+    let mut s = open(&control, peer, "/ipfs/kad/1.0.0").await;
+    let mut prefix = Vec::new();
+    prost::encoding::encode_varint(10 << 20, &mut prefix);
+    s.write_all(&prefix).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(
+        closed_by_node(&mut s).await,
+        "oversized frame drops the stream"
+    );
+
+    // Garbage that is not protobuf.
+    let mut s = open(&control, peer, "/ipfs/kad/1.0.0").await;
+    s.write_all(&[4, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(
+        closed_by_node(&mut s).await,
+        "malformed protobuf drops the stream"
+    );
+
+    // A well-formed message of an unknown type.
+    let mut s = open(&control, peer, "/ipfs/kad/1.0.0").await;
+    let msg = bavard_proto::kad::Message {
+        r#type: 42,
+        key: b"k".to_vec(),
+        ..Default::default()
+    };
+    s.write_all(&prost::Message::encode_length_delimited_to_vec(&msg))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    assert!(
+        closed_by_node(&mut s).await,
+        "unknown message type drops the stream"
+    );
+
+    eventually(
+        "the offences are counted",
+        Duration::from_secs(10),
+        || async { rejected(target, "bad_frame") >= 2.0 && rejected(target, "bad_request") >= 1.0 },
+    )
+    .await;
+
+    // A replica-protocol request over its batch limit gets an error answer, not a crash.
+    let mut s = open(&control, peer, "/bavard/kv/1").await;
+    let too_many = bavard_proto::store::Request {
+        kind: Some(bavard_proto::store::request::Kind::Fetch(
+            bavard_proto::store::FetchRequest {
+                keys: vec![b"k".to_vec(); 10_000],
+            },
+        )),
+    };
+    s.write_all(&prost::Message::encode_length_delimited_to_vec(&too_many))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let resp: bavard_proto::store::Response =
+        prost::Message::decode_length_delimited(answer.as_slice()).expect("an answer");
+    match resp.kind {
+        Some(bavard_proto::store::response::Kind::Error(e)) => {
+            assert!(e.contains("over the limit"), "{e}")
+        }
+        other => panic!("expected an error answer, got {other:?}"),
+    }
+
+    // A flood of streams held open: beyond the per-peer limit they are refused.
+    let limit = target.config().limits.max_inbound_streams_per_peer;
+    let mut held = Vec::new();
+    for _ in 0..limit + 8 {
+        let mut c = control.clone();
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            c.open_stream(peer, StreamProtocol::new("/ipfs/kad/1.0.0")),
+        )
+        .await
+        {
+            held.push(s);
+        }
+    }
+    eventually("the flood is refused", Duration::from_secs(10), || async {
+        rejected(target, "too_many_streams") >= 1.0
+    })
+    .await;
+
+    // Everyone else is still served.
+    let closest = tokio::time::timeout(
+        Duration::from_secs(20),
+        nodes[1].closest_peers(b"still-serving"),
+    )
+    .await
+    .expect("lookup in time")
+    .expect("lookup works");
+    assert!(closest.contains(&peer), "the attacked node still answers");
+    drop(held);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_http_requests_get_a_400_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 1, 0).await;
+    let node = &nodes[0];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(bavard_node::http::serve(
+        listener,
+        node.clone(),
+        node.shutdown_signal(),
+    ));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let long_key = "k".repeat(2000);
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            http.put(format!("{base}/v1/kv/a?consistency=most"))
+                .body("v"),
+            400,
+            "consistency",
+        ),
+        (
+            http.put(format!("{base}/v1/kv/a?ttl=soon")).body("v"),
+            400,
+            "ttl",
+        ),
+        (
+            http.put(format!("{base}/v1/kv/a?ttl=0")).body("v"),
+            400,
+            "ttl",
+        ),
+        (
+            http.put(format!("{base}/v1/kv/a?colour=red")).body("v"),
+            400,
+            "colour",
+        ),
+        (
+            http.put(format!("{base}/v1/kv/a?if_version=abc")).body("v"),
+            400,
+            "if_version",
+        ),
+        (
+            http.put(format!("{base}/v1/kv/a?if_version=1&if_absent"))
+                .body("v"),
+            400,
+            "combined",
+        ),
+        (
+            http.put(format!("{base}/v1/kv/{long_key}")).body("v"),
+            400,
+            "limit",
+        ),
+        (
+            http.put(format!("{base}/v1/kv/a"))
+                .body(vec![0u8; 70 * 1024]),
+            400,
+            "limit",
+        ),
+        (
+            http.get(format!("{base}/v1/kv/missing?consistency=one")),
+            404,
+            "not found",
+        ),
+        (http.get(format!("{base}/v1/nope")), 404, "no such endpoint"),
+        (
+            http.put(format!("{base}/v1/admin/blocked/not-a-peer")),
+            400,
+            "peer id",
+        ),
+    ];
+    for (req, status, needle) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let error = body["error"].as_str().unwrap_or_default().to_string();
+        assert!(
+            error.contains(needle),
+            "{error:?} should mention {needle:?}"
+        );
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
