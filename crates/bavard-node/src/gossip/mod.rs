@@ -614,7 +614,7 @@ impl Node {
     }
 
     /// Subscribes to `topic`: joins its overlay (through its providers in the DHT, as a provider
-    /// itself) and returns a receiver of the messages others publish on it.
+    /// itself) and returns a receiver of every message published on it (this node's own included).
     pub fn subscribe(&self, topic: &str) -> Result<broadcast::Receiver<TopicEvent>, NodeError> {
         check_topic(topic)?;
         Ok(self.ensure_topic(topic, true).0)
@@ -642,6 +642,7 @@ impl Node {
             }
         }
         let (reply, rx) = oneshot::channel();
+        let local_copy = payload.clone();
         self.inner
             .gossip
             .commands
@@ -655,7 +656,24 @@ impl Node {
             .await
             .map_err(|_| NodeError::ShuttingDown)?
             .map_err(|e| NodeError::BadRequest(e.to_string()))?;
-        Ok(hex::encode(id.as_bytes()))
+        let message_id = hex::encode(id.as_bytes());
+        // The broadcast core never delivers a node's own messages back to it: hand them to this
+        // node's own subscribers here, so every subscriber sees every message of the topic.
+        if let Some(t) = self
+            .inner
+            .gossip
+            .topics
+            .lock()
+            .expect("topics lock")
+            .get(&topic_id(topic))
+            && t.subscriber
+        {
+            let _ = t.tx.send(TopicEvent {
+                message_id: message_id.clone(),
+                payload: local_copy,
+            });
+        }
+        Ok(message_id)
     }
 
     /// The number of neighbours (active view) this node has in `topic`; 0 if not joined.
