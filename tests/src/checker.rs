@@ -201,7 +201,7 @@ mod tests {
     fn a_vanished_write_without_delete_is_lost_and_with_a_newer_delete_is_not() {
         let w = op(OpKind::Write, Outcome::Ok, Some("a"), Some(5));
         assert_eq!(
-            check(&[w.clone()], &final_state(None, None))
+            check(std::slice::from_ref(&w), &final_state(None, None))
                 .lost_writes
                 .len(),
             1

@@ -51,7 +51,13 @@ impl Node {
         let target = Key::hash(key);
         let members = self.inner.gossip.closest_members(&target);
         if members.len() > 1 {
-            return members.into_iter().take(n).map(|(p, _)| p).collect();
+            // The same healthy-first list the coordinator writes to.
+            return members
+                .into_iter()
+                .filter(|(_, dead)| !dead)
+                .take(n)
+                .map(|(p, _)| p)
+                .collect();
         }
         let mut peers: Vec<PeerId> = self
             .inner

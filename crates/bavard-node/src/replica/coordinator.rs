@@ -34,8 +34,6 @@ pub enum Condition {
 struct Placement {
     preferred: Vec<PeerId>,
     fallbacks: VecDeque<PeerId>,
-    /// Preferred replicas the membership knows to be dead: their writes go straight to a hint.
-    down: HashSet<PeerId>,
 }
 
 impl Node {
@@ -106,9 +104,9 @@ impl Node {
 
     /// The preference list of `key`.
     ///
-    /// When the gossip membership knows other members, it is the N closest members (zero-hop, as
-    /// Dynamo and Cassandra route: every node of a converged cluster computes the same list
-    /// without a round trip); members known dead stay in the list, and their writes become hints.
+    /// When the gossip membership knows other members, it is the N closest healthy members
+    /// (zero-hop, as Dynamo and Cassandra route: every node of a converged cluster computes the
+    /// same list without a round trip; members the failure detector declared dead are skipped).
     /// Otherwise it is the N closest among the live peers a lookup finds, the routing table (which
     /// may still hold a replica that is down) and this node.
     async fn placement(&self, key: &[u8]) -> Result<Placement, NodeError> {
@@ -118,23 +116,18 @@ impl Node {
         let members = self.inner.gossip.closest_members(&target);
         let others_alive = members.iter().filter(|(p, dead)| !dead && *p != me).count();
         if others_alive > 0 && members.iter().any(|(p, _)| *p == me) {
-            let preferred: Vec<PeerId> = members.iter().take(n).map(|(p, _)| *p).collect();
-            let down = members
+            // As Dynamo's sloppy quorum: the first N *healthy* members, skipping those the
+            // failure detector declared dead, so a key stays writable and readable at quorum
+            // while up to N-1 of its owners are down; anti-entropy and read repair bring an owner
+            // up to date when it is back.
+            let healthy: Vec<PeerId> = members
                 .iter()
-                .take(n)
-                .filter(|(_, dead)| *dead)
-                .map(|(p, _)| *p)
-                .collect();
-            let fallbacks = members
-                .iter()
-                .skip(n)
                 .filter(|(_, dead)| !dead)
                 .map(|(p, _)| *p)
                 .collect();
             return Ok(Placement {
-                preferred,
-                fallbacks,
-                down,
+                preferred: healthy.iter().take(n).copied().collect(),
+                fallbacks: healthy.iter().skip(n).copied().collect(),
             });
         }
         // Only bavard nodes (which speak the replica protocol) hold replicas; stock libp2p
@@ -169,7 +162,6 @@ impl Node {
         Ok(Placement {
             preferred,
             fallbacks,
-            down: HashSet::new(),
         })
     }
 
@@ -191,9 +183,8 @@ impl Node {
             let record = record.clone();
             let fallbacks = fallbacks.clone();
             let tx = tx.clone();
-            let known_down = placement.down.contains(&replica);
             tokio::spawn(async move {
-                let ok = !known_down && node.store_at(replica, &record, None).await;
+                let ok = node.store_at(replica, &record, None).await;
                 let ok = if ok || replica == node.inner.peer_id {
                     ok
                 } else {
@@ -271,9 +262,6 @@ impl Node {
         let placement = self.placement(key).await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<(PeerId, Option<Record>)>();
         for replica in placement.preferred.iter().copied() {
-            if placement.down.contains(&replica) {
-                continue;
-            }
             let node = self.clone();
             let tx = tx.clone();
             let key = key.to_vec();
