@@ -27,6 +27,7 @@ pub mod config;
 pub mod gossip;
 pub mod http;
 pub mod identity;
+mod inbound;
 mod jobs;
 pub mod kad;
 pub mod metrics;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bavard_proto::kad as pb;
 use bavard_routing::Key;
 use bavard_store::{ProviderRecord, Version};
-use futures::{AsyncWriteExt as _, StreamExt as _};
+use futures::AsyncWriteExt as _;
 use libp2p::{Multiaddr, PeerId, Stream};
 
 use crate::config::secs;
@@ -24,55 +24,10 @@ use crate::util::unix_ms;
 
 /// Accepts inbound Kademlia streams until the node shuts down.
 pub(crate) async fn run(node: Node) {
-    let mut control = node.inner.control.clone();
-    let mut incoming = match control.accept(KAD_PROTOCOL) {
-        Ok(incoming) => incoming,
-        Err(e) => {
-            tracing::error!("cannot register {KAD_PROTOCOL}: {e}");
-            return;
-        }
-    };
-    let shutdown = node.shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            next = incoming.next() => {
-                let Some((peer, stream)) = next else { break };
-                let max = node.inner.config.limits.max_inbound_streams_per_peer;
-                {
-                    let mut open = node.inner.inbound.lock().expect("inbound lock");
-                    let count = open.entry(peer).or_insert(0);
-                    if *count >= max {
-                        drop(open);
-                        node.inner.metrics.reject("too_many_streams");
-                        warn_once(&node, peer, &format!("more than {max} concurrent inbound streams"));
-                        continue; // dropping the stream resets it
-                    }
-                    *count += 1;
-                }
-                let node = node.clone();
-                tokio::spawn(async move {
-                    serve_stream(&node, peer, stream).await;
-                    let mut open = node.inner.inbound.lock().expect("inbound lock");
-                    if let Some(count) = open.get_mut(&peer) {
-                        *count -= 1;
-                        if *count == 0 {
-                            open.remove(&peer);
-                        }
-                    }
-                });
-            }
-        }
-    }
-}
-
-fn warn_once(node: &Node, peer: PeerId, what: &str) {
-    if node.inner.warned.lock().expect("warned lock").insert(peer) {
-        tracing::warn!(%peer, "dropping inbound kad stream: {what} (further offences logged at debug)");
-    } else {
-        tracing::debug!(%peer, "dropping inbound kad stream: {what}");
-    }
+    crate::inbound::accept(node, KAD_PROTOCOL, |node, peer, stream| async move {
+        serve_stream(&node, peer, stream).await;
+    })
+    .await;
 }
 
 async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
@@ -89,7 +44,7 @@ async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
             Ok(Ok(Some(msg))) => msg,
             Ok(Err(e)) => {
                 node.inner.metrics.reject("bad_frame");
-                warn_once(node, peer, &e.to_string());
+                crate::inbound::warn_once(node, peer, &e.to_string());
                 break;
             }
         };
@@ -102,7 +57,7 @@ async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
             Ok(r) => r,
             Err(e) => {
                 node.inner.metrics.reject("bad_request");
-                warn_once(node, peer, &e.to_string());
+                crate::inbound::warn_once(node, peer, &e.to_string());
                 break;
             }
         };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bavard_proto::store as pb;
 use bavard_store::{HlcTimestamp, PutOutcome};
-use futures::{AsyncWriteExt as _, StreamExt as _};
+use futures::AsyncWriteExt as _;
 use libp2p::{PeerId, Stream};
 
 use super::KV_PROTOCOL;
@@ -15,36 +15,21 @@ use crate::util::unix_ms;
 
 /// Accepts inbound replica streams until the node shuts down.
 pub(crate) async fn run(node: Node) {
-    let mut control = node.inner.control.clone();
-    let mut incoming = match control.accept(KV_PROTOCOL) {
-        Ok(incoming) => incoming,
-        Err(e) => {
-            tracing::error!("cannot register {KV_PROTOCOL}: {e}");
-            return;
+    crate::inbound::accept(node, KV_PROTOCOL, |node, peer, stream| async move {
+        let timeout = node
+            .inner
+            .config
+            .kad
+            .request_timeout()
+            .max(Duration::from_secs(1));
+        if tokio::time::timeout(timeout, serve(&node, peer, stream))
+            .await
+            .is_err()
+        {
+            tracing::debug!(%peer, "replica request timed out");
         }
-    };
-    let shutdown = node.shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            next = incoming.next() => {
-                let Some((peer, stream)) = next else { break };
-                if !node.inner.acquire_inbound(peer) {
-                    node.inner.metrics.reject("too_many_streams");
-                    continue;
-                }
-                let node = node.clone();
-                tokio::spawn(async move {
-                    let timeout = node.inner.config.kad.request_timeout().max(Duration::from_secs(1));
-                    if tokio::time::timeout(timeout, serve(&node, peer, stream)).await.is_err() {
-                        tracing::debug!(%peer, "replica request timed out");
-                    }
-                    node.inner.release_inbound(peer);
-                });
-            }
-        }
-    }
+    })
+    .await;
 }
 
 async fn serve(node: &Node, peer: PeerId, mut stream: Stream) {
