@@ -73,6 +73,10 @@ pub struct LookupSimConfig {
     pub baseline: bool,
     /// Fill tables from global knowledge instead of joining with lookups. Default false.
     pub fast_join: bool,
+    /// Seed every measured lookup with the k closest live nodes, as a node whose gossip
+    /// membership has converged knows them (the lookup then starts at the true closest nodes and
+    /// should end after one round of requests). Default false.
+    pub membership: bool,
     /// Share of nodes killed after the join, before measuring, in `[0, 1)`. Default 0.
     pub churn: f64,
     /// A request unanswered after this fails. Default 1 s (every link RTT is ≤ 300 ms).
@@ -94,6 +98,7 @@ impl Default for LookupSimConfig {
             loss: 0.0,
             baseline: false,
             fast_join: false,
+            membership: false,
             churn: 0.0,
             request_timeout: Duration::from_secs(1),
             join_interval: Duration::from_millis(10),
@@ -255,6 +260,12 @@ pub fn run_lookup_sim(config: &LookupSimConfig) -> Result<Vec<StrategyReport>, S
         })
         .collect();
     sim.truth_first = truths.iter().map(|t| t.first().copied()).collect();
+    if config.membership {
+        sim.membership_seeds = truths
+            .iter()
+            .map(|t| t.iter().map(|&n| (n, sim.keys[n as usize])).collect())
+            .collect();
+    }
 
     let mut strategies = vec![Strategy::Ours];
     if config.baseline {
@@ -325,6 +336,8 @@ struct Sim<'a> {
     results: Vec<Option<LookupResult<NodeId>>>,
     /// Per measured lookup: the true closest node, and when its answer reached the origin.
     truth_first: Vec<Option<NodeId>>,
+    /// Extra seeds per measured lookup (the converged membership view), when enabled.
+    membership_seeds: Vec<Vec<(NodeId, Key)>>,
     closest_answered: Vec<Option<SimTime>>,
     measure_start: SimTime,
     rtt_sum_ms: f64,
@@ -365,6 +378,7 @@ impl<'a> Sim<'a> {
             rng: seeded(config.seed, stream::JOIN),
             results: Vec::new(),
             truth_first: Vec::new(),
+            membership_seeds: Vec::new(),
             closest_answered: Vec::new(),
             measure_start: SimTime::ZERO,
             rtt_sum_ms: 0.0,
@@ -561,11 +575,20 @@ impl<'a> Sim<'a> {
 
     fn start(&mut self, origin: NodeId, target: Key, kind: Kind, tag: u64) {
         let now = self.now();
-        let seeds: Vec<(NodeId, Key)> = self.tables[origin as usize]
+        let mut seeds: Vec<(NodeId, Key)> = self.tables[origin as usize]
             .closest(&target, self.lookup_config.k)
             .into_iter()
             .map(|e| (e.peer, e.key))
             .collect();
+        if let Kind::Measure(i) = kind
+            && let Some(extra) = self.membership_seeds.get(i as usize)
+        {
+            for seed in extra {
+                if !seeds.iter().any(|(p, _)| *p == seed.0) {
+                    seeds.push(*seed);
+                }
+            }
+        }
         let mut lookup =
             Lookup::new(now, target, seeds, self.lookup_config.clone()).expect("validated");
         lookup.ignore_peer(origin);
@@ -718,10 +741,11 @@ impl<'a> Sim<'a> {
             nodes: self.config.nodes,
             live_nodes: self.net.live_count(),
             lookups: self.config.lookups,
-            join: if self.config.fast_join {
-                "fast (global knowledge)".to_owned()
-            } else {
-                "lookups".to_owned()
+            join: match (self.config.fast_join, self.config.membership) {
+                (true, false) => "fast (global knowledge)".to_owned(),
+                (false, false) => "lookups".to_owned(),
+                (true, true) => "fast (global knowledge) + membership seeds".to_owned(),
+                (false, true) => "lookups + membership seeds".to_owned(),
             },
             alpha: cfg.alpha,
             k,

@@ -134,6 +134,10 @@ struct LookupArgs {
     /// nodes).
     #[arg(long)]
     fast_join: bool,
+    /// Seed each lookup with the k closest live nodes, as a converged gossip membership knows
+    /// them (zero-hop routing; falls back to the walk when they fail).
+    #[arg(long)]
+    membership: bool,
     /// One JSON object per line and strategy instead of a table.
     #[arg(long)]
     json: bool,
@@ -351,6 +355,7 @@ fn lookup(args: &LookupArgs) -> ExitCode {
         loss: args.loss,
         baseline: args.baseline,
         fast_join: args.fast_join,
+        membership: args.membership,
         churn: args.churn,
         request_timeout: Duration::from_millis(args.timeout_ms),
         ..LookupSimConfig::default()

@@ -226,3 +226,16 @@ fn bad_parameters_are_refused_with_a_named_error() {
         assert_eq!(err, want);
     }
 }
+
+#[test]
+fn lookups_seeded_from_a_converged_membership_finish_in_one_hop() {
+    let cfg = LookupSimConfig {
+        fast_join: true,
+        membership: true,
+        ..config(300, 100, 5)
+    };
+    let ours = &run_lookup_sim(&cfg).unwrap()[0];
+    assert_eq!(ours.success_rate, 1.0);
+    assert_eq!(ours.hops_p50, 1.0, "{ours:?}");
+    assert!(ours.join.contains("membership"));
+}
