@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     /// Membership (SWIM) and topic broadcast (HyParView + Plumtree) settings.
     pub gossip: GossipConfig,
+    /// Test-only delay, jitter and loss on outgoing traffic (off unless `enabled`).
+    pub fault_injection: crate::fault::FaultConfig,
 }
 
 impl Default for NodeConfig {
@@ -55,6 +57,7 @@ impl Default for NodeConfig {
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
             gossip: GossipConfig::default(),
+            fault_injection: crate::fault::FaultConfig::default(),
         }
     }
 }
@@ -78,6 +81,7 @@ impl NodeConfig {
         if self.kad.k == 0 || self.kad.alpha == 0 || self.kad.replication_factor == 0 {
             anyhow::bail!("kad.k, kad.alpha and kad.replication_factor must be at least 1");
         }
+        self.fault_injection.validate()?;
         if self.limits.max_message_size < 1024 {
             anyhow::bail!("limits.max_message_size must be at least 1024 bytes");
         }

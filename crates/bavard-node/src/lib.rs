@@ -24,6 +24,7 @@ pub mod api;
 pub mod client;
 mod closable;
 pub mod config;
+pub mod fault;
 pub mod gossip;
 pub mod http;
 pub mod identity;

@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) inbound: Mutex<HashMap<PeerId, usize>>,
     /// Membership and topic broadcast (driven by the gossip task).
     pub(crate) gossip: crate::gossip::Gossip,
+    /// The test-only fault layer, when `[fault_injection]` enables it.
+    pub(crate) faults: Option<crate::fault::FaultLayer>,
     /// Peers that identified as speaking the replica protocol (bavard nodes, not stock ones).
     pub(crate) kv_peers: Mutex<HashSet<PeerId>>,
     /// Group commit for every local write.
@@ -195,6 +197,7 @@ impl Node {
             inbound: Mutex::new(HashMap::new()),
             gossip: crate::gossip::Gossip::new(),
             kv_peers: Mutex::new(HashSet::new()),
+            faults: crate::fault::FaultLayer::new(&config.fault_injection),
             committer,
             hints,
             config,
@@ -627,6 +630,12 @@ impl Node {
         req: &Request,
     ) -> Result<Option<Response>, RequestError> {
         use futures::AsyncWriteExt as _;
+        if let Some(faults) = &self.inner.faults
+            && faults.outbound(&peer).await.is_err()
+        {
+            // A lost request looks like an unanswered one: the caller's timeout ends it.
+            std::future::pending::<()>().await;
+        }
         let mut control = self.inner.control.clone();
         let mut stream = control
             .open_stream(peer, KAD_PROTOCOL)

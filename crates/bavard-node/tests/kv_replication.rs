@@ -409,3 +409,44 @@ async fn checker_finds_no_lost_write_under_kills_and_a_partition() {
     assert!(verdict.is_valid(), "{verdict:#?}");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorums_ride_out_injected_delay_and_a_peer_that_loses_everything() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path()).await;
+    // Restart node 0 with the test-only fault layer: 20 ± 10 ms on every request, and every
+    // message to node 1 lost.
+    c.kill(0).await;
+    let mut cfg = kv_config(&c.dirs[0], None);
+    cfg.fault_injection.enabled = true;
+    cfg.fault_injection.delay_ms = 20;
+    cfg.fault_injection.jitter_ms = 10;
+    cfg.fault_injection.peers.insert(
+        c.ids[1].to_string(),
+        bavard_node::fault::PeerFault {
+            drop_rate: Some(1.0),
+            ..Default::default()
+        },
+    );
+    let node = Node::start(cfg).await.unwrap();
+    for j in 2..N {
+        node.dial(p2p_addr(c.node(j))).unwrap();
+    }
+    c.nodes[0] = Some(node);
+    let faulty = c.node(0).clone();
+    eventually("node 0 rejoins", Duration::from_secs(30), || {
+        let faulty = faulty.clone();
+        async move { faulty.status().members_alive >= 4 }
+    })
+    .await;
+    for i in 0..8 {
+        let key = format!("faulty-{i}");
+        put(&faulty, &key, "v")
+            .await
+            .expect("quorum write despite the faults");
+        let got = faulty.get(key.as_bytes(), quorum()).await.unwrap().unwrap();
+        assert_eq!(got.value, b"v");
+    }
+    c.shutdown().await;
+}

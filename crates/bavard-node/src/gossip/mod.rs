@@ -513,6 +513,11 @@ impl Driver {
         if self.node.inner.gossip.is_blocked(&peer) {
             return;
         }
+        if let Some(faults) = &self.node.inner.faults
+            && faults.drops(&peer)
+        {
+            return;
+        }
         let bytes = prost::Message::encode_length_delimited_to_vec(&frame.to_pb());
         if bytes.len() > self.node.inner.config.gossip.max_message_size {
             self.node.inner.metrics.reject("gossip_outbound_too_large");

@@ -75,6 +75,12 @@ impl Node {
         peer: PeerId,
         kind: pb::request::Kind,
     ) -> Result<pb::response::Kind, RequestError> {
+        if let Some(faults) = &self.inner.faults
+            && faults.outbound(&peer).await.is_err()
+        {
+            // A lost request looks like an unanswered one: the caller's deadline ends it.
+            std::future::pending::<()>().await;
+        }
         let max = self.inner.config.limits.max_message_size;
         let mut control = self.inner.control.clone();
         let mut stream = control
