@@ -673,3 +673,29 @@ fn metadata_changes_bump_the_incarnation_and_are_reported() {
     );
     assert_eq!(n.member(&2).unwrap().meta(), b"new");
 }
+
+#[test]
+fn a_suspicion_repeated_in_a_push_pull_is_not_an_independent_confirmation() {
+    let (mut n, now) = node_with_members(9);
+    gossip(&mut n, now, 1, vec![upd(5, 0, MemberState::Suspect, 1)]).unwrap();
+    assert_eq!(n.suspicion_confirmations(&5), Some(0));
+    // A full state pushed by member 2 that also suspects 5 only repeats what it heard.
+    n.handle_message(
+        now,
+        2,
+        Message::PushPull {
+            join: false,
+            reply: true,
+            states: vec![upd(5, 0, MemberState::Suspect, 2)],
+        },
+    )
+    .unwrap();
+    assert_eq!(n.suspicion_confirmations(&5), Some(0));
+    assert_eq!(
+        n.suspicion_deadline(&5),
+        Some(now + Duration::from_secs(24))
+    );
+    // The same claim gossiped is one.
+    gossip(&mut n, now, 2, vec![upd(5, 0, MemberState::Suspect, 2)]).unwrap();
+    assert_eq!(n.suspicion_confirmations(&5), Some(1));
+}

@@ -638,6 +638,11 @@ where
         } else if u.state == MemberState::Suspect
             && m.state == MemberState::Suspect
             && u.incarnation == m.incarnation
+            // A full-state push repeats what its sender heard, often the very suspicion we
+            // already count: it is not an independent confirmation (Lifeguard counts only
+            // suspicions a member raised or relayed in gossip), or a few push-pulls cut the
+            // timeout to its minimum before the suspect had a chance to refute.
+            && !from_push_pull
         {
             // Lifeguard: an independent confirmation shortens the timeout; pass it on so that
             // others count it too.
