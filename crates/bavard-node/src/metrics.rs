@@ -101,8 +101,8 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric under the `bavard` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("bavard");
-        let m = Self {
+        let mut m = Self {
+            registry: Registry::with_prefix("bavard"),
             connected_peers: Gauge::default(),
             routing_table_size: Gauge::default(),
             records_stored: Gauge::default(),
@@ -126,8 +126,8 @@ impl Metrics {
             gossip_delivered: Counter::default(),
             gossip_duplicates: Counter::default(),
             gossip_probe_acks: Counter::default(),
-            registry: Registry::default(),
         };
+        let registry = &mut m.registry;
         registry.register(
             "connected_peers",
             "Peers with an open connection",
@@ -229,7 +229,7 @@ impl Metrics {
             "Membership probe acks received",
             m.gossip_probe_acks.clone(),
         );
-        Self { registry, ..m }
+        m
     }
 
     /// Counts a rejected inbound stream or request.

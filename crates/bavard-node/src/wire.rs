@@ -3,6 +3,7 @@
 //! The varint prefix is read byte by byte and checked against the size limit before any of the
 //! body is buffered, so an oversized or hostile length costs nothing but the dropped stream.
 
+use bavard_proto::varint;
 use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 /// Why a frame could not be read.
@@ -16,9 +17,9 @@ pub enum WireError {
         /// Our limit.
         max: usize,
     },
-    /// The length prefix was longer than a u64 varint can be.
-    #[error("malformed length prefix")]
-    BadPrefix,
+    /// The length prefix was not a valid unsigned varint (overlong, over u64, non-minimal).
+    #[error("malformed length prefix: {0}")]
+    BadPrefix(bavard_proto::FrameError),
     /// The frame body was not a valid protobuf message.
     #[error("malformed protobuf: {0}")]
     Malformed(#[from] prost::DecodeError),
@@ -28,31 +29,34 @@ pub enum WireError {
 }
 
 /// Reads one frame; `Ok(None)` when the stream ended cleanly between frames.
+///
+/// The prefix is read byte by byte and decoded with `bavard_proto::varint` (the same strict
+/// decoder as the synchronous framing); the body is read only once its length is within `max`.
 pub async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     max: usize,
 ) -> Result<Option<Vec<u8>>, WireError> {
-    let mut len: u64 = 0;
-    for i in 0..10 {
+    let mut prefix = Vec::with_capacity(varint::MAX_LEN);
+    let len = loop {
         let mut byte = [0u8; 1];
-        let n = stream.read(&mut byte).await?;
-        if n == 0 {
-            if i == 0 {
+        if stream.read(&mut byte).await? == 0 {
+            if prefix.is_empty() {
                 return Ok(None);
             }
             return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
-        len |= u64::from(byte[0] & 0x7f) << (7 * i);
-        if byte[0] & 0x80 == 0 {
-            if len > max as u64 {
-                return Err(WireError::TooLarge { len, max });
-            }
-            let mut buf = vec![0u8; len as usize];
-            stream.read_exact(&mut buf).await?;
-            return Ok(Some(buf));
+        prefix.push(byte[0]);
+        match varint::decode(&prefix).map_err(WireError::BadPrefix)? {
+            Some((len, _)) => break len,
+            None => continue,
         }
+    };
+    if len > max as u64 {
+        return Err(WireError::TooLarge { len, max });
     }
-    Err(WireError::BadPrefix)
+    let mut buf = vec![0u8; len as usize];
+    stream.read_exact(&mut buf).await?;
+    Ok(Some(buf))
 }
 
 /// Reads and decodes one protobuf message.
@@ -98,7 +102,16 @@ mod tests {
         let err = read_frame(&mut Cursor::new(vec![0xff; 11]), 1024)
             .await
             .unwrap_err();
-        assert!(matches!(err, WireError::BadPrefix));
+        assert!(matches!(err, WireError::BadPrefix(_)));
+    }
+
+    #[tokio::test]
+    async fn non_minimal_varint_is_malformed() {
+        // 0x80 0x00 encodes 0 in two bytes: not the canonical encoding.
+        let err = read_frame(&mut Cursor::new(vec![0x80, 0x00]), 1024)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WireError::BadPrefix(_)));
     }
 
     #[tokio::test]

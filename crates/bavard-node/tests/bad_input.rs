@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use bavard_node::Node;
-use common::{eventually, p2p_addr, start_cluster};
-use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use common::{eventually, start_cluster};
+use futures::{AsyncReadExt as _, AsyncWriteExt as _};
 use libp2p::{PeerId, StreamProtocol};
 
 fn rejected(node: &Node, reason: &str) -> f64 {
@@ -19,25 +19,6 @@ fn rejected(node: &Node, reason: &str) -> f64 {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
-}
-
-/// A raw libp2p peer (the node's own transport stack, no protocol logic) connected to `target`.
-fn attacker(target: &Node) -> libp2p_stream::Control {
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let mut swarm = bavard_node::swarm::build(
-        key,
-        bavard_node::addresses::AddressBook::default(),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let control = swarm.behaviour().stream.new_control();
-    swarm.dial(p2p_addr(target)).unwrap();
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
-    control
 }
 
 async fn open(
@@ -77,7 +58,7 @@ async fn hostile_kademlia_and_replica_frames_are_dropped_and_the_node_keeps_serv
     let nodes = start_cluster(dir.path(), 3, 2).await;
     let target = &nodes[0];
     let peer = target.peer_id();
-    let control = attacker(target);
+    let (_, control) = common::raw_peer(target);
 
     // A length prefix announcing 10 MiB: refused before any body is read.
     let mut s = open(&control, peer, "/ipfs/kad/1.0.0").await;

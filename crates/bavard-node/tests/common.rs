@@ -85,3 +85,25 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A raw libp2p peer (the node's own transport stack, no protocol logic) dialled to `target`,
+/// for tests that speak a protocol by hand. Returns its peer id and stream control.
+pub fn raw_peer(target: &Node) -> (libp2p::PeerId, libp2p_stream::Control) {
+    use futures::StreamExt as _;
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let id = key.public().to_peer_id();
+    let mut swarm = bavard_node::swarm::build(
+        key,
+        bavard_node::addresses::AddressBook::default(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let control = swarm.behaviour().stream.new_control();
+    swarm.dial(p2p_addr(target)).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (id, control)
+}

@@ -393,28 +393,14 @@ fn rejected(node: &Node, reason: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_gossip_frames_are_dropped_and_counted() {
     use bavard_proto::gossip as pb;
-    use futures::{AsyncWriteExt as _, StreamExt as _};
+    use futures::AsyncWriteExt as _;
     use libp2p::StreamProtocol;
 
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_gossip_cluster(dir.path(), 2).await;
     let target = &nodes[0];
     // A raw libp2p peer that speaks the gossip protocol by hand.
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let attacker = key.public().to_peer_id();
-    let mut swarm = bavard_node::swarm::build(
-        key,
-        bavard_node::addresses::AddressBook::default(),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let control = swarm.behaviour().stream.new_control();
-    swarm.dial(p2p_addr(target)).unwrap();
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
+    let (attacker, control) = common::raw_peer(target);
     let proto = StreamProtocol::new("/bavard/gossip/1");
     let send = |frame: Vec<u8>| {
         let mut control = control.clone();

@@ -79,7 +79,6 @@ async fn handle(node: &Node, peer: PeerId, req: pb::Request) -> Result<pb::respo
             for r in store.records {
                 results.push(store_one(node, r, hint_for).await);
             }
-            let _ = peer;
             Ok(pb::response::Kind::Store(pb::StoreResponse { results }))
         }
         Some(pb::request::Kind::Fetch(fetch)) => {
