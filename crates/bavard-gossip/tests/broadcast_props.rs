@@ -102,7 +102,7 @@ proptest! {
             let passive: BTreeSet<u64> = node.passive_view(&TOPIC).into_iter().collect();
             let eager: BTreeSet<u64> = node.eager_peers(&TOPIC).into_iter().collect();
             let lazy: BTreeSet<u64> = node.lazy_peers(&TOPIC).into_iter().collect();
-            prop_assert!(active.len() <= 5);
+            prop_assert!(active.len() <= BroadcastConfig::default().hyparview.active_view_capacity);
             prop_assert!(passive.len() <= 30);
             prop_assert!(!active.contains(&0) && !passive.contains(&0));
             prop_assert!(active.is_disjoint(&passive));

@@ -304,7 +304,10 @@ fn hundred_nodes_form_a_connected_symmetric_overlay_and_deliver_every_message_ex
     );
     for node in &sim.nodes {
         let active = node.active_view(&TOPIC);
-        assert!(!active.is_empty() && active.len() <= 5);
+        assert!(
+            !active.is_empty()
+                && active.len() <= BroadcastConfig::default().hyparview.active_view_capacity
+        );
         assert!(node.passive_view(&TOPIC).len() <= 30);
         let mut tree: Vec<u64> = node.eager_peers(&TOPIC);
         tree.extend(node.lazy_peers(&TOPIC));
@@ -699,7 +702,9 @@ fn floods_are_rejected_with_typed_errors() {
         }
     }
     assert!(refused > 80, "the flood was refused, {refused} of 99");
-    assert!(b.active_view(&topic).len() <= 5);
+    assert!(
+        b.active_view(&topic).len() <= BroadcastConfig::default().hyparview.active_view_capacity
+    );
 }
 
 #[test]

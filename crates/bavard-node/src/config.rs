@@ -303,6 +303,12 @@ pub struct GossipConfig {
     pub max_inbound_streams_per_peer: usize,
     /// Frames accepted per second from one stream (burst: as many); more are dropped.
     pub max_frames_per_sec_per_stream: u32,
+    /// Neighbours per topic in the broadcast overlay (HyParView active view). More give a
+    /// shallower broadcast tree (fewer hops per message) and more resilience, for one small
+    /// announcement per extra neighbour and message; see docs/PERFORMANCE.md.
+    pub topic_active_view: usize,
+    /// Backup peers remembered per topic to repair the active view (HyParView passive view).
+    pub topic_passive_view: usize,
     /// How often a subscribed topic with no neighbour looks for its providers again (and, ten
     /// times slower, how often a subscribed topic refreshes its contacts).
     pub topic_retry_secs: f64,
@@ -324,6 +330,8 @@ impl Default for GossipConfig {
             max_payload_size: 64 * 1024,
             max_inbound_streams_per_peer: 8,
             max_frames_per_sec_per_stream: 1000,
+            topic_active_view: 12,
+            topic_passive_view: 30,
             topic_retry_secs: 2.0,
             leave_timeout_secs: 0.5,
         }

@@ -24,6 +24,9 @@ pub enum SimError {
     /// The share of nodes killed must be in `[0, 1)` and leave at least two live nodes.
     #[error("--kill must be in [0, 1) and leave at least two live nodes (got {0})")]
     KillOutOfRange(f64),
+    /// A broadcast overlay needs at least one active-view neighbour.
+    #[error("--active-view must be at least 1 (got 0)")]
+    EmptyActiveView,
     /// More nodes killed than the run can afford: at least two must stay alive.
     #[error("--kill {killed} must leave at least two of the {nodes} nodes alive")]
     TooManyKilled {

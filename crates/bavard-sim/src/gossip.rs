@@ -143,6 +143,9 @@ impl GossipSimConfig {
         if !(0.0..1.0).contains(&self.kill) || self.nodes - self.killed() < 2 {
             return Err(SimError::KillOutOfRange(self.kill));
         }
+        if self.broadcast.hyparview.active_view_capacity == 0 {
+            return Err(SimError::EmptyActiveView);
+        }
         Ok(())
     }
 

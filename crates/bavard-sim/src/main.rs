@@ -68,6 +68,12 @@ struct GossipArgs {
     /// the kill (keepalive timeout); without it, dead peers are only found by sending to them.
     #[arg(long)]
     conn_close_ms: Option<u64>,
+    /// HyParView active view size (default: the core's, 12).
+    #[arg(long)]
+    active_view: Option<usize>,
+    /// Plumtree tree-optimisation threshold in hops (default: the core's, 2).
+    #[arg(long)]
+    optimization_threshold: Option<u16>,
     /// Also run a gossipsub-like mesh (D = 6, full payloads, no IHAVE) on the same network.
     #[arg(long)]
     baseline: bool,
@@ -153,7 +159,7 @@ fn main() -> ExitCode {
 }
 
 fn gossip(args: &GossipArgs) -> ExitCode {
-    let config = GossipSimConfig {
+    let mut config = GossipSimConfig {
         nodes: args.nodes,
         messages: args.messages,
         seed: args.seed,
@@ -167,6 +173,12 @@ fn gossip(args: &GossipArgs) -> ExitCode {
         conn_close_after: args.conn_close_ms.map(Duration::from_millis),
         ..GossipSimConfig::default()
     };
+    if let Some(v) = args.active_view {
+        config.broadcast.hyparview.active_view_capacity = v;
+    }
+    if let Some(v) = args.optimization_threshold {
+        config.broadcast.plumtree.optimization_threshold = v;
+    }
     let reports = match run_gossip_sim(&config) {
         Ok(r) => r,
         Err(e) => {

@@ -118,4 +118,7 @@ fn impossible_parameters_are_refused_before_running() {
         }),
         SimError::KillOutOfRange(0.95)
     );
+    let mut no_neighbours = config(10, 5, 0);
+    no_neighbours.broadcast.hyparview.active_view_capacity = 0;
+    assert_eq!(bad(no_neighbours), SimError::EmptyActiveView);
 }

@@ -595,14 +595,15 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
     use std::time::Duration;
 
+    /// A node with the paper's small active view (5), so that tests fill it quickly.
     fn setup(me: u64) -> (HyParView<u64>, ChaCha8Rng, Instant) {
         let mut rng = ChaCha8Rng::seed_from_u64(me);
         let now = Instant::now();
-        (
-            HyParView::new(me, HyParViewConfig::default(), now, &mut rng),
-            rng,
-            now,
-        )
+        let config = HyParViewConfig {
+            active_view_capacity: 5,
+            ..HyParViewConfig::default()
+        };
+        (HyParView::new(me, config, now, &mut rng), rng, now)
     }
 
     fn sends(out: &[HvOutput<u64>]) -> Vec<(u64, MessageBody<u64>)> {

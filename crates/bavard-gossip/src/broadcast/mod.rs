@@ -5,7 +5,7 @@
 //! - Plumtree: João Leitão, José Pereira, Luís Rodrigues, "Epidemic Broadcast Trees",
 //!   SRDS 2007.
 //!
-//! Each joined topic runs its own overlay: a small symmetric **active view** (5 peers) kept
+//! Each joined topic runs its own overlay: a symmetric **active view** (12 peers, the paper has 5; see [`HyParViewConfig::active_view_capacity`]) kept
 //! connected by random-walk joins, periodic shuffles and reactive repair from a **passive view**
 //! (30 peers), and a broadcast tree over it: payloads are pushed eagerly along tree edges, ids
 //! are announced lazily (`IHave`) on the other links, duplicates prune links and missing

@@ -204,6 +204,8 @@ fn membership_config(c: &GossipConfig) -> MembershipConfig {
 fn broadcast_config(c: &GossipConfig) -> BroadcastConfig {
     let mut b = BroadcastConfig::default();
     b.plumtree.max_message_size = c.max_payload_size;
+    b.hyparview.active_view_capacity = c.topic_active_view.max(1);
+    b.hyparview.passive_view_capacity = c.topic_passive_view;
     b
 }
 
