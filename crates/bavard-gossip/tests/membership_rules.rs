@@ -699,3 +699,84 @@ fn a_suspicion_repeated_in_a_push_pull_is_not_an_independent_confirmation() {
     gossip(&mut n, now, 2, vec![upd(5, 0, MemberState::Suspect, 2)]).unwrap();
     assert_eq!(n.suspicion_confirmations(&5), Some(1));
 }
+
+/// Runs `count` protocol periods, acking every probe, and returns the probed members in order.
+fn probe_targets(n: &mut Node, mut t: Instant, count: usize) -> (Vec<u64>, Instant) {
+    let mut targets = Vec::new();
+    while targets.len() < count {
+        t = n.poll_timeout().unwrap().max(t);
+        n.handle_timeout(t);
+        let (sent, _) = drain(n);
+        for (to, m) in sent {
+            if let Message::Ping { seq, .. } = m {
+                targets.push(to);
+                let ack = Message::Ack {
+                    seq,
+                    piggyback: vec![],
+                };
+                n.handle_message(t, to, ack).unwrap();
+            }
+        }
+    }
+    (targets, t)
+}
+
+#[test]
+fn every_other_period_probes_a_ring_neighbour_and_the_round_robin_still_covers_everyone() {
+    let (mut n, now) = node_with_members(8);
+    assert_eq!(n.config().ring_probe_every, 2);
+    let (targets, t) = probe_targets(&mut n, now, 16);
+    // Periods 2, 6, 10, 14 probe the successor of 0 (1); periods 4, 8, 12, 16 its predecessor,
+    // which wraps around to 8.
+    for (i, target) in targets.iter().enumerate() {
+        match (i + 1) % 4 {
+            2 => assert_eq!(*target, 1, "period {}", i + 1),
+            0 => assert_eq!(*target, 8, "period {}", i + 1),
+            _ => {}
+        }
+    }
+    // The other eight probes are the round-robin: one full pass over the eight members.
+    let mut round_robin: Vec<u64> = targets.iter().step_by(2).copied().collect();
+    round_robin.sort_unstable();
+    assert_eq!(round_robin, (1..=8).collect::<Vec<_>>());
+
+    // A dead neighbour is skipped: the ring monitor moves to the next live member.
+    gossip(&mut n, t, 2, vec![upd(1, 0, MemberState::Dead, 2)]).unwrap();
+    drain(&mut n);
+    let (targets, _) = probe_targets(&mut n, t, 8);
+    assert_eq!((targets[1], targets[3]), (2, 8));
+    assert_eq!((targets[5], targets[7]), (2, 8));
+    assert!(!targets.contains(&1), "dead members are not probed");
+}
+
+#[test]
+fn the_ring_wraps_around_and_can_be_turned_off() {
+    let now = Instant::now();
+    let seed = ChaCha8Rng::seed_from_u64(3);
+    let mut n: Node = Membership::new(9, vec![], MembershipConfig::default(), seed, now);
+    let states = (3..=5).map(|m| upd(m, 0, MemberState::Alive, m)).collect();
+    let push_pull = Message::PushPull {
+        join: false,
+        reply: true,
+        states,
+    };
+    n.handle_message(now, 3, push_pull.clone()).unwrap();
+    drain(&mut n);
+    let (targets, _) = probe_targets(&mut n, now, 4);
+    assert_eq!((targets[1], targets[3]), (3, 5), "9's successor wraps to 3");
+
+    let off = MembershipConfig {
+        ring_probe_every: 0,
+        ..MembershipConfig::default()
+    };
+    let mut n: Node = Membership::new(9, vec![], off, ChaCha8Rng::seed_from_u64(3), now);
+    n.handle_message(now, 3, push_pull).unwrap();
+    drain(&mut n);
+    let (targets, _) = probe_targets(&mut n, now, 9);
+    // Pure round-robin: three full passes, each member once per pass.
+    for pass in targets.chunks(3) {
+        let mut pass = pass.to_vec();
+        pass.sort_unstable();
+        assert_eq!(pass, vec![3, 4, 5]);
+    }
+}

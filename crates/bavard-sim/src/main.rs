@@ -102,6 +102,10 @@ struct MembershipArgs {
     /// Virtual milliseconds between two joins.
     #[arg(long, default_value_t = 10)]
     join_interval_ms: u64,
+    /// Probe a ring neighbour every this many protocol periods (0: pure SWIM round-robin;
+    /// default: the core's, 2).
+    #[arg(long)]
+    ring_probe_every: Option<u32>,
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -277,7 +281,7 @@ fn print_gossip_table(config: &GossipSimConfig, reports: &[GossipReport]) {
 }
 
 fn membership(args: &MembershipArgs) -> ExitCode {
-    let config = MembershipSimConfig {
+    let mut config = MembershipSimConfig {
         nodes: args.nodes,
         kill: args.kill,
         loss: args.loss,
@@ -286,6 +290,9 @@ fn membership(args: &MembershipArgs) -> ExitCode {
         join_interval: Duration::from_millis(args.join_interval_ms),
         ..MembershipSimConfig::default()
     };
+    if let Some(every) = args.ring_probe_every {
+        config.membership.ring_probe_every = every;
+    }
     let report = match run_membership_sim(&config) {
         Ok(r) => r,
         Err(e) => {

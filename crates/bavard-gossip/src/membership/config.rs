@@ -8,7 +8,8 @@ use std::time::Duration;
 /// `DefaultLANConfig`: probe every 1 s with a 500 ms timeout, 3 indirect checks, suspicion
 /// multiplier 4 (max ×6), retransmit multiplier 4, gossip every 200 ms to 3 nodes, push-pull every
 /// 30 s, dead members gossiped to and kept for 30 s, awareness multiplier up to 8, 1400-byte
-/// packets. The bounds (`max_*`) are bavard's own and protect the state machine from hostile input.
+/// packets. The bounds (`max_*`) are bavard's own and protect the state machine from hostile input;
+/// so is the ring monitor (`ring_probe_every`: every other period probes a ring neighbour).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipConfig {
     /// Length of one protocol period: one member is probed per period (scaled by the local
@@ -19,6 +20,18 @@ pub struct MembershipConfig {
     pub probe_timeout: Duration,
     /// Number of members asked to probe the target indirectly (SWIM's `k`).
     pub indirect_checks: usize,
+    /// Every `ring_probe_every`-th protocol period probes a ring neighbour (the next live member
+    /// in id order, then the previous one, alternately) instead of the next member of the
+    /// round-robin list; 0 turns this off (pure SWIM). Not in memberlist. SWIM's randomised
+    /// round-robin bounds the time until *each* member probes a crashed one, but the time until
+    /// *anyone* does is exponential (each period nobody probes a given member with probability
+    /// about 1/e), so with ten crashes one of them now and then goes unprobed for 5–7 s, a delay
+    /// that adds to the 12 s suspicion timeout. With the ring every member is also probed by both
+    /// neighbours, each every `2 · ring_probe_every` periods, at no extra message cost (the
+    /// round-robin runs that much slower), and the two neighbours are two independent
+    /// confirmations for Lifeguard's dynamic suspicion. Rapid (Suresh et al., USENIX ATC 2018)
+    /// monitors members along rings in the same way.
+    pub ring_probe_every: u32,
     /// Suspicion timeout multiplier: the minimum suspicion timeout is
     /// `suspicion_mult · max(1, log10 N) · probe_interval`.
     pub suspicion_mult: u32,
@@ -69,6 +82,7 @@ impl MembershipConfig {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
             indirect_checks: 3,
+            ring_probe_every: 2,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
             retransmit_mult: 4,

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::ops::Bound::{Excluded, Unbounded};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -118,6 +119,8 @@ pub struct Membership<P, R> {
     /// Every member but the local one, in probe order (SWIM §4.3 round-robin probe selection).
     probe_list: Vec<P>,
     probe_index: usize,
+    /// Probes started so far: every `ring_probe_every`-th goes to the ring successor.
+    probes_started: u64,
     probe: Option<Probe<P>>,
     next_probe: Instant,
     next_gossip: Instant,
@@ -187,6 +190,7 @@ where
             suspect: 0,
             probe_list: Vec::new(),
             probe_index: 0,
+            probes_started: 0,
             probe: None,
             next_probe,
             next_push_pull,
@@ -921,10 +925,43 @@ where
         }
     }
 
+    /// The ring neighbour on one side: the next live member after the local node in id order
+    /// (`successor`) or before it, wrapping around.
+    fn ring_neighbour(&self, successor: bool) -> Option<P> {
+        let live = |(id, m): (&P, &Member<P>)| m.state.is_live().then(|| id.clone());
+        let after = (Excluded(&self.local), Unbounded);
+        let before = (Unbounded, Excluded(&self.local));
+        if successor {
+            let mut wrapped = self.members.range(before);
+            self.members
+                .range(after)
+                .find_map(live)
+                .or_else(|| wrapped.find_map(live))
+        } else {
+            let mut wrapped = self.members.range(after).rev();
+            self.members
+                .range(before)
+                .rev()
+                .find_map(live)
+                .or_else(|| wrapped.find_map(live))
+        }
+    }
+
     fn start_probe(&mut self, now: Instant) {
+        self.probes_started += 1;
+        let every = u64::from(self.config.ring_probe_every);
+        let ring = if every > 0 && self.probes_started % every == 0 {
+            // Alternate sides: each neighbour is probed every `2 · every` periods.
+            self.ring_neighbour((self.probes_started / every) % 2 == 1)
+        } else {
+            None
+        };
         let n = self.probe_list.len();
-        let mut target = None;
+        let mut target = ring;
         for _ in 0..=2 * n {
+            if target.is_some() {
+                break;
+            }
             if self.probe_index >= self.probe_list.len() {
                 // SWIM §4.3: a new random order every pass bounds the time to first detection.
                 let members = &self.members;
