@@ -950,7 +950,7 @@ where
     fn start_probe(&mut self, now: Instant) {
         self.probes_started += 1;
         let every = u64::from(self.config.ring_probe_every);
-        let ring = if every > 0 && self.probes_started % every == 0 {
+        let ring = if every > 0 && self.probes_started.is_multiple_of(every) {
             // Alternate sides: each neighbour is probed every `2 · every` periods.
             self.ring_neighbour((self.probes_started / every) % 2 == 1)
         } else {
