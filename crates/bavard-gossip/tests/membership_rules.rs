@@ -780,3 +780,87 @@ fn the_ring_wraps_around_and_can_be_turned_off() {
         assert_eq!(pass, vec![3, 4, 5]);
     }
 }
+
+/// Advances `n` to `until`, acking every probe; returns every message sent on the way.
+fn run_until(n: &mut Node, mut t: Instant, until: Instant) -> Vec<(u64, Message<u64>)> {
+    let mut all = Vec::new();
+    while let Some(next) = n.poll_timeout() {
+        if next > until {
+            break;
+        }
+        t = next.max(t);
+        n.handle_timeout(t);
+        let (sent, _) = drain(n);
+        for (to, m) in sent {
+            if let Message::Ping { seq, .. } = m {
+                let ack = Message::Ack {
+                    seq,
+                    piggyback: vec![],
+                };
+                n.handle_message(t, to, ack).unwrap();
+            }
+            all.push((to, m));
+        }
+    }
+    n.handle_timeout(until);
+    all.extend(drain(n).0);
+    all
+}
+
+/// Whether `id` was sent a message carrying nothing but its suspicion (the last chance; the
+/// regular gossip to it carries every queued update).
+fn told_directly_it_is_suspected(sent: &[(u64, Message<u64>)], id: u64) -> bool {
+    sent.iter().any(|(to, m)| {
+        *to == id
+            && matches!(m, Message::Gossip { piggyback } if matches!(piggyback.as_slice(),
+                [u] if u.member == id && u.state == MemberState::Suspect))
+    })
+}
+
+#[test]
+fn an_unconfirmed_suspicion_asks_the_suspect_before_declaring_it_dead() {
+    // Nine members: two confirmations expected, minimum timeout 4 s, maximum 24 s.
+    let (mut n, now) = node_with_members(8);
+    gossip(&mut n, now, 2, vec![upd(3, 0, MemberState::Suspect, 2)]).unwrap();
+    drain(&mut n);
+    let max = n.suspicion_deadline(&3).unwrap();
+    assert_eq!(max - now, Duration::from_secs(24));
+    let sent = run_until(&mut n, now, max + Duration::from_millis(1));
+    // Not dead yet: asked directly instead.
+    assert_eq!(state(&n, 3).0, MemberState::Suspect);
+    assert!(told_directly_it_is_suspected(&sent, 3));
+    // The suspect is alive and had refuted long ago: it answers with its incarnation.
+    let alive = gossip(&mut n, max, 3, vec![upd(3, 1, MemberState::Alive, 3)]);
+    alive.unwrap();
+    assert_eq!(state(&n, 3), (MemberState::Alive, 1));
+    assert_eq!(n.suspicion_deadline(&3), None);
+}
+
+#[test]
+fn a_suspect_that_does_not_answer_its_last_chance_is_declared_dead() {
+    let (mut n, now) = node_with_members(8);
+    gossip(&mut n, now, 2, vec![upd(3, 0, MemberState::Suspect, 2)]).unwrap();
+    drain(&mut n);
+    let max = n.suspicion_deadline(&3).unwrap();
+    run_until(&mut n, now, max + Duration::from_millis(1));
+    assert_eq!(state(&n, 3).0, MemberState::Suspect);
+    // Two protocol periods later, still silent: dead.
+    let last_chance = n.suspicion_deadline(&3).unwrap();
+    assert_eq!(last_chance - max, Duration::from_secs(2));
+    run_until(&mut n, max, last_chance + Duration::from_millis(1));
+    assert_eq!(state(&n, 3).0, MemberState::Dead);
+}
+
+#[test]
+fn a_confirmed_suspicion_ends_at_its_timeout_without_a_last_chance() {
+    let (mut n, now) = node_with_members(8);
+    gossip(&mut n, now, 2, vec![upd(3, 0, MemberState::Suspect, 2)]).unwrap();
+    gossip(&mut n, now, 4, vec![upd(3, 0, MemberState::Suspect, 4)]).unwrap();
+    gossip(&mut n, now, 5, vec![upd(3, 0, MemberState::Suspect, 5)]).unwrap();
+    drain(&mut n);
+    let deadline = n.suspicion_deadline(&3).unwrap();
+    assert_eq!(deadline - now, Duration::from_secs(4));
+    let sent = run_until(&mut n, now, deadline + Duration::from_millis(1));
+    assert_eq!(state(&n, 3).0, MemberState::Dead);
+    assert!(!told_directly_it_is_suspected(&sent, 3));
+}

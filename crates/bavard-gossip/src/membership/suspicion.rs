@@ -43,6 +43,9 @@ pub(crate) struct Suspicion<P> {
     expected: u32,
     /// The first suspecter and every confirmer.
     seen: HashSet<P>,
+    /// Set when the timeout ran out without a single confirmation: the suspect was asked
+    /// directly, and this is when the suspicion ends if it does not answer.
+    last_chance: Option<Instant>,
 }
 
 impl<P: Eq + Hash> Suspicion<P> {
@@ -63,7 +66,20 @@ impl<P: Eq + Hash> Suspicion<P> {
             max,
             expected,
             seen,
+            last_chance: None,
         }
+    }
+
+    /// True when confirmations were expected, none came, and the suspect has not been asked
+    /// directly yet: the suspicion may be a stale rumour (a refutation that never reached us),
+    /// not a failed probe anyone can repeat.
+    pub(crate) fn needs_last_chance(&self) -> bool {
+        self.expected > 0 && self.confirmations() == 0 && self.last_chance.is_none()
+    }
+
+    /// Gives the suspect until `until` to refute before the suspicion ends.
+    pub(crate) fn give_last_chance(&mut self, until: Instant) {
+        self.last_chance = Some(until);
     }
 
     /// Records a confirmation; true if it came from a new member and counted.
@@ -79,7 +95,13 @@ impl<P: Eq + Hash> Suspicion<P> {
     }
 
     pub(crate) fn deadline(&self) -> Instant {
-        self.start + suspicion_timeout(self.min, self.max, self.expected, self.confirmations())
+        let timeout =
+            self.start + suspicion_timeout(self.min, self.max, self.expected, self.confirmations());
+        match self.last_chance {
+            // A confirmation during the last chance ends it at once.
+            Some(t) if self.confirmations() == 0 => t,
+            _ => timeout,
+        }
     }
 }
 

@@ -1052,6 +1052,32 @@ where
             .map(|(p, _)| p.clone())
             .collect();
         for id in expired {
+            let grace = self.config.probe_interval * 2;
+            if let Some(s) = self.suspicions.get_mut(&id)
+                && s.needs_last_chance()
+            {
+                // Nobody confirmed in the whole (maximum) timeout: a crashed member would have
+                // been probed by many. Before declaring it dead, ask it directly, as Lifeguard
+                // tells a suspect it is suspected; a live member answers a stale suspicion with
+                // its current incarnation (see `correct`). Not in memberlist: without it, a
+                // node that heard a suspicion but missed the refutation (its retransmissions
+                // are limited) declares a live member dead.
+                s.give_last_chance(now + grace);
+                let suspect = Update {
+                    member: id.clone(),
+                    incarnation: s.incarnation,
+                    state: MemberState::Suspect,
+                    meta: Vec::new(),
+                    from: self.local.clone(),
+                };
+                self.send(
+                    id,
+                    Message::Gossip {
+                        piggyback: vec![suspect],
+                    },
+                );
+                continue;
+            }
             self.suspicions.remove(&id);
             let Some(m) = self.members.get(&id) else {
                 continue;
