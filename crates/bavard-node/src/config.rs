@@ -285,6 +285,10 @@ pub struct GossipConfig {
     pub probe_interval_secs: f64,
     /// Time to wait for a direct ack before asking others to probe indirectly.
     pub probe_timeout_secs: f64,
+    /// Every this many protocol periods, probe a ring neighbour (next or previous member in
+    /// peer-id order, alternately) instead of the next round-robin member, so that a crashed
+    /// member is probed within a few periods; 0 = pure SWIM round-robin.
+    pub ring_probe_every: u32,
     /// Suspicion timeout multiplier (minimum timeout `mult · max(1, log10 N) · probe_interval`).
     pub suspicion_mult: u32,
     /// Period of the piggyback-only membership gossip.
@@ -321,6 +325,7 @@ impl Default for GossipConfig {
         Self {
             probe_interval_secs: 1.0,
             probe_timeout_secs: 0.5,
+            ring_probe_every: 2,
             suspicion_mult: 4,
             gossip_interval_secs: 0.2,
             push_pull_interval_secs: 30.0,

@@ -197,6 +197,7 @@ fn membership_config(c: &GossipConfig) -> MembershipConfig {
         push_pull_interval: secs(c.push_pull_interval_secs).max(Duration::from_millis(100)),
         gossip_to_the_dead_time: secs(c.dead_member_retention_secs),
         join_retry_interval: secs(c.join_retry_secs).max(Duration::from_millis(50)),
+        ring_probe_every: c.ring_probe_every,
         ..MembershipConfig::lan()
     }
 }
