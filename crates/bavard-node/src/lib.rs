@@ -22,6 +22,7 @@
 pub mod addresses;
 pub mod api;
 pub mod client;
+mod clock;
 mod closable;
 pub mod config;
 pub mod fault;

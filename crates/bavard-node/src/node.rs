@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bavard_routing::{InsertOutcome, Key, RoutingTable, TableConfig};
 use bavard_store::{
-    Hlc, MemoryStore, PutOutcome, Record, RecordStore, RedbStore, StoreConfig as BackendConfig,
-    StoreLimits, Version,
+    Hlc, HlcTimestamp, MemoryStore, PutOutcome, Record, RecordStore, RedbStore,
+    StoreConfig as BackendConfig, StoreLimits, Version,
 };
 use futures::StreamExt as _;
 use libp2p::swarm::SwarmEvent;
@@ -53,6 +53,9 @@ pub(crate) struct Inner {
     pub(crate) table: Mutex<RoutingTable<PeerId, Vec<Multiaddr>>>,
     pub(crate) store: Arc<crate::closable::Closable>,
     pub(crate) hlc: Mutex<Hlc>,
+    /// The persisted upper bound on issued timestamps (see [`crate::clock`]); locked after
+    /// `hlc`, only by [`Node::next_version`].
+    lease: Mutex<crate::clock::ClockLease>,
     pub(crate) book: AddressBook,
     pub(crate) control: libp2p_stream::Control,
     pub(crate) metrics: Metrics,
@@ -121,6 +124,18 @@ impl Node {
             )
         };
         let store = Arc::new(crate::closable::Closable::new(store));
+        let lease =
+            crate::clock::ClockLease::open((!config.store.in_memory).then_some(&config.data_dir))?;
+        let mut hlc = Hlc::new(bavard_store::hlc::DEFAULT_MAX_DRIFT_MS);
+        hlc.observe_persisted(HlcTimestamp::new(lease.until_ms(), 0));
+        let behind_ms = lease.until_ms().saturating_sub(unix_ms());
+        if behind_ms > hlc.max_drift_ms() {
+            tracing::warn!(
+                behind_ms,
+                "the wall clock is behind the versions this node issued before it restarted; \
+                 replicas refuse its writes until the clock catches up"
+            );
+        }
 
         let book = AddressBook::default();
         let mut swarm = crate::swarm::build(keypair, book.clone(), Duration::from_secs(120))?;
@@ -183,7 +198,8 @@ impl Node {
             local_key,
             table: Mutex::new(table),
             store,
-            hlc: Mutex::new(Hlc::new(bavard_store::hlc::DEFAULT_MAX_DRIFT_MS)),
+            hlc: Mutex::new(hlc),
+            lease: Mutex::new(lease),
             book,
             control,
             metrics,
@@ -342,10 +358,18 @@ impl Node {
         Ok(())
     }
 
-    /// A new version for a local write.
-    fn next_version(&self) -> Version {
-        let ts = self.inner.hlc.lock().expect("hlc lock").now(unix_ms());
-        Version::new(ts, self.inner.peer_id.to_bytes())
+    /// A new version for a local write, covered by the durable clock lease.
+    fn next_version(&self) -> Result<Version, NodeError> {
+        let mut hlc = self.inner.hlc.lock().expect("hlc lock");
+        let ts = hlc.now(unix_ms());
+        self.inner
+            .lease
+            .lock()
+            .expect("lease lock")
+            .cover(ts.physical_ms())
+            .map_err(|e| NodeError::Storage(format!("cannot extend the clock lease: {e:#}")))?;
+        drop(hlc);
+        Ok(Version::new(ts, self.inner.peer_id.to_bytes()))
     }
 
     /// Stores `value` under `key` on the `replication_factor` closest nodes and returns once
@@ -371,7 +395,7 @@ impl Node {
             .ttl_secs
             .map(Duration::from_secs)
             .unwrap_or_else(|| secs(self.inner.config.kad.record_ttl_secs));
-        let record = Record::new(key, value, self.next_version())
+        let record = Record::new(key, value, self.next_version()?)
             .with_publisher(self.inner.peer_id.to_bytes())
             .with_expiry(unix_ms().saturating_add(ttl.as_millis() as u64));
         self.replicate_record(record, opts.consistency).await
@@ -384,7 +408,7 @@ impl Node {
             self.check_condition(&key, condition).await?;
         }
         let now = unix_ms();
-        let record = Record::tombstone(key, now, self.next_version())
+        let record = Record::tombstone(key, now, self.next_version()?)
             .with_publisher(self.inner.peer_id.to_bytes());
         self.replicate_record(record, opts.consistency).await
     }
