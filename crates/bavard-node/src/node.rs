@@ -86,6 +86,9 @@ pub(crate) fn peer_key(peer: &PeerId) -> Key {
     Key::hash(&peer.to_bytes())
 }
 
+/// Attempts per Kademlia request when the stream breaks (see [`Node::request`]).
+const KAD_MAX_ATTEMPTS: u32 = 3;
+
 impl Node {
     /// Starts a node: identity, store, swarm, listeners, background jobs and bootstrap.
     ///
@@ -622,6 +625,10 @@ impl Node {
     /// Sends one Kademlia request to `peer` and waits for its response (`None` for requests that
     /// have none), under the configured request timeout. A peer that answers enters the routing
     /// table: it has just proved that it serves the protocol.
+    ///
+    /// A request whose stream breaks before the answer is sent again on a fresh stream (at most
+    /// [`KAD_MAX_ATTEMPTS`] times, within the same timeout): libp2p-stream drops inbound streams
+    /// when the acceptor falls behind a burst, and every Kademlia request is idempotent.
     pub(crate) async fn request(
         &self,
         peer: PeerId,
@@ -630,8 +637,18 @@ impl Node {
         if peer == self.inner.peer_id {
             return Err(RequestError::SelfRequest);
         }
-        let timeout = self.inner.config.kad.request_timeout();
-        let result = tokio::time::timeout(timeout, self.request_inner(peer, &req)).await;
+        let deadline = tokio::time::Instant::now() + self.inner.config.kad.request_timeout();
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            match tokio::time::timeout_at(deadline, self.request_inner(peer, &req)).await {
+                Ok(Err(RequestError::Io(e))) if attempt < KAD_MAX_ATTEMPTS => {
+                    tracing::debug!(%peer, "kad request failed ({e}), retrying on a new stream");
+                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                }
+                other => break other,
+            }
+        };
         match result {
             Ok(Ok(resp)) => {
                 let addrs = self.inner.book.get(&peer);

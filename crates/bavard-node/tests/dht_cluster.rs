@@ -110,3 +110,64 @@ async fn restarted_node_keeps_identity_and_records() {
     assert_eq!(got.value, b"v");
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kademlia_request_whose_stream_is_dropped_is_sent_again() {
+    use bavard_proto::kad::{Message, message::MessageType};
+    use futures::StreamExt as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(test_config(dir.path(), true)).await.unwrap();
+    let (remote, mut control) = raw_peer(&node);
+    let mut incoming = control
+        .accept(libp2p::StreamProtocol::new("/ipfs/kad/1.0.0"))
+        .unwrap();
+    let streams = Arc::new(AtomicUsize::new(0));
+    let seen = streams.clone();
+    // A peer whose acceptor drops the first stream (as libp2p-stream does when it falls behind a
+    // burst) and answers the next ones.
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                drop(stream);
+                continue;
+            }
+            tokio::spawn(async move {
+                while let Ok(Some(req)) =
+                    bavard_node::wire::read_message::<Message, _>(&mut stream, 1 << 20).await
+                {
+                    let reply = Message {
+                        r#type: MessageType::FindNode as i32,
+                        key: req.key,
+                        ..Message::default()
+                    };
+                    if bavard_node::wire::write_message(&mut stream, &reply)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    eventually(
+        "the raw peer is in the routing table",
+        Duration::from_secs(20),
+        || {
+            let node = node.clone();
+            async move { node.routing().size >= 1 }
+        },
+    )
+    .await;
+    let closest = tokio::time::timeout(Duration::from_secs(20), node.closest_peers(b"any key"))
+        .await
+        .expect("lookup finished")
+        .unwrap();
+    assert_eq!(closest, vec![remote], "answered on the second stream");
+    assert!(streams.load(Ordering::SeqCst) >= 2);
+    node.shutdown().await;
+}
