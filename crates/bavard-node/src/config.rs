@@ -100,6 +100,12 @@ pub struct KadConfig {
     pub alpha: usize,
     /// A lookup ends once this many of the closest peers have answered.
     pub beta: usize,
+    /// ... and once this many of the k closest known peers have answered (0 = go-libp2p-kad-dht's
+    /// rule, β only; k or more = wait for all k, rust-libp2p's result set). Trades latency for
+    /// how many of the true k closest a lookup returns: in bavard-sim at 10,000 nodes, 16
+    /// returns 81% of them with a median of 435 ms, waiting for all 20 returns 100% in 565 ms
+    /// (rust-libp2p's classic rule: 980 ms). See `bavard_routing::Termination::Beta`.
+    pub burst_quorum: usize,
     /// Disjoint lookup paths (S/Kademlia); 1 turns the feature off.
     pub disjoint_paths: usize,
     /// How many of the closest nodes store each record.
@@ -128,6 +134,7 @@ impl Default for KadConfig {
             k: 20,
             alpha: 3,
             beta: 3,
+            burst_quorum: 16,
             disjoint_paths: 1,
             replication_factor: 3,
             request_timeout_secs: 10.0,

@@ -99,6 +99,7 @@ impl Node {
             deadline: cfg.lookup_timeout(),
             disjoint_paths: cfg.disjoint_paths,
             termination: Termination::Beta(cfg.beta),
+            burst_quorum: cfg.burst_quorum,
             ..LookupConfig::default()
         };
         let mut lookup = Lookup::new(started, target, seeds, config)
