@@ -166,6 +166,7 @@ fn dht(a: &DhtArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     if a.keys == 0 || a.concurrency == 0 {
         bail!("--keys and --concurrency must be at least 1");
     }
+    let label = if config.is_some() { "kv" } else { "dht" };
     let dir = a.dir.clone().unwrap_or_else(|| {
         if a.reuse {
             cluster::default_dir()
@@ -195,7 +196,7 @@ fn dht(a: &DhtArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", human(&report, a));
+        print!("{}", human(&report, a, label));
     }
     Ok(())
 }
@@ -369,9 +370,9 @@ fn measure(state: &ClusterState, a: &DhtArgs, dir: &Path) -> anyhow::Result<Repo
     })
 }
 
-fn human(r: &Report, a: &DhtArgs) -> String {
+fn human(r: &Report, a: &DhtArgs, label: &str) -> String {
     format!(
-        "bench dht: {} nodes, {} keys, {} clients, {}-byte values, consistency {}\n\
+        "bench {label}: {} nodes, {} keys, {} clients, {}-byte values, consistency {}\n\
          put  {:>8.1} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}\n\
          get  {:>8.1} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}\n",
         r.nodes,

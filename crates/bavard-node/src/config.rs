@@ -181,6 +181,12 @@ pub struct ReplicationConfig {
     /// Tombstones are purged this long after the delete. Must exceed the anti-entropy cycle plus
     /// the longest outage a replica may have, or a deleted value can come back.
     pub tombstone_grace_secs: f64,
+    /// Idle replica streams kept per peer for the next requests (0: a new stream per request).
+    /// Each one holds a slot of the peer's `limits.max_inbound_streams_per_peer`.
+    pub max_idle_streams_per_peer: usize,
+    /// An idle replica stream unused this long is dropped (keep it below the peers'
+    /// `limits.inbound_idle_timeout_secs`, after which they close it).
+    pub idle_stream_secs: f64,
 }
 
 impl Default for ReplicationConfig {
@@ -194,6 +200,8 @@ impl Default for ReplicationConfig {
             hint_delivery_interval_secs: 5.0,
             read_repair: true,
             tombstone_grace_secs: 10.0 * 24.0 * 3600.0,
+            max_idle_streams_per_peer: 8,
+            idle_stream_secs: 10.0,
         }
     }
 }

@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     /// The persisted upper bound on issued timestamps (see [`crate::clock`]); locked after
     /// `hlc`, only by [`Node::next_version`].
     lease: Mutex<crate::clock::ClockLease>,
+    /// Idle `/bavard/kv/1` streams for reuse (see [`crate::replica::pool`]).
+    pub(crate) kv_streams: crate::replica::pool::StreamPool<libp2p::Stream>,
     pub(crate) book: AddressBook,
     pub(crate) control: libp2p_stream::Control,
     pub(crate) metrics: Metrics,
@@ -203,6 +205,10 @@ impl Node {
             store,
             hlc: Mutex::new(hlc),
             lease: Mutex::new(lease),
+            kv_streams: crate::replica::pool::StreamPool::new(
+                config.replication.max_idle_streams_per_peer,
+                secs(config.replication.idle_stream_secs),
+            ),
             book,
             control,
             metrics,

@@ -11,6 +11,16 @@ use common::{eventually, start_cluster};
 use futures::{AsyncReadExt as _, AsyncWriteExt as _};
 use libp2p::{PeerId, StreamProtocol};
 
+/// Reads one replica-protocol answer, leaving the stream open.
+async fn read_answer(s: &mut libp2p::Stream) -> bavard_proto::store::Response {
+    let read = bavard_node::wire::read_message::<bavard_proto::store::Response, _>(s, 1 << 20);
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("answered in time")
+        .expect("a well-formed answer")
+        .expect("an answer before the stream closed")
+}
+
 fn rejected(node: &Node, reason: &str) -> f64 {
     let needle = format!("reason=\"{reason}\"");
     node.metrics_text()
@@ -116,16 +126,29 @@ async fn hostile_kademlia_and_replica_frames_are_dropped_and_the_node_keeps_serv
         .await
         .unwrap();
     s.flush().await.unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
-    let resp: bavard_proto::store::Response =
-        prost::Message::decode_length_delimited(answer.as_slice()).expect("an answer");
-    match resp.kind {
+    match read_answer(&mut s).await.kind {
         Some(bavard_proto::store::response::Kind::Error(e)) => {
             assert!(e.contains("over the limit"), "{e}")
         }
         other => panic!("expected an error answer, got {other:?}"),
     }
+    // The stream stays usable: the next request on it is answered too.
+    let fetch = bavard_proto::store::Request {
+        kind: Some(bavard_proto::store::request::Kind::Fetch(
+            bavard_proto::store::FetchRequest {
+                keys: vec![b"absent".to_vec()],
+            },
+        )),
+    };
+    s.write_all(&prost::Message::encode_length_delimited_to_vec(&fetch))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    match read_answer(&mut s).await.kind {
+        Some(bavard_proto::store::response::Kind::Fetch(f)) => assert!(f.records.is_empty()),
+        other => panic!("expected a fetch answer, got {other:?}"),
+    }
+    drop(s);
 
     // A flood of streams held open: beyond the per-peer limit they are refused.
     let limit = target.config().limits.max_inbound_streams_per_peer;

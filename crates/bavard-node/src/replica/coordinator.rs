@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use bavard_proto::store as pb;
 use bavard_routing::Key;
 use bavard_store::{PutOutcome, Record};
-use futures::AsyncWriteExt as _;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
@@ -82,16 +81,44 @@ impl Node {
             std::future::pending::<()>().await;
         }
         let max = self.inner.config.limits.max_message_size;
+        let req = pb::Request { kind: Some(kind) };
+        let pool = &self.inner.kv_streams;
+        if let Some(stream) = pool.take(&peer, std::time::Instant::now()) {
+            match self.exchange(stream, &req, max).await {
+                Ok((resp, stream)) => {
+                    pool.put(peer, stream, std::time::Instant::now());
+                    return resp
+                        .kind
+                        .ok_or_else(|| RequestError::Protocol("empty response".into()));
+                }
+                // A pooled stream the peer closed meanwhile (or that broke): the request is
+                // idempotent, send it on a new stream.
+                Err(e) => tracing::debug!(%peer, "pooled replica stream failed ({e}), opening one"),
+            }
+        }
         let mut control = self.inner.control.clone();
-        let mut stream = control
+        let stream = control
             .open_stream(peer, KV_PROTOCOL)
             .await
             .map_err(|e| match e {
                 libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => RequestError::Unsupported,
                 other => RequestError::Dial(other.to_string()),
             })?;
-        let req = pb::Request { kind: Some(kind) };
-        let sent = crate::wire::write_message(&mut stream, &req)
+        let (resp, stream) = self.exchange(stream, &req, max).await?;
+        pool.put(peer, stream, std::time::Instant::now());
+        resp.kind
+            .ok_or_else(|| RequestError::Protocol("empty response".into()))
+    }
+
+    /// Sends one request on `stream` and reads its response; the stream is handed back only
+    /// after a complete exchange, so it can carry the next request.
+    async fn exchange(
+        &self,
+        mut stream: libp2p::Stream,
+        req: &pb::Request,
+        max: usize,
+    ) -> Result<(pb::Response, libp2p::Stream), RequestError> {
+        let sent = crate::wire::write_message(&mut stream, req)
             .await
             .map_err(|e| RequestError::Io(e.to_string()))?;
         self.inner.metrics.bytes_out.inc_by(sent as u64);
@@ -103,9 +130,7 @@ impl Node {
             .metrics
             .bytes_in
             .inc_by(prost::Message::encoded_len(&resp) as u64);
-        let _ = stream.close().await;
-        resp.kind
-            .ok_or_else(|| RequestError::Protocol("empty response".into()))
+        Ok((resp, stream))
     }
 
     /// The preference list of `key`.

@@ -37,6 +37,7 @@ pub(crate) mod antientropy;
 pub mod commit;
 pub(crate) mod coordinator;
 pub(crate) mod hints;
+pub(crate) mod pool;
 pub(crate) mod server;
 pub mod wire;
 

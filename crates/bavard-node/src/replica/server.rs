@@ -1,4 +1,5 @@
-//! The replica side of `/bavard/kv/1`: one request per stream, answered after it is durable.
+//! The replica side of `/bavard/kv/1`: requests answered in order on each stream (the
+//! coordinator reuses streams, see [`super::pool`]), each once it is durable.
 
 use bavard_store::RecordStore as _;
 use std::time::Duration;
@@ -10,48 +11,61 @@ use libp2p::{PeerId, Stream};
 
 use super::KV_PROTOCOL;
 use super::wire::{record_to_pb, version_to_pb};
+use crate::config::secs;
 use crate::node::Node;
 use crate::util::unix_ms;
 
 /// Accepts inbound replica streams until the node shuts down.
 pub(crate) async fn run(node: Node) {
     crate::inbound::accept(node, KV_PROTOCOL, |node, peer, stream| async move {
-        let timeout = node
-            .inner
-            .config
-            .kad
-            .request_timeout()
-            .max(Duration::from_secs(1));
-        if tokio::time::timeout(timeout, serve(&node, peer, stream))
-            .await
-            .is_err()
-        {
-            tracing::debug!(%peer, "replica request timed out");
-        }
+        serve(&node, peer, stream).await;
     })
     .await;
 }
 
+/// Answers the requests of one stream in order, each once it is durable, until the peer closes
+/// it, it stays idle for `limits.inbound_idle_timeout_secs`, or it carried
+/// `limits.max_requests_per_stream` requests. A request that takes longer than the request
+/// timeout ends the stream unanswered.
 async fn serve(node: &Node, peer: PeerId, mut stream: Stream) {
-    let max = node.inner.config.limits.max_message_size;
-    let req: pb::Request = match crate::wire::read_message(&mut stream, max).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return,
-        Err(e) => {
-            node.inner.metrics.reject("bad_frame");
-            tracing::debug!(%peer, "bad replica request: {e}");
-            return;
+    let limits = &node.inner.config.limits;
+    let idle = secs(limits.inbound_idle_timeout_secs).max(Duration::from_millis(100));
+    let timeout = node
+        .inner
+        .config
+        .kad
+        .request_timeout()
+        .max(Duration::from_secs(1));
+    for _ in 0..limits.max_requests_per_stream {
+        let read = crate::wire::read_message(&mut stream, limits.max_message_size);
+        let req: pb::Request = match tokio::time::timeout(idle, read).await {
+            Err(_) | Ok(Ok(None)) => break,
+            Ok(Ok(Some(r))) => r,
+            Ok(Err(e)) => {
+                node.inner.metrics.reject("bad_frame");
+                tracing::debug!(%peer, "bad replica request: {e}");
+                break;
+            }
+        };
+        let kind = match tokio::time::timeout(timeout, handle(node, peer, req)).await {
+            Ok(Ok(kind)) => kind,
+            Ok(Err(msg)) => {
+                node.inner.metrics.reject("bad_replica_request");
+                pb::response::Kind::Error(msg)
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "replica request timed out");
+                break;
+            }
+        };
+        let resp = pb::Response { kind: Some(kind) };
+        if crate::wire::write_message(&mut stream, &resp)
+            .await
+            .is_err()
+        {
+            break;
         }
-    };
-    let kind = match handle(node, peer, req).await {
-        Ok(kind) => kind,
-        Err(msg) => {
-            node.inner.metrics.reject("bad_replica_request");
-            pb::response::Kind::Error(msg)
-        }
-    };
-    let resp = pb::Response { kind: Some(kind) };
-    let _ = crate::wire::write_message(&mut stream, &resp).await;
+    }
     let _ = stream.close().await;
 }
 
