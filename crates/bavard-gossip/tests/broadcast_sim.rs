@@ -755,3 +755,38 @@ fn leaving_a_topic_says_goodbye_to_every_neighbour() {
     assert_eq!(a.poll_timeout(), None);
     assert!(!a.leave_topic(now, TOPIC));
 }
+
+/// Node 0 publishes three messages while alone in the topic; node 1 then joins through it.
+fn late_joiner_receives(config: BroadcastConfig) -> (Sim, Vec<MessageId>) {
+    let mut sim = Sim::new(2, 9, config);
+    let now = sim.now;
+    sim.nodes[0].join_topic(now, TOPIC, vec![]).unwrap();
+    sim.drain(0);
+    let ids: Vec<MessageId> = (0..3u8).map(|k| sim.publish(0, vec![k])).collect();
+    sim.run_for(Duration::from_secs(1));
+    let now = sim.now;
+    sim.nodes[1].join_topic(now, TOPIC, vec![0]).unwrap();
+    sim.drain(1);
+    sim.run_for(Duration::from_secs(5));
+    (sim, ids)
+}
+
+#[test]
+fn a_new_neighbour_is_told_about_recent_messages_and_grafts_those_it_missed() {
+    let (sim, ids) = late_joiner_receives(BroadcastConfig::default());
+    for id in &ids {
+        assert_eq!(
+            sim.deliveries.get(&(1, *id)),
+            Some(&1),
+            "delivered exactly once"
+        );
+    }
+
+    let mut off = BroadcastConfig::default();
+    off.plumtree.announce_to_new_neighbors = 0;
+    let (sim, ids) = late_joiner_receives(off);
+    assert!(
+        ids.iter().all(|id| !sim.deliveries.contains_key(&(1, *id))),
+        "without the announcement, Plumtree never resends old messages"
+    );
+}

@@ -126,6 +126,11 @@ impl PayloadCache {
         }
     }
 
+    /// The ids of the `n` most recently cached payloads, newest first.
+    pub(crate) fn recent(&self, n: usize) -> impl Iterator<Item = MessageId> + '_ {
+        self.order.iter().rev().take(n).map(|(_, id)| *id)
+    }
+
     fn pop_oldest(&mut self) -> bool {
         match self.order.pop_front() {
             Some((_, id)) => {

@@ -14,9 +14,9 @@ pub struct HyParViewConfig {
     /// shared by every publisher, and its lazy links are what tree optimisation shortens paths
     /// with: more of them give a shallower tree and fewer grafts, for one small `IHave` per extra
     /// link and message. Measured (`cargo xtask sim gossip --nodes 1000 --messages 100 --seed 7`,
-    /// random publishers): 5 → last delivery hop 19 (mean 15.5), RMR 0.22, latency p99 1.05 s,
-    /// 5.4 frames per node and message; 8 → 16 (12.2), 0.12, 0.84 s, 8.2; 12 → 13 (10.0), 0.07,
-    /// 0.70 s, 12.0. With half the nodes killed, 5 delivers 99.6% and 12 delivers 100%.
+    /// random publishers): 5 → last delivery hop 20 (mean 16.0), RMR 0.22, latency p99 1.05 s,
+    /// 5.5 frames per node and message; 8 → 15 (12.0), 0.11, 0.81 s, 8.2; 12 → 13 (9.9), 0.08,
+    /// 0.72 s, 12.0. With half the nodes killed, 12 still delivers 100%.
     pub active_view_capacity: usize,
     /// Size of the passive view (backup peers used to repair the active view).
     pub passive_view_capacity: usize,
@@ -80,9 +80,10 @@ pub struct PlumtreeConfig {
     /// uses 7): the tree is shared by every publisher, so the paths that matter are those
     /// between two arbitrary nodes, and only a small gap keeps them short. Measured in our
     /// simulator (1,000 nodes, 100 messages from random publishers, active view 12, seeds 1–4
-    /// and 7): threshold 3 gives a last delivery hop of 12–17 (RMR 0.06–0.14), 2 gives 13–14
-    /// (mean 9.5–10.2, RMR 0.06–0.09), 1 gives 12–15 (RMR 0.06–0.10). With an active view of 5
-    /// (seed 7): 4 → 21, 3 → 21, 2 → 19, 1 → 22.
+    /// and 7): threshold 3 gives a last delivery hop of 12–16 (RMR 0.06–0.12), 2 gives 13–14
+    /// (mean 9.9–10.4, RMR 0.08–0.10), 1 gives 12–16 (RMR 0.06–0.10). With an active view of 5
+    /// (seed 7, before new neighbours were told about recent messages): 4 → 21, 3 → 21, 2 → 19,
+    /// 1 → 22.
     pub optimization_threshold: u16,
     /// How long delivered message ids (and cached payloads) are remembered.
     pub message_cache_ttl: Duration,
@@ -100,6 +101,11 @@ pub struct PlumtreeConfig {
     /// Largest number of ids in one `IHave`; larger batches are split when sending and rejected
     /// when received.
     pub max_ihave_ids: usize,
+    /// When a neighbour joins the active view, the ids of this many of the most recent cached
+    /// messages are announced to it in `IHave`s, so that it grafts those it missed: messages
+    /// published while two parts of the overlay were cut apart reach the other part once a link
+    /// between them comes back (Plumtree alone never resends old messages). 0 turns it off.
+    pub announce_to_new_neighbors: usize,
     /// Largest number of announced-but-missing messages tracked at once; further announcements
     /// are ignored (the lazy path is best effort).
     pub max_missing: usize,
@@ -120,6 +126,7 @@ impl Default for PlumtreeConfig {
             payload_cache_bytes: 32 * 1024 * 1024,
             max_message_size: 64 * 1024,
             max_ihave_ids: 64,
+            announce_to_new_neighbors: 64,
             max_missing: 4_096,
             max_announcers: 8,
         }

@@ -110,6 +110,23 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         self.eager.insert(peer);
     }
 
+    /// Announces the most recent cached messages to `peer`, a new neighbour (see
+    /// [`PlumtreeConfig::announce_to_new_neighbors`]).
+    pub(crate) fn announce_recent(&mut self, now: Instant, peer: P, out: &mut Vec<PtOutput<P>>) {
+        self.payloads.expire(now);
+        let entries: Vec<IHaveEntry> = self
+            .payloads
+            .recent(self.config.announce_to_new_neighbors)
+            .map(|id| IHaveEntry {
+                id,
+                hops: self.seen.get_mut(&id).map_or(0, |s| s.hops),
+            })
+            .collect();
+        if !entries.is_empty() {
+            self.send_ihave(peer, entries, out);
+        }
+    }
+
     /// A neighbour that left the active view leaves both sets.
     pub(crate) fn neighbor_down(&mut self, peer: &P) {
         self.eager.remove(peer);
