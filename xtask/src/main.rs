@@ -6,6 +6,7 @@
 //!
 //! The xtask stays small: few dependencies and no logic that the product itself needs.
 
+mod acceptance;
 mod bench;
 mod cluster;
 mod codegen;
@@ -43,6 +44,8 @@ enum Command {
     Scenario(scenario::Args),
     /// Run the bavard simulator (`bavard-sim`, release build), forwarding every argument.
     Sim(sim::Args),
+    /// Acceptance checks on real processes, as a new user would try them: `gossip`.
+    Acceptance(acceptance::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Scenario(args) => scenario::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Acceptance(args) => acceptance::run(args),
     }
 }
 
