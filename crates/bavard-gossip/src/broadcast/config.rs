@@ -105,6 +105,9 @@ pub struct PlumtreeConfig {
     /// messages are announced to it in `IHave`s, so that it grafts those it missed: messages
     /// published while two parts of the overlay were cut apart reach the other part once a link
     /// between them comes back (Plumtree alone never resends old messages). 0 turns it off.
+    /// 256 (four `IHave` frames, ~10 KB): the link usually comes back seconds after the heal,
+    /// when newer messages already fill the most recent slots; with 64, a 30 s partition at 5
+    /// messages per second lost 22 of 357 deliveries in the partition scenario.
     pub announce_to_new_neighbors: usize,
     /// Largest number of announced-but-missing messages tracked at once; further announcements
     /// are ignored (the lazy path is best effort).
@@ -126,7 +129,7 @@ impl Default for PlumtreeConfig {
             payload_cache_bytes: 32 * 1024 * 1024,
             max_message_size: 64 * 1024,
             max_ihave_ids: 64,
-            announce_to_new_neighbors: 64,
+            announce_to_new_neighbors: 256,
             max_missing: 4_096,
             max_announcers: 8,
         }
