@@ -13,8 +13,6 @@
 //! killed node was declared dead everywhere within `--dead-within` seconds (30).
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::{TcpStream, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +22,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::cluster::{self, ClusterState, UpArgs};
+use crate::scenario::{Teardown, member_states};
 use crate::workload::{self, Call};
 
 /// Arguments of `cargo xtask acceptance`.
@@ -81,20 +80,6 @@ struct Report {
     passed: bool,
 }
 
-/// Stops the cluster when dropped, even on error.
-struct Teardown(PathBuf);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        if self.0.join("cluster.json").exists() {
-            match cluster::down(&self.0) {
-                Ok(summary) => eprintln!("{summary}"),
-                Err(e) => eprintln!("could not stop the cluster in {}: {e:#}", self.0.display()),
-            }
-        }
-    }
-}
-
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let Check::Gossip = args.name;
     if args.nodes < 3 || args.messages == 0 {
@@ -132,7 +117,8 @@ fn gossip(args: &Args, state: &ClusterState) -> anyhow::Result<Report> {
     let t = Instant::now();
     let all_alive_s = wait_for(Duration::from_secs(60), || {
         state.nodes.iter().all(|node| {
-            states_of(&node.api).is_some_and(|s| s.values().all(|v| v == "alive") && s.len() == n)
+            member_states(&node.api)
+                .is_some_and(|s| s.values().all(|v| v == "alive") && s.len() == n)
         })
     })
     .then(|| t.elapsed().as_secs_f64());
@@ -210,7 +196,7 @@ fn gossip(args: &Args, state: &ClusterState) -> anyhow::Result<Report> {
     let others: Vec<_> = state.nodes.iter().filter(|x| x.index != killed).collect();
     let dead_everywhere = wait_for(Duration::from_secs(args.dead_within.max(60)), || {
         others.iter().all(|node| {
-            states_of(&node.api).is_some_and(|s| s.get(&victim).is_none_or(|v| v == "dead"))
+            member_states(&node.api).is_some_and(|s| s.get(&victim).is_none_or(|v| v == "dead"))
         })
     });
     let dead_everywhere_s = dead_everywhere.then(|| t.elapsed().as_secs_f64());
@@ -247,26 +233,6 @@ fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Peer id → state, as node `api` lists its members (itself included).
-fn states_of(api: &str) -> Option<BTreeMap<String, String>> {
-    let r = crate::http::get(api, "/v1/members", Duration::from_secs(3)).ok()?;
-    if r.status != 200 {
-        return None;
-    }
-    let members: Vec<serde_json::Value> = serde_json::from_slice(&r.body).ok()?;
-    Some(
-        members
-            .iter()
-            .filter_map(|m| {
-                Some((
-                    m["peer_id"].as_str()?.to_string(),
-                    m["state"].as_str()?.to_string(),
-                ))
-            })
-            .collect(),
-    )
-}
-
 fn publish(api: &str, payload: &str) {
     let path = format!("/v1/topics/{TOPIC}");
     if !matches!(
@@ -283,44 +249,16 @@ fn publish(api: &str, payload: &str) {
     }
 }
 
-/// Follows the topic's event stream on `api` (reconnecting if it drops) and records every
-/// `data:` payload, duplicates included, until `stop`.
+/// Follows the topic's event stream on `api` and records every `data:` payload, duplicates
+/// included, until `stop`.
 fn subscribe(api: &str, inbox: &Mutex<Vec<String>>, stop: &AtomicBool) {
     let path = format!("/v1/topics/{TOPIC}/events");
-    while !stop.load(Ordering::Relaxed) {
-        let stream = api
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .and_then(|s| TcpStream::connect_timeout(&s, Duration::from_secs(1)).ok());
-        let Some(mut stream) = stream else {
-            std::thread::sleep(Duration::from_millis(300));
-            continue;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
-        let req =
-            format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nAccept: text/event-stream\r\n\r\n");
-        if stream.write_all(req.as_bytes()).is_err() {
-            continue;
-        }
-        let mut partial = String::new();
-        let mut buf = [0u8; 8192];
-        while !stop.load(Ordering::Relaxed) {
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let got = workload::sse_data(&mut partial, &String::from_utf8_lossy(&buf[..n]));
-                    inbox.lock().expect("inbox lock").extend(got);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => break,
-            }
-        }
-    }
+    workload::follow_sse(
+        || api.to_string(),
+        &path,
+        || stop.load(Ordering::Relaxed),
+        |got| inbox.lock().expect("inbox lock").extend(got),
+    );
 }
 
 fn human(r: &Report, args: &Args) -> String {

@@ -153,8 +153,8 @@ impl Report {
     }
 }
 
-/// Stops the scenario's cluster when dropped, even on error.
-struct Teardown(PathBuf);
+/// Stops the cluster in this directory when dropped, even on error.
+pub(crate) struct Teardown(pub(crate) PathBuf);
 
 impl Drop for Teardown {
     fn drop(&mut self) {
@@ -426,17 +426,30 @@ fn restore_all(dir: &Path, state: &mut ClusterState, log: &mut Vec<String>) {
     }
 }
 
-/// The alive members node `api` sees, itself included.
-fn alive_members(api: &str, me: &str) -> Option<BTreeSet<String>> {
+/// Peer id → state (`alive`, `suspect`, `dead`, `left`), as node `api` lists its members.
+pub(crate) fn member_states(api: &str) -> Option<BTreeMap<String, String>> {
     let r = crate::http::get(api, "/v1/members", Duration::from_secs(3)).ok()?;
     if r.status != 200 {
         return None;
     }
     let members: Vec<serde_json::Value> = serde_json::from_slice(&r.body).ok()?;
-    let mut alive: BTreeSet<String> = members
-        .iter()
-        .filter(|m| m["state"] == "alive")
-        .filter_map(|m| m["peer_id"].as_str().map(str::to_string))
+    Some(
+        members
+            .iter()
+            .filter_map(|m| {
+                let id = m["peer_id"].as_str()?.to_string();
+                Some((id, m["state"].as_str()?.to_string()))
+            })
+            .collect(),
+    )
+}
+
+/// The alive members node `api` sees, itself included.
+fn alive_members(api: &str, me: &str) -> Option<BTreeSet<String>> {
+    let mut alive: BTreeSet<String> = member_states(api)?
+        .into_iter()
+        .filter(|(_, state)| state == "alive")
+        .map(|(id, _)| id)
         .collect();
     alive.insert(me.to_string());
     Some(alive)

@@ -307,8 +307,25 @@ pub(crate) fn sse_data(partial: &mut String, chunk: &str) -> Vec<String> {
 /// drops, and records every payload until stopped.
 pub(crate) fn subscriber(shared: &Shared, slot: usize, node: usize) {
     let path = format!("/v1/topics/{TOPIC}/events");
-    while !shared.stopped() {
-        let api = shared.api(node);
+    follow_sse(
+        || shared.api(node),
+        &path,
+        || shared.stopped(),
+        |got| shared.received[slot].lock().expect("lock").extend(got),
+    );
+}
+
+/// Follows the Server-Sent Events stream `path` on the node at `api()` (asked again on every
+/// reconnection, as a restart may move it) until `stopped()`, passing the payloads of the
+/// `data:` lines of each piece read to `on_data`.
+pub(crate) fn follow_sse(
+    api: impl Fn() -> String,
+    path: &str,
+    stopped: impl Fn() -> bool,
+    mut on_data: impl FnMut(Vec<String>),
+) {
+    while !stopped() {
+        let api = api();
         let stream = api
             .to_socket_addrs()
             .ok()
@@ -326,13 +343,13 @@ pub(crate) fn subscriber(shared: &Shared, slot: usize, node: usize) {
         }
         let mut partial = String::new();
         let mut buf = [0u8; 8192];
-        while !shared.stopped() {
+        while !stopped() {
             match stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     let got = sse_data(&mut partial, &String::from_utf8_lossy(&buf[..n]));
                     if !got.is_empty() {
-                        shared.received[slot].lock().expect("lock").extend(got);
+                        on_data(got);
                     }
                 }
                 Err(e)

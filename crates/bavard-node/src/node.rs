@@ -88,9 +88,6 @@ pub(crate) fn peer_key(peer: &PeerId) -> Key {
     Key::hash(&peer.to_bytes())
 }
 
-/// Attempts per Kademlia request when the stream breaks (see [`Node::request`]).
-const KAD_MAX_ATTEMPTS: u32 = 3;
-
 impl Node {
     /// Starts a node: identity, store, swarm, listeners, background jobs and bootstrap.
     ///
@@ -632,9 +629,8 @@ impl Node {
     /// have none), under the configured request timeout. A peer that answers enters the routing
     /// table: it has just proved that it serves the protocol.
     ///
-    /// A request whose stream breaks before the answer is sent again on a fresh stream (at most
-    /// [`KAD_MAX_ATTEMPTS`] times, within the same timeout): libp2p-stream drops inbound streams
-    /// when the acceptor falls behind a burst, and every Kademlia request is idempotent.
+    /// A request whose stream breaks before the answer is sent again on a fresh stream (see
+    /// [`retry_broken_stream`]): every Kademlia request is idempotent.
     pub(crate) async fn request(
         &self,
         peer: PeerId,
@@ -643,31 +639,20 @@ impl Node {
         if peer == self.inner.peer_id {
             return Err(RequestError::SelfRequest);
         }
-        let deadline = tokio::time::Instant::now() + self.inner.config.kad.request_timeout();
-        let mut attempt = 0;
-        let result = loop {
-            attempt += 1;
-            match tokio::time::timeout_at(deadline, self.request_inner(peer, &req)).await {
-                Ok(Err(RequestError::Io(e))) if attempt < KAD_MAX_ATTEMPTS => {
-                    tracing::debug!(%peer, "kad request failed ({e}), retrying on a new stream");
-                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
-                }
-                other => break other,
-            }
-        };
+        let timeout = self.inner.config.kad.request_timeout();
+        let result = retry_broken_stream(peer, timeout, || self.request_inner(peer, &req)).await;
         match result {
-            Ok(Ok(resp)) => {
+            Ok(resp) => {
                 let addrs = self.inner.book.get(&peer);
                 self.inner.add_to_table(self, peer, addrs);
                 Ok(resp)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 if matches!(e, RequestError::Unsupported | RequestError::Dial(_)) {
                     self.inner.table.lock().expect("table lock").remove(&peer);
                 }
                 Err(e)
             }
-            Err(_) => Err(RequestError::Timeout),
         }
     }
 
@@ -729,6 +714,37 @@ fn response_peers(resp: &Response) -> Vec<&KadPeer> {
         }
         Response::GetProviders { providers, closer } => providers.iter().chain(closer).collect(),
         Response::PutValue { .. } | Response::Ping => Vec::new(),
+    }
+}
+
+/// Attempts of one request whose stream broke (see [`retry_broken_stream`]).
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Runs `attempt` until it answers or fails for another reason than a broken stream, at most
+/// [`MAX_ATTEMPTS`] times, all within `timeout`. libp2p-stream drops inbound streams when the
+/// remote acceptor falls behind a burst; a short backoff keeps the retry out of the same burst.
+/// Only for idempotent requests.
+pub(crate) async fn retry_broken_stream<T, F, Fut>(
+    peer: PeerId,
+    timeout: Duration,
+    mut attempt: F,
+) -> Result<T, RequestError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RequestError>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match tokio::time::timeout_at(deadline, attempt()).await {
+            Ok(Err(RequestError::Io(e))) if tries < MAX_ATTEMPTS => {
+                tracing::debug!(%peer, "request failed ({e}), retrying on a new stream");
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
+            }
+            Ok(r) => return r,
+            Err(_) => return Err(RequestError::Timeout),
+        }
     }
 }
 

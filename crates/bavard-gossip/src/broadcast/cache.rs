@@ -41,6 +41,10 @@ impl<P> SeenCache<P> {
         self.entries.contains_key(id)
     }
 
+    pub(crate) fn get(&self, id: &MessageId) -> Option<&SeenEntry<P>> {
+        self.entries.get(id)
+    }
+
     pub(crate) fn get_mut(&mut self, id: &MessageId) -> Option<&mut SeenEntry<P>> {
         self.entries.get_mut(id)
     }

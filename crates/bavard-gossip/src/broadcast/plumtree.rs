@@ -119,7 +119,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
             .recent(self.config.announce_to_new_neighbors)
             .map(|id| IHaveEntry {
                 id,
-                hops: self.seen.get_mut(&id).map_or(0, |s| s.hops),
+                hops: self.seen.get(&id).map_or(0, |s| s.hops),
             })
             .collect();
         if !entries.is_empty() {
@@ -384,7 +384,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         let Some(id) = id else {
             return;
         };
-        let hops = self.seen.get_mut(&id).map_or(0, |s| s.hops);
+        let hops = self.seen.get(&id).map_or(0, |s| s.hops);
         if let Some(payload) = self.payloads.get(&id) {
             out.push(PtOutput::Send(
                 from,

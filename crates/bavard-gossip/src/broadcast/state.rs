@@ -109,17 +109,17 @@ where
         let state = self.topics.entry(topic).or_insert_with(|| {
             Topic::new(self.me.clone(), topic, &self.config, now, &mut self.rng)
         });
-        state.join(contacts, &mut self.rng);
+        state.join(now, contacts, &mut self.rng);
         Ok(())
     }
 
     /// Leaves `topic`: sends `Disconnect` to every neighbour and drops its state (queued messages
     /// for it are still sent). Returns false if it was not joined.
-    pub fn leave_topic(&mut self, _now: Instant, topic: TopicId) -> bool {
+    pub fn leave_topic(&mut self, now: Instant, topic: TopicId) -> bool {
         let Some(state) = self.topics.remove(&topic) else {
             return false;
         };
-        let goodbyes = state.leave();
+        let goodbyes = state.leave(now);
         self.leaving.extend(
             goodbyes
                 .into_iter()

@@ -60,18 +60,18 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Topic<P> {
         &self.pt
     }
 
-    pub(crate) fn join(&mut self, contacts: Vec<P>, rng: &mut impl Rng) {
+    pub(crate) fn join(&mut self, now: Instant, contacts: Vec<P>, rng: &mut impl Rng) {
         let mut out = std::mem::take(&mut self.hv_out);
         self.hv.join(contacts, rng, &mut out);
-        self.apply_hv(None, &mut out);
+        self.apply_hv(now, &mut out);
         self.hv_out = out;
     }
 
     /// Says goodbye to every neighbour; returns what is left to send.
-    pub(crate) fn leave(mut self) -> VecDeque<(P, MessageBody<P>)> {
+    pub(crate) fn leave(mut self, now: Instant) -> VecDeque<(P, MessageBody<P>)> {
         let mut out = std::mem::take(&mut self.hv_out);
         self.hv.leave(&mut out);
-        self.apply_hv(None, &mut out);
+        self.apply_hv(now, &mut out);
         self.outbox
     }
 
@@ -135,7 +135,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Topic<P> {
                 self.hv.validate(&body)?;
                 let mut out = std::mem::take(&mut self.hv_out);
                 self.hv.handle(now, from, body, rng, &mut out);
-                self.apply_hv(Some(now), &mut out);
+                self.apply_hv(now, &mut out);
                 self.hv_out = out;
             }
         }
@@ -145,7 +145,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Topic<P> {
     pub(crate) fn peer_down(&mut self, now: Instant, peer: &P, rng: &mut impl Rng) {
         let mut out = std::mem::take(&mut self.hv_out);
         self.hv.peer_down(now, peer, rng, &mut out);
-        self.apply_hv(Some(now), &mut out);
+        self.apply_hv(now, &mut out);
         self.hv_out = out;
     }
 
@@ -157,7 +157,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Topic<P> {
     pub(crate) fn handle_timeout(&mut self, now: Instant, rng: &mut impl Rng) {
         let mut hv_out = std::mem::take(&mut self.hv_out);
         self.hv.handle_timeout(now, rng, &mut hv_out);
-        self.apply_hv(Some(now), &mut hv_out);
+        self.apply_hv(now, &mut hv_out);
         self.hv_out = hv_out;
         let mut pt_out = std::mem::take(&mut self.pt_out);
         self.pt.handle_timeout(now, &mut pt_out);
@@ -173,19 +173,17 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Topic<P> {
         self.events.pop_front()
     }
 
-    /// Applies HyParView's outputs; with `now`, new neighbours are told about recent messages.
-    fn apply_hv(&mut self, now: Option<Instant>, out: &mut Vec<HvOutput<P>>) {
+    /// Applies HyParView's outputs; new neighbours are told about recent messages.
+    fn apply_hv(&mut self, now: Instant, out: &mut Vec<HvOutput<P>>) {
         for output in out.drain(..) {
             match output {
                 HvOutput::Send(peer, body) => self.outbox.push_back((peer, body)),
                 HvOutput::NeighborUp(peer) => {
                     self.pt.neighbor_up(peer.clone());
-                    if let Some(now) = now {
-                        let mut pt_out = std::mem::take(&mut self.pt_out);
-                        self.pt.announce_recent(now, peer.clone(), &mut pt_out);
-                        self.apply_pt(&mut pt_out);
-                        self.pt_out = pt_out;
-                    }
+                    let mut pt_out = std::mem::take(&mut self.pt_out);
+                    self.pt.announce_recent(now, peer.clone(), &mut pt_out);
+                    self.apply_pt(&mut pt_out);
+                    self.pt_out = pt_out;
                     self.events.push_back(BroadcastEvent::NeighborUp {
                         topic: self.id,
                         peer,

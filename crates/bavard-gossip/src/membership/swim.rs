@@ -925,6 +925,33 @@ where
         }
     }
 
+    /// The next live member of the round-robin probe list (SWIM §4.3), reshuffling the list at
+    /// the end of each pass.
+    fn next_round_robin(&mut self) -> Option<P> {
+        for _ in 0..=2 * self.probe_list.len() {
+            if self.probe_index >= self.probe_list.len() {
+                // A new random order every pass bounds the time to first detection.
+                let members = &self.members;
+                self.probe_list.retain(|p| members.contains_key(p));
+                self.probe_list.shuffle(&mut self.rng);
+                self.probe_index = 0;
+                if self.probe_list.is_empty() {
+                    return None;
+                }
+            }
+            let candidate = &self.probe_list[self.probe_index];
+            self.probe_index += 1;
+            if self
+                .members
+                .get(candidate)
+                .is_some_and(|m| m.state.is_live())
+            {
+                return Some(candidate.clone());
+            }
+        }
+        None
+    }
+
     /// The ring neighbour on one side: the next live member after the local node in id order
     /// (`successor`) or before it, wrapping around.
     fn ring_neighbour(&self, successor: bool) -> Option<P> {
@@ -956,33 +983,7 @@ where
         } else {
             None
         };
-        let n = self.probe_list.len();
-        let mut target = ring;
-        for _ in 0..=2 * n {
-            if target.is_some() {
-                break;
-            }
-            if self.probe_index >= self.probe_list.len() {
-                // SWIM §4.3: a new random order every pass bounds the time to first detection.
-                let members = &self.members;
-                self.probe_list.retain(|p| members.contains_key(p));
-                self.probe_list.shuffle(&mut self.rng);
-                self.probe_index = 0;
-                if self.probe_list.is_empty() {
-                    return;
-                }
-            }
-            let candidate = &self.probe_list[self.probe_index];
-            self.probe_index += 1;
-            if self
-                .members
-                .get(candidate)
-                .is_some_and(|m| m.state.is_live())
-            {
-                target = Some(candidate.clone());
-                break;
-            }
-        }
+        let target = ring.or_else(|| self.next_round_robin());
         let Some(target) = target else { return };
         let seq = self.take_seq();
         let piggyback = self.piggyback(&target, PROBE_BASE_LEN);
@@ -1051,8 +1052,8 @@ where
             .filter(|(_, s)| s.deadline() <= now)
             .map(|(p, _)| p.clone())
             .collect();
+        let grace = self.config.probe_interval * 2;
         for id in expired {
-            let grace = self.config.probe_interval * 2;
             if let Some(s) = self.suspicions.get_mut(&id)
                 && s.needs_last_chance()
             {

@@ -15,10 +15,7 @@ use super::KV_PROTOCOL;
 use super::wire::record_to_pb;
 use crate::api::{Consistency, NodeError, PutReply};
 use crate::kad::lookup::LookupKind;
-use crate::node::{Node, RequestError, peer_key};
-
-/// Attempts of one replica request whose stream broke (see [`Node::kv_request`]).
-const MAX_ATTEMPTS: usize = 3;
+use crate::node::{Node, RequestError, peer_key, retry_broken_stream};
 
 /// What a conditional write expects to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +36,9 @@ impl Node {
     /// Sends one replica-protocol request to `peer` under the request timeout.
     ///
     /// A request whose stream breaks before the answer (a yamux stream reset or a closed
-    /// substream under load) is sent once more on a fresh stream: every request of this protocol
-    /// is idempotent (a store of the same version is `UNCHANGED`), so a retry cannot double-apply.
+    /// substream under load) is sent again on a fresh stream ([`retry_broken_stream`]): every
+    /// request of this protocol is idempotent (a store of the same version is `UNCHANGED`), so a
+    /// retry cannot double-apply.
     pub(crate) async fn kv_request(
         &self,
         peer: PeerId,
@@ -50,23 +48,7 @@ impl Node {
             return Err(RequestError::SelfRequest);
         }
         let timeout = self.inner.config.kad.request_timeout();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result =
-                tokio::time::timeout_at(deadline, self.kv_request_once(peer, kind.clone())).await;
-            match result {
-                Ok(Err(RequestError::Io(e))) if attempt < MAX_ATTEMPTS => {
-                    // libp2p-stream drops inbound streams when the acceptor falls behind a burst;
-                    // back off a little so the retry does not land in the same burst.
-                    tracing::debug!(%peer, "replica request failed ({e}), retrying on a new stream");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
-                }
-                Ok(r) => return r,
-                Err(_) => return Err(RequestError::Timeout),
-            }
-        }
+        retry_broken_stream(peer, timeout, || self.kv_request_once(peer, kind.clone())).await
     }
 
     async fn kv_request_once(
