@@ -140,6 +140,21 @@ pub struct Status {
     pub uptime_s: u64,
     /// The bavard version.
     pub version: String,
+    /// How far this node's replicas are from its partners'.
+    #[serde(default)]
+    pub replication: ReplicationStatus,
+}
+
+/// Replica health: how far behind a node is, for operators watching a recovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// Keys that anti-entropy found newer on a partner and has not stored here yet.
+    pub keys_behind: usize,
+    /// Differing ranges (leaves of the digest tree) not compared yet in the current or last
+    /// failed round.
+    pub ranges_pending: usize,
+    /// Hints this node keeps for replicas that were down.
+    pub hints_queued: usize,
 }
 
 /// Errors of the node API, each mapped to an HTTP status.

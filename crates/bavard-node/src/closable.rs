@@ -8,7 +8,8 @@
 use std::sync::{Arc, RwLock};
 
 use bavard_store::{
-    ExpireStats, ProviderRecord, PutOutcome, Record, RecordStore, StoreError, StoreStats,
+    DigestEntry, ExpireStats, LeafDigest, ProviderRecord, PutOutcome, Record, RecordStore,
+    StoreError, StoreStats,
 };
 
 /// A [`RecordStore`] whose backend [`Closable::close`] releases.
@@ -55,6 +56,21 @@ impl RecordStore for Closable {
     }
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.with(|s| s.remove(key))
+    }
+    fn remove_batch(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
+        self.with(|s| s.remove_batch(keys))
+    }
+    fn leaf_digests(&self) -> Result<Vec<LeafDigest>, StoreError> {
+        self.with(|s| s.leaf_digests())
+    }
+    fn leaf_entries(
+        &self,
+        leaf: u16,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<DigestEntry>, StoreError> {
+        self.with(|s| s.leaf_entries(leaf, after, limit, now_ms))
     }
     fn add_provider(&self, record: ProviderRecord, now_ms: u64) -> Result<(), StoreError> {
         self.with(|s| s.add_provider(record, now_ms))

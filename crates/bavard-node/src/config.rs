@@ -82,8 +82,34 @@ impl NodeConfig {
             anyhow::bail!("kad.k, kad.alpha and kad.replication_factor must be at least 1");
         }
         self.fault_injection.validate()?;
-        if self.limits.max_message_size < 1024 {
-            anyhow::bail!("limits.max_message_size must be at least 1024 bytes");
+        if self.limits.max_message_size < 16 * 1024 {
+            anyhow::bail!(
+                "limits.max_message_size must be at least 16384 bytes (an anti-entropy tree \
+                 request is 10.5 KiB)"
+            );
+        }
+        let rc = &self.replication;
+        if rc.max_batch_bytes + 4096 > self.limits.max_message_size {
+            anyhow::bail!(
+                "replication.max_batch_bytes ({}) must stay at least 4096 bytes below \
+                 limits.max_message_size ({})",
+                rc.max_batch_bytes,
+                self.limits.max_message_size
+            );
+        }
+        let largest_record = self.store.max_value_size + self.store.max_key_size + 1024;
+        if largest_record > rc.max_batch_bytes {
+            anyhow::bail!(
+                "store.max_value_size + store.max_key_size ({largest_record} bytes with \
+                 overhead) must fit in replication.max_batch_bytes ({}): a record is sent in \
+                 one message",
+                rc.max_batch_bytes
+            );
+        }
+        if rc.max_batch_records == 0 || rc.max_digest_entries == 0 {
+            anyhow::bail!(
+                "replication.max_batch_records and max_digest_entries must be at least 1"
+            );
         }
         Ok(())
     }
@@ -164,12 +190,20 @@ impl KadConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReplicationConfig {
-    /// How often this node runs an anti-entropy round with one peer.
+    /// How often this node runs an anti-entropy round with one partner (a partner that joins or
+    /// comes back gets one at once, and a round that moved many keys is followed at once by the
+    /// next).
     pub anti_entropy_interval_secs: f64,
-    /// Most keys and versions sent back for one digest (bounds one round's cost).
+    /// Most keys and versions in one anti-entropy listing answer.
     pub max_digest_entries: usize,
     /// Most records in one store or fetch request.
     pub max_batch_records: usize,
+    /// Largest anti-entropy, hint or fetch batch built, in bytes; must leave room below
+    /// `limits.max_message_size` (every reader refuses larger frames).
+    pub max_batch_bytes: usize,
+    /// Bytes per second that anti-entropy and hint delivery may move (catch-up after an
+    /// outage), so client requests keep their latency; 0 = unlimited.
+    pub sync_max_bytes_per_sec: u64,
     /// Most hints kept for replicas that are down; a full hint store refuses new hints.
     pub max_hints: usize,
     /// Hints older than this are dropped (anti-entropy repairs what they carried).
@@ -193,8 +227,10 @@ impl Default for ReplicationConfig {
     fn default() -> Self {
         Self {
             anti_entropy_interval_secs: 10.0,
-            max_digest_entries: 10_000,
+            max_digest_entries: 4096,
             max_batch_records: 256,
+            max_batch_bytes: 96 * 1024,
+            sync_max_bytes_per_sec: 32 * 1024 * 1024,
             max_hints: 100_000,
             hint_ttl_secs: 3.0 * 3600.0,
             hint_delivery_interval_secs: 5.0,

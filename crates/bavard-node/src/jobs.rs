@@ -1,4 +1,5 @@
-//! Periodic jobs: bootstrap, bucket refresh, re-replication, republishing and expiry.
+//! Periodic jobs: bootstrap, bucket refresh, re-replication, republishing and expiry
+//! (anti-entropy and hint delivery run in tasks of their own: [`crate::replica`]).
 //!
 //! - Bootstrap: look up our own id (which fills the buckets near us), retried every few seconds
 //!   until the routing table holds a peer, then repeated with every refresh.
@@ -48,27 +49,11 @@ pub(crate) async fn run(node: Node) {
         start + interval(cfg.republish_interval_secs),
         interval(cfg.republish_interval_secs),
     );
-    let rc = node.inner.config.replication.clone();
-    let mut anti_entropy = tokio::time::interval_at(
-        start + interval(rc.anti_entropy_interval_secs),
-        interval(rc.anti_entropy_interval_secs),
-    );
-    let mut handoff = tokio::time::interval_at(
-        start + interval(rc.hint_delivery_interval_secs),
-        interval(rc.hint_delivery_interval_secs),
-    );
     let mut expire = tokio::time::interval_at(
         start + interval(cfg.expire_interval_secs),
         interval(cfg.expire_interval_secs),
     );
-    for t in [
-        &mut refresh,
-        &mut replicate,
-        &mut republish,
-        &mut expire,
-        &mut anti_entropy,
-        &mut handoff,
-    ] {
+    for t in [&mut refresh, &mut replicate, &mut republish, &mut expire] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -94,12 +79,6 @@ pub(crate) async fn run(node: Node) {
             _ = republish.tick() => {
                 replicate_records(&node, true).await;
                 republish_providers(&node).await;
-            }
-            _ = anti_entropy.tick() => {
-                crate::replica::antientropy::round(&node).await;
-            }
-            _ = handoff.tick() => {
-                crate::replica::hints::deliver(&node).await;
             }
             _ = expire.tick() => {
                 if let Err(e) = node.inner.store.expire(unix_ms()) {

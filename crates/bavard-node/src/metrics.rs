@@ -80,6 +80,14 @@ pub struct Metrics {
     pub anti_entropy_rounds: Counter,
     /// Keys pulled or pushed by anti-entropy.
     pub anti_entropy_keys: Counter,
+    /// Anti-entropy rounds that failed, by reason.
+    pub anti_entropy_failures: Family<RejectLabels, Counter>,
+    /// Bytes anti-entropy exchanged (estimated encoded size).
+    pub anti_entropy_bytes: Counter,
+    /// Keys anti-entropy found newer on a partner and has not stored here yet.
+    pub anti_entropy_keys_behind: Gauge,
+    /// Differing digest ranges not compared yet.
+    pub anti_entropy_ranges_pending: Gauge,
     /// Members known, by state (this node included).
     pub gossip_members: Family<MemberStateLabels, Gauge>,
     /// Topic messages published by this node.
@@ -121,6 +129,10 @@ impl Metrics {
             read_repairs: Counter::default(),
             anti_entropy_rounds: Counter::default(),
             anti_entropy_keys: Counter::default(),
+            anti_entropy_failures: Family::default(),
+            anti_entropy_bytes: Counter::default(),
+            anti_entropy_keys_behind: Gauge::default(),
+            anti_entropy_ranges_pending: Gauge::default(),
             gossip_members: Family::default(),
             gossip_published: Counter::default(),
             gossip_delivered: Counter::default(),
@@ -205,6 +217,26 @@ impl Metrics {
             m.anti_entropy_keys.clone(),
         );
         registry.register(
+            "anti_entropy_failures",
+            "Anti-entropy rounds that failed, by reason",
+            m.anti_entropy_failures.clone(),
+        );
+        registry.register(
+            "anti_entropy_bytes",
+            "Bytes exchanged by anti-entropy",
+            m.anti_entropy_bytes.clone(),
+        );
+        registry.register(
+            "anti_entropy_keys_behind",
+            "Keys anti-entropy found newer on a partner and has not stored here yet",
+            m.anti_entropy_keys_behind.clone(),
+        );
+        registry.register(
+            "anti_entropy_ranges_pending",
+            "Differing digest ranges not compared yet",
+            m.anti_entropy_ranges_pending.clone(),
+        );
+        registry.register(
             "gossip_members",
             "Members known, by state",
             m.gossip_members.clone(),
@@ -235,6 +267,15 @@ impl Metrics {
     /// Counts a rejected inbound stream or request.
     pub fn reject(&self, reason: &str) {
         self.inbound_rejected
+            .get_or_create(&RejectLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed anti-entropy round.
+    pub fn anti_entropy_failure(&self, reason: &str) {
+        self.anti_entropy_failures
             .get_or_create(&RejectLabels {
                 reason: reason.to_string(),
             })

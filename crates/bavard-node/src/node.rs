@@ -81,6 +81,12 @@ pub(crate) struct Inner {
     pub(crate) committer: crate::replica::commit::Committer,
     /// Hints kept for replicas that were down.
     pub(crate) hints: crate::replica::hints::Hints,
+    /// The placement of keys, rebuilt when the members change.
+    pub(crate) placement: crate::replica::PlacementCache,
+    /// Anti-entropy progress and views.
+    pub(crate) sync: crate::replica::antientropy::SyncState,
+    /// The byte budget of background transfers (anti-entropy, hint delivery).
+    pub(crate) sync_pace: crate::replica::pace::Pace,
 }
 
 /// The routing key of a peer: SHA-256 of its id's bytes, as libp2p-kad.
@@ -222,6 +228,9 @@ impl Node {
             faults: crate::fault::FaultLayer::new(&config.fault_injection),
             committer,
             hints,
+            placement: crate::replica::PlacementCache::default(),
+            sync: crate::replica::antientropy::SyncState::default(),
+            sync_pace: crate::replica::pace::Pace::new(config.replication.sync_max_bytes_per_sec),
             config,
         });
         let node = Node { inner };
@@ -231,11 +240,15 @@ impl Node {
         let kv_task = tokio::spawn(crate::replica::server::run(node.clone()));
         let server_task = tokio::spawn(crate::kad::server::run(node.clone()));
         let jobs_task = tokio::spawn(crate::jobs::run(node.clone()));
+        let sync_task = tokio::spawn(crate::replica::antientropy::run(node.clone()));
+        let hints_task = tokio::spawn(crate::replica::hints::run(node.clone()));
         node.inner.tasks.lock().expect("tasks lock").extend([
             swarm_task,
             server_task,
             jobs_task,
             kv_task,
+            sync_task,
+            hints_task,
         ]);
         let gossip_tasks = crate::gossip::spawn(&node);
         node.inner
@@ -345,9 +358,20 @@ impl Node {
     /// Runs one anti-entropy round with `peer` now (it also runs periodically); returns how
     /// many keys were exchanged.
     pub async fn anti_entropy_with(&self, peer: PeerId) -> Result<usize, NodeError> {
-        crate::replica::antientropy::round_with(self, peer)
+        crate::replica::antientropy::round_now(self, peer)
             .await
             .map_err(NodeError::Timeout)
+    }
+
+    /// The limits of anti-entropy rounds, from the configuration.
+    pub(crate) fn sync_config(&self) -> bavard_replica::SyncConfig {
+        let rc = &self.inner.config.replication;
+        bavard_replica::SyncConfig {
+            max_batch_bytes: rc.max_batch_bytes,
+            max_batch_records: rc.max_batch_records,
+            max_entries: rc.max_digest_entries,
+            ..bavard_replica::SyncConfig::default()
+        }
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), NodeError> {
@@ -552,6 +576,7 @@ impl Node {
         let records = self.inner.store.len().unwrap_or(0);
         let routing_table_size = self.inner.table.lock().expect("table lock").len();
         let connected = self.inner.connected.lock().expect("connected lock").len();
+        let (keys_behind, ranges_pending) = self.inner.sync.behind();
         Status {
             peer_id: self.inner.peer_id.to_string(),
             listen_addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
@@ -561,6 +586,11 @@ impl Node {
             connected_peers: connected,
             uptime_s: self.inner.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            replication: crate::api::ReplicationStatus {
+                keys_behind,
+                ranges_pending,
+                hints_queued: self.inner.hints.len(),
+            },
         }
     }
 
@@ -787,6 +817,13 @@ impl Inner {
                 open.remove(&peer);
             }
         }
+    }
+
+    /// Updates the anti-entropy progress gauges.
+    pub(crate) fn refresh_sync_gauges(&self) {
+        let (keys, ranges) = self.sync.behind();
+        self.metrics.anti_entropy_keys_behind.set(keys as i64);
+        self.metrics.anti_entropy_ranges_pending.set(ranges as i64);
     }
 
     /// Updates the gauges that mirror state kept elsewhere.

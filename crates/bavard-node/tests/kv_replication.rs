@@ -210,6 +210,84 @@ async fn quorum_writes_survive_a_dead_replica_which_catches_up_when_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_down_while_thousands_of_keys_were_written_gets_all_of_its_share_back() {
+    use futures::StreamExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path()).await;
+    c.kill(4).await;
+    // 4,000 values of 1 KiB: far more than one frame holds, in every direction (digest
+    // listings, fetches, pushes and hint batches).
+    let keys: Vec<String> = (0..4_000).map(|i| format!("bulk-{i}")).collect();
+    let writer = c.node(0).clone();
+    let value = vec![b'x'; 1024];
+    let failures = futures::stream::iter(keys.clone())
+        .map(|k| {
+            let w = writer.clone();
+            let v = value.clone();
+            async move {
+                tokio::time::timeout(
+                    Duration::from_secs(30),
+                    w.put(k.into_bytes(), v, PutOptions::default()),
+                )
+                .await
+                .map_err(|_| NodeError::Timeout("put".into()))
+                .and_then(|r| r)
+                .is_err()
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    assert_eq!(
+        failures, 0,
+        "every quorum write succeeds with one node down"
+    );
+    c.restart(4).await;
+    let back = c.node(4).clone();
+    let share: Vec<String> = keys
+        .iter()
+        .filter(|k| c.replicas(k.as_bytes()).contains(&4))
+        .cloned()
+        .collect();
+    assert!(share.len() > 1_500, "node 4's share: {}", share.len());
+    eventually(
+        "the returning replica holds every key of its share",
+        Duration::from_secs(120),
+        || {
+            let back = back.clone();
+            let share = share.clone();
+            async move {
+                share
+                    .iter()
+                    .all(|k| matches!(back.local_record(k.as_bytes()), Ok(Some(_))))
+            }
+        },
+    )
+    .await;
+    let nodes: Vec<Node> = c.live().into_iter().map(|i| c.node(i).clone()).collect();
+    eventually("no hint is left queued", Duration::from_secs(60), || {
+        let nodes = nodes.clone();
+        async move {
+            nodes
+                .iter()
+                .all(|n| n.status().replication.hints_queued == 0)
+        }
+    })
+    .await;
+    eventually(
+        "the returning replica reports nothing behind",
+        Duration::from_secs(60),
+        || {
+            let back = back.clone();
+            async move { back.status().replication.keys_behind == 0 }
+        },
+    )
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_key_stays_deleted_after_every_node_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cluster::start(dir.path()).await;

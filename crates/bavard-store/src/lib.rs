@@ -7,6 +7,8 @@
 //!   `&self`), with two backends: [`MemoryStore`] and the persistent [`RedbStore`].
 //! - [`Record`] (a [`Value`] or a tombstone, with a [`Version`]) and [`ProviderRecord`].
 //! - [`Hlc`]: a sans-IO hybrid logical clock to stamp versions.
+//! - [`digest`]: per-leaf digests of the stored keys and versions, kept up to date by every
+//!   write, so anti-entropy finds what two replicas disagree on without a scan.
 //! - [`StoreLimits`]: every resource bound, with documented defaults; violations are typed
 //!   [`StoreError`]s.
 //!
@@ -40,6 +42,7 @@
 
 mod codec;
 mod config;
+pub mod digest;
 mod error;
 pub mod hlc;
 mod limits;
@@ -53,6 +56,7 @@ mod version;
 
 pub use codec::{DecodeError, FORMAT_V1};
 pub use config::{DEFAULT_TOMBSTONE_GRACE_MS, StoreConfig};
+pub use digest::{DigestEntry, LEAF_BITS, LEAF_COUNT, LeafDigest};
 pub use error::StoreError;
 pub use hlc::{ClockError, Hlc, HlcTimestamp};
 pub use limits::StoreLimits;

@@ -7,6 +7,9 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::config::StoreConfig;
+use crate::digest::{
+    DigestEntry, IndexRow, LeafDigest, Leaves, index_key, key_of_index, leaf_of_hash, leaf_start,
+};
 use crate::error::StoreError;
 use crate::merge::plan_batch;
 use crate::provider::ProviderRecord;
@@ -29,6 +32,9 @@ struct Inner {
     provider_count: usize,
     /// Keys with a provider record whose provider is the local peer.
     provided: BTreeSet<Vec<u8>>,
+    /// The digest index: `SHA-256(key) ‖ key` → entry hash, version, expiry.
+    index: BTreeMap<Vec<u8>, IndexRow>,
+    leaves: Leaves,
 }
 
 impl MemoryStore {
@@ -53,6 +59,28 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Writes `record` and its index row, replacing the key's previous ones.
+    fn insert_record(&mut self, key: Vec<u8>, record: Record) {
+        let ik = index_key(&key);
+        let leaf = leaf_of_hash(ik[..32].try_into().expect("32-byte hash"));
+        let row = IndexRow::of(&record);
+        self.leaves.add(leaf, row.hash);
+        if let Some(old) = self.index.insert(ik, row) {
+            self.leaves.remove(leaf, old.hash);
+        }
+        self.records.insert(key, record);
+    }
+
+    /// Removes the record under `key` and its index row; whether it existed.
+    fn remove_record(&mut self, key: &[u8]) -> bool {
+        let ik = index_key(key);
+        if let Some(old) = self.index.remove(&ik) {
+            let leaf = leaf_of_hash(ik[..32].try_into().expect("32-byte hash"));
+            self.leaves.remove(leaf, old.hash);
+        }
+        self.records.remove(key).is_some()
+    }
+
     fn remove_provider(&mut self, key: &[u8], provider: &[u8], local: &[u8]) -> bool {
         let Some(per_key) = self.providers.get_mut(key) else {
             return false;
@@ -92,12 +120,19 @@ impl RecordStore for MemoryStore {
         let plan = plan_batch(records, now_ms, &self.config.limits, len, |key| {
             Ok(inner.records.get(key).cloned())
         })?;
-        inner.records.extend(plan.writes);
+        for (key, record) in plan.writes {
+            inner.insert_record(key, record);
+        }
         Ok(plan.outcomes)
     }
 
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.lock().records.remove(key).is_some())
+        Ok(self.lock().remove_record(key))
+    }
+
+    fn remove_batch(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        Ok(keys.iter().filter(|k| inner.remove_record(k)).count())
     }
 
     fn add_provider(&self, record: ProviderRecord, now_ms: u64) -> Result<(), StoreError> {
@@ -200,17 +235,19 @@ impl RecordStore for MemoryStore {
         let local = self.config.local_peer.as_slice();
         let mut stats = ExpireStats::default();
         let mut inner = self.lock();
-        inner.records.retain(|_, r| {
+        let mut doomed = Vec::new();
+        for r in inner.records.values() {
             if r.is_expired(now_ms) {
                 stats.records_expired += 1;
-                false
+                doomed.push(r.key.clone());
             } else if r.is_purgeable_tombstone(now_ms, grace) {
                 stats.tombstones_purged += 1;
-                false
-            } else {
-                true
+                doomed.push(r.key.clone());
             }
-        });
+        }
+        for key in doomed {
+            inner.remove_record(&key);
+        }
         let expired: Vec<(Vec<u8>, Vec<u8>)> = inner
             .providers
             .values()
@@ -227,6 +264,35 @@ impl RecordStore for MemoryStore {
 
     fn len(&self) -> Result<usize, StoreError> {
         Ok(self.lock().records.len())
+    }
+
+    fn leaf_digests(&self) -> Result<Vec<LeafDigest>, StoreError> {
+        Ok(self.lock().leaves.to_vec())
+    }
+
+    fn leaf_entries(
+        &self,
+        leaf: u16,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<DigestEntry>, StoreError> {
+        let inner = self.lock();
+        let start = match after.map(index_key) {
+            Some(ik) if ik[..2] >= leaf.to_be_bytes()[..] => Bound::Excluded(ik),
+            _ => Bound::Included(leaf_start(leaf)),
+        };
+        Ok(inner
+            .index
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take_while(|(k, _)| k[..2] == leaf.to_be_bytes())
+            .filter(|(_, row)| !row.is_expired(now_ms))
+            .take(limit)
+            .map(|(k, row)| DigestEntry {
+                key: key_of_index(k).unwrap_or_default().to_vec(),
+                version: row.version.clone(),
+            })
+            .collect())
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {

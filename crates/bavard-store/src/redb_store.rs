@@ -6,13 +6,19 @@
 //! - `providers`: `u32 len ‖ key ‖ provider` → provider row, so one key's providers are one
 //!   range;
 //! - `provided`: key → empty, the keys the local peer provides (an index for republishing and
-//!   for `max_provided_keys`).
+//!   for `max_provided_keys`);
+//! - `digest`: `SHA-256(key) ‖ key` → entry hash, expiry and version, one row per record, written
+//!   in the same transaction as the record (see [`crate::digest`]). The leaf digests are
+//!   computed from it at open and then kept in memory. A file without the table (written by an
+//!   older version), or whose index does not count as many rows as `records`, has its index
+//!   rebuilt at open.
 //!
 //! Every write method is one redb write transaction committed with `Durability::Immediate`;
 //! read methods use read transactions (MVCC snapshots that never block the writer).
 
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use redb::{
     Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -24,6 +30,10 @@ use crate::codec::{
     provider_prefix,
 };
 use crate::config::StoreConfig;
+use crate::digest::{
+    Change, DigestEntry, IndexRow, LeafDigest, Leaves, index_key, key_of_index, leaf_of_hash,
+    leaf_start,
+};
 use crate::error::StoreError;
 use crate::merge::plan_batch;
 use crate::provider::ProviderRecord;
@@ -33,6 +43,7 @@ use crate::store::{ExpireStats, PutOutcome, RecordStore, StoreStats};
 const RECORDS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("records");
 const PROVIDERS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("providers");
 const PROVIDED: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("provided");
+const DIGEST: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("digest");
 
 /// A persistent [`RecordStore`] in one redb file.
 ///
@@ -55,6 +66,7 @@ const PROVIDED: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("p
 pub struct RedbStore {
     db: Database,
     config: StoreConfig,
+    leaves: Mutex<Leaves>,
 }
 
 fn storage<E: Into<redb::Error>>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
@@ -79,11 +91,25 @@ impl RedbStore {
     pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(storage("open"))?;
         let txn = db.begin_write().map_err(storage("open"))?;
-        for table in [RECORDS, PROVIDERS, PROVIDED] {
+        for table in [RECORDS, PROVIDERS, PROVIDED, DIGEST] {
             txn.open_table(table).map_err(storage("open"))?;
         }
         txn.commit().map_err(storage("open"))?;
-        Ok(Self { db, config })
+        let leaves = load_digest(&db)?;
+        Ok(Self {
+            db,
+            config,
+            leaves: Mutex::new(leaves),
+        })
+    }
+
+    fn apply(&self, changes: &[Change]) {
+        if !changes.is_empty() {
+            self.leaves
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .apply(changes);
+        }
     }
 
     /// The store's configuration.
@@ -101,6 +127,90 @@ impl RedbStore {
         });
         Ok(txn)
     }
+}
+
+/// Rebuilds the digest index when it does not match the records (a file from an older version,
+/// or an index that lost rows), then computes the leaf digests from it.
+fn load_digest(db: &Database) -> Result<Leaves, StoreError> {
+    let txn = db.begin_read().map_err(storage("open"))?;
+    let records = len_of(&txn.open_table(RECORDS).map_err(storage("open"))?, "open")?;
+    let indexed = len_of(&txn.open_table(DIGEST).map_err(storage("open"))?, "open")?;
+    drop(txn);
+    if records != indexed {
+        let txn = db.begin_write().map_err(storage("open"))?;
+        txn.delete_table(DIGEST).map_err(storage("open"))?;
+        {
+            let records = txn.open_table(RECORDS).map_err(storage("open"))?;
+            let mut digest = txn.open_table(DIGEST).map_err(storage("open"))?;
+            for entry in records.iter().map_err(storage("open"))? {
+                let (k, v) = entry.map_err(storage("open"))?;
+                // A corrupt row is left out of the index; reads report it where it is used.
+                if let Ok(record) = decode_record(k.value(), v.value()) {
+                    digest
+                        .insert(
+                            index_key(k.value()).as_slice(),
+                            IndexRow::of(&record).encode().as_slice(),
+                        )
+                        .map_err(storage("open"))?;
+                }
+            }
+        }
+        txn.commit().map_err(storage("open"))?;
+    }
+    let txn = db.begin_read().map_err(storage("open"))?;
+    let digest = txn.open_table(DIGEST).map_err(storage("open"))?;
+    let mut leaves = Leaves::default();
+    for entry in digest.iter().map_err(storage("open"))? {
+        let (k, v) = entry.map_err(storage("open"))?;
+        if let (Some(hash), Some(row)) = (k.value().get(..32), IndexRow::decode(v.value())) {
+            leaves.add(leaf_of_hash(hash.try_into().expect("32 bytes")), row.hash);
+        }
+    }
+    Ok(leaves)
+}
+
+/// Writes the index row of `record`, replacing the previous one; records the digest changes.
+fn index_put(
+    digest: &mut Table<'_, &'static [u8], &'static [u8]>,
+    record: &Record,
+    changes: &mut Vec<Change>,
+    operation: &'static str,
+) -> Result<(), StoreError> {
+    let ik = index_key(&record.key);
+    let leaf = leaf_of_hash(ik[..32].try_into().expect("32-byte hash"));
+    let row = IndexRow::of(record);
+    changes.push(Change::Add {
+        leaf,
+        hash: row.hash,
+    });
+    let old = digest
+        .insert(ik.as_slice(), row.encode().as_slice())
+        .map_err(storage(operation))?;
+    if let Some(old) = old.and_then(|o| IndexRow::decode(o.value())) {
+        changes.push(Change::Remove {
+            leaf,
+            hash: old.hash,
+        });
+    }
+    Ok(())
+}
+
+/// Removes the index row of `key`; records the digest change.
+fn index_remove(
+    digest: &mut Table<'_, &'static [u8], &'static [u8]>,
+    key: &[u8],
+    changes: &mut Vec<Change>,
+    operation: &'static str,
+) -> Result<(), StoreError> {
+    let ik = index_key(key);
+    let old = digest.remove(ik.as_slice()).map_err(storage(operation))?;
+    if let Some(old) = old.and_then(|o| IndexRow::decode(o.value())) {
+        changes.push(Change::Remove {
+            leaf: leaf_of_hash(ik[..32].try_into().expect("32-byte hash")),
+            hash: old.hash,
+        });
+    }
+    Ok(())
 }
 
 fn get_record(
@@ -190,15 +300,17 @@ impl RecordStore for RedbStore {
             self.config.limits.check_record(record)?;
         }
         let txn = self.begin_write("put")?;
+        let mut changes = Vec::new();
         let outcomes = {
             let mut table = txn.open_table(RECORDS).map_err(storage("put"))?;
+            let mut digest = txn.open_table(DIGEST).map_err(storage("put"))?;
             let len = len_of(&table, "put")?;
             // On error the transaction is dropped, which aborts it: nothing is written.
             let plan = plan_batch(records, now_ms, &self.config.limits, len, |key| {
                 get_record(&table, key)
             })?;
             if plan.writes.is_empty() {
-                drop(table);
+                drop((table, digest));
                 txn.abort().map_err(storage("put"))?;
                 return Ok(plan.outcomes);
             }
@@ -206,20 +318,39 @@ impl RecordStore for RedbStore {
                 table
                     .insert(key.as_slice(), encode_record(record).as_slice())
                     .map_err(storage("put"))?;
+                index_put(&mut digest, record, &mut changes, "put")?;
             }
             plan.outcomes
         };
         txn.commit().map_err(storage("put"))?;
+        self.apply(&changes);
         Ok(outcomes)
     }
 
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.remove_batch(&[key.to_vec()])? == 1)
+    }
+
+    fn remove_batch(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
         let txn = self.begin_write("remove")?;
-        let removed = {
+        let mut changes = Vec::new();
+        let mut removed = 0;
+        {
             let mut table = txn.open_table(RECORDS).map_err(storage("remove"))?;
-            table.remove(key).map_err(storage("remove"))?.is_some()
-        };
+            let mut digest = txn.open_table(DIGEST).map_err(storage("remove"))?;
+            for key in keys {
+                index_remove(&mut digest, key, &mut changes, "remove")?;
+                if table
+                    .remove(key.as_slice())
+                    .map_err(storage("remove"))?
+                    .is_some()
+                {
+                    removed += 1;
+                }
+            }
+        }
         txn.commit().map_err(storage("remove"))?;
+        self.apply(&changes);
         Ok(removed)
     }
 
@@ -356,8 +487,10 @@ impl RecordStore for RedbStore {
         let local = self.config.local_peer.as_slice();
         let mut stats = ExpireStats::default();
         let txn = self.begin_write("expire")?;
+        let mut changes = Vec::new();
         {
             let mut records = txn.open_table(RECORDS).map_err(storage("expire"))?;
+            let mut digest = txn.open_table(DIGEST).map_err(storage("expire"))?;
             let mut doomed = Vec::new();
             for entry in records.iter().map_err(storage("expire"))? {
                 let (k, v) = entry.map_err(storage("expire"))?;
@@ -376,6 +509,7 @@ impl RecordStore for RedbStore {
             }
             for key in doomed {
                 records.remove(key.as_slice()).map_err(storage("expire"))?;
+                index_remove(&mut digest, &key, &mut changes, "expire")?;
             }
 
             let mut providers = txn.open_table(PROVIDERS).map_err(storage("expire"))?;
@@ -399,6 +533,7 @@ impl RecordStore for RedbStore {
             txn.abort().map_err(storage("expire"))?;
         } else {
             txn.commit().map_err(storage("expire"))?;
+            self.apply(&changes);
         }
         Ok(stats)
     }
@@ -407,6 +542,66 @@ impl RecordStore for RedbStore {
         let txn = self.db.begin_read().map_err(storage("len"))?;
         let table = txn.open_table(RECORDS).map_err(storage("len"))?;
         len_of(&table, "len")
+    }
+
+    fn leaf_digests(&self) -> Result<Vec<LeafDigest>, StoreError> {
+        Ok(self
+            .leaves
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .to_vec())
+    }
+
+    fn leaf_entries(
+        &self,
+        leaf: u16,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<DigestEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("leaf_entries"))?;
+        let digest = txn.open_table(DIGEST).map_err(storage("leaf_entries"))?;
+        let first = leaf_start(leaf);
+        let after = after.map(index_key).filter(|ik| ik[..2] >= first[..]);
+        let start = match &after {
+            Some(ik) => Bound::Excluded(ik.as_slice()),
+            None => Bound::Included(first.as_slice()),
+        };
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for entry in digest
+            .range::<&[u8]>((start, Bound::Unbounded))
+            .map_err(storage("leaf_entries"))?
+        {
+            let (k, v) = entry.map_err(storage("leaf_entries"))?;
+            let ik = k.value();
+            if ik.get(..2) != Some(first.as_slice()) {
+                break;
+            }
+            let (Some(key), Some(row)) = (key_of_index(ik), IndexRow::decode(v.value())) else {
+                return Err(StoreError::Corrupt {
+                    table: "digest",
+                    key: ik.to_vec(),
+                    source: codec::DecodeError::Truncated {
+                        field: "index row",
+                        needed: 24,
+                        remaining: v.value().len(),
+                    },
+                });
+            };
+            if !row.is_expired(now_ms) {
+                out.push(DigestEntry {
+                    key: key.to_vec(),
+                    version: row.version,
+                });
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {

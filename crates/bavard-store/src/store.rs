@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{DigestEntry, LeafDigest};
 use crate::error::StoreError;
 use crate::provider::ProviderRecord;
 use crate::record::Record;
@@ -104,6 +105,14 @@ pub trait RecordStore: Send + Sync {
     /// [`StoreError::Storage`].
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError>;
 
+    /// Physically removes the records under `keys` in one commit (one fsync), as
+    /// [`RecordStore::remove`] does for one. Returns how many rows existed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`]; nothing was removed.
+    fn remove_batch(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError>;
+
     /// Adds or refreshes the provider record for `(record.key, record.provider)`.
     ///
     /// A re-announcement by a known provider always replaces its record, even when the key is
@@ -180,6 +189,31 @@ pub trait RecordStore: Send + Sync {
     fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
     }
+
+    /// The digest of every leaf of the key-hash space ([`crate::digest`]), indexed by leaf:
+    /// [`crate::LEAF_COUNT`] entries covering every stored record (expired rows not yet purged
+    /// included). O(1) in the store's size: the digests are kept up to date by every write.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`].
+    fn leaf_digests(&self) -> Result<Vec<LeafDigest>, StoreError>;
+
+    /// Up to `limit` entries of `leaf` (key and version, no value), unexpired at `now_ms`, in
+    /// index order (key hash, then key), starting strictly after the entry of key `after`
+    /// (from the leaf's first entry when `None`). Reads only the leaf's index rows. Page through
+    /// a leaf by passing the last key returned; a page shorter than `limit` is the end.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] (an index row that cannot be decoded) or [`StoreError::Storage`].
+    fn leaf_entries(
+        &self,
+        leaf: u16,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<DigestEntry>, StoreError>;
 
     /// Counts of stored rows. May scan the whole store (O(n)).
     ///

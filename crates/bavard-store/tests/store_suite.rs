@@ -1,8 +1,8 @@
 //! The same behavioural suite, run against every `RecordStore` backend.
 
 use bavard_store::{
-    HlcTimestamp, MemoryStore, ProviderRecord, PutOutcome, Record, RecordStore, RedbStore,
-    StoreConfig, StoreError, StoreLimits, Version,
+    HlcTimestamp, LEAF_COUNT, LeafDigest, MemoryStore, ProviderRecord, PutOutcome, Record,
+    RecordStore, RedbStore, StoreConfig, StoreError, StoreLimits, Version, digest,
 };
 use tempfile::TempDir;
 
@@ -506,6 +506,164 @@ mod cases {
         assert_eq!(stats.provider_records, 2);
         assert_eq!(stats.provided_keys, 1);
     }
+
+    /// The leaf digests recomputed from the records themselves.
+    fn digests_from_records(store: &dyn RecordStore) -> Vec<LeafDigest> {
+        let mut leaves = vec![LeafDigest::default(); LEAF_COUNT];
+        for r in store.scan(None, usize::MAX, 0).unwrap() {
+            let leaf = usize::from(digest::leaf_of(&r.key));
+            leaves[leaf].hash ^= digest::entry_hash(&r.key, &r.version);
+            leaves[leaf].count += 1;
+        }
+        leaves
+    }
+
+    pub(super) fn leaf_digests_follow_every_write_remove_and_expiry(make: Make) {
+        let f = make(config());
+        for i in 0..40u32 {
+            f.store
+                .put(data(&i.to_be_bytes(), b"v", 1, b"w"), 0)
+                .unwrap();
+        }
+        assert_eq!(
+            f.store.leaf_digests().unwrap(),
+            digests_from_records(&*f.store)
+        );
+        // Overwrites, stale puts, tombstones, removals and expiry all keep the index exact.
+        f.store
+            .put(data(&3u32.to_be_bytes(), b"new", 2, b"w"), 0)
+            .unwrap();
+        f.store
+            .put(data(&4u32.to_be_bytes(), b"old", 0, b"w"), 0)
+            .unwrap();
+        f.store
+            .put(
+                Record::tombstone(5u32.to_be_bytes().to_vec(), 0, version(3, b"w")),
+                0,
+            )
+            .unwrap();
+        f.store.remove(&6u32.to_be_bytes()).unwrap();
+        assert_eq!(
+            f.store
+                .remove_batch(&[8u32.to_be_bytes().to_vec(), b"absent".to_vec()])
+                .unwrap(),
+            1
+        );
+        f.store
+            .put(data(&8u32.to_be_bytes(), b"back", 1, b"w"), 0)
+            .unwrap();
+        f.store
+            .put(
+                data(&7u32.to_be_bytes(), b"short", 4, b"w").with_expiry(100),
+                0,
+            )
+            .unwrap();
+        assert_eq!(
+            f.store.leaf_digests().unwrap(),
+            digests_from_records(&*f.store)
+        );
+        f.store.expire(200).unwrap();
+        assert_eq!(f.store.len().unwrap(), 38);
+        assert_eq!(
+            f.store.leaf_digests().unwrap(),
+            digests_from_records(&*f.store)
+        );
+        let total: u32 = f
+            .store
+            .leaf_digests()
+            .unwrap()
+            .iter()
+            .map(|l| l.count)
+            .sum();
+        assert_eq!(total, 38);
+    }
+
+    pub(super) fn same_records_give_the_same_digests_whatever_the_order(make: Make) {
+        let a = make(config());
+        let b = make(config());
+        let records: Vec<Record> = (0..30u8)
+            .map(|i| data(&[i], &[i], u64::from(i % 4) + 1, b"w"))
+            .collect();
+        a.store.put_batch(records.clone(), 0).unwrap();
+        for r in records.iter().rev() {
+            b.store.put(r.clone(), 0).unwrap();
+        }
+        assert_eq!(
+            a.store.leaf_digests().unwrap(),
+            b.store.leaf_digests().unwrap()
+        );
+        b.store.put(data(&[7], b"x", 9, b"w"), 0).unwrap();
+        let (da, db) = (
+            a.store.leaf_digests().unwrap(),
+            b.store.leaf_digests().unwrap(),
+        );
+        let differing: Vec<usize> = (0..LEAF_COUNT).filter(|&i| da[i] != db[i]).collect();
+        assert_eq!(differing, vec![usize::from(digest::leaf_of(&[7]))]);
+    }
+
+    pub(super) fn leaf_entries_list_one_leaf_in_pages_without_expired_ones(make: Make) {
+        let f = make(config());
+        // Keys whose hashes fall in one leaf.
+        let target = digest::leaf_of(b"k0");
+        let mut keys: Vec<Vec<u8>> = (0u32..2_000_000)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|k| digest::leaf_of(k) == target)
+            .take(5)
+            .collect();
+        assert_eq!(keys.len(), 5);
+        for (i, k) in keys.iter().enumerate() {
+            let mut r = data(k, b"v", i as u64 + 1, b"w");
+            if i == 2 {
+                r = r.with_expiry(50);
+            }
+            f.store.put(r, 0).unwrap();
+        }
+        f.store.put(data(b"elsewhere", b"v", 1, b"w"), 0).unwrap();
+        keys.sort_by_key(|k| digest::key_hash(k));
+        let mut seen = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = f
+                .store
+                .leaf_entries(target, after.as_deref(), 2, 60)
+                .unwrap();
+            let done = page.len() < 2;
+            after = page.last().map(|e| e.key.clone());
+            seen.extend(page);
+            if done {
+                break;
+            }
+        }
+        let expired = digest::key_hash(&{
+            let mut k = keys.clone();
+            k.retain(|k| f.store.get(k, 60).unwrap().is_none());
+            k[0].clone()
+        });
+        let want: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|k| digest::key_hash(k) != expired)
+            .cloned()
+            .collect();
+        assert_eq!(seen.iter().map(|e| e.key.clone()).collect::<Vec<_>>(), want);
+        assert!(
+            seen.iter()
+                .all(|e| f.store.get(&e.key, 0).unwrap().unwrap().version == e.version)
+        );
+        // Before the expiry, all five are listed.
+        assert_eq!(f.store.leaf_entries(target, None, 10, 0).unwrap().len(), 5);
+        // A cursor from a lower leaf starts at the leaf's first entry.
+        let other = (0u32..)
+            .map(|i| format!("o{i}").into_bytes())
+            .find(|k| digest::leaf_of(k) < target)
+            .unwrap();
+        assert_eq!(
+            f.store
+                .leaf_entries(target, Some(&other), 10, 0)
+                .unwrap()
+                .len(),
+            5
+        );
+    }
 }
 
 macro_rules! suite {
@@ -546,6 +704,9 @@ both!(
     provider_record_limits_are_typed_errors,
     provided_lists_local_records_and_is_capped,
     stats_count_records_tombstones_and_providers,
+    leaf_digests_follow_every_write_remove_and_expiry,
+    same_records_give_the_same_digests_whatever_the_order,
+    leaf_entries_list_one_leaf_in_pages_without_expired_ones,
 );
 
 mod properties {
@@ -666,6 +827,37 @@ fn redb_store_finds_everything_after_reopen() {
         store.put(data(b"c", b"old", 5, b"w"), 0).unwrap(),
         PutOutcome::Stale { .. }
     ));
+}
+
+#[test]
+fn redb_store_rebuilds_a_missing_digest_index_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let before = {
+        let store = RedbStore::open(&path, config()).unwrap();
+        for i in 0..50u8 {
+            store.put(data(&[i], b"v", 1, b"w"), 0).unwrap();
+        }
+        store.leaf_digests().unwrap()
+    };
+    {
+        // As a file written before the index existed: drop the table.
+        let db = ::redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table: ::redb::TableDefinition<&[u8], &[u8]> = ::redb::TableDefinition::new("digest");
+        txn.delete_table(table).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path, config()).unwrap();
+    assert_eq!(store.leaf_digests().unwrap(), before);
+    let leaf = digest::leaf_of(&[9]);
+    assert!(
+        store
+            .leaf_entries(leaf, None, 10, 0)
+            .unwrap()
+            .iter()
+            .any(|e| e.key == [9])
+    );
 }
 
 #[test]

@@ -138,6 +138,25 @@ impl Gossip {
             .max(1)
     }
 
+    /// Members that are alive or suspect (not declared dead, not departed), this node included
+    /// when it is a member.
+    pub(crate) fn healthy_members(&self) -> Vec<PeerId> {
+        let members = self.members.lock().expect("members lock");
+        members
+            .iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Whether the membership holds `peer` for dead or departed.
+    pub(crate) fn is_down(&self, peer: &PeerId) -> bool {
+        let members = self.members.lock().expect("members lock");
+        members
+            .iter()
+            .any(|m| m.id == *peer && matches!(m.state, MemberState::Dead | MemberState::Left))
+    }
+
     /// The `n` alive members closest to `target`, this node excluded, nearest first.
     pub(crate) fn closest_alive(
         &self,
@@ -155,22 +174,6 @@ impl Gossip {
         alive.sort_by_key(|(_, k)| k.distance(target));
         alive.truncate(n);
         alive
-    }
-
-    /// Members that have not left (alive, suspect or dead), this node included when it is a
-    /// member, sorted by distance to `target`, with whether each is dead. The replicated store
-    /// places keys with it: in a converged cluster this is the true preference list, without a
-    /// lookup (Dynamo and Cassandra's zero-hop routing).
-    pub(crate) fn closest_members(&self, target: &Key) -> Vec<(PeerId, bool)> {
-        let members = self.members.lock().expect("members lock");
-        let mut list: Vec<(PeerId, Key, bool)> = members
-            .iter()
-            .filter(|m| m.state != MemberState::Left)
-            .map(|m| (m.id, m.key, m.state == MemberState::Dead))
-            .collect();
-        drop(members);
-        list.sort_by_key(|(_, k, _)| k.distance(target));
-        list.into_iter().map(|(p, _, dead)| (p, dead)).collect()
     }
 
     fn is_blocked(&self, peer: &PeerId) -> bool {

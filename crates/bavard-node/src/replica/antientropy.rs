@@ -1,272 +1,312 @@
-//! Anti-entropy: replicas compare hashed digests of the keys they share and exchange only what
-//! differs (Dynamo §4.7 uses Merkle trees per key range; this is a two-level tree).
+//! The anti-entropy driver: runs the replica core's rounds ([`bavard_replica::sync`]) with this
+//! node's partners over `/bavard/kv/1`.
 //!
-//! Level 1 is 256 bucket hashes (bucket = first byte of SHA-256(key); hash = XOR of a 64-bit hash
-//! of each `key ‖ version` in the bucket), over the keys for which both peers are in the
-//! preference list as the sender sees it. Level 2, only for buckets whose hashes differ, is the
-//! responder's list of keys and versions. The initiator then pulls the keys where the responder
-//! is newer and pushes those where it is newer itself. With converged membership views both sides
-//! filter the same keys and identical replicas exchange 2 KiB and nothing else.
+//! A round compares a three-level hash tree of the leaves two replicas share, lists the entries
+//! of the leaves that differ, pulls what the peer has newer and pushes what it lacks, every
+//! message bounded in bytes below the frame limit. Scheduling:
+//!
+//! - every `replication.anti_entropy_interval_secs`, a round with the next partner in turn;
+//! - a partner seen for the first time — this node just started, or the partner joined or came
+//!   back after being declared dead — gets a round at once;
+//! - a round that moved many keys is followed at once by a round with the next partner, so a
+//!   replica that missed writes pulls them at the speed of the network and the disk (paced by
+//!   `replication.sync_max_bytes_per_sec` so client requests keep their latency) rather than
+//!   one round per interval.
+//!
+//! Failed rounds are counted in `bavard_anti_entropy_failures_total{reason}` and logged at warn
+//! once per peer and reason. How far behind this node is (keys known newer elsewhere and not yet
+//! stored, differing ranges not yet compared) is in `/v1/status` and two gauges.
 
-use bavard_store::RecordStore as _;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bavard_proto::store as pb;
-use bavard_routing::Key;
-use bavard_store::Version;
+use bavard_replica::{Initiator, LeafSet, Placement, Step, SyncStats};
+use bavard_store::PutOutcome;
 use libp2p::PeerId;
-use rand::seq::IndexedRandom as _;
-use sha2::{Digest as _, Sha256};
 
-use super::wire::{record_to_pb, version_from_pb, version_to_pb};
-use crate::node::{Node, peer_key};
+use super::wire::{WireError, sync_request_to_pb, sync_response_from_pb};
+use crate::config::secs;
+use crate::node::{Node, RequestError};
 use crate::util::unix_ms;
 
-/// Buckets in a level-1 digest.
-pub(crate) const BUCKETS: usize = 256;
+/// A round that moved at least this many keys is followed at once by another.
+const CATCH_UP_THRESHOLD: usize = 256;
 
-/// Records read per page while computing a digest.
-const PAGE: usize = 512;
+/// Most (peer, reason) pairs remembered for warn-once logging.
+const MAX_WARNED: usize = 1024;
 
-fn entry_hash(key: &[u8], v: &Version) -> u64 {
-    let mut h = Sha256::new();
-    h.update((key.len() as u64).to_be_bytes());
-    h.update(key);
-    h.update(v.hlc.to_be_bytes());
-    h.update(&v.writer);
-    let out = h.finalize();
-    u64::from_be_bytes(out[..8].try_into().expect("8 bytes"))
+/// The leaves this node shares with each partner, for one placement.
+pub(crate) struct SyncView {
+    placement: Arc<Placement<PeerId>>,
+    shared: Vec<(PeerId, LeafSet)>,
 }
 
-/// A digest of the keys this node shares with `peer`, with the per-bucket entries.
-struct LocalDigest {
-    buckets: Vec<u64>,
-    entries: Vec<Vec<(Vec<u8>, Version)>>,
-}
+impl SyncView {
+    fn partners(&self) -> Vec<PeerId> {
+        self.shared.iter().map(|(p, _)| *p).collect()
+    }
 
-impl Node {
-    /// The preference list of `key` as this node sees it, without any network round trip: the
-    /// membership's N closest members when gossip knows others, else the routing table's.
-    pub(crate) fn local_preference_list(&self, key: &[u8], n: usize) -> Vec<PeerId> {
-        let target = Key::hash(key);
-        let members = self.inner.gossip.closest_members(&target);
-        if members.len() > 1 {
-            // The same healthy-first list the coordinator writes to.
-            return members
-                .into_iter()
-                .filter(|(_, dead)| !dead)
-                .take(n)
-                .map(|(p, _)| p)
-                .collect();
-        }
-        let mut peers: Vec<PeerId> = self
-            .inner
-            .table
-            .lock()
-            .expect("table lock")
-            .closest(&target, n)
-            .into_iter()
-            .map(|e| e.peer)
-            .collect();
-        peers.push(self.inner.peer_id);
-        peers.sort_by_key(|p| peer_key(p).distance(&target));
-        peers.truncate(n);
-        peers
+    fn leaves_with(&self, peer: &PeerId) -> LeafSet {
+        self.shared
+            .iter()
+            .find(|(p, _)| p == peer)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
     }
 }
 
-fn local_digest(node: &Node, peer: &PeerId) -> Result<LocalDigest, String> {
-    let n = node.inner.config.kad.replication_factor;
+/// Anti-entropy state kept across rounds.
+#[derive(Default)]
+pub(crate) struct SyncState {
+    view: Mutex<Option<Arc<SyncView>>>,
+    /// Per partner: keys behind and leaves pending, from the last (or current) round.
+    progress: Mutex<HashMap<PeerId, (usize, usize)>>,
+    warned: Mutex<HashSet<(PeerId, &'static str)>>,
+}
+
+impl SyncState {
+    /// Keys known to be newer on a partner and not stored here yet, and differing leaves not
+    /// compared yet, summed over partners.
+    pub(crate) fn behind(&self) -> (usize, usize) {
+        let progress = self.progress.lock().expect("progress lock");
+        progress
+            .values()
+            .fold((0, 0), |(k, l), (pk, pl)| (k + pk, l + pl))
+    }
+}
+
+/// Why a round failed, as a metric label.
+fn reason(e: &RequestError) -> &'static str {
+    match e {
+        RequestError::Timeout => "timeout",
+        RequestError::Dial(_) | RequestError::Unsupported | RequestError::SelfRequest => {
+            "unreachable"
+        }
+        RequestError::Io(_) => "stream",
+        RequestError::Protocol(_) => "protocol",
+    }
+}
+
+struct RoundError {
+    reason: &'static str,
+    message: String,
+}
+
+impl RoundError {
+    fn new(reason: &'static str, message: impl std::fmt::Display) -> Self {
+        Self {
+            reason,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The view for the current placement, recomputed (off the async workers) when it changed.
+async fn view(node: &Node) -> Arc<SyncView> {
+    let placement = super::placement(node);
+    if let Some(v) = node.inner.sync.view.lock().expect("view lock").as_ref()
+        && Arc::ptr_eq(&v.placement, &placement)
+    {
+        return v.clone();
+    }
     let me = node.inner.peer_id;
-    let mut d = LocalDigest {
-        buckets: vec![0; BUCKETS],
-        entries: vec![Vec::new(); BUCKETS],
-    };
-    let now = unix_ms();
-    let mut after: Option<Vec<u8>> = None;
+    let p = placement.clone();
+    let shared = tokio::task::spawn_blocking(move || p.shared_with(&me))
+        .await
+        .unwrap_or_default();
+    let view = Arc::new(SyncView { placement, shared });
+    *node.inner.sync.view.lock().expect("view lock") = Some(view.clone());
+    view
+}
+
+/// Runs anti-entropy rounds until the node shuts down (see the module docs for the schedule).
+pub(crate) async fn run(node: Node) {
+    let every = secs(node.inner.config.replication.anti_entropy_interval_secs)
+        .max(Duration::from_millis(50));
+    let check = every.min(Duration::from_secs(1));
+    let shutdown = node.shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut seen: HashSet<PeerId> = HashSet::new();
+    let mut next_periodic = tokio::time::Instant::now() + every;
+    let mut turn = 0usize;
     loop {
-        let page = node
-            .inner
-            .store
-            .scan(after.as_deref(), PAGE, now)
-            .map_err(|e| format!("storage error: {e}"))?;
-        let done = page.len() < PAGE;
-        after = page.last().map(|r| r.key.clone());
-        for r in page {
-            let list = node.local_preference_list(&r.key, n);
-            if !(list.contains(&me) && list.contains(peer)) {
-                continue;
-            }
-            let b = usize::from(Key::hash(&r.key).as_bytes()[0]);
-            d.buckets[b] ^= entry_hash(&r.key, &r.version);
-            d.entries[b].push((r.key, r.version));
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(check) => {}
         }
-        if done {
-            return Ok(d);
+        let view = view(&node).await;
+        let mut partners = view.partners();
+        partners.sort();
+        let mut queue: VecDeque<PeerId> = partners
+            .iter()
+            .filter(|p| !seen.contains(p))
+            .copied()
+            .collect();
+        // Forgetting departed partners makes them fresh again when they come back.
+        seen = partners.iter().copied().collect();
+        let now = tokio::time::Instant::now();
+        if now >= next_periodic {
+            next_periodic = now + every;
+            if !partners.is_empty() && queue.is_empty() {
+                queue.push_back(partners[turn % partners.len()]);
+                turn += 1;
+            }
+        }
+        while let Some(peer) = queue.pop_front() {
+            if node.is_shutting_down() {
+                return;
+            }
+            let moved = match round_logged(&node, &view, peer).await {
+                Some(stats) => stats.keys_pulled + stats.keys_pushed,
+                None => 0,
+            };
+            if moved >= CATCH_UP_THRESHOLD && queue.is_empty() && !partners.is_empty() {
+                queue.push_back(partners[turn % partners.len()]);
+                turn += 1;
+            }
         }
     }
 }
 
-/// The responder's side: which buckets differ, and our entries in them.
-pub(crate) fn answer_digest(
-    node: &Node,
-    requester: PeerId,
-    theirs: &[u64],
-) -> Result<pb::DigestResponse, String> {
-    let mine = local_digest(node, &requester)?;
-    let cap = node.inner.config.replication.max_digest_entries;
-    let mut resp = pb::DigestResponse::default();
-    for (b, (mine_hash, their_hash)) in mine.buckets.iter().zip(theirs).enumerate() {
-        if mine_hash == their_hash {
-            continue;
-        }
-        resp.differing.push(b as u32);
-        for (key, version) in &mine.entries[b] {
-            if resp.entries.len() >= cap {
-                break;
-            }
-            resp.entries.push(pb::KeyVersion {
-                key: key.clone(),
-                version: Some(version_to_pb(version)),
-            });
-        }
-    }
-    Ok(resp)
+/// One round with `peer` now, with the current view; returns the keys exchanged.
+pub(crate) async fn round_now(node: &Node, peer: PeerId) -> Result<usize, String> {
+    let view = view(node).await;
+    round(node, &view, peer)
+        .await
+        .map(|s| s.keys_pulled + s.keys_pushed)
+        .map_err(|e| e.message)
 }
 
-/// One anti-entropy round with a random peer near us; returns the keys exchanged.
-pub(crate) async fn round(node: &Node) -> usize {
-    let n = node.inner.config.kad.replication_factor;
-    let candidates: Vec<PeerId> = node
-        .inner
-        .table
-        .lock()
-        .expect("table lock")
-        .closest(&node.inner.local_key, 2 * n)
-        .into_iter()
-        .map(|e| e.peer)
-        .collect();
-    let Some(peer) = candidates.choose(&mut rand::rng()).copied() else {
-        return 0;
-    };
-    match round_with(node, peer).await {
-        Ok(exchanged) => {
-            node.inner.metrics.anti_entropy_rounds.inc();
-            node.inner
-                .metrics
+/// A round with its figures and failures recorded.
+async fn round_logged(node: &Node, view: &SyncView, peer: PeerId) -> Option<SyncStats> {
+    let metrics = &node.inner.metrics;
+    match round(node, view, peer).await {
+        Ok(stats) => {
+            metrics.anti_entropy_rounds.inc();
+            metrics
                 .anti_entropy_keys
-                .inc_by(exchanged as u64);
-            exchanged
+                .inc_by((stats.keys_pulled + stats.keys_pushed) as u64);
+            if stats.keys_pulled + stats.keys_pushed > 0 {
+                tracing::debug!(
+                    %peer,
+                    pulled = stats.keys_pulled,
+                    pushed = stats.keys_pushed,
+                    leaves = stats.leaves_differing,
+                    requests = stats.requests,
+                    "anti-entropy round"
+                );
+            }
+            Some(stats)
         }
         Err(e) => {
-            tracing::debug!(%peer, "anti-entropy round failed: {e}");
-            0
-        }
-    }
-}
-
-/// An anti-entropy round with `peer`.
-pub(crate) async fn round_with(node: &Node, peer: PeerId) -> Result<usize, String> {
-    let mine = local_digest(node, &peer)?;
-    let req = pb::request::Kind::Digest(pb::DigestRequest {
-        buckets: mine.buckets.clone(),
-    });
-    let resp = match node
-        .kv_request(peer, req)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        pb::response::Kind::Digest(d) => d,
-        pb::response::Kind::Error(e) => return Err(e),
-        _ => return Err("unexpected response to a digest".into()),
-    };
-    let mut theirs: HashMap<Vec<u8>, Version> = HashMap::new();
-    for kv in resp.entries {
-        if let Some(v) = kv.version {
-            theirs.insert(kv.key, version_from_pb(v));
-        }
-    }
-    let mut pull = Vec::new();
-    let mut push = Vec::new();
-    let mut local: HashMap<&[u8], &Version> = HashMap::new();
-    for b in resp.differing {
-        let Some(entries) = mine.entries.get(b as usize) else {
-            continue;
-        };
-        for (key, version) in entries {
-            local.insert(key, version);
-            match theirs.get(key) {
-                Some(v) if v >= version => {}
-                _ => push.push(key.clone()),
-            }
-        }
-    }
-    for (key, version) in &theirs {
-        match local.get(key.as_slice()) {
-            Some(v) if *v >= version => {}
-            _ => pull.push(key.clone()),
-        }
-    }
-    let max = node.inner.config.replication.max_batch_records.max(1);
-    let mut exchanged = 0;
-    for chunk in pull.chunks(max) {
-        let req = pb::request::Kind::Fetch(pb::FetchRequest {
-            keys: chunk.to_vec(),
-        });
-        if let Ok(pb::response::Kind::Fetch(f)) = node.kv_request(peer, req).await {
-            for r in f.records {
-                if let Ok(record) = super::wire::record_from_pb(r)
-                    && node.inner.committer.put(record).await.is_ok()
-                {
-                    exchanged += 1;
+            metrics.anti_entropy_failure(e.reason);
+            let first = {
+                let mut warned = node.inner.sync.warned.lock().expect("warned lock");
+                if warned.len() >= MAX_WARNED {
+                    warned.clear();
                 }
+                warned.insert((peer, e.reason))
+            };
+            if first {
+                tracing::warn!(%peer, reason = e.reason, "anti-entropy round failed: {} (further failures of this kind with this peer are logged at debug)", e.message);
+            } else {
+                tracing::debug!(%peer, reason = e.reason, "anti-entropy round failed: {}", e.message);
             }
+            None
         }
     }
-    let now = unix_ms();
-    for chunk in push.chunks(max) {
-        let records: Vec<pb::Record> = chunk
-            .iter()
-            .filter_map(|k| node.inner.store.get(k, now).ok().flatten())
-            .map(|r| record_to_pb(&r))
-            .collect();
-        let count = records.len();
-        let req = pb::request::Kind::Store(pb::StoreRequest {
-            records,
-            hint_for: Vec::new(),
-        });
-        if let Ok(pb::response::Kind::Store(_)) = node.kv_request(peer, req).await {
-            exchanged += count;
-        }
-    }
-    Ok(exchanged)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+async fn round(node: &Node, view: &SyncView, peer: PeerId) -> Result<SyncStats, RoundError> {
+    let init = Initiator::with_leaves(
+        view.placement.clone(),
+        node.inner.peer_id,
+        peer,
+        view.leaves_with(&peer),
+        node.sync_config(),
+    );
+    let result = drive(node, init, peer).await;
+    if result.is_ok() {
+        // A failed round leaves its last figures: the keys still known to be behind.
+        node.inner
+            .sync
+            .progress
+            .lock()
+            .expect("progress lock")
+            .remove(&peer);
+        node.inner.refresh_sync_gauges();
+    }
+    result
+}
 
-    #[test]
-    fn entry_hash_depends_on_key_and_version() {
-        let v1 = Version {
-            hlc: 1,
-            writer: b"a".to_vec(),
-        };
-        let v2 = Version {
-            hlc: 2,
-            writer: b"a".to_vec(),
-        };
-        assert_ne!(entry_hash(b"k", &v1), entry_hash(b"k", &v2));
-        assert_ne!(entry_hash(b"k", &v1), entry_hash(b"j", &v1));
-        // Length-prefixing keeps ("ab", writer "c") apart from ("a", writer "bc").
-        let a = Version {
-            hlc: 0,
-            writer: b"c".to_vec(),
-        };
-        let b = Version {
-            hlc: 0,
-            writer: b"bc".to_vec(),
-        };
-        assert_ne!(entry_hash(b"ab", &a), entry_hash(b"a", &b));
+async fn drive(
+    node: &Node,
+    mut init: Initiator<PeerId>,
+    peer: PeerId,
+) -> Result<SyncStats, RoundError> {
+    loop {
+        // The step reads the store (digests, a leaf's index, records to push): off the workers.
+        let store = node.inner.store.clone();
+        let step;
+        (init, step) = tokio::task::spawn_blocking(move || {
+            let step = init.next(&*store, unix_ms());
+            (init, step)
+        })
+        .await
+        .map_err(|e| RoundError::new("internal", e))?;
+        match step.map_err(|e| RoundError::new("storage", e))? {
+            Step::Send(req) => {
+                let before = init.stats().bytes;
+                let resp = node
+                    .kv_request(peer, sync_request_to_pb(req))
+                    .await
+                    .map_err(|e| RoundError::new(reason(&e), e))?;
+                let resp = sync_response_from_pb(resp).map_err(|e| match e {
+                    WireError::Refused(m) => RoundError::new("refused", m),
+                    e => RoundError::new("protocol", e),
+                })?;
+                init.handle_response(resp)
+                    .map_err(|e| RoundError::new("protocol", e))?;
+                let bytes = init.stats().bytes - before;
+                node.inner.metrics.anti_entropy_bytes.inc_by(bytes as u64);
+                node.inner.sync_pace.take(bytes).await;
+            }
+            Step::Apply(records) => {
+                let now = unix_ms();
+                let offered = records.len();
+                let valid: Vec<_> = records
+                    .into_iter()
+                    .filter_map(|r| super::check_clock(node, r, now).ok())
+                    .collect();
+                if valid.len() < offered {
+                    node.inner.metrics.reject("future_version");
+                }
+                let stored = node
+                    .inner
+                    .committer
+                    .put_many(valid)
+                    .await
+                    .into_iter()
+                    .filter(|o| {
+                        matches!(
+                            o,
+                            Ok(PutOutcome::Stored
+                                | PutOutcome::Unchanged
+                                | PutOutcome::Stale { .. })
+                        )
+                    })
+                    .count();
+                init.applied(stored);
+            }
+            Step::Done(stats) => return Ok(stats),
+        }
+        node.inner
+            .sync
+            .progress
+            .lock()
+            .expect("progress lock")
+            .insert(peer, (init.keys_behind(), init.leaves_pending()));
+        node.inner.refresh_sync_gauges();
     }
 }

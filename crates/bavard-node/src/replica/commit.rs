@@ -49,6 +49,38 @@ impl Committer {
     }
 }
 
+impl Committer {
+    /// Writes every record durably, queued together so they share commits; one outcome per
+    /// record, in order.
+    pub async fn put_many(&self, records: Vec<Record>) -> Vec<Result<PutOutcome, StoreError>> {
+        let mut waiting = Vec::with_capacity(records.len());
+        for record in records {
+            let (tx, rx) = oneshot::channel();
+            if self.tx.send((record, tx)).is_err() {
+                waiting.push(None);
+            } else {
+                waiting.push(Some(rx));
+            }
+        }
+        let mut out = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            out.push(match rx {
+                Some(rx) => rx.await.unwrap_or_else(|_| {
+                    Err(StoreError::storage(
+                        "commit",
+                        std::io::Error::other("the committer dropped the write"),
+                    ))
+                }),
+                None => Err(StoreError::storage(
+                    "commit",
+                    std::io::Error::other("the committer has stopped"),
+                )),
+            });
+        }
+        out
+    }
+}
+
 fn run(store: Arc<dyn RecordStore>, rx: std_mpsc::Receiver<Job>, max_batch: usize) {
     // The loop ends when every Committer handle is dropped.
     while let Ok(first) = rx.recv() {
@@ -108,5 +140,14 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap(), PutOutcome::Stored);
         }
         assert_eq!(store.len().unwrap(), 50);
+        let outcomes = c
+            .put_many(vec![
+                Record::new(b"m1".to_vec(), b"v".to_vec(), Version::default()),
+                Record::new(b"m2".to_vec(), vec![0u8; 1 << 20], Version::default()),
+                Record::new(b"m3".to_vec(), b"v".to_vec(), Version::default()),
+            ])
+            .await;
+        assert!(outcomes[0].is_ok() && outcomes[1].is_err() && outcomes[2].is_ok());
+        assert_eq!(store.len().unwrap(), 52);
     }
 }

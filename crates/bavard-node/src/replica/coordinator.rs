@@ -126,21 +126,17 @@ impl Node {
         let n = self.inner.config.kad.replication_factor;
         let target = Key::hash(key);
         let me = self.inner.peer_id;
-        let members = self.inner.gossip.closest_members(&target);
-        let others_alive = members.iter().filter(|(p, dead)| !dead && *p != me).count();
-        if others_alive > 0 && members.iter().any(|(p, _)| *p == me) {
+        let (placement, converged) = super::placement_view(self);
+        if converged {
             // As Dynamo's sloppy quorum: the first N *healthy* members, skipping those the
             // failure detector declared dead, so a key stays writable and readable at quorum
             // while up to N-1 of its owners are down; anti-entropy and read repair bring an owner
-            // up to date when it is back.
-            let healthy: Vec<PeerId> = members
-                .iter()
-                .filter(|(_, dead)| !dead)
-                .map(|(p, _)| *p)
-                .collect();
+            // up to date when it is back. The rest are the fallbacks that keep hints.
+            let mut ranked = placement.ranked(&target);
+            let fallbacks = ranked.split_off(n.min(ranked.len()));
             return Ok(Placement {
-                preferred: healthy.iter().take(n).copied().collect(),
-                fallbacks: healthy.iter().skip(n).copied().collect(),
+                preferred: ranked,
+                fallbacks: fallbacks.into(),
             });
         }
         // Only bavard nodes (which speak the replica protocol) hold replicas; stock libp2p

@@ -5,10 +5,10 @@
 //! known without touching the record (whose own expiry travels unchanged). Hints are bounded in
 //! count (`max_hints`, a full store refuses new hints: the write then simply gets one ack fewer)
 //! and in age (`hint_ttl`, older ones are dropped: anti-entropy repairs what they would have).
-//! The delivery job sends each owner its hints in batches once it answers, and deletes them only
-//! after the owner acknowledged them durably.
+//! The delivery job serves every owner the membership does not hold for dead, several at a time,
+//! each with all its hints in batches bounded in records and bytes (below the frame limit), and
+//! deletes hints only after the owner acknowledged them durably.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,13 +24,11 @@ use crate::util::unix_ms;
 pub(crate) struct Hints {
     store: crate::closable::Closable,
     ttl_ms: u64,
+    max_key: usize,
 }
 
 fn hint_key(owner: &PeerId, created_ms: u64, key: &[u8]) -> Vec<u8> {
-    let owner = owner.to_bytes();
-    let mut out = Vec::with_capacity(1 + owner.len() + 8 + key.len());
-    out.push(owner.len() as u8);
-    out.extend_from_slice(&owner);
+    let mut out = owner_prefix(owner);
     out.extend_from_slice(&created_ms.to_be_bytes());
     out.extend_from_slice(key);
     out
@@ -50,7 +48,6 @@ fn parse_hint_key(raw: &[u8]) -> Option<(PeerId, u64, Vec<u8>)> {
 
 /// A hint ready for delivery.
 pub(crate) struct Hint {
-    pub(crate) owner: PeerId,
     pub(crate) stored_key: Vec<u8>,
     pub(crate) record: Record,
 }
@@ -79,14 +76,29 @@ impl Hints {
         Ok(Self {
             store: crate::closable::Closable::new(store),
             ttl_ms,
+            max_key,
         })
     }
 
-    /// Keeps `record` for `owner`, durably.
-    pub(crate) fn add(&self, owner: PeerId, mut record: Record, now: u64) -> Result<(), String> {
-        record.key = hint_key(&owner, now, &record.key);
+    /// Keeps `records` for `owner`, durably, in one commit.
+    pub(crate) fn add_many(
+        &self,
+        owner: PeerId,
+        records: Vec<Record>,
+        now: u64,
+    ) -> Result<(), String> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records = records
+            .into_iter()
+            .map(|mut r| {
+                r.key = hint_key(&owner, now, &r.key);
+                r
+            })
+            .collect();
         self.store
-            .put(record, now)
+            .put_batch(records, now)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -101,71 +113,148 @@ impl Hints {
         self.store.len().unwrap_or(0)
     }
 
-    /// Up to `limit` hints, dropping those older than the hint TTL and malformed ones.
-    pub(crate) fn pending(&self, limit: usize, now: u64) -> Vec<Hint> {
-        let page = match self.store.scan(None, limit, now) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!("cannot scan hints: {e}");
-                return Vec::new();
-            }
-        };
-        let mut out = Vec::new();
-        for mut record in page {
-            let stored_key = record.key.clone();
-            match parse_hint_key(&stored_key) {
-                Some((owner, created, key)) if now.saturating_sub(created) <= self.ttl_ms => {
-                    record.key = key;
-                    out.push(Hint {
-                        owner,
-                        stored_key,
-                        record,
-                    });
+    /// The owners that have hints queued, in key order (one short read per owner).
+    pub(crate) fn owners(&self, now: u64) -> Vec<PeerId> {
+        let mut owners = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = match self.store.scan(after.as_deref(), 1, now) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("cannot scan hints: {e}");
+                    return owners;
                 }
-                _ => {
-                    let _ = self.store.remove(&stored_key);
+            };
+            let Some(first) = page.into_iter().next() else {
+                return owners;
+            };
+            match parse_hint_key(&first.key) {
+                Some((owner, _, _)) => {
+                    // Past every key of this owner: the prefix, then more 0xff bytes than any
+                    // created-time and key can hold.
+                    let mut next = owner_prefix(&owner);
+                    next.resize(next.len() + 8 + self.max_key + 2, 0xff);
+                    after = Some(next);
+                    owners.push(owner);
+                }
+                None => {
+                    // A malformed row: drop it and go on.
+                    let _ = self.store.remove(&first.key);
+                    after = Some(first.key);
                 }
             }
         }
-        out
     }
 
-    /// Forgets a delivered hint.
-    pub(crate) fn remove(&self, stored_key: &[u8]) {
-        let _ = self.store.remove(stored_key);
+    /// The next hints of `owner` after stored key `after`, at most `max_records` and about
+    /// `max_bytes` (at least one), dropping those older than the hint TTL; and whether more
+    /// remain.
+    pub(crate) fn pending_for(
+        &self,
+        owner: &PeerId,
+        after: Option<&[u8]>,
+        max_records: usize,
+        max_bytes: usize,
+        now: u64,
+    ) -> (Vec<Hint>, bool) {
+        let prefix = owner_prefix(owner);
+        let mut cursor = after.map(<[u8]>::to_vec).unwrap_or_else(|| prefix.clone());
+        let mut out = Vec::new();
+        let mut size = 0;
+        let mut expired = Vec::new();
+        let more = 'scan: loop {
+            let page = match self.store.scan(Some(&cursor), max_records.max(1), now) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("cannot scan hints: {e}");
+                    break false;
+                }
+            };
+            let full = page.len() == max_records.max(1);
+            for mut record in page {
+                if !record.key.starts_with(&prefix) {
+                    break 'scan false;
+                }
+                cursor = record.key.clone();
+                let Some((_, created, key)) = parse_hint_key(&record.key) else {
+                    expired.push(record.key);
+                    continue;
+                };
+                if now.saturating_sub(created) > self.ttl_ms {
+                    expired.push(record.key);
+                    continue;
+                }
+                let stored_key = std::mem::replace(&mut record.key, key);
+                let cost = bavard_replica::sync::record_size(&record);
+                if out.len() == max_records || (!out.is_empty() && size + cost > max_bytes) {
+                    break 'scan true;
+                }
+                size += cost;
+                out.push(Hint { stored_key, record });
+            }
+            if !full {
+                break false;
+            }
+        };
+        if !expired.is_empty() {
+            let _ = self.store.remove_batch(&expired);
+        }
+        (out, more)
+    }
+
+    /// Forgets delivered hints, in one commit.
+    pub(crate) fn remove_many(&self, stored_keys: &[Vec<u8>]) {
+        if let Err(e) = self.store.remove_batch(stored_keys) {
+            tracing::warn!("cannot remove delivered hints: {e}");
+        }
+    }
+}
+
+fn owner_prefix(owner: &PeerId) -> Vec<u8> {
+    let owner = owner.to_bytes();
+    let mut out = Vec::with_capacity(1 + owner.len());
+    out.push(owner.len() as u8);
+    out.extend_from_slice(&owner);
+    out
+}
+
+/// Delivers queued hints every `replication.hint_delivery_interval_secs` until shutdown.
+pub(crate) async fn run(node: Node) {
+    let every = crate::config::secs(node.inner.config.replication.hint_delivery_interval_secs)
+        .max(std::time::Duration::from_millis(50));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shutdown = node.shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {
+                deliver(&node).await;
+            }
+        }
     }
 }
 
 /// Hands queued hints to their owners; returns how many were delivered.
+///
+/// Owners are served concurrently (up to [`PARALLEL_OWNERS`] at once), each with all of its
+/// hints in byte-bounded batches, so one owner's backlog neither starves nor delays the
+/// others'. Owners the membership declared dead or gone are skipped until they are back.
 pub(crate) async fn deliver(node: &Node) -> usize {
-    let hints = node.inner.hints.pending(1024, unix_ms());
-    let mut by_owner: BTreeMap<PeerId, Vec<Hint>> = BTreeMap::new();
-    for h in hints {
-        by_owner.entry(h.owner).or_default().push(h);
-    }
-    let mut delivered = 0;
-    let max = node.inner.config.replication.max_batch_records.max(1);
-    for (owner, hints) in by_owner {
-        for chunk in hints.chunks(max) {
-            let req = pb::request::Kind::Store(pb::StoreRequest {
-                records: chunk.iter().map(|h| record_to_pb(&h.record)).collect(),
-                hint_for: Vec::new(),
-            });
-            match node.kv_request(owner, req).await {
-                Ok(pb::response::Kind::Store(resp)) if resp.results.len() == chunk.len() => {
-                    for (h, r) in chunk.iter().zip(resp.results) {
-                        // Stored, unchanged or stale: the owner has this version or a newer one.
-                        if r.outcome != pb::Outcome::Rejected as i32 {
-                            node.inner.hints.remove(&h.stored_key);
-                            delivered += 1;
-                        }
-                    }
-                }
-                // The owner is still unreachable: try again next round.
-                _ => break,
-            }
-        }
-    }
+    use futures::StreamExt as _;
+    let owners: Vec<PeerId> = node
+        .inner
+        .hints
+        .owners(unix_ms())
+        .into_iter()
+        .filter(|o| !node.inner.gossip.is_down(o))
+        .collect();
+    let delivered: usize = futures::stream::iter(owners)
+        .map(|owner| deliver_to(node, owner))
+        .buffer_unordered(PARALLEL_OWNERS)
+        .fold(0, |sum, n| async move { sum + n })
+        .await;
     if delivered > 0 {
         node.inner.metrics.hints_delivered.inc_by(delivered as u64);
     }
@@ -173,6 +262,62 @@ pub(crate) async fn deliver(node: &Node) -> usize {
         .metrics
         .hints_queued
         .set(node.inner.hints.len() as i64);
+    delivered
+}
+
+/// Owners whose hints are delivered at the same time.
+const PARALLEL_OWNERS: usize = 8;
+
+async fn deliver_to(node: &Node, owner: PeerId) -> usize {
+    let rc = &node.inner.config.replication;
+    let mut after: Option<Vec<u8>> = None;
+    let mut delivered = 0;
+    loop {
+        let (batch, more) = node.inner.hints.pending_for(
+            &owner,
+            after.as_deref(),
+            rc.max_batch_records,
+            rc.max_batch_bytes,
+            unix_ms(),
+        );
+        let Some(last) = batch.last() else { break };
+        after = Some(last.stored_key.clone());
+        let bytes: usize = batch
+            .iter()
+            .map(|h| bavard_replica::sync::record_size(&h.record))
+            .sum();
+        node.inner.sync_pace.take(bytes).await;
+        let req = pb::request::Kind::Store(pb::StoreRequest {
+            records: batch.iter().map(|h| record_to_pb(&h.record)).collect(),
+            hint_for: Vec::new(),
+        });
+        match node.kv_request(owner, req).await {
+            Ok(pb::response::Kind::Store(resp)) if resp.results.len() == batch.len() => {
+                // Stored, unchanged or stale: the owner has this version or a newer one. A
+                // rejected hint stays (and expires with the hint TTL).
+                let done: Vec<Vec<u8>> = batch
+                    .iter()
+                    .zip(&resp.results)
+                    .filter(|(_, r)| r.outcome != pb::Outcome::Rejected as i32)
+                    .map(|(h, _)| h.stored_key.clone())
+                    .collect();
+                delivered += done.len();
+                node.inner.hints.remove_many(&done);
+            }
+            Ok(other) => {
+                tracing::debug!(%owner, "unexpected answer to a hint delivery: {other:?}");
+                break;
+            }
+            // The owner is still unreachable: try again next round.
+            Err(e) => {
+                tracing::debug!(%owner, "hint delivery failed: {e}");
+                break;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
     delivered
 }
 
@@ -187,5 +332,84 @@ mod tests {
         assert_eq!(parse_hint_key(&raw), Some((owner, 42, b"key".to_vec())));
         assert_eq!(parse_hint_key(&[200, 1, 2]), None);
         assert_eq!(parse_hint_key(&[]), None);
+    }
+
+    fn hints() -> Hints {
+        Hints::open(None, &PeerId::random(), 1000, 64, 4096, 10_000).unwrap()
+    }
+
+    fn record(key: &str, len: usize) -> Record {
+        Record::new(
+            key.as_bytes().to_vec(),
+            vec![0; len],
+            bavard_store::Version::default(),
+        )
+    }
+
+    #[test]
+    fn every_owner_is_listed_once_whatever_its_backlog() {
+        let h = hints();
+        let mut owners: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+        for (i, o) in owners.iter().enumerate() {
+            let records = (0..(i + 1) * 30)
+                .map(|j| record(&format!("k{j}"), 10))
+                .collect();
+            h.add_many(*o, records, 100).unwrap();
+        }
+        owners.sort_by_key(owner_prefix);
+        assert_eq!(h.owners(100), owners);
+        assert_eq!(h.len(), 30 + 60 + 90 + 120 + 150);
+    }
+
+    #[test]
+    fn pending_hints_come_in_byte_bounded_pages_and_old_ones_expire() {
+        let h = hints();
+        let owner = PeerId::random();
+        let other = PeerId::random();
+        h.add_many(
+            owner,
+            (0..10).map(|j| record(&format!("old{j}"), 100)).collect(),
+            0,
+        )
+        .unwrap();
+        h.add_many(
+            owner,
+            (0..40).map(|j| record(&format!("new{j}"), 1000)).collect(),
+            20_000,
+        )
+        .unwrap();
+        h.add_many(other, vec![record("theirs", 10)], 20_000)
+            .unwrap();
+        let now = 20_001; // the first ten are older than the 10 s TTL
+        let mut after: Option<Vec<u8>> = None;
+        let mut seen = 0;
+        loop {
+            let (page, more) = h.pending_for(&owner, after.as_deref(), 100, 5_000, now);
+            let bytes: usize = page
+                .iter()
+                .map(|p| bavard_replica::sync::record_size(&p.record))
+                .sum();
+            assert!(bytes <= 5_000 && !page.is_empty(), "{bytes}");
+            assert!(page.iter().all(|p| p.record.key.starts_with(b"new")));
+            seen += page.len();
+            after = page.last().map(|p| p.stored_key.clone());
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(seen, 40);
+        assert_eq!(
+            h.len(),
+            41,
+            "the expired hints are gone, the other owner's kept"
+        );
+        let (page, _) = h.pending_for(&owner, None, 100, usize::MAX, now);
+        h.remove_many(
+            &page
+                .iter()
+                .map(|p| p.stored_key.clone())
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(h.owners(now), vec![other]);
     }
 }

@@ -1,16 +1,15 @@
 //! The replica side of `/bavard/kv/1`: requests answered in order on each stream (the
 //! coordinator reuses streams, see [`super::pool`]), each once it is durable.
 
-use bavard_store::RecordStore as _;
 use std::time::Duration;
 
 use bavard_proto::store as pb;
-use bavard_store::{HlcTimestamp, PutOutcome};
+use bavard_store::PutOutcome;
 use futures::AsyncWriteExt as _;
 use libp2p::{PeerId, Stream};
 
 use super::KV_PROTOCOL;
-use super::wire::{record_to_pb, version_to_pb};
+use super::wire::{sync_request_from_pb, sync_response_to_pb, version_to_pb};
 use crate::config::secs;
 use crate::node::Node;
 use crate::util::unix_ms;
@@ -70,61 +69,25 @@ async fn serve(node: &Node, peer: PeerId, mut stream: Stream) {
 }
 
 async fn handle(node: &Node, peer: PeerId, req: pb::Request) -> Result<pb::response::Kind, String> {
-    let limits = &node.inner.config.replication;
     match req.kind {
         None => Err("empty request".into()),
-        Some(pb::request::Kind::Store(store)) => {
-            if store.records.len() > limits.max_batch_records {
-                return Err(format!(
-                    "{} records in one request, over the limit of {}",
-                    store.records.len(),
-                    limits.max_batch_records
-                ));
-            }
-            let hint_for = if store.hint_for.is_empty() {
-                None
-            } else {
-                Some(
-                    PeerId::from_bytes(&store.hint_for)
-                        .map_err(|_| "invalid hint_for peer id".to_string())?,
-                )
-            };
-            let mut results = Vec::with_capacity(store.records.len());
-            for r in store.records {
-                results.push(store_one(node, r, hint_for).await);
-            }
-            Ok(pb::response::Kind::Store(pb::StoreResponse { results }))
-        }
-        Some(pb::request::Kind::Fetch(fetch)) => {
-            if fetch.keys.len() > limits.max_batch_records {
-                return Err(format!(
-                    "{} keys in one request, over the limit of {}",
-                    fetch.keys.len(),
-                    limits.max_batch_records
-                ));
-            }
-            let now = unix_ms();
-            let mut records = Vec::new();
-            for key in fetch.keys {
-                match node.inner.store.get(&key, now) {
-                    Ok(Some(r)) => records.push(record_to_pb(&r)),
-                    Ok(None) => {}
-                    Err(e) => return Err(format!("storage error: {e}")),
-                }
-            }
-            Ok(pb::response::Kind::Fetch(pb::FetchResponse { records }))
-        }
-        Some(pb::request::Kind::Digest(digest)) => {
-            let theirs: Vec<u64> = digest.buckets;
-            if theirs.len() != super::antientropy::BUCKETS {
-                return Err(format!(
-                    "a digest has {} buckets, got {}",
-                    super::antientropy::BUCKETS,
-                    theirs.len()
-                ));
-            }
-            let resp = super::antientropy::answer_digest(node, peer, &theirs)?;
-            Ok(pb::response::Kind::Digest(resp))
+        Some(pb::request::Kind::Store(store)) => store_batch(node, store).await,
+        Some(kind) => {
+            // Digest trees, listings and fetches: answered by the replica core, off the async
+            // workers (they read the store).
+            let req = sync_request_from_pb(kind).map_err(|e| e.to_string())?;
+            let store = node.inner.store.clone();
+            let config = node.sync_config();
+            let resp = tokio::task::spawn_blocking(move || {
+                bavard_replica::answer(req, &*store, &config, unix_ms())
+            })
+            .await
+            .map_err(|e| format!("internal error: {e}"))?
+            .map_err(|e| {
+                tracing::debug!(%peer, "replica request refused: {e}");
+                e.to_string()
+            })?;
+            Ok(sync_response_to_pb(resp))
         }
     }
 }
@@ -137,50 +100,78 @@ fn rejected(error: String) -> pb::StoreResult {
     }
 }
 
-/// Stores one record (or a hint for `hint_for`), durably, after checking its clock.
-async fn store_one(node: &Node, r: pb::Record, hint_for: Option<PeerId>) -> pb::StoreResult {
-    let record = match super::wire::record_from_pb(r) {
-        Ok(r) => r,
-        Err(e) => return rejected(e.to_string()),
+fn outcome(o: pb::Outcome) -> pb::StoreResult {
+    pb::StoreResult {
+        outcome: o as i32,
+        current: None,
+        error: String::new(),
+    }
+}
+
+/// Stores a batch of records (or hints for `hint_for`) durably, after checking each one's
+/// clock; the records share group commits. One result per record, in order.
+async fn store_batch(node: &Node, store: pb::StoreRequest) -> Result<pb::response::Kind, String> {
+    let max = node.inner.config.replication.max_batch_records;
+    if store.records.len() > max {
+        return Err(format!(
+            "{} records in one request, over the limit of {max}",
+            store.records.len()
+        ));
+    }
+    let hint_for = if store.hint_for.is_empty() {
+        None
+    } else {
+        Some(
+            PeerId::from_bytes(&store.hint_for)
+                .map_err(|_| "invalid hint_for peer id".to_string())?,
+        )
     };
     let now = unix_ms();
-    // A version far ahead of our clock would win every future LWW comparison: refuse it.
-    if let Err(e) = node
-        .inner
-        .hlc
-        .lock()
-        .expect("hlc lock")
-        .update(HlcTimestamp::from_u64(record.version.hlc), now)
-    {
-        return rejected(e.to_string());
+    let mut results: Vec<Option<pb::StoreResult>> = Vec::with_capacity(store.records.len());
+    let mut valid = Vec::new();
+    for r in store.records {
+        let checked = super::wire::record_from_pb(r)
+            .map_err(|e| e.to_string())
+            .and_then(|record| super::check_clock(node, record, now));
+        match checked {
+            Ok(record) => {
+                results.push(None);
+                valid.push(record);
+            }
+            Err(e) => results.push(Some(rejected(e))),
+        }
     }
-    if let Some(owner) = hint_for {
-        return match node.inner.hints.add(owner, record, now) {
-            Ok(()) => pb::StoreResult {
-                outcome: pb::Outcome::Stored as i32,
-                current: None,
-                error: String::new(),
-            },
-            Err(e) => rejected(e),
-        };
-    }
-    match node.inner.committer.put(record).await {
-        Ok(PutOutcome::Stored) => pb::StoreResult {
-            outcome: pb::Outcome::Stored as i32,
-            current: None,
-            error: String::new(),
+    let stored: Vec<pb::StoreResult> = match hint_for {
+        Some(owner) => match node.inner.hints.add_many(owner, valid.clone(), now) {
+            Ok(()) => valid.iter().map(|_| outcome(pb::Outcome::Stored)).collect(),
+            Err(e) => valid.iter().map(|_| rejected(e.clone())).collect(),
         },
-        Ok(PutOutcome::Unchanged) => pb::StoreResult {
-            outcome: pb::Outcome::Unchanged as i32,
-            current: None,
-            error: String::new(),
-        },
-        Ok(PutOutcome::Stale { current }) => pb::StoreResult {
-            outcome: pb::Outcome::Stale as i32,
-            current: Some(version_to_pb(&current)),
-            error: String::new(),
-        },
-        Ok(PutOutcome::Expired) => rejected("record already expired".into()),
-        Err(e) => rejected(e.to_string()),
-    }
+        None => node
+            .inner
+            .committer
+            .put_many(valid)
+            .await
+            .into_iter()
+            .map(|o| match o {
+                Ok(PutOutcome::Stored) => outcome(pb::Outcome::Stored),
+                Ok(PutOutcome::Unchanged) => outcome(pb::Outcome::Unchanged),
+                Ok(PutOutcome::Stale { current }) => pb::StoreResult {
+                    outcome: pb::Outcome::Stale as i32,
+                    current: Some(version_to_pb(&current)),
+                    error: String::new(),
+                },
+                Ok(PutOutcome::Expired) => rejected("record already expired".into()),
+                Err(e) => rejected(e.to_string()),
+            })
+            .collect(),
+    };
+    let mut stored = stored.into_iter();
+    let results = results
+        .into_iter()
+        .map(|r| {
+            r.or_else(|| stored.next())
+                .unwrap_or_else(|| rejected("internal error".into()))
+        })
+        .collect();
+    Ok(pb::response::Kind::Store(pb::StoreResponse { results }))
 }

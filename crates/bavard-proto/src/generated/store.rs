@@ -66,14 +66,56 @@ pub struct FetchResponse {
     /// The records found (tombstones included); absent keys are simply missing.
     #[prost(message, repeated, tag = "1")]
     pub records: ::prost::alloc::vec::Vec<Record>,
+    /// How many of the keys asked, from the first, this answer covers (an answer is kept under
+    /// the size limit; the rest are asked again). 0: all of them.
+    #[prost(uint32, tag = "2")]
+    pub covered: u32,
 }
-/// Anti-entropy, level 1: one hash per bucket of the key-hash space, over the keys both peers
-/// replicate (as the sender sees it).
+/// Anti-entropy (see bavard-replica's `sync` module): a three-level hash tree over the key-hash
+/// space. Level 1: the sender's 256 subtree hashes (first byte of SHA-256(key)), each the XOR of
+/// the digests of the leaves (first two bytes) selected by `leaves`.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct DigestRequest {
-    /// Exactly 256 buckets (the first byte of SHA-256(key)).
-    #[prost(fixed64, repeated, tag = "1")]
-    pub buckets: ::prost::alloc::vec::Vec<u64>,
+pub struct TreeRequest {
+    /// A bitmap of the 65,536 leaves compared (8,192 bytes; bit i of byte j = leaf 8j + i).
+    #[prost(bytes = "vec", tag = "1")]
+    pub leaves: ::prost::alloc::vec::Vec<u8>,
+    /// Exactly 256 hashes.
+    #[prost(fixed64, repeated, tag = "2")]
+    pub hashes: ::prost::alloc::vec::Vec<u64>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TreeResponse {
+    /// The subtrees whose hashes differ.
+    #[prost(uint32, repeated, tag = "1")]
+    pub differing: ::prost::alloc::vec::Vec<u32>,
+}
+/// Level 2: the sender's hashes of these leaves.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LeafHash {
+    #[prost(uint32, tag = "1")]
+    pub leaf: u32,
+    #[prost(fixed64, tag = "2")]
+    pub hash: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LeavesRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub hashes: ::prost::alloc::vec::Vec<LeafHash>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LeavesResponse {
+    /// The leaves whose hashes differ.
+    #[prost(uint32, repeated, tag = "1")]
+    pub differing: ::prost::alloc::vec::Vec<u32>,
+}
+/// Level 3: the responder's keys and versions in these leaves (ascending), from after key `after`
+/// in the first one.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EntriesRequest {
+    #[prost(uint32, repeated, tag = "1")]
+    pub leaves: ::prost::alloc::vec::Vec<u32>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub after: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct KeyVersion {
@@ -82,17 +124,18 @@ pub struct KeyVersion {
     #[prost(message, optional, tag = "2")]
     pub version: ::core::option::Option<Version>,
 }
-/// Anti-entropy, level 2: for each bucket whose hash differs, the responder's keys and versions.
 #[derive(Clone, PartialEq, ::prost::Message)]
-pub struct DigestResponse {
-    #[prost(uint32, repeated, tag = "1")]
-    pub differing: ::prost::alloc::vec::Vec<u32>,
-    #[prost(message, repeated, tag = "2")]
+pub struct EntriesResponse {
+    /// In leaf order, then index order.
+    #[prost(message, repeated, tag = "1")]
     pub entries: ::prost::alloc::vec::Vec<KeyVersion>,
+    /// The page stopped early: ask again from after the last entry.
+    #[prost(bool, tag = "2")]
+    pub more: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Request {
-    #[prost(oneof = "request::Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "request::Kind", tags = "1, 2, 4, 5, 6")]
     pub kind: ::core::option::Option<request::Kind>,
 }
 /// Nested message and enum types in `Request`.
@@ -103,13 +146,17 @@ pub mod request {
         Store(super::StoreRequest),
         #[prost(message, tag = "2")]
         Fetch(super::FetchRequest),
-        #[prost(message, tag = "3")]
-        Digest(super::DigestRequest),
+        #[prost(message, tag = "4")]
+        Tree(super::TreeRequest),
+        #[prost(message, tag = "5")]
+        Leaves(super::LeavesRequest),
+        #[prost(message, tag = "6")]
+        Entries(super::EntriesRequest),
     }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Response {
-    #[prost(oneof = "response::Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "response::Kind", tags = "1, 2, 4, 5, 6, 7")]
     pub kind: ::core::option::Option<response::Kind>,
 }
 /// Nested message and enum types in `Response`.
@@ -120,11 +167,15 @@ pub mod response {
         Store(super::StoreResponse),
         #[prost(message, tag = "2")]
         Fetch(super::FetchResponse),
-        #[prost(message, tag = "3")]
-        Digest(super::DigestResponse),
         /// The request was refused as a whole (too large, malformed, over a limit).
         #[prost(string, tag = "4")]
         Error(::prost::alloc::string::String),
+        #[prost(message, tag = "5")]
+        Tree(super::TreeResponse),
+        #[prost(message, tag = "6")]
+        Leaves(super::LeavesResponse),
+        #[prost(message, tag = "7")]
+        Entries(super::EntriesResponse),
     }
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

@@ -1,0 +1,26 @@
+//! Sans-IO replication for bavard's key-value store (Dynamo, DeCandia et al., SOSP 2007;
+//! Cassandra): the decisions, with no network, no clock and no runtime.
+//!
+//! - [`Placement`]: where keys live — each on its N closest healthy members by XOR distance —
+//!   and which parts of the keyspace two members share. Every path that places data (writes,
+//!   reads, hints, read repair, anti-entropy, re-replication) asks the same placement.
+//! - [`sync`]: anti-entropy as a three-level hash tree over the store's digest index
+//!   ([`bavard_store::digest`]): an [`Initiator`] state machine and a stateless [`answer`], with
+//!   every request and answer bounded in bytes.
+//! - [`LeafSet`]: which leaves of the key-hash space a round compares.
+//!
+//! The node (`bavard-node`) drives these over libp2p streams; the simulator drives them over
+//! simulated links. Time is a parameter (`now_ms`), peers are any `Clone + PartialEq` id (tests
+//! use `u64`).
+
+#![deny(missing_docs, unreachable_pub)]
+
+mod leafset;
+mod placement;
+pub mod sync;
+
+pub use leafset::{LEAF_SET_BYTES, LeafSet, LeafSetSizeError};
+pub use placement::Placement;
+pub use sync::{
+    Initiator, Step, SyncConfig, SyncError, SyncRequest, SyncResponse, SyncStats, answer,
+};
