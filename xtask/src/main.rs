@@ -13,6 +13,7 @@ mod codegen;
 mod faults;
 mod http;
 mod netns;
+mod outage;
 mod scenario;
 mod schedule;
 mod sim;

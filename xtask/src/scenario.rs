@@ -58,12 +58,21 @@ pub(crate) struct Args {
     /// Cluster directory [default: target/scenario].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Concurrent kv clients.
-    #[arg(long, default_value_t = 4)]
-    clients: usize,
-    /// Number of distinct keys the clients use.
-    #[arg(long, default_value_t = 32)]
-    keys: usize,
+    /// Concurrent kv clients [default: 4; outage: 32 writers].
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Number of distinct keys the clients use [default: 32; outage: keys written, 100000].
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Outage: bytes per value written.
+    #[arg(long, default_value_t = 1024)]
+    value_size: usize,
+    /// Outage: the node that is down during the writes [default: the last].
+    #[arg(long)]
+    kill_node: Option<usize>,
+    /// Outage: seconds allowed for the restarted node to catch up.
+    #[arg(long, default_value_t = 300)]
+    catch_up_timeout: u64,
     /// Consistency of puts and gets (one, quorum, all).
     #[arg(long, default_value = "quorum")]
     consistency: String,
@@ -169,10 +178,29 @@ impl Drop for Teardown {
 
 /// Runs `cargo xtask scenario …`.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| crate::workspace_root().join("target").join("scenario"));
+    if args.name == Kind::Outage {
+        return crate::outage::run(&crate::outage::Settings {
+            nodes: args.nodes,
+            keys: args.keys.unwrap_or(100_000),
+            value_size: args.value_size,
+            clients: args.clients.unwrap_or(32),
+            kill_node: args.kill_node.unwrap_or(args.nodes.saturating_sub(1)),
+            catch_up_timeout: Duration::from_secs(args.catch_up_timeout),
+            netns: args.netns,
+            json: args.json,
+            bin: args.bin.clone(),
+            dir,
+        });
+    }
+    let (clients, keys) = (args.clients.unwrap_or(4), args.keys.unwrap_or(32));
     if args.nodes < 3 {
         bail!("--nodes must be at least 3 (a key has 3 replicas)");
     }
-    if args.clients == 0 || args.keys == 0 {
+    if clients == 0 || keys == 0 {
         bail!("--clients and --keys must be at least 1");
     }
     if !["one", "quorum", "all"].contains(&args.consistency.as_str()) {
@@ -181,10 +209,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             args.consistency
         );
     }
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| crate::workspace_root().join("target").join("scenario"));
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -274,9 +298,10 @@ fn drive(
         }
         warm_up(&shared, seed);
         let start = Instant::now();
-        for id in 0..args.clients {
+        let (clients, keys) = (args.clients.unwrap_or(4), args.keys.unwrap_or(32));
+        for id in 0..clients {
             let (shared, consistency) = (&shared, args.consistency.as_str());
-            s.spawn(move || workload::client(shared, id, seed, args.keys, consistency));
+            s.spawn(move || workload::client(shared, id, seed, keys, consistency));
         }
         {
             let shared = &shared;
@@ -761,8 +786,11 @@ mod tests {
             json: true,
             bin: None,
             dir: None,
-            clients: 2,
-            keys: 4,
+            clients: Some(2),
+            keys: Some(4),
+            value_size: 1024,
+            kill_node: None,
+            catch_up_timeout: 300,
             consistency: "quorum".into(),
             converge_timeout: 10,
         }

@@ -22,6 +22,9 @@ pub(crate) enum Kind {
     Crash,
     /// Freeze a node (SIGSTOP) longer than the failure detector's timeout, then resume it.
     Pause,
+    /// Kill one node, write many keys, restart it and measure how it catches up (its own
+    /// driver, `crate::outage`, not a fault schedule).
+    Outage,
 }
 
 /// One fault action.
@@ -138,6 +141,8 @@ pub(crate) fn schedule(
                 t += rng.random_range(3_000..6_000);
             }
         }
+        // The outage run kills and restarts its node itself.
+        Kind::Outage => {}
     }
     out
 }

@@ -1,9 +1,10 @@
 //! The replicated key-value store, in the spirit of Dynamo (DeCandia et al., SOSP 2007) and
 //! Cassandra, over the replica protocol `/bavard/kv/1`.
 //!
-//! - **Replicas.** A key's preference list is its `replication_factor` (N) closest nodes by XOR
-//!   distance: the closest peers a lookup finds (which, seeded from a converged membership view,
-//!   takes one round trip) merged with the routing table and this node.
+//! - **Replicas.** A key's preference list is its `replication_factor` (N) closest healthy
+//!   members by XOR distance ([`bavard_replica::Placement`], one rule for every path); before the
+//!   membership knows other members, the closest peers a lookup finds merged with the routing
+//!   table and this node.
 //! - **Coordination.** The node a client talks to coordinates: a write goes to all N and is
 //!   acknowledged once W answered that it is on disk; a read asks the N and returns the newest
 //!   version once R answered. W and R come from the consistency level (`one`, `quorum` =
@@ -14,11 +15,12 @@
 //!   for the owner (bounded in count and age) and hands it over when the owner answers again.
 //! - **Read repair.** Replicas that answered a read with an older version (or none) are sent the
 //!   newest, in the background.
-//! - **Anti-entropy.** Periodically each node compares, with one peer it shares keys with, a
-//!   256-bucket hash of the keys both replicate (a two-level Merkle tree: bucket hashes first,
-//!   then the keys and versions of differing buckets only), then pushes what the peer lacks and
-//!   pulls what it lacks. Replicas converge after a partition heals even for keys nobody reads,
-//!   and keys move to nodes that became replicas when membership changed.
+//! - **Anti-entropy.** Each node compares, with the partners it shares keys with, a three-level
+//!   hash tree over the leaves of the keyspace both replicate (maintained by the store on every
+//!   write, so a round costs the differences, not a scan), then pulls what it lacks and pushes
+//!   what the partner lacks, in byte-bounded batches ([`bavard_replica::sync`], driven by
+//!   [`antientropy`]). Replicas converge after a partition heals or a replica returns, even for
+//!   keys nobody reads, and keys move to nodes that became replicas when membership changed.
 //! - **Versions.** Every write carries a hybrid logical clock timestamp (Kulkarni et al. 2014)
 //!   and the writer's peer id; replicas keep the highest (last writer wins by HLC, ties by writer
 //!   id), so every replica picks the same winner. Timestamps more than `max_clock_drift_ms` ahead

@@ -1,0 +1,406 @@
+//! `cargo xtask scenario outage`: a replica misses a large volume of writes and must catch up.
+//!
+//! 1. Starts a cluster (the scenario node settings), writes the probe keys and measures the
+//!    probe load's latency for a few seconds (the baseline).
+//! 2. `kill -9` one node (`--kill-node`, default the last), then writes `--keys` values of
+//!    `--value-size` bytes at quorum through node 0 with `--clients` concurrent writers.
+//! 3. Restarts the node and waits until it stores every key of its share (the keys for which it
+//!    is one of the 3 closest nodes by XOR distance, computed from the peer ids as the nodes
+//!    do) and no node has a hint queued, while the probe load keeps running.
+//! 4. Reports `catch_up_s` (restart to done), `keys_missing` and `hints_left` (at the end or at
+//!    the timeout), the catch-up rate, and the probe latency before and during the catch-up.
+//!
+//! The node held no record before it was killed except the probe keys of its share, and writes
+//! during the catch-up only overwrite probe keys, so its `records_stored` counts exactly the
+//! keys of its share it holds.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::cluster::{self, ClusterState, UpArgs};
+use crate::http;
+use crate::scenario::{Teardown, quantile};
+
+/// The settings of one outage run.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) nodes: usize,
+    pub(crate) keys: usize,
+    pub(crate) value_size: usize,
+    pub(crate) clients: usize,
+    pub(crate) kill_node: usize,
+    pub(crate) catch_up_timeout: Duration,
+    pub(crate) netns: bool,
+    pub(crate) json: bool,
+    pub(crate) bin: Option<std::path::PathBuf>,
+    pub(crate) dir: std::path::PathBuf,
+}
+
+/// Probe keys written before the outage and overwritten by the probe load.
+const PROBE_KEYS: usize = 64;
+/// The replication factor the nodes run with (the default).
+const N: usize = 3;
+
+/// What an outage run found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Report {
+    scenario: &'static str,
+    nodes: usize,
+    killed: usize,
+    keys: usize,
+    value_size: usize,
+    write_errors: usize,
+    write_s: f64,
+    write_ops_s: f64,
+    /// Keys the restarted node replicates (probe keys included).
+    share: usize,
+    /// Seconds from the restart until the node held its whole share and no hint was queued.
+    catch_up_s: Option<f64>,
+    keys_missing: usize,
+    hints_left: usize,
+    /// Bytes of values the node received per second of catch-up.
+    catch_up_bytes_per_s: Option<f64>,
+    probe_baseline_p50_ms: f64,
+    probe_baseline_p99_ms: f64,
+    probe_catch_up_p50_ms: f64,
+    probe_catch_up_p99_ms: f64,
+    probe_catch_up_ops: usize,
+    probe_errors: usize,
+    /// `records_stored` of the restarted node, one sample per second after the restart.
+    progress: Vec<usize>,
+}
+
+impl Report {
+    fn passed(&self) -> bool {
+        self.write_errors == 0 && self.keys_missing == 0 && self.hints_left == 0
+    }
+}
+
+fn bulk_key(i: usize) -> String {
+    format!("outage-{i}")
+}
+
+fn probe_key(i: usize) -> String {
+    format!("probe-{i}")
+}
+
+/// SHA-256 of the peer id's bytes (decoded from base58), as the nodes place keys.
+fn peer_point(peer_id: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = bs58::decode(peer_id)
+        .into_vec()
+        .with_context(|| format!("peer id {peer_id} is not base58"))?;
+    Ok(Sha256::digest(&bytes).into())
+}
+
+fn xor(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    for (i, byte) in d.iter_mut().enumerate() {
+        *byte = a[i] ^ b[i];
+    }
+    d
+}
+
+/// Whether node `me` is one of the `N` nodes closest to `key`.
+fn replicates(points: &[[u8; 32]], me: usize, key: &str) -> bool {
+    let target: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    let mine = xor(&points[me], &target);
+    points.iter().filter(|p| xor(p, &target) < mine).count() < N
+}
+
+/// Status figures of one node: records stored, hints queued.
+fn node_figures(api: &str) -> Option<(usize, usize)> {
+    let r = http::get(api, "/v1/status", Duration::from_secs(3)).ok()?;
+    if r.status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    Some((
+        v["records_stored"].as_u64()? as usize,
+        v["replication"]["hints_queued"].as_u64().unwrap_or(0) as usize,
+    ))
+}
+
+fn put(api: &str, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    let path = format!("/v1/kv/{key}?consistency=quorum");
+    let r = http::request(api, "PUT", &path, value, Duration::from_secs(30))?;
+    if r.status != 200 {
+        bail!(
+            "PUT {key}: HTTP {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    Ok(())
+}
+
+/// Runs the probe load (quorum puts and gets of the probe keys through every node but the
+/// killed one) until `stop`; returns the latencies of the successes and the error count.
+fn probe(apis: &[String], stop: &AtomicBool) -> (Vec<Duration>, usize) {
+    let lat = Mutex::new(Vec::new());
+    let errors = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..2usize {
+            let (lat, errors) = (&lat, &errors);
+            s.spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let api = &apis[i % apis.len()];
+                    let key = probe_key(i % PROBE_KEYS);
+                    let start = Instant::now();
+                    let ok = if i % 2 == 0 {
+                        put(api, &key, format!("p{i}").as_bytes()).is_ok()
+                    } else {
+                        let path = format!("/v1/kv/{key}?consistency=quorum");
+                        http::request(api, "GET", &path, &[], Duration::from_secs(30))
+                            .is_ok_and(|r| r.status == 200)
+                    };
+                    if ok {
+                        lat.lock().expect("lock").push(start.elapsed());
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 2;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+    });
+    let mut lat = lat.into_inner().expect("lock");
+    lat.sort_unstable();
+    (lat, errors.into_inner())
+}
+
+fn ms(sorted: &[Duration], q: f64) -> f64 {
+    let v: Vec<f64> = sorted.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    quantile(&v, q)
+}
+
+/// Runs `cargo xtask scenario outage`.
+pub(crate) fn run(s: &Settings) -> anyhow::Result<()> {
+    if s.nodes < N + 1 {
+        bail!("--nodes must be at least {} for an outage run", N + 1);
+    }
+    if s.kill_node == 0 || s.kill_node >= s.nodes {
+        bail!(
+            "--kill-node must be between 1 and {} (node 0 takes the writes)",
+            s.nodes - 1
+        );
+    }
+    cluster::ensure_not_running(&s.dir)?;
+    std::fs::create_dir_all(&s.dir)?;
+    let config = s.dir.join("scenario.toml");
+    std::fs::write(&config, crate::scenario::NODE_CONFIG)?;
+    let up = UpArgs {
+        nodes: s.nodes,
+        quic: false,
+        timeout: 120,
+        bin: s.bin.clone(),
+        config: Some(config),
+    };
+    let _teardown = Teardown(s.dir.clone());
+    let mut state = cluster::up_with(&s.dir, &up, s.netns)?;
+    let report = drive(s, &s.dir, &mut state)?;
+    if s.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", human(&report));
+    }
+    if !report.passed() {
+        bail!(
+            "outage: {} write errors, {} keys missing, {} hints left after {} s",
+            report.write_errors,
+            report.keys_missing,
+            report.hints_left,
+            s.catch_up_timeout.as_secs()
+        );
+    }
+    Ok(())
+}
+
+fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<Report> {
+    let points: Vec<[u8; 32]> = state
+        .nodes
+        .iter()
+        .map(|n| peer_point(&n.peer_id))
+        .collect::<anyhow::Result<_>>()?;
+    let k = s.kill_node;
+    let via = state.nodes[0].api.clone();
+    let others: Vec<String> = state
+        .nodes
+        .iter()
+        .filter(|n| n.index != k)
+        .map(|n| n.api.clone())
+        .collect();
+    for i in 0..PROBE_KEYS {
+        put(&via, &probe_key(i), b"p").context("writing the probe keys")?;
+    }
+    let stop = AtomicBool::new(false);
+    let (baseline, _) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| probe(&others, &stop));
+        std::thread::sleep(Duration::from_secs(5));
+        stop.store(true, Ordering::Relaxed);
+        h.join().expect("probe thread")
+    });
+
+    cluster::signal(state.nodes[k].pid, "KILL")?;
+    if !s.json {
+        eprintln!("killed node {k}; writing {} keys through node 0", s.keys);
+    }
+    let value = vec![b'v'; s.value_size];
+    let next = AtomicUsize::new(0);
+    let errors = Mutex::new(Vec::new());
+    let bar = ProgressBar::new(s.keys as u64);
+    bar.set_style(
+        ProgressStyle::with_template("write [{bar:30}] {pos}/{len} ({elapsed}, {per_sec})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    std::thread::scope(|sc| {
+        for _ in 0..s.clients.max(1) {
+            sc.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= s.keys {
+                        break;
+                    }
+                    if let Err(e) = put(&via, &bulk_key(i), &value) {
+                        errors.lock().expect("lock").push(format!("{e:#}"));
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let write_s = started.elapsed().as_secs_f64();
+    let errors = errors.into_inner().expect("lock");
+    for e in errors.iter().take(5) {
+        eprintln!("write error: {e}");
+    }
+    let share = (0..s.keys)
+        .map(bulk_key)
+        .chain((0..PROBE_KEYS).map(probe_key))
+        .filter(|key| replicates(&points, k, key))
+        .count();
+
+    cluster::restart(dir, state, k)?;
+    let restarted = Instant::now();
+    if !s.json {
+        eprintln!("restarted node {k}; waiting until it holds its {share} keys");
+    }
+    let apis: Vec<String> = state.nodes.iter().map(|n| n.api.clone()).collect();
+    let stop = AtomicBool::new(false);
+    let mut progress = Vec::new();
+    let mut catch_up_s = None;
+    let mut last = (0usize, usize::MAX);
+    let deadline = restarted + s.catch_up_timeout;
+    let (during, probe_errors) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| probe(&others, &stop));
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            let stored = node_figures(&apis[k]).map_or(0, |(r, _)| r);
+            let hints: usize = apis
+                .iter()
+                .map(|a| node_figures(a).map_or(usize::MAX / 8, |(_, h)| h))
+                .sum();
+            progress.push(stored);
+            last = (stored, hints);
+            if stored >= share && hints == 0 {
+                catch_up_s = Some(restarted.elapsed().as_secs_f64());
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        h.join().expect("probe thread")
+    });
+    let (stored, hints_left) = last;
+    let keys_missing = share.saturating_sub(stored);
+    Ok(Report {
+        scenario: "outage",
+        nodes: s.nodes,
+        killed: k,
+        keys: s.keys,
+        value_size: s.value_size,
+        write_errors: errors.len(),
+        write_s,
+        write_ops_s: (s.keys - errors.len()) as f64 / write_s.max(1e-9),
+        share,
+        catch_up_s,
+        keys_missing,
+        hints_left,
+        catch_up_bytes_per_s: catch_up_s.map(|t| (share * s.value_size) as f64 / t.max(1e-9)),
+        probe_baseline_p50_ms: ms(&baseline, 0.50),
+        probe_baseline_p99_ms: ms(&baseline, 0.99),
+        probe_catch_up_p50_ms: ms(&during, 0.50),
+        probe_catch_up_p99_ms: ms(&during, 0.99),
+        probe_catch_up_ops: during.len(),
+        probe_errors,
+        progress,
+    })
+}
+
+fn human(r: &Report) -> String {
+    let caught = r
+        .catch_up_s
+        .map_or("not within the timeout".to_string(), |t| {
+            format!("{t:.1} s")
+        });
+    format!(
+        "scenario outage: {} nodes, node {} down while {} keys of {} bytes were written \
+         ({:.0} puts/s, {} errors)\n\
+         share of node {}: {} keys; caught up: {}; keys missing {}; hints left {}\n\
+         catch-up rate: {}\n\
+         probe latency p50/p99: before {:.1}/{:.1} ms, during catch-up {:.1}/{:.1} ms \
+         ({} ops, {} errors)\n",
+        r.nodes,
+        r.killed,
+        r.keys,
+        r.value_size,
+        r.write_ops_s,
+        r.write_errors,
+        r.killed,
+        r.share,
+        caught,
+        r.keys_missing,
+        r.hints_left,
+        r.catch_up_bytes_per_s
+            .map_or("-".into(), |b| format!("{:.1} MB/s", b / 1e6)),
+        r.probe_baseline_p50_ms,
+        r.probe_baseline_p99_ms,
+        r.probe_catch_up_p50_ms,
+        r.probe_catch_up_p99_ms,
+        r.probe_catch_up_ops,
+        r.probe_errors,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_has_exactly_three_replicas_among_five_nodes() {
+        let points: Vec<[u8; 32]> = (0..5u8).map(|i| Sha256::digest([i]).into()).collect();
+        for i in 0..200 {
+            let key = bulk_key(i);
+            let count = (0..5).filter(|&n| replicates(&points, n, &key)).count();
+            assert_eq!(count, N, "{key}");
+        }
+    }
+
+    #[test]
+    fn peer_ids_are_decoded_from_base58() {
+        // The base58 of bytes [0, 1, 2].
+        let p = peer_point("15T").unwrap();
+        assert_eq!(p, <[u8; 32]>::from(Sha256::digest([0u8, 1, 2])));
+        assert!(peer_point("0OIl").is_err());
+    }
+}
