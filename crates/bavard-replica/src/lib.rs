@@ -17,10 +17,10 @@
 
 mod leafset;
 mod placement;
+mod protocol;
 pub mod sync;
 
 pub use leafset::{LEAF_SET_BYTES, LeafSet, LeafSetSizeError};
 pub use placement::Placement;
-pub use sync::{
-    Initiator, Step, SyncConfig, SyncError, SyncRequest, SyncResponse, SyncStats, answer,
-};
+pub use protocol::{Failure, Request, Response, StoreOutcome};
+pub use sync::{Initiator, Step, SyncConfig, SyncError, SyncStats, answer};

@@ -37,10 +37,13 @@
 //!    - [`Step::Done`]: the round is over, with its [`SyncStats`];
 //! 3. repeat 2.
 //!
-//! The responder answers each request with [`answer`], statelessly.
+//! The responder answers each read-only request with [`answer`], statelessly, and applies
+//! stores itself.
 //!
 //! ```
-//! use bavard_replica::{Initiator, Placement, Step, SyncConfig, answer};
+//! use bavard_replica::{
+//!     Initiator, Placement, Request, Response, Step, StoreOutcome, SyncConfig, answer,
+//! };
 //! use bavard_routing::Key;
 //! use bavard_store::{HlcTimestamp, MemoryStore, Record, RecordStore, StoreConfig, Version};
 //!
@@ -59,6 +62,16 @@
 //! let mut round = Initiator::new(placement, 1, 2, config.clone());
 //! let stats = loop {
 //!     match round.next(&mine, 0).unwrap() {
+//!         Step::Send(Request::Store { records, .. }) => {
+//!             // The peer stores pushed records (after its own clock checks).
+//!             let results = theirs
+//!                 .put_batch(records, 0)
+//!                 .unwrap()
+//!                 .into_iter()
+//!                 .map(|_| StoreOutcome::Stored)
+//!                 .collect();
+//!             round.handle_response(Response::Store { results }).unwrap();
+//!         }
 //!         Step::Send(req) => {
 //!             let resp = answer(req, &theirs, &config, 0).unwrap();
 //!             round.handle_response(resp).unwrap();
@@ -83,6 +96,7 @@ use bavard_store::digest::{key_hash, leaf_of};
 use bavard_store::{DigestEntry, LeafDigest, Record, RecordStore, StoreError, Value};
 
 use crate::leafset::{LEAF_SET_BYTES, LeafSet};
+use crate::protocol::{Request, Response};
 use crate::placement::Placement;
 
 /// Subtrees of the first level: one per first byte of the key hash.
@@ -114,76 +128,6 @@ impl Default for SyncConfig {
     }
 }
 
-/// What one replica asks another during a round (the domain form of the wire messages).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyncRequest {
-    /// Level 1: the initiator's subtree hashes over `leaves`; which differ?
-    Tree {
-        /// The leaves compared (both replicate keys there).
-        leaves: LeafSet,
-        /// [`SUBTREES`] hashes.
-        hashes: Vec<u64>,
-    },
-    /// Level 2: the initiator's hashes of these leaves; which differ?
-    Leaves {
-        /// `(leaf, hash)` pairs.
-        hashes: Vec<(u16, u64)>,
-    },
-    /// Level 3: the responder's keys and versions in these leaves (ascending), starting after
-    /// key `after` in the first one.
-    Entries {
-        /// Ascending leaves.
-        leaves: Vec<u16>,
-        /// Where a previous page of the first leaf stopped.
-        after: Option<Vec<u8>>,
-    },
-    /// The records under these keys.
-    Fetch {
-        /// The keys.
-        keys: Vec<Vec<u8>>,
-    },
-    /// Store these records (a push).
-    Store {
-        /// The records.
-        records: Vec<Record>,
-    },
-}
-
-/// The answers to [`SyncRequest`]s.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyncResponse {
-    /// The subtrees whose hashes differ.
-    Tree {
-        /// Subtree indexes.
-        differing: Vec<u8>,
-    },
-    /// The leaves whose hashes differ.
-    Leaves {
-        /// Leaves.
-        differing: Vec<u16>,
-    },
-    /// Entries of the leaves asked, in order; `more` when the page stopped early (the next
-    /// request starts after the last entry).
-    Entries {
-        /// The entries.
-        entries: Vec<DigestEntry>,
-        /// Whether entries remain in the leaves asked.
-        more: bool,
-    },
-    /// The records found among the first `covered` keys asked (absent keys are missing).
-    Fetch {
-        /// The records.
-        records: Vec<Record>,
-        /// How many of the keys, from the first, this answer covers.
-        covered: usize,
-    },
-    /// How many of the pushed records the responder holds now (stored or already had).
-    Store {
-        /// Records accepted.
-        accepted: usize,
-    },
-}
-
 /// Why a round stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -204,9 +148,9 @@ pub enum SyncError {
 
 /// What the driver does next (see the module's driving protocol).
 #[derive(Debug)]
-pub enum Step {
+pub enum Step<P> {
     /// Send this request to the peer and feed the answer to [`Initiator::handle_response`].
-    Send(SyncRequest),
+    Send(Request<P>),
     /// Store these pulled records durably, then call [`Initiator::applied`].
     Apply(Vec<Record>),
     /// The round is over.
@@ -357,7 +301,7 @@ impl<P: Clone + PartialEq> Initiator<P> {
     ///
     /// [`SyncError::Outstanding`] if the previous step is not answered yet (no effect);
     /// [`SyncError::Storage`] if the local store fails (the round should be dropped).
-    pub fn next(&mut self, store: &dyn RecordStore, now_ms: u64) -> Result<Step, SyncError> {
+    pub fn next(&mut self, store: &dyn RecordStore, now_ms: u64) -> Result<Step<P>, SyncError> {
         if self.awaiting.is_some() {
             return Err(SyncError::Outstanding);
         }
@@ -375,7 +319,7 @@ impl<P: Clone + PartialEq> Initiator<P> {
                 })
                 .collect();
             return Ok(self.send(
-                SyncRequest::Tree {
+                Request::Tree {
                     leaves: self.mask.clone(),
                     hashes,
                 },
@@ -410,7 +354,7 @@ impl<P: Clone + PartialEq> Initiator<P> {
                 .collect();
             let size = 16 + leaves.len() * 4 + self.cursor.as_ref().map_or(0, Vec::len);
             return Ok(self.send(
-                SyncRequest::Entries {
+                Request::Entries {
                     leaves: leaves.clone(),
                     after: self.cursor.clone(),
                 },
@@ -421,14 +365,14 @@ impl<P: Clone + PartialEq> Initiator<P> {
         Ok(Step::Done(self.stats))
     }
 
-    fn send(&mut self, req: SyncRequest, awaiting: Awaiting, size: usize) -> Step {
+    fn send(&mut self, req: Request<P>, awaiting: Awaiting, size: usize) -> Step<P> {
         self.stats.requests += 1;
         self.stats.bytes += size;
         self.awaiting = Some(awaiting);
         Step::Send(req)
     }
 
-    fn next_leaves(&mut self) -> Step {
+    fn next_leaves(&mut self) -> Step<P> {
         let count = (self.config.max_batch_bytes / LEAF_HASH_SIZE)
             .max(1)
             .min(self.to_compare.len());
@@ -438,10 +382,10 @@ impl<P: Clone + PartialEq> Initiator<P> {
             .map(|l| (l, self.digests[usize::from(l)].hash))
             .collect();
         let size = hashes.len() * LEAF_HASH_SIZE;
-        self.send(SyncRequest::Leaves { hashes }, Awaiting::Leaves, size)
+        self.send(Request::Leaves { hashes }, Awaiting::Leaves, size)
     }
 
-    fn next_fetch(&mut self) -> Step {
+    fn next_fetch(&mut self) -> Step<P> {
         let mut keys = Vec::new();
         let mut size = 0;
         while let Some(k) = self.pull.front() {
@@ -455,7 +399,7 @@ impl<P: Clone + PartialEq> Initiator<P> {
             keys.push(self.pull.pop_front().expect("front exists"));
         }
         self.send(
-            SyncRequest::Fetch { keys: keys.clone() },
+            Request::Fetch { keys: keys.clone() },
             Awaiting::Fetch { keys },
             size,
         )
@@ -465,7 +409,7 @@ impl<P: Clone + PartialEq> Initiator<P> {
         &mut self,
         store: &dyn RecordStore,
         now_ms: u64,
-    ) -> Result<Option<Step>, SyncError> {
+    ) -> Result<Option<Step<P>>, SyncError> {
         let mut records = Vec::new();
         let mut size = 0;
         while let Some(k) = self.push.front() {
@@ -488,7 +432,10 @@ impl<P: Clone + PartialEq> Initiator<P> {
             return Ok(None);
         }
         Ok(Some(self.send(
-            SyncRequest::Store { records },
+            Request::Store {
+                records,
+                hint_for: None,
+            },
             Awaiting::Store,
             size,
         )))
@@ -501,10 +448,10 @@ impl<P: Clone + PartialEq> Initiator<P> {
     /// [`SyncError::Protocol`] when the answer does not fit the request (wrong kind, unknown
     /// leaves or keys, entries out of order): the round should be dropped. The state is left
     /// consistent (what was found so far can still be applied).
-    pub fn handle_response(&mut self, resp: SyncResponse) -> Result<(), SyncError> {
+    pub fn handle_response(&mut self, resp: Response) -> Result<(), SyncError> {
         let awaiting = self.awaiting.take();
         match (awaiting, resp) {
-            (Some(Awaiting::Tree), SyncResponse::Tree { differing }) => {
+            (Some(Awaiting::Tree), Response::Tree { differing }) => {
                 self.stats.bytes += differing.len() * 2;
                 let mut differing: Vec<u8> = differing
                     .into_iter()
@@ -518,7 +465,7 @@ impl<P: Clone + PartialEq> Initiator<P> {
                 }
                 Ok(())
             }
-            (Some(Awaiting::Leaves), SyncResponse::Leaves { differing }) => {
+            (Some(Awaiting::Leaves), Response::Leaves { differing }) => {
                 self.stats.bytes += differing.len() * 3;
                 let mut differing: Vec<u16> = differing
                     .into_iter()
@@ -531,11 +478,11 @@ impl<P: Clone + PartialEq> Initiator<P> {
                 self.leaves.extend(differing);
                 Ok(())
             }
-            (Some(Awaiting::Entries { leaves }), SyncResponse::Entries { entries, more }) => {
+            (Some(Awaiting::Entries { leaves }), Response::Entries { entries, more }) => {
                 self.stats.bytes += entries.iter().map(entry_size).sum::<usize>();
                 self.take_entries(&leaves, entries, more)
             }
-            (Some(Awaiting::Fetch { keys }), SyncResponse::Fetch { records, covered }) => {
+            (Some(Awaiting::Fetch { keys }), Response::Fetch { records, covered }) => {
                 self.stats.bytes += records.iter().map(record_size).sum::<usize>();
                 let covered = if covered == 0 || covered > keys.len() {
                     keys.len()
@@ -557,15 +504,15 @@ impl<P: Clone + PartialEq> Initiator<P> {
                 self.ready = records;
                 Ok(())
             }
-            (Some(Awaiting::Store), SyncResponse::Store { accepted }) => {
-                self.stats.keys_pushed += accepted;
+            (Some(Awaiting::Store), Response::Store { results }) => {
+                self.stats.keys_pushed += results.iter().filter(|r| r.holds()).count();
                 Ok(())
             }
             (awaiting, resp) => {
                 self.awaiting = awaiting;
                 Err(SyncError::Protocol(format!(
-                    "unexpected answer {}",
-                    response_name(&resp)
+                    "unexpected {} answer",
+                    resp.kind()
                 )))
             }
         }
@@ -686,23 +633,22 @@ impl<P: Clone + PartialEq> Initiator<P> {
     }
 }
 
-/// Answers one request of a round from the local store, statelessly (the responder's side).
-///
-/// A [`SyncRequest::Store`] is applied with [`RecordStore::put_batch`]; a node that must check
-/// clocks and group its commits handles stores itself and uses this for the rest.
+/// Answers a request that only reads — a fetch or an anti-entropy request — from the local
+/// store, statelessly (the responder's side). Stores are the caller's: they involve clock checks,
+/// durable group commits and hints.
 ///
 /// # Errors
 ///
-/// [`SyncError::BadRequest`] for a malformed request or one over a limit of `config` (nothing
-/// was read or written); [`SyncError::Storage`] when the store fails.
-pub fn answer(
-    req: SyncRequest,
+/// [`SyncError::BadRequest`] for a store, a malformed request or one over a limit of `config`
+/// (nothing was read); [`SyncError::Storage`] when the store fails.
+pub fn answer<P>(
+    req: Request<P>,
     store: &dyn RecordStore,
     config: &SyncConfig,
     now_ms: u64,
-) -> Result<SyncResponse, SyncError> {
+) -> Result<Response, SyncError> {
     match req {
-        SyncRequest::Tree { leaves, hashes } => {
+        Request::Tree { leaves, hashes } => {
             if hashes.len() != SUBTREES {
                 return Err(SyncError::BadRequest(format!(
                     "a tree request carries {SUBTREES} subtree hashes, got {}",
@@ -719,9 +665,9 @@ pub fn answer(
                 })
                 .map(|s| s as u8)
                 .collect();
-            Ok(SyncResponse::Tree { differing })
+            Ok(Response::Tree { differing })
         }
-        SyncRequest::Leaves { hashes } => {
+        Request::Leaves { hashes } => {
             let max = config.max_batch_bytes / LEAF_HASH_SIZE + SUBTREES;
             if hashes.len() > max {
                 return Err(SyncError::BadRequest(format!(
@@ -735,9 +681,9 @@ pub fn answer(
                 .filter(|(l, h)| digests[usize::from(*l)].hash != *h)
                 .map(|(l, _)| l)
                 .collect();
-            Ok(SyncResponse::Leaves { differing })
+            Ok(Response::Leaves { differing })
         }
-        SyncRequest::Entries { leaves, after } => {
+        Request::Entries { leaves, after } => {
             if leaves.len() > config.max_leaves_per_request {
                 return Err(SyncError::BadRequest(format!(
                     "{} leaves in one listing, over the limit of {}",
@@ -752,7 +698,7 @@ pub fn answer(
             }
             list_entries(&leaves, after, store, config, now_ms)
         }
-        SyncRequest::Fetch { keys } => {
+        Request::Fetch { keys } => {
             if keys.len() > config.max_batch_records {
                 return Err(SyncError::BadRequest(format!(
                     "{} keys in one fetch, over the limit of {}",
@@ -773,23 +719,11 @@ pub fn answer(
                 }
                 covered += 1;
             }
-            Ok(SyncResponse::Fetch { records, covered })
+            Ok(Response::Fetch { records, covered })
         }
-        SyncRequest::Store { records } => {
-            if records.len() > config.max_batch_records {
-                return Err(SyncError::BadRequest(format!(
-                    "{} records in one store, over the limit of {}",
-                    records.len(),
-                    config.max_batch_records
-                )));
-            }
-            let outcomes = store.put_batch(records, now_ms)?;
-            let accepted = outcomes
-                .iter()
-                .filter(|o| !matches!(o, bavard_store::PutOutcome::Expired))
-                .count();
-            Ok(SyncResponse::Store { accepted })
-        }
+        Request::Store { .. } => Err(SyncError::BadRequest(
+            "stores are applied by the caller, not answered from the store".into(),
+        )),
     }
 }
 
@@ -799,7 +733,7 @@ fn list_entries(
     store: &dyn RecordStore,
     config: &SyncConfig,
     now_ms: u64,
-) -> Result<SyncResponse, SyncError> {
+) -> Result<Response, SyncError> {
     let max = config.max_entries.max(1);
     let mut entries: Vec<DigestEntry> = Vec::new();
     let mut size = 0;
@@ -812,7 +746,7 @@ fn list_entries(
                 if entries.len() == max
                     || (!entries.is_empty() && size + entry_size(&e) > config.max_batch_bytes)
                 {
-                    return Ok(SyncResponse::Entries {
+                    return Ok(Response::Entries {
                         entries,
                         more: true,
                     });
@@ -827,18 +761,8 @@ fn list_entries(
         }
         after = None;
     }
-    Ok(SyncResponse::Entries {
+    Ok(Response::Entries {
         entries,
         more: false,
     })
-}
-
-fn response_name(resp: &SyncResponse) -> &'static str {
-    match resp {
-        SyncResponse::Tree { .. } => "tree",
-        SyncResponse::Leaves { .. } => "leaves",
-        SyncResponse::Entries { .. } => "entries",
-        SyncResponse::Fetch { .. } => "fetch",
-        SyncResponse::Store { .. } => "store",
-    }
 }

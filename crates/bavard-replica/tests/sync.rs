@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bavard_replica::sync::{entry_size, record_size};
 use bavard_replica::{
-    Initiator, LeafSet, Placement, Step, SyncConfig, SyncError, SyncRequest, SyncResponse,
+    Initiator, LeafSet, Placement, Request, Response, Step, StoreOutcome, SyncConfig, SyncError,
     SyncStats, answer,
 };
 use bavard_routing::Key;
@@ -39,25 +39,25 @@ fn target(key: &[u8]) -> Key {
 }
 
 /// Estimated size of a request, as the initiator accounts it.
-fn request_size(req: &SyncRequest) -> usize {
+fn request_size(req: &Request<u64>) -> usize {
     match req {
-        SyncRequest::Tree { .. } => 8192 + 256 * 9,
-        SyncRequest::Leaves { hashes } => hashes.len() * 16,
-        SyncRequest::Entries { leaves, after } => {
+        Request::Tree { .. } => 8192 + 256 * 9,
+        Request::Leaves { hashes } => hashes.len() * 16,
+        Request::Entries { leaves, after } => {
             16 + leaves.len() * 4 + after.as_ref().map_or(0, Vec::len)
         }
-        SyncRequest::Fetch { keys } => keys.iter().map(|k| 8 + k.len()).sum(),
-        SyncRequest::Store { records } => records.iter().map(record_size).sum(),
+        Request::Fetch { keys } => keys.iter().map(|k| 8 + k.len()).sum(),
+        Request::Store { records, .. } => records.iter().map(record_size).sum(),
     }
 }
 
-fn response_size(resp: &SyncResponse) -> usize {
+fn response_size(resp: &Response) -> usize {
     match resp {
-        SyncResponse::Tree { differing } => differing.len() * 2,
-        SyncResponse::Leaves { differing } => differing.len() * 3,
-        SyncResponse::Entries { entries, .. } => entries.iter().map(entry_size).sum(),
-        SyncResponse::Fetch { records, .. } => records.iter().map(record_size).sum(),
-        SyncResponse::Store { .. } => 4,
+        Response::Tree { differing } => differing.len() * 2,
+        Response::Leaves { differing } => differing.len() * 3,
+        Response::Entries { entries, .. } => entries.iter().map(entry_size).sum(),
+        Response::Fetch { records, .. } => records.iter().map(record_size).sum(),
+        Response::Store { results } => results.len() * 4,
     }
 }
 
@@ -75,14 +75,14 @@ fn round(
     for _ in 0..100_000 {
         match init.next(mine, NOW).unwrap() {
             Step::Send(req) => {
-                if !matches!(req, SyncRequest::Tree { .. }) {
+                if !matches!(req, Request::Tree { .. }) {
                     assert!(
                         request_size(&req) <= config.max_batch_bytes,
                         "request of {} bytes over the budget",
                         request_size(&req)
                     );
                 }
-                let resp = answer(req, theirs, config, NOW).unwrap();
+                let resp = serve(req, theirs, config);
                 assert!(response_size(&resp) <= config.max_batch_bytes);
                 init.handle_response(resp).unwrap();
             }
@@ -95,6 +95,21 @@ fn round(
         }
     }
     panic!("the round did not end");
+}
+
+/// The responder: stores pushed records, answers the rest from its store.
+fn serve(req: Request<u64>, store: &MemoryStore, config: &SyncConfig) -> Response {
+    match req {
+        Request::Store { records, .. } => Response::Store {
+            results: store
+                .put_batch(records, NOW)
+                .unwrap()
+                .into_iter()
+                .map(|_| StoreOutcome::Stored)
+                .collect(),
+        },
+        req => answer(req, store, config, NOW).unwrap(),
+    }
 }
 
 /// Whether every replica of every key holds the newest version any node has.
@@ -277,9 +292,9 @@ fn an_answer_with_keys_nobody_asked_for_stops_the_round() {
     let mut init = Initiator::new(p, 0, 1, config.clone());
     loop {
         match init.next(&mine, NOW).unwrap() {
-            Step::Send(SyncRequest::Fetch { keys }) => {
+            Step::Send(Request::Fetch { keys }) => {
                 assert_eq!(keys, vec![b"asked".to_vec()]);
-                let forged = SyncResponse::Fetch {
+                let forged = Response::Fetch {
                     records: vec![record(b"asked", 5, 1), record(b"planted", 99, 1)],
                     covered: 1,
                 };
@@ -288,7 +303,7 @@ fn an_answer_with_keys_nobody_asked_for_stops_the_round() {
                 return;
             }
             Step::Send(req) => {
-                let resp = answer(req, &theirs, &config, NOW).unwrap();
+                let resp = serve(req, &theirs, &config);
                 init.handle_response(resp).unwrap();
             }
             other => panic!("unexpected {other:?}"),
@@ -301,12 +316,12 @@ fn out_of_order_entries_and_wrong_answers_are_protocol_errors() {
     let p = placement(2, 3);
     let mine = store(0);
     let mut init = Initiator::new(p, 0, 1, SyncConfig::default());
-    let Step::Send(SyncRequest::Tree { .. }) = init.next(&mine, NOW).unwrap() else {
+    let Step::Send(Request::Tree { .. }) = init.next(&mine, NOW).unwrap() else {
         panic!("a round starts with the tree");
     };
     // Answering a tree request with a fetch answer.
     let err = init
-        .handle_response(SyncResponse::Fetch {
+        .handle_response(Response::Fetch {
             records: Vec::new(),
             covered: 0,
         })
@@ -319,24 +334,28 @@ fn out_of_order_entries_and_wrong_answers_are_protocol_errors() {
 fn malformed_requests_are_refused_without_touching_the_store() {
     let s = store(0);
     let config = SyncConfig::default();
-    let bad = [
-        SyncRequest::Tree {
+    let bad: [Request<u64>; 6] = [
+        Request::Tree {
             leaves: LeafSet::full(),
             hashes: vec![0; 3],
         },
-        SyncRequest::Entries {
+        Request::Entries {
             leaves: vec![5, 2],
             after: None,
         },
-        SyncRequest::Entries {
+        Request::Entries {
             leaves: (0..2000).collect(),
             after: None,
         },
-        SyncRequest::Fetch {
+        Request::Fetch {
             keys: vec![b"k".to_vec(); 300],
         },
-        SyncRequest::Leaves {
+        Request::Leaves {
             hashes: vec![(0, 0); 100_000],
+        },
+        Request::Store {
+            records: vec![record(b"k", 1, 1)],
+            hint_for: None,
         },
     ];
     for req in bad {

@@ -25,7 +25,7 @@ use bavard_replica::{Initiator, LeafSet, Placement, Step, SyncStats};
 use bavard_store::PutOutcome;
 use libp2p::PeerId;
 
-use super::wire::{WireError, sync_request_to_pb, sync_response_from_pb};
+use super::wire::{WireError, request_to_pb, response_from_pb};
 use crate::config::secs;
 use crate::node::{Node, RequestError};
 use crate::util::unix_ms;
@@ -259,10 +259,10 @@ async fn drive(
             Step::Send(req) => {
                 let before = init.stats().bytes;
                 let resp = node
-                    .kv_request(peer, sync_request_to_pb(req))
+                    .kv_request(peer, request_to_pb(req))
                     .await
                     .map_err(|e| RoundError::new(reason(&e), e))?;
-                let resp = sync_response_from_pb(resp).map_err(|e| match e {
+                let resp = response_from_pb(resp).map_err(|e| match e {
                     WireError::Refused(m) => RoundError::new("refused", m),
                     e => RoundError::new("protocol", e),
                 })?;

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use bavard_proto::store as pb;
-use bavard_store::PutOutcome;
+use bavard_replica::{Request, Response, StoreOutcome};
+use bavard_store::{PutOutcome, Record};
 use futures::AsyncWriteExt as _;
 use libp2p::{PeerId, Stream};
 
 use super::KV_PROTOCOL;
-use super::wire::{sync_request_from_pb, sync_response_to_pb, version_to_pb};
+use super::wire::{request_from_pb, response_to_pb};
 use crate::config::secs;
 use crate::node::Node;
 use crate::util::unix_ms;
@@ -69,16 +70,16 @@ async fn serve(node: &Node, peer: PeerId, mut stream: Stream) {
 }
 
 async fn handle(node: &Node, peer: PeerId, req: pb::Request) -> Result<pb::response::Kind, String> {
-    match req.kind {
-        None => Err("empty request".into()),
-        Some(pb::request::Kind::Store(store)) => store_batch(node, store).await,
-        Some(kind) => {
-            // Digest trees, listings and fetches: answered by the replica core, off the async
+    let kind = req.kind.ok_or("empty request")?;
+    let req = request_from_pb(kind).map_err(|e| e.to_string())?;
+    let resp = match req {
+        Request::Store { records, hint_for } => store_batch(node, records, hint_for).await?,
+        req => {
+            // Fetches and anti-entropy requests: answered by the replica core, off the async
             // workers (they read the store).
-            let req = sync_request_from_pb(kind).map_err(|e| e.to_string())?;
             let store = node.inner.store.clone();
             let config = node.sync_config();
-            let resp = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 bavard_replica::answer(req, &*store, &config, unix_ms())
             })
             .await
@@ -86,66 +87,47 @@ async fn handle(node: &Node, peer: PeerId, req: pb::Request) -> Result<pb::respo
             .map_err(|e| {
                 tracing::debug!(%peer, "replica request refused: {e}");
                 e.to_string()
-            })?;
-            Ok(sync_response_to_pb(resp))
+            })?
         }
-    }
-}
-
-fn rejected(error: String) -> pb::StoreResult {
-    pb::StoreResult {
-        outcome: pb::Outcome::Rejected as i32,
-        current: None,
-        error,
-    }
-}
-
-fn outcome(o: pb::Outcome) -> pb::StoreResult {
-    pb::StoreResult {
-        outcome: o as i32,
-        current: None,
-        error: String::new(),
-    }
+    };
+    Ok(response_to_pb(resp))
 }
 
 /// Stores a batch of records (or hints for `hint_for`) durably, after checking each one's
-/// clock; the records share group commits. One result per record, in order.
-async fn store_batch(node: &Node, store: pb::StoreRequest) -> Result<pb::response::Kind, String> {
+/// clock; the records share group commits. One outcome per record, in order.
+async fn store_batch(
+    node: &Node,
+    records: Vec<Record>,
+    hint_for: Option<PeerId>,
+) -> Result<Response, String> {
     let max = node.inner.config.replication.max_batch_records;
-    if store.records.len() > max {
+    if records.len() > max {
         return Err(format!(
             "{} records in one request, over the limit of {max}",
-            store.records.len()
+            records.len()
         ));
     }
-    let hint_for = if store.hint_for.is_empty() {
-        None
-    } else {
-        Some(
-            PeerId::from_bytes(&store.hint_for)
-                .map_err(|_| "invalid hint_for peer id".to_string())?,
-        )
-    };
     let now = unix_ms();
-    let mut results: Vec<Option<pb::StoreResult>> = Vec::with_capacity(store.records.len());
+    let mut results: Vec<Option<StoreOutcome>> = Vec::with_capacity(records.len());
     let mut valid = Vec::new();
-    for r in store.records {
-        let checked = super::wire::record_from_pb(r)
-            .map_err(|e| e.to_string())
-            .and_then(|record| super::check_clock(node, record, now));
-        match checked {
+    for record in records {
+        match super::check_clock(node, record, now) {
             Ok(record) => {
                 results.push(None);
                 valid.push(record);
             }
-            Err(e) => results.push(Some(rejected(e))),
+            Err(e) => results.push(Some(StoreOutcome::Rejected(e))),
         }
     }
-    let stored: Vec<pb::StoreResult> = match hint_for {
-        Some(owner) => match node.inner.hints.add_many(owner, valid.clone(), now) {
-            Ok(()) => valid.iter().map(|_| outcome(pb::Outcome::Stored)).collect(),
-            Err(e) => valid.iter().map(|_| rejected(e.clone())).collect(),
-        },
+    let stored: Vec<StoreOutcome> = match hint_for {
+        Some(owner) => {
+            let count = valid.len();
+            let outcome = match node.inner.hints.add_many(owner, valid, now) {
+                Ok(()) => StoreOutcome::Stored,
+                Err(e) => StoreOutcome::Rejected(e),
+            };
+            vec![outcome; count]
+        }
         None => node
             .inner
             .committer
@@ -153,15 +135,11 @@ async fn store_batch(node: &Node, store: pb::StoreRequest) -> Result<pb::respons
             .await
             .into_iter()
             .map(|o| match o {
-                Ok(PutOutcome::Stored) => outcome(pb::Outcome::Stored),
-                Ok(PutOutcome::Unchanged) => outcome(pb::Outcome::Unchanged),
-                Ok(PutOutcome::Stale { current }) => pb::StoreResult {
-                    outcome: pb::Outcome::Stale as i32,
-                    current: Some(version_to_pb(&current)),
-                    error: String::new(),
-                },
-                Ok(PutOutcome::Expired) => rejected("record already expired".into()),
-                Err(e) => rejected(e.to_string()),
+                Ok(PutOutcome::Stored) => StoreOutcome::Stored,
+                Ok(PutOutcome::Unchanged) => StoreOutcome::Unchanged,
+                Ok(PutOutcome::Stale { current }) => StoreOutcome::Stale { current },
+                Ok(PutOutcome::Expired) => StoreOutcome::Rejected("record already expired".into()),
+                Err(e) => StoreOutcome::Rejected(e.to_string()),
             })
             .collect(),
     };
@@ -170,8 +148,8 @@ async fn store_batch(node: &Node, store: pb::StoreRequest) -> Result<pb::respons
         .into_iter()
         .map(|r| {
             r.or_else(|| stored.next())
-                .unwrap_or_else(|| rejected("internal error".into()))
+                .unwrap_or_else(|| StoreOutcome::Rejected("internal error".into()))
         })
         .collect();
-    Ok(pb::response::Kind::Store(pb::StoreResponse { results }))
+    Ok(Response::Store { results })
 }

@@ -3,8 +3,9 @@
 //! Every malformed field is a [`WireError`]; nothing here panics on hostile input.
 
 use bavard_proto::store as pb;
-use bavard_replica::{LeafSet, LeafSetSizeError, SyncRequest, SyncResponse};
+use bavard_replica::{LeafSet, LeafSetSizeError, Request, Response, StoreOutcome};
 use bavard_store::{DigestEntry, Record, Value, Version};
+use libp2p::PeerId;
 
 /// Why a record from the network was refused.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +31,9 @@ pub enum WireError {
     /// An entry without a version.
     #[error("entry without a version")]
     EntryWithoutVersion,
-    /// A message of another kind than expected.
-    #[error("unexpected {0} message")]
-    Unexpected(&'static str),
+    /// A store's `hint_for` that is not a peer id.
+    #[error("invalid hint_for peer id")]
+    HintFor,
     /// The peer refused the request.
     #[error("refused: {0}")]
     Refused(String),
@@ -40,148 +41,6 @@ pub enum WireError {
 
 fn leaf(l: u32) -> Result<u16, WireError> {
     u16::try_from(l).map_err(|_| WireError::Leaf(l))
-}
-
-/// An anti-entropy request on the wire.
-pub fn sync_request_to_pb(req: SyncRequest) -> pb::request::Kind {
-    match req {
-        SyncRequest::Tree { leaves, hashes } => pb::request::Kind::Tree(pb::TreeRequest {
-            leaves: leaves.to_bytes(),
-            hashes,
-        }),
-        SyncRequest::Leaves { hashes } => pb::request::Kind::Leaves(pb::LeavesRequest {
-            hashes: hashes
-                .into_iter()
-                .map(|(leaf, hash)| pb::LeafHash {
-                    leaf: u32::from(leaf),
-                    hash,
-                })
-                .collect(),
-        }),
-        SyncRequest::Entries { leaves, after } => pb::request::Kind::Entries(pb::EntriesRequest {
-            leaves: leaves.into_iter().map(u32::from).collect(),
-            after: after.unwrap_or_default(),
-        }),
-        SyncRequest::Fetch { keys } => pb::request::Kind::Fetch(pb::FetchRequest { keys }),
-        SyncRequest::Store { records } => pb::request::Kind::Store(pb::StoreRequest {
-            records: records.iter().map(record_to_pb).collect(),
-            hint_for: Vec::new(),
-        }),
-    }
-}
-
-/// A wire request as an anti-entropy request (`Store` requests stay the node's own: they carry
-/// hints and go through its clock check and group commit).
-pub fn sync_request_from_pb(kind: pb::request::Kind) -> Result<SyncRequest, WireError> {
-    Ok(match kind {
-        pb::request::Kind::Tree(t) => SyncRequest::Tree {
-            leaves: LeafSet::from_bytes(&t.leaves)?,
-            hashes: t.hashes,
-        },
-        pb::request::Kind::Leaves(l) => SyncRequest::Leaves {
-            hashes: l
-                .hashes
-                .into_iter()
-                .map(|h| Ok((leaf(h.leaf)?, h.hash)))
-                .collect::<Result<_, WireError>>()?,
-        },
-        pb::request::Kind::Entries(e) => SyncRequest::Entries {
-            leaves: e
-                .leaves
-                .into_iter()
-                .map(leaf)
-                .collect::<Result<_, WireError>>()?,
-            after: (!e.after.is_empty()).then_some(e.after),
-        },
-        pb::request::Kind::Fetch(f) => SyncRequest::Fetch { keys: f.keys },
-        pb::request::Kind::Store(_) => return Err(WireError::Unexpected("store")),
-    })
-}
-
-/// An anti-entropy answer on the wire.
-pub fn sync_response_to_pb(resp: SyncResponse) -> pb::response::Kind {
-    match resp {
-        SyncResponse::Tree { differing } => pb::response::Kind::Tree(pb::TreeResponse {
-            differing: differing.into_iter().map(u32::from).collect(),
-        }),
-        SyncResponse::Leaves { differing } => pb::response::Kind::Leaves(pb::LeavesResponse {
-            differing: differing.into_iter().map(u32::from).collect(),
-        }),
-        SyncResponse::Entries { entries, more } => {
-            pb::response::Kind::Entries(pb::EntriesResponse {
-                entries: entries
-                    .into_iter()
-                    .map(|e| pb::KeyVersion {
-                        key: e.key,
-                        version: Some(version_to_pb(&e.version)),
-                    })
-                    .collect(),
-                more,
-            })
-        }
-        SyncResponse::Fetch { records, covered } => pb::response::Kind::Fetch(pb::FetchResponse {
-            records: records.iter().map(record_to_pb).collect(),
-            covered: u32::try_from(covered).unwrap_or(0),
-        }),
-        SyncResponse::Store { accepted } => pb::response::Kind::Store(pb::StoreResponse {
-            results: (0..accepted)
-                .map(|_| pb::StoreResult {
-                    outcome: pb::Outcome::Stored as i32,
-                    current: None,
-                    error: String::new(),
-                })
-                .collect(),
-        }),
-    }
-}
-
-/// A wire answer as an anti-entropy answer; every malformed field is a [`WireError`].
-pub fn sync_response_from_pb(kind: pb::response::Kind) -> Result<SyncResponse, WireError> {
-    Ok(match kind {
-        pb::response::Kind::Tree(t) => SyncResponse::Tree {
-            differing: t
-                .differing
-                .into_iter()
-                .map(|s| u8::try_from(s).map_err(|_| WireError::Subtree(s)))
-                .collect::<Result<_, _>>()?,
-        },
-        pb::response::Kind::Leaves(l) => SyncResponse::Leaves {
-            differing: l
-                .differing
-                .into_iter()
-                .map(leaf)
-                .collect::<Result<_, _>>()?,
-        },
-        pb::response::Kind::Entries(e) => SyncResponse::Entries {
-            entries: e
-                .entries
-                .into_iter()
-                .map(|kv| {
-                    Ok(DigestEntry {
-                        key: kv.key,
-                        version: version_from_pb(kv.version.ok_or(WireError::EntryWithoutVersion)?),
-                    })
-                })
-                .collect::<Result<_, WireError>>()?,
-            more: e.more,
-        },
-        pb::response::Kind::Fetch(f) => SyncResponse::Fetch {
-            records: f
-                .records
-                .into_iter()
-                .map(record_from_pb)
-                .collect::<Result<_, _>>()?,
-            covered: f.covered as usize,
-        },
-        pb::response::Kind::Store(s) => SyncResponse::Store {
-            accepted: s
-                .results
-                .iter()
-                .filter(|r| r.outcome != pb::Outcome::Rejected as i32)
-                .count(),
-        },
-        pb::response::Kind::Error(e) => return Err(WireError::Refused(e)),
-    })
 }
 
 /// A domain version on the wire.
@@ -244,6 +103,178 @@ pub fn record_from_pb(r: pb::Record) -> Result<Record, WireError> {
     }
 }
 
+fn outcome_to_pb(o: StoreOutcome) -> pb::StoreResult {
+    let (outcome, current, error) = match o {
+        StoreOutcome::Stored => (pb::Outcome::Stored, None, String::new()),
+        StoreOutcome::Unchanged => (pb::Outcome::Unchanged, None, String::new()),
+        StoreOutcome::Stale { current } => {
+            (pb::Outcome::Stale, Some(version_to_pb(&current)), String::new())
+        }
+        StoreOutcome::Rejected(e) => (pb::Outcome::Rejected, None, e),
+    };
+    pb::StoreResult {
+        outcome: outcome as i32,
+        current,
+        error,
+    }
+}
+
+fn outcome_from_pb(r: pb::StoreResult) -> StoreOutcome {
+    match pb::Outcome::try_from(r.outcome) {
+        Ok(pb::Outcome::Stored) => StoreOutcome::Stored,
+        Ok(pb::Outcome::Unchanged) => StoreOutcome::Unchanged,
+        Ok(pb::Outcome::Stale) => match r.current {
+            Some(v) => StoreOutcome::Stale {
+                current: version_from_pb(v),
+            },
+            None => StoreOutcome::Rejected("a stale outcome without the current version".into()),
+        },
+        Ok(pb::Outcome::Rejected) => StoreOutcome::Rejected(r.error),
+        Err(_) => StoreOutcome::Rejected(format!("unknown outcome {}", r.outcome)),
+    }
+}
+
+/// A replica-protocol request on the wire.
+pub fn request_to_pb(req: Request<PeerId>) -> pb::request::Kind {
+    match req {
+        Request::Store { records, hint_for } => pb::request::Kind::Store(pb::StoreRequest {
+            records: records.iter().map(record_to_pb).collect(),
+            hint_for: hint_for.map(|p| p.to_bytes()).unwrap_or_default(),
+        }),
+        Request::Fetch { keys } => pb::request::Kind::Fetch(pb::FetchRequest { keys }),
+        Request::Tree { leaves, hashes } => pb::request::Kind::Tree(pb::TreeRequest {
+            leaves: leaves.to_bytes(),
+            hashes,
+        }),
+        Request::Leaves { hashes } => pb::request::Kind::Leaves(pb::LeavesRequest {
+            hashes: hashes
+                .into_iter()
+                .map(|(leaf, hash)| pb::LeafHash {
+                    leaf: u32::from(leaf),
+                    hash,
+                })
+                .collect(),
+        }),
+        Request::Entries { leaves, after } => pb::request::Kind::Entries(pb::EntriesRequest {
+            leaves: leaves.into_iter().map(u32::from).collect(),
+            after: after.unwrap_or_default(),
+        }),
+    }
+}
+
+/// A wire request as a replica-protocol request; every malformed field is a [`WireError`].
+pub fn request_from_pb(kind: pb::request::Kind) -> Result<Request<PeerId>, WireError> {
+    Ok(match kind {
+        pb::request::Kind::Store(s) => Request::Store {
+            records: s
+                .records
+                .into_iter()
+                .map(record_from_pb)
+                .collect::<Result<_, _>>()?,
+            hint_for: if s.hint_for.is_empty() {
+                None
+            } else {
+                Some(PeerId::from_bytes(&s.hint_for).map_err(|_| WireError::HintFor)?)
+            },
+        },
+        pb::request::Kind::Fetch(f) => Request::Fetch { keys: f.keys },
+        pb::request::Kind::Tree(t) => Request::Tree {
+            leaves: LeafSet::from_bytes(&t.leaves)?,
+            hashes: t.hashes,
+        },
+        pb::request::Kind::Leaves(l) => Request::Leaves {
+            hashes: l
+                .hashes
+                .into_iter()
+                .map(|h| Ok((leaf(h.leaf)?, h.hash)))
+                .collect::<Result<_, WireError>>()?,
+        },
+        pb::request::Kind::Entries(e) => Request::Entries {
+            leaves: e
+                .leaves
+                .into_iter()
+                .map(leaf)
+                .collect::<Result<_, WireError>>()?,
+            after: (!e.after.is_empty()).then_some(e.after),
+        },
+    })
+}
+
+/// A replica-protocol answer on the wire.
+pub fn response_to_pb(resp: Response) -> pb::response::Kind {
+    match resp {
+        Response::Store { results } => pb::response::Kind::Store(pb::StoreResponse {
+            results: results.into_iter().map(outcome_to_pb).collect(),
+        }),
+        Response::Fetch { records, covered } => pb::response::Kind::Fetch(pb::FetchResponse {
+            records: records.iter().map(record_to_pb).collect(),
+            covered: u32::try_from(covered).unwrap_or(0),
+        }),
+        Response::Tree { differing } => pb::response::Kind::Tree(pb::TreeResponse {
+            differing: differing.into_iter().map(u32::from).collect(),
+        }),
+        Response::Leaves { differing } => pb::response::Kind::Leaves(pb::LeavesResponse {
+            differing: differing.into_iter().map(u32::from).collect(),
+        }),
+        Response::Entries { entries, more } => pb::response::Kind::Entries(pb::EntriesResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::KeyVersion {
+                    key: e.key,
+                    version: Some(version_to_pb(&e.version)),
+                })
+                .collect(),
+            more,
+        }),
+    }
+}
+
+/// A wire answer as a replica-protocol answer; a refusal is [`WireError::Refused`] and every
+/// malformed field a [`WireError`].
+pub fn response_from_pb(kind: pb::response::Kind) -> Result<Response, WireError> {
+    Ok(match kind {
+        pb::response::Kind::Store(s) => Response::Store {
+            results: s.results.into_iter().map(outcome_from_pb).collect(),
+        },
+        pb::response::Kind::Fetch(f) => Response::Fetch {
+            records: f
+                .records
+                .into_iter()
+                .map(record_from_pb)
+                .collect::<Result<_, _>>()?,
+            covered: f.covered as usize,
+        },
+        pb::response::Kind::Tree(t) => Response::Tree {
+            differing: t
+                .differing
+                .into_iter()
+                .map(|s| u8::try_from(s).map_err(|_| WireError::Subtree(s)))
+                .collect::<Result<_, _>>()?,
+        },
+        pb::response::Kind::Leaves(l) => Response::Leaves {
+            differing: l
+                .differing
+                .into_iter()
+                .map(leaf)
+                .collect::<Result<_, _>>()?,
+        },
+        pb::response::Kind::Entries(e) => Response::Entries {
+            entries: e
+                .entries
+                .into_iter()
+                .map(|kv| {
+                    Ok(DigestEntry {
+                        key: kv.key,
+                        version: version_from_pb(kv.version.ok_or(WireError::EntryWithoutVersion)?),
+                    })
+                })
+                .collect::<Result<_, WireError>>()?,
+            more: e.more,
+        },
+        pb::response::Kind::Error(e) => return Err(WireError::Refused(e)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,26 +291,31 @@ mod tests {
     }
 
     #[test]
-    fn sync_messages_round_trip_and_bad_numbers_are_typed_errors() {
+    fn replica_messages_round_trip_and_bad_numbers_are_typed_errors() {
+        let record = Record::new(b"k".to_vec(), b"v".to_vec(), Version::default());
         let reqs = [
-            SyncRequest::Tree {
+            Request::Store {
+                records: vec![record.clone()],
+                hint_for: Some(PeerId::random()),
+            },
+            Request::Tree {
                 leaves: [1u16, 300].into_iter().collect(),
                 hashes: vec![7; 256],
             },
-            SyncRequest::Leaves {
+            Request::Leaves {
                 hashes: vec![(3, 9), (65535, 1)],
             },
-            SyncRequest::Entries {
+            Request::Entries {
                 leaves: vec![1, 2],
                 after: Some(b"k".to_vec()),
             },
-            SyncRequest::Fetch {
+            Request::Fetch {
                 keys: vec![b"a".to_vec()],
             },
         ];
         for req in reqs {
             assert_eq!(
-                sync_request_from_pb(sync_request_to_pb(req.clone())).unwrap(),
+                request_from_pb(request_to_pb(req.clone())).unwrap(),
                 req
             );
         }
@@ -288,36 +324,47 @@ mod tests {
             version: Version::default(),
         };
         let resps = [
-            SyncResponse::Tree {
+            Response::Store {
+                results: vec![
+                    StoreOutcome::Stored,
+                    StoreOutcome::Unchanged,
+                    StoreOutcome::Stale {
+                        current: Version::default(),
+                    },
+                    StoreOutcome::Rejected("full".into()),
+                ],
+            },
+            Response::Fetch {
+                records: vec![record],
+                covered: 3,
+            },
+            Response::Tree {
                 differing: vec![0, 255],
             },
-            SyncResponse::Leaves {
+            Response::Leaves {
                 differing: vec![65535],
             },
-            SyncResponse::Entries {
+            Response::Entries {
                 entries: vec![entry],
                 more: true,
             },
         ];
         for resp in resps {
-            assert_eq!(
-                sync_response_from_pb(sync_response_to_pb(resp.clone())).unwrap(),
-                resp
-            );
+            assert_eq!(response_from_pb(response_to_pb(resp.clone())).unwrap(), resp);
         }
         let bad_leaf = pb::request::Kind::Entries(pb::EntriesRequest {
             leaves: vec![70_000],
             after: Vec::new(),
         });
         assert!(matches!(
-            sync_request_from_pb(bad_leaf),
+            request_from_pb(bad_leaf),
             Err(WireError::Leaf(70_000))
         ));
         let bad_subtree = pb::response::Kind::Tree(pb::TreeResponse {
             differing: vec![256],
         });
         assert!(matches!(
-            sync_response_from_pb(bad_subtree),
+            response_from_pb(bad_subtree),
             Err(WireError::Subtree(256))
         ));
         let bad_bitmap = pb::request::Kind::Tree(pb::TreeRequest {
@@ -325,9 +372,14 @@ mod tests {
             hashes: Vec::new(),
         });
         assert!(matches!(
-            sync_request_from_pb(bad_bitmap),
+            request_from_pb(bad_bitmap),
             Err(WireError::LeafSet(_))
         ));
+        let bad_hint = pb::request::Kind::Store(pb::StoreRequest {
+            records: Vec::new(),
+            hint_for: vec![1, 2, 3],
+        });
+        assert!(matches!(request_from_pb(bad_hint), Err(WireError::HintFor)));
     }
 
     #[test]
