@@ -22,7 +22,8 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::cluster::{self, ClusterState, UpArgs};
-use crate::scenario::{Teardown, member_states};
+use crate::runs::Teardown;
+use crate::scenario::member_states;
 use crate::workload::{self, Call};
 
 /// Arguments of `cargo xtask acceptance`.

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::cluster::{self, ClusterState, UpArgs};
 use crate::http;
+use crate::runs::{Teardown, quantile_ms as quantile};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -143,25 +144,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     }
 }
 
-/// Stops the cluster it owns when dropped, even on error.
-struct Teardown(Option<PathBuf>);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.take()
-            && dir.join("cluster.json").exists()
-        {
-            match cluster::down(&dir) {
-                Ok(summary) => eprintln!("{summary}"),
-                Err(e) => eprintln!(
-                    "could not stop the bench cluster in {}: {e:#}",
-                    dir.display()
-                ),
-            }
-        }
-    }
-}
-
 fn dht(a: &DhtArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     if a.keys == 0 || a.concurrency == 0 {
         bail!("--keys and --concurrency must be at least 1");
@@ -177,7 +159,7 @@ fn dht(a: &DhtArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     let (state, _teardown) = if a.reuse {
         let state = cluster::load(&dir)?;
         cluster::wait_joined(&state, Instant::now() + Duration::from_secs(60))?;
-        (state, Teardown(None))
+        (state, None)
     } else {
         let up = UpArgs {
             nodes: a.nodes,
@@ -189,8 +171,8 @@ fn dht(a: &DhtArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
         // Never tear down a cluster that is not ours; arm the teardown before starting, so
         // that a failed start is cleaned up too.
         cluster::ensure_not_running(&dir)?;
-        let guard = Teardown(Some(dir.clone()));
-        (cluster::up(&dir, &up)?, guard)
+        let guard = Teardown(dir.clone());
+        (cluster::up(&dir, &up)?, Some(guard))
     };
     let report = measure(&state, a, &dir)?;
     if a.json {
@@ -242,15 +224,6 @@ fn assign_nodes(keys: usize, nodes: usize, seed: u64) -> Vec<(usize, usize)> {
 fn value(i: usize, size: usize) -> Vec<u8> {
     let tag = format!("{i}:");
     tag.bytes().cycle().take(size).collect()
-}
-
-/// The `q`-quantile (0..=1) of sorted samples, nearest rank; 0 for none.
-fn quantile(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1].as_secs_f64() * 1000.0
 }
 
 /// Runs `op(i)` for every i in 0..n on `threads` threads; returns the latencies of the

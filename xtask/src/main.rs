@@ -14,6 +14,7 @@ mod faults;
 mod http;
 mod netns;
 mod outage;
+mod runs;
 mod scenario;
 mod schedule;
 mod sim;

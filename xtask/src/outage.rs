@@ -1,7 +1,7 @@
 //! `cargo xtask scenario outage`: a replica misses a large volume of writes and must catch up.
 //!
 //! 1. Starts a cluster (the scenario node settings), writes the probe keys and measures the
-//!    probe load's latency for a few seconds (the baseline).
+//!    probe load's latency for 10 s (the baseline).
 //! 2. `kill -9` one node (`--kill-node`, default the last), then writes `--keys` values of
 //!    `--value-size` bytes at quorum through node 0 with `--clients` concurrent writers.
 //! 3. Restarts the node and waits until it stores every key of its share (the keys for which it
@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cluster::{self, ClusterState, UpArgs};
 use crate::http;
-use crate::scenario::{Teardown, quantile};
+use crate::runs::{NODE_CONFIG, Teardown, quantile_ms as ms};
 
 /// The settings of one outage run.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub(crate) struct Settings {
 
 /// Probe keys written before the outage and overwritten by the probe load.
 const PROBE_KEYS: usize = 64;
+/// How long the probe load's latency is measured before the outage.
+const BASELINE: Duration = Duration::from_secs(10);
 /// The replication factor the nodes run with (the default).
 const N: usize = 3;
 
@@ -177,11 +179,6 @@ fn probe(apis: &[String], stop: &AtomicBool) -> (Vec<Duration>, usize) {
     (lat, errors.into_inner())
 }
 
-fn ms(sorted: &[Duration], q: f64) -> f64 {
-    let v: Vec<f64> = sorted.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    quantile(&v, q)
-}
-
 /// Runs `cargo xtask scenario outage`.
 pub(crate) fn run(s: &Settings) -> anyhow::Result<()> {
     if s.nodes < N + 1 {
@@ -196,7 +193,7 @@ pub(crate) fn run(s: &Settings) -> anyhow::Result<()> {
     cluster::ensure_not_running(&s.dir)?;
     std::fs::create_dir_all(&s.dir)?;
     let config = s.dir.join("scenario.toml");
-    std::fs::write(&config, crate::scenario::NODE_CONFIG)?;
+    std::fs::write(&config, NODE_CONFIG)?;
     let up = UpArgs {
         nodes: s.nodes,
         quic: false,
@@ -244,7 +241,7 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
     let stop = AtomicBool::new(false);
     let (baseline, _) = std::thread::scope(|sc| {
         let h = sc.spawn(|| probe(&others, &stop));
-        std::thread::sleep(Duration::from_secs(5));
+        std::thread::sleep(BASELINE);
         stop.store(true, Ordering::Relaxed);
         h.join().expect("probe thread")
     });

@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use crate::cluster::{self, ClusterState, ProcState, UpArgs};
 use crate::faults;
+use crate::runs::{NODE_CONFIG, Teardown, quantile};
 use crate::schedule::{self, Action, Fault, Kind};
 use crate::workload::{self, Call, Publish, Shared};
 
@@ -80,22 +81,6 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 45)]
     converge_timeout: u64,
 }
-
-/// The node settings of a scenario: short intervals, so that repair happens within seconds.
-pub(crate) const NODE_CONFIG: &str = "\
-[replication]
-anti_entropy_interval_secs = 1.0
-hint_delivery_interval_secs = 1.0
-
-[kad]
-request_timeout_secs = 2.0
-
-[http]
-request_timeout_secs = 5.0
-
-[gossip]
-push_pull_interval_secs = 5.0
-";
 
 /// The client's request timeout: above the node's own 5 s request deadline, so that a slow
 /// request usually ends in the node's 504 rather than a client-side timeout.
@@ -159,20 +144,6 @@ impl Report {
     /// True when the run passed: nothing lost, nothing invented, converged.
     pub(crate) fn passed(&self) -> bool {
         self.lost_writes == 0 && self.phantom_reads == 0 && self.converged
-    }
-}
-
-/// Stops the cluster in this directory when dropped, even on error.
-pub(crate) struct Teardown(pub(crate) PathBuf);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        if self.0.join("cluster.json").exists() || self.0.join("netns.json").exists() {
-            match cluster::down(&self.0) {
-                Ok(summary) => eprintln!("{summary}"),
-                Err(e) => eprintln!("could not stop the cluster in {}: {e:#}", self.0.display()),
-            }
-        }
     }
 }
 
@@ -571,15 +542,6 @@ fn save_history(path: &Path, history: &[Op]) -> anyhow::Result<()> {
     }
     w.flush()?;
     Ok(())
-}
-
-/// The `q`-quantile (0..=1) of sorted millisecond samples, nearest rank; 0 for none.
-pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn stats(outcomes: impl Iterator<Item = (Outcome, f64)>) -> (KindStats, Vec<f64>) {

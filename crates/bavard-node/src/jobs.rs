@@ -14,27 +14,28 @@
 use bavard_store::RecordStore as _;
 use std::time::{Duration, Instant};
 
-use bavard_routing::Key;
+use rand::SeedableRng as _;
 use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
 
 use crate::api::Consistency;
 use crate::config::secs;
+use crate::kad::client::Kad;
 use crate::kad::lookup::LookupKind;
-use crate::node::Node;
+use crate::replica::service::Replica;
 use crate::util::unix_ms;
 
 /// Records re-replicated per page of the store scan.
 const SCAN_PAGE: usize = 256;
 
-pub(crate) async fn run(node: Node) {
-    let cfg = node.inner.config.kad.clone();
-    let shutdown = node.shutdown_signal();
+/// Runs the jobs until the node shuts down.
+pub(crate) async fn run(kad: Kad, replica: Replica) {
+    let cfg = kad.ctx.config.kad.clone();
+    let shutdown = kad.ctx.shutdown_signal();
     tokio::pin!(shutdown);
     let mut rng = StdRng::from_os_rng();
 
     // Bootstrap: retry quickly until we know someone (or there is nobody to know).
-    let mut bootstrapped = node.inner.config.bootstrap.is_empty();
+    let mut bootstrapped = kad.ctx.config.bootstrap.is_empty();
     let mut retry = Duration::from_millis(200);
     let start = tokio::time::Instant::now();
     let mut refresh = tokio::time::interval_at(
@@ -62,7 +63,7 @@ pub(crate) async fn run(node: Node) {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(retry) => {}
             }
-            if bootstrap(&node).await {
+            if bootstrap(&kad).await {
                 bootstrapped = true;
             } else {
                 retry = (retry * 2).min(Duration::from_secs(5));
@@ -72,19 +73,19 @@ pub(crate) async fn run(node: Node) {
         tokio::select! {
             _ = &mut shutdown => return,
             _ = refresh.tick() => {
-                bootstrap(&node).await;
-                refresh_buckets(&node, &mut rng).await;
+                bootstrap(&kad).await;
+                refresh_buckets(&kad, &mut rng).await;
             }
-            _ = replicate.tick() => replicate_records(&node, false).await,
+            _ = replicate.tick() => replicate_records(&replica, false).await,
             _ = republish.tick() => {
-                replicate_records(&node, true).await;
-                republish_providers(&node).await;
+                replicate_records(&replica, true).await;
+                republish_providers(&kad).await;
             }
             _ = expire.tick() => {
-                if let Err(e) = node.inner.store.expire(unix_ms()) {
+                if let Err(e) = kad.storage.store.expire(unix_ms()) {
                     tracing::warn!("expiry failed: {e}");
                 }
-                node.inner.refresh_gauges();
+                kad.ctx.metrics.records_stored.set(kad.storage.len() as i64);
             }
         }
     }
@@ -95,39 +96,39 @@ fn interval(s: f64) -> Duration {
 }
 
 /// Looks up our own id; true when the routing table holds at least one peer afterwards.
-async fn bootstrap(node: &Node) -> bool {
-    let own = node.peer_id().to_bytes();
-    if let Err(e) = node.lookup(&own, LookupKind::FindNode).await {
+async fn bootstrap(kad: &Kad) -> bool {
+    let own = kad.ctx.peer_id.to_bytes();
+    if let Err(e) = kad.lookup(&own, LookupKind::FindNode).await {
         tracing::debug!("bootstrap lookup failed: {e}");
     }
-    let size = node.inner.table.lock().expect("table lock").len();
+    let size = kad.ctx.table.lock().expect("table lock").len();
     if size > 0 {
         tracing::debug!(size, "bootstrapped");
     }
     size > 0
 }
 
-async fn refresh_buckets(node: &Node, rng: &mut StdRng) {
-    let due = node
-        .inner
+async fn refresh_buckets(kad: &Kad, rng: &mut StdRng) {
+    let due = kad
+        .ctx
         .table
         .lock()
         .expect("table lock")
         .buckets_due_for_refresh(Instant::now());
     for index in due {
-        if let Err(e) = node.lookup_bucket(index, rng).await {
+        if let Err(e) = kad.lookup_bucket(index, rng).await {
             tracing::debug!("refresh of bucket {index} failed: {e}");
         }
     }
 }
 
 /// Sends every stored record (or only those this node published) to its current replicas.
-async fn replicate_records(node: &Node, own_only: bool) {
-    let me = node.peer_id().to_bytes();
+async fn replicate_records(replica: &Replica, own_only: bool) {
+    let me = replica.ctx.peer_id.to_bytes();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = match node
-            .inner
+        let page = match replica
+            .storage
             .store
             .scan(after.as_deref(), SCAN_PAGE, unix_ms())
         {
@@ -144,10 +145,10 @@ async fn replicate_records(node: &Node, own_only: bool) {
             if own_only && record.publisher.as_deref() != Some(me.as_slice()) {
                 continue;
             }
-            if let Err(e) = node.replicate_record(record, Consistency::One).await {
+            if let Err(e) = replica.write(record, Consistency::One).await {
                 tracing::debug!("re-replication failed: {e}");
             }
-            if node.is_shutting_down() {
+            if replica.ctx.is_shutting_down() {
                 return;
             }
         }
@@ -157,8 +158,8 @@ async fn replicate_records(node: &Node, own_only: bool) {
     }
 }
 
-async fn republish_providers(node: &Node) {
-    let provided = match node.inner.store.provided(unix_ms()) {
+async fn republish_providers(kad: &Kad) {
+    let provided = match kad.storage.store.provided(unix_ms()) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!("cannot list provided keys: {e}");
@@ -166,42 +167,8 @@ async fn republish_providers(node: &Node) {
         }
     };
     for p in provided {
-        if let Err(e) = node.provide(p.key).await {
+        if let Err(e) = kad.provide(p.key).await {
             tracing::debug!("provider republish failed: {e}");
         }
-    }
-}
-
-impl Node {
-    /// A FIND_NODE walk into bucket `index` of our routing table.
-    ///
-    /// The wire carries pre-image keys that the receiver hashes, so we search for a random
-    /// pre-image whose hash falls in the bucket (as libp2p-kad does for refreshes); a bucket
-    /// that needs more than `2^16` tries (only reachable in networks of ~65k nodes and more) is
-    /// walked with the closest miss instead.
-    pub(crate) async fn lookup_bucket(
-        &self,
-        index: u8,
-        rng: &mut StdRng,
-    ) -> Result<(), crate::api::NodeError> {
-        let mut best: Option<([u8; 32], u8)> = None;
-        for _ in 0..(1u32 << 16) {
-            let pre: [u8; 32] = rng.random();
-            let Some(i) = Key::hash(&pre)
-                .distance(&self.inner.local_key)
-                .bucket_index()
-            else {
-                continue;
-            };
-            if i == index {
-                best = Some((pre, i));
-                break;
-            }
-            if best.is_none_or(|(_, b)| i.abs_diff(index) < b.abs_diff(index)) {
-                best = Some((pre, i));
-            }
-        }
-        let Some((pre, _)) = best else { return Ok(()) };
-        self.lookup(&pre, LookupKind::FindNode).await.map(|_| ())
     }
 }

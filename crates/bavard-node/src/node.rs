@@ -1,97 +1,56 @@
-//! The [`Node`] handle and its background tasks.
+//! The [`Node`] handle: start and stop, and the public API, each call handed to the service
+//! that does the work.
 //!
-//! Start-up builds the swarm, opens the store, binds the listen addresses, then spawns:
-//! - the swarm task, which owns the `Swarm` and turns its events into address-book and routing
-//!   table updates (a peer enters the table only once identify shows it serves `/ipfs/kad/1.0.0`,
-//!   or once it has answered one of our requests);
-//! - the Kademlia server, which accepts inbound streams (bounded per peer) and answers requests;
-//! - the jobs: bootstrap, bucket refresh, re-replication, republishing and expiry.
+//! Start-up builds the swarm, opens local storage, binds the listen addresses, builds the
+//! [context](crate::context) the services share and the services themselves — the Kademlia
+//! client ([`crate::kad`]), the replica service ([`crate::replica`]), gossip
+//! ([`crate::gossip`]) — then spawns their tasks:
+//! - the swarm task ([`crate::swarm`]): identify results into the address book and the routing
+//!   table, dials and blocks;
+//! - the Kademlia and replica servers, through one accept loop ([`crate::inbound`]);
+//! - the gossip driver and transport;
+//! - anti-entropy and hint delivery ([`crate::replica`]);
+//! - the periodic jobs ([`crate::jobs`]): bootstrap, bucket refresh, re-replication, republish,
+//!   expiry.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use bavard_routing::{InsertOutcome, Key, RoutingTable, TableConfig};
-use bavard_store::{
-    Hlc, HlcTimestamp, MemoryStore, PutOutcome, Record, RecordStore, RedbStore,
-    StoreConfig as BackendConfig, StoreLimits, Version,
-};
+use bavard_routing::{RoutingTable, TableConfig};
+use bavard_store::{Record, RecordStore as _};
 use futures::StreamExt as _;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, identify};
-use tokio::sync::{mpsc, watch};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc};
 
-use crate::addresses::AddressBook;
 use crate::api::{
-    BucketInfo, Consistency, GetOptions, GetReply, NodeError, PeerInfo, PutOptions, PutReply,
-    RoutingInfo, Status,
+    BucketInfo, GetOptions, GetReply, MemberInfo, NodeError, PeerInfo, PutOptions, PutReply,
+    RoutingInfo, Status, TopicEvent,
 };
 use crate::config::{NodeConfig, secs};
+use crate::context::{Context, Parts, Slots, SwarmCommand, peer_key};
+use crate::gossip::Gossip;
+use crate::kad::client::Kad;
 use crate::kad::lookup::LookupKind;
-use crate::kad::{KAD_PROTOCOL, KadPeer, Request, Response, WireRecord};
-use crate::metrics::Metrics;
-use crate::swarm::BehaviourEvent;
+use crate::replica::service::Replica;
+use crate::storage::Storage;
 use crate::util::{peer_id_of, unix_ms};
 
 /// A running bavard node. Cheap to clone; every clone drives the same node.
 #[derive(Clone)]
 pub struct Node {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) enum SwarmCommand {
-    Dial(Multiaddr),
-    Block(PeerId),
-    Unblock(PeerId),
-}
-
-pub(crate) struct Inner {
-    pub(crate) peer_id: PeerId,
-    pub(crate) local_key: Key,
-    pub(crate) config: NodeConfig,
-    pub(crate) table: Mutex<RoutingTable<PeerId, Vec<Multiaddr>>>,
-    pub(crate) store: Arc<crate::closable::Closable>,
-    pub(crate) hlc: Mutex<Hlc>,
-    /// The persisted upper bound on issued timestamps (see [`crate::clock`]); locked after
-    /// `hlc`, only by [`Node::next_version`].
-    lease: Mutex<crate::clock::ClockLease>,
-    /// Idle `/bavard/kv/1` streams for reuse (see [`crate::replica::pool`]).
-    pub(crate) kv_streams: crate::replica::pool::StreamPool<libp2p::Stream>,
-    pub(crate) book: AddressBook,
-    pub(crate) control: libp2p_stream::Control,
-    pub(crate) metrics: Metrics,
-    commands: mpsc::UnboundedSender<SwarmCommand>,
-    connected: Mutex<HashSet<PeerId>>,
-    listen_addrs: Mutex<Vec<Multiaddr>>,
-    started: Instant,
-    shutdown_tx: watch::Sender<bool>,
+struct Inner {
+    ctx: Context,
+    storage: Arc<Storage>,
+    kad: Kad,
+    replica: Replica,
+    gossip: Gossip,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Peers whose abuse was already logged, so a flood is logged once.
-    pub(crate) warned: Mutex<HashSet<PeerId>>,
-    /// Inbound streams open per peer.
-    pub(crate) inbound: Mutex<HashMap<PeerId, usize>>,
-    /// Membership and topic broadcast (driven by the gossip task).
-    pub(crate) gossip: crate::gossip::Gossip,
-    /// The test-only fault layer, when `[fault_injection]` enables it.
-    pub(crate) faults: Option<crate::fault::FaultLayer>,
-    /// Peers that identified as speaking the replica protocol (bavard nodes, not stock ones).
-    pub(crate) kv_peers: Mutex<HashSet<PeerId>>,
-    /// Group commit for every local write.
-    pub(crate) committer: crate::replica::commit::Committer,
-    /// Hints kept for replicas that were down.
-    pub(crate) hints: crate::replica::hints::Hints,
-    /// The placement of keys, rebuilt when the members change.
-    pub(crate) placement: crate::replica::PlacementCache,
-    /// Anti-entropy progress and views.
-    pub(crate) sync: crate::replica::antientropy::SyncState,
-    /// The byte budget of background transfers (anti-entropy, hint delivery).
-    pub(crate) sync_pace: crate::replica::pace::Pace,
-}
-
-/// The routing key of a peer: SHA-256 of its id's bytes, as libp2p-kad.
-pub(crate) fn peer_key(peer: &PeerId) -> Key {
-    Key::hash(&peer.to_bytes())
 }
 
 impl Node {
@@ -107,45 +66,9 @@ impl Node {
         }
         let keypair = crate::identity::load_or_create(&config.data_dir)?;
         let peer_id = keypair.public().to_peer_id();
+        let storage = Arc::new(Storage::open(&config, &peer_id)?);
 
-        let limits = StoreLimits {
-            max_value_bytes: config.store.max_value_size,
-            max_key_bytes: config.store.max_key_size,
-            max_records: config.store.max_records,
-            max_providers_per_key: config.store.max_providers_per_key,
-            max_provided_keys: config.store.max_provided_keys,
-            ..StoreLimits::default()
-        };
-        let backend = BackendConfig::new(peer_id.to_bytes())
-            .with_fsync(config.store.fsync)
-            .with_limits(limits)
-            .with_tombstone_grace_ms(
-                secs(config.replication.tombstone_grace_secs).as_millis() as u64
-            );
-        let store: Arc<dyn RecordStore> = if config.store.in_memory {
-            Arc::new(MemoryStore::new(backend))
-        } else {
-            let path = config.data_dir.join("records.redb");
-            Arc::new(
-                RedbStore::open(&path, backend)
-                    .with_context(|| format!("cannot open the record store {}", path.display()))?,
-            )
-        };
-        let store = Arc::new(crate::closable::Closable::new(store));
-        let lease =
-            crate::clock::ClockLease::open((!config.store.in_memory).then_some(&config.data_dir))?;
-        let mut hlc = Hlc::new(bavard_store::hlc::DEFAULT_MAX_DRIFT_MS);
-        hlc.observe_persisted(HlcTimestamp::new(lease.until_ms(), 0));
-        let behind_ms = lease.until_ms().saturating_sub(unix_ms());
-        if behind_ms > hlc.max_drift_ms() {
-            tracing::warn!(
-                behind_ms,
-                "the wall clock is behind the versions this node issued before it restarted; \
-                 replicas refuse its writes until the clock catches up"
-            );
-        }
-
-        let book = AddressBook::default();
+        let book = crate::addresses::AddressBook::default();
         let mut swarm = crate::swarm::build(keypair, book.clone(), Duration::from_secs(120))?;
         let control = swarm.behaviour().stream.new_control();
         for addr in &config.listen {
@@ -182,128 +105,78 @@ impl Node {
         };
         let table = RoutingTable::new(peer_key(&peer_id), table_config)
             .map_err(|e| anyhow::anyhow!("invalid routing table settings: {e}"))?;
-        let local_key = peer_key(&peer_id);
-        let committer = crate::replica::commit::Committer::start(
-            store.clone() as Arc<dyn RecordStore>,
-            config.replication.max_batch_records,
-        )
-        .context("cannot start the committer thread")?;
-        let hints_path = config.data_dir.join("hints.redb");
-        let hints = crate::replica::hints::Hints::open(
-            (!config.store.in_memory).then_some(hints_path.as_path()),
-            &peer_id,
-            config.replication.max_hints,
-            config.store.max_key_size,
-            config.store.max_value_size,
-            secs(config.replication.hint_ttl_secs).as_millis() as u64,
-        )
-        .with_context(|| format!("cannot open the hint store {}", hints_path.display()))?;
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let (shutdown_tx, _) = watch::channel(false);
-        let metrics = Metrics::new();
-        let inner = Arc::new(Inner {
+        let ctx = Context::new(Parts {
             peer_id,
-            local_key,
-            table: Mutex::new(table),
-            store,
-            hlc: Mutex::new(hlc),
-            lease: Mutex::new(lease),
-            kv_streams: crate::replica::pool::StreamPool::new(
-                config.replication.max_idle_streams_per_peer,
-                secs(config.replication.idle_stream_secs),
-            ),
-            book,
-            control,
-            metrics,
-            commands,
-            connected: Mutex::new(HashSet::new()),
-            listen_addrs: Mutex::new(listen_addrs),
-            started: Instant::now(),
-            shutdown_tx,
-            tasks: Mutex::new(Vec::new()),
-            warned: Mutex::new(HashSet::new()),
-            inbound: Mutex::new(HashMap::new()),
-            gossip: crate::gossip::Gossip::new(),
-            kv_peers: Mutex::new(HashSet::new()),
-            faults: crate::fault::FaultLayer::new(&config.fault_injection),
-            committer,
-            hints,
-            placement: crate::replica::PlacementCache::default(),
-            sync: crate::replica::antientropy::SyncState::default(),
-            sync_pace: crate::replica::pace::Pace::new(config.replication.sync_max_bytes_per_sec),
             config,
+            control,
+            book,
+            table,
+            listen_addrs,
+            commands,
         });
-        let node = Node { inner };
-        node.inner.refresh_gauges();
+        let kad = Kad::new(ctx.clone(), storage.clone());
+        let replica = Replica::open(ctx.clone(), kad.clone(), storage.clone())?;
+        let gossip = Gossip::new(ctx.clone(), kad.clone());
+        ctx.metrics.records_stored.set(storage.len() as i64);
+        ctx.refresh_gauges();
 
-        let swarm_task = tokio::spawn(run_swarm(node.clone(), swarm, command_rx));
-        let kv_task = tokio::spawn(crate::replica::server::run(node.clone()));
-        let server_task = tokio::spawn(crate::kad::server::run(node.clone()));
-        let jobs_task = tokio::spawn(crate::jobs::run(node.clone()));
-        let sync_task = tokio::spawn(crate::replica::antientropy::run(node.clone()));
-        let hints_task = tokio::spawn(crate::replica::hints::run(node.clone()));
-        node.inner.tasks.lock().expect("tasks lock").extend([
-            swarm_task,
-            server_task,
-            jobs_task,
-            kv_task,
-            sync_task,
-            hints_task,
-        ]);
-        let gossip_tasks = crate::gossip::spawn(&node);
-        node.inner
-            .tasks
-            .lock()
-            .expect("tasks lock")
-            .extend(gossip_tasks);
+        // Kademlia and replica streams share the per-peer limit.
+        let slots = Slots::default();
+        let mut tasks = vec![
+            tokio::spawn(crate::swarm::run(kad.clone(), swarm, command_rx)),
+            tokio::spawn(crate::kad::server::run(kad.clone(), slots.clone())),
+            tokio::spawn(crate::replica::server::run(replica.clone(), slots)),
+            tokio::spawn(crate::jobs::run(kad.clone(), replica.clone())),
+            tokio::spawn(crate::replica::antientropy::run(replica.clone())),
+            tokio::spawn(crate::replica::handoff::run(replica.clone())),
+        ];
+        tasks.extend(gossip.spawn());
 
-        for addr in node.inner.config.bootstrap.clone() {
+        for addr in ctx.config.bootstrap.clone() {
             if let Some(peer) = peer_id_of(&addr) {
-                node.inner.book.add(
-                    peer,
-                    addr.clone(),
-                    node.inner.config.limits.max_addrs_per_peer,
-                );
-                let _ = node.inner.commands.send(SwarmCommand::Dial(addr));
+                ctx.learn_addr(peer, addr.clone());
+                ctx.swarm(SwarmCommand::Dial(addr));
             }
         }
-        Ok(node)
+        Ok(Node {
+            inner: Arc::new(Inner {
+                ctx,
+                storage,
+                kad,
+                replica,
+                gossip,
+                tasks: Mutex::new(tasks),
+            }),
+        })
     }
 
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.inner.peer_id
+        self.inner.ctx.peer_id
     }
 
     /// The addresses this node listens on.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.inner.listen_addrs.lock().expect("listen lock").clone()
+        self.inner.ctx.listen_addrs()
     }
 
     /// The configuration the node runs with.
     pub fn config(&self) -> NodeConfig {
-        self.inner.config.clone()
+        self.inner.ctx.config.clone()
     }
 
     /// A future that resolves when the node shuts down.
     pub fn shutdown_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.inner.shutdown_tx.subscribe();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    }
-
-    /// Whether [`Node::shutdown`] was called.
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        *self.inner.shutdown_tx.borrow()
+        self.inner.ctx.shutdown_signal()
     }
 
     /// Stops every task and closes the swarm. Idempotent.
     pub async fn shutdown(&self) {
-        if !self.is_shutting_down() {
-            self.gossip_leave().await;
+        if !self.inner.ctx.is_shutting_down() {
+            self.inner.gossip.leave().await;
         }
-        self.inner.shutdown_tx.send_replace(true);
+        self.inner.ctx.begin_shutdown();
         let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
         for task in tasks {
             if tokio::time::timeout(Duration::from_secs(5), task)
@@ -315,8 +188,15 @@ impl Node {
         }
         // Release the storage engines now: tasks spawned for single requests may still hold the
         // node for a moment, and a restart on the same data dir must be able to open them.
-        self.inner.store.close();
-        self.inner.hints.close();
+        self.inner.storage.close();
+        self.inner.replica.close();
+    }
+
+    /// Stops the node like a crash: no graceful leave, so the others must detect the failure.
+    /// For tests and fault drills.
+    pub async fn kill(&self) {
+        self.inner.gossip.mark_killed();
+        self.shutdown().await;
     }
 
     /// Dials an address (it must end in `/p2p/PEER_ID`); the peer enters the routing table once
@@ -324,32 +204,30 @@ impl Node {
     pub fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         let peer = peer_id_of(&addr)
             .ok_or_else(|| NodeError::BadRequest(format!("{addr} does not end in /p2p/PEER_ID")))?;
-        self.inner.book.add(
-            peer,
-            addr.clone(),
-            self.inner.config.limits.max_addrs_per_peer,
-        );
-        self.inner
-            .commands
-            .send(SwarmCommand::Dial(addr))
-            .map_err(|_| NodeError::ShuttingDown)
+        self.inner.ctx.learn_addr(peer, addr.clone());
+        if self.inner.ctx.swarm(SwarmCommand::Dial(addr)) {
+            Ok(())
+        } else {
+            Err(NodeError::ShuttingDown)
+        }
     }
 
     /// Refuses every connection to and from `peer` and closes the open ones, until
     /// [`Node::unblock_peer`]. Operators use it to ban a peer; tests use it to cut the network.
     pub fn block_peer(&self, peer: PeerId) {
-        let _ = self.inner.commands.send(SwarmCommand::Block(peer));
+        self.inner.ctx.swarm(SwarmCommand::Block(peer));
     }
 
     /// Lifts a [`Node::block_peer`].
     pub fn unblock_peer(&self, peer: PeerId) {
-        let _ = self.inner.commands.send(SwarmCommand::Unblock(peer));
+        self.inner.ctx.swarm(SwarmCommand::Unblock(peer));
     }
 
     /// The record this node itself stores under `key` (tombstones included), without asking any
     /// other node: what an operator inspects to see whether a replica has converged.
     pub fn local_record(&self, key: &[u8]) -> Result<Option<Record>, NodeError> {
         self.inner
+            .storage
             .store
             .get(key, unix_ms())
             .map_err(|e| NodeError::Storage(e.to_string()))
@@ -358,24 +236,13 @@ impl Node {
     /// Runs one anti-entropy round with `peer` now (it also runs periodically); returns how
     /// many keys were exchanged.
     pub async fn anti_entropy_with(&self, peer: PeerId) -> Result<usize, NodeError> {
-        crate::replica::antientropy::round_now(self, peer)
+        crate::replica::antientropy::round_now(&self.inner.replica, peer)
             .await
             .map_err(NodeError::Timeout)
     }
 
-    /// The limits of anti-entropy rounds, from the configuration.
-    pub(crate) fn sync_config(&self) -> bavard_replica::SyncConfig {
-        let rc = &self.inner.config.replication;
-        bavard_replica::SyncConfig {
-            max_batch_bytes: rc.max_batch_bytes,
-            max_batch_records: rc.max_batch_records,
-            max_entries: rc.max_digest_entries,
-            ..bavard_replica::SyncConfig::default()
-        }
-    }
-
     fn check_key(&self, key: &[u8]) -> Result<(), NodeError> {
-        let max = self.inner.config.store.max_key_size;
+        let max = self.inner.ctx.config.store.max_key_size;
         if key.is_empty() {
             return Err(NodeError::BadRequest("the key is empty".into()));
         }
@@ -388,20 +255,6 @@ impl Node {
         Ok(())
     }
 
-    /// A new version for a local write, covered by the durable clock lease.
-    fn next_version(&self) -> Result<Version, NodeError> {
-        let mut hlc = self.inner.hlc.lock().expect("hlc lock");
-        let ts = hlc.now(unix_ms());
-        self.inner
-            .lease
-            .lock()
-            .expect("lease lock")
-            .cover(ts.physical_ms())
-            .map_err(|e| NodeError::Storage(format!("cannot extend the clock lease: {e:#}")))?;
-        drop(hlc);
-        Ok(Version::new(ts, self.inner.peer_id.to_bytes()))
-    }
-
     /// Stores `value` under `key` on the `replication_factor` closest nodes and returns once
     /// `opts.consistency` of them acknowledged it durably.
     pub async fn put(
@@ -411,7 +264,8 @@ impl Node {
         opts: PutOptions,
     ) -> Result<PutReply, NodeError> {
         self.check_key(&key)?;
-        let max = self.inner.config.store.max_value_size;
+        let config = &self.inner.ctx.config;
+        let max = config.store.max_value_size;
         if value.len() > max {
             return Err(NodeError::BadRequest(format!(
                 "the value is {} bytes, over the {max}-byte limit",
@@ -419,60 +273,40 @@ impl Node {
             )));
         }
         if let Some(condition) = opts.condition {
-            self.check_condition(&key, condition).await?;
+            self.inner.replica.check_condition(&key, condition).await?;
         }
         let ttl = opts
             .ttl_secs
             .map(Duration::from_secs)
-            .unwrap_or_else(|| secs(self.inner.config.kad.record_ttl_secs));
-        let record = Record::new(key, value, self.next_version()?)
-            .with_publisher(self.inner.peer_id.to_bytes())
+            .unwrap_or_else(|| secs(config.kad.record_ttl_secs));
+        let record = Record::new(key, value, self.inner.storage.next_version()?)
+            .with_publisher(self.peer_id().to_bytes())
             .with_expiry(unix_ms().saturating_add(ttl.as_millis() as u64));
-        self.replicate_record(record, opts.consistency).await
+        self.inner.replica.write(record, opts.consistency).await
     }
 
     /// Deletes `key` by writing a tombstone to its replicas.
     pub async fn delete(&self, key: Vec<u8>, opts: PutOptions) -> Result<PutReply, NodeError> {
         self.check_key(&key)?;
         if let Some(condition) = opts.condition {
-            self.check_condition(&key, condition).await?;
+            self.inner.replica.check_condition(&key, condition).await?;
         }
-        let now = unix_ms();
-        let record = Record::tombstone(key, now, self.next_version()?)
-            .with_publisher(self.inner.peer_id.to_bytes());
-        self.replicate_record(record, opts.consistency).await
-    }
-
-    /// Writes `record` to its replicas (see [`crate::replica`]).
-    pub(crate) async fn replicate_record(
-        &self,
-        record: Record,
-        consistency: Consistency,
-    ) -> Result<PutReply, NodeError> {
-        self.coordinate_write(record, consistency).await
-    }
-
-    /// Stores a record in the local store, durably (group commit).
-    pub(crate) async fn store_local(&self, record: Record) -> Result<PutOutcome, NodeError> {
-        let out = self
-            .inner
-            .committer
-            .put(record)
-            .await
-            .map_err(|e| NodeError::Storage(e.to_string()));
-        self.inner.refresh_gauges();
-        out
+        let record = Record::tombstone(key, unix_ms(), self.inner.storage.next_version()?)
+            .with_publisher(self.peer_id().to_bytes());
+        self.inner.replica.write(record, opts.consistency).await
     }
 
     /// Reads `key` from its replicas and returns the newest version once `opts.consistency` of
     /// them answered. `Ok(None)` when absent or deleted.
     pub async fn get(&self, key: &[u8], opts: GetOptions) -> Result<Option<GetReply>, NodeError> {
         self.check_key(key)?;
-        let mut best = self.coordinate_read(key, opts.consistency).await?;
+        let mut best = self.inner.replica.read(key, opts.consistency).await?;
         if best.is_none() {
             // Records put by stock libp2p nodes may live outside our preference list (they
             // replicate to their own k closest): fall back to a Kademlia GET_VALUE walk.
             best = self
+                .inner
+                .kad
                 .lookup(key, LookupKind::GetValue { want: 1 })
                 .await?
                 .records
@@ -492,112 +326,49 @@ impl Node {
     /// accepted the announcement (this node included).
     pub async fn provide(&self, key: Vec<u8>) -> Result<usize, NodeError> {
         self.check_key(&key)?;
-        let now = unix_ms();
-        let ttl = secs(self.inner.config.kad.provider_ttl_secs).as_millis() as u64;
-        let addrs: Vec<Vec<u8>> = self.listen_addrs().iter().map(|a| a.to_vec()).collect();
-        let local = bavard_store::ProviderRecord::new(
-            key.clone(),
-            self.inner.peer_id.to_bytes(),
-            addrs,
-            now.saturating_add(ttl),
-        );
-        self.inner
-            .store
-            .add_provider(local, now)
-            .map_err(|e| NodeError::BadRequest(e.to_string()))?;
-        let outcome = self.lookup(&key, LookupKind::FindNode).await?;
-        let me = KadPeer {
-            id: self.inner.peer_id,
-            addrs: self.listen_addrs(),
-            connected: true,
-        };
-        let sends = outcome.closest.into_iter().map(|peer| {
-            let node = self.clone();
-            let req = Request::AddProvider {
-                key: key.clone(),
-                provider: me.clone(),
-            };
-            async move { node.request(peer, req).await.is_ok() }
-        });
-        let acks = futures::future::join_all(sends)
-            .await
-            .into_iter()
-            .filter(|ok| *ok)
-            .count();
-        Ok(acks + 1)
+        self.inner.kad.provide(key).await
     }
 
     /// The providers of `key` known locally and found by a lookup.
     pub async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerInfo>, NodeError> {
         self.check_key(&key)?;
-        let mut found: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
-        let local = self
-            .inner
-            .store
-            .providers(&key, unix_ms())
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
-        for p in local {
-            if let Ok(id) = PeerId::from_bytes(&p.provider) {
-                let addrs = p
-                    .addrs
-                    .into_iter()
-                    .filter_map(|a| Multiaddr::try_from(a).ok())
-                    .collect();
-                found.insert(id, addrs);
-            }
-        }
-        let outcome = self.lookup(&key, LookupKind::GetProviders).await?;
-        for p in outcome.providers {
-            let entry = found.entry(p.id).or_default();
-            if entry.is_empty() {
-                *entry = p.addrs;
-            }
-        }
-        let mut list: Vec<PeerInfo> = found
-            .into_iter()
-            .map(|(id, addrs)| PeerInfo {
-                peer_id: id.to_string(),
-                addrs: addrs.iter().map(|a| a.to_string()).collect(),
-            })
-            .collect();
-        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
-        Ok(list)
+        self.inner.kad.providers(key).await
     }
 
     /// The k closest peers to `key` that answered a lookup.
     pub async fn closest_peers(&self, key: &[u8]) -> Result<Vec<PeerId>, NodeError> {
-        Ok(self.lookup(key, LookupKind::FindNode).await?.closest)
+        Ok(self
+            .inner
+            .kad
+            .lookup(key, LookupKind::FindNode)
+            .await?
+            .closest)
     }
 
     /// The node's status.
     pub fn status(&self) -> Status {
+        let ctx = &self.inner.ctx;
         // Read each lock in its own statement: temporaries in a struct literal live until the end
         // of the statement, and two guards on one mutex would deadlock.
-        let records = self.inner.store.len().unwrap_or(0);
-        let routing_table_size = self.inner.table.lock().expect("table lock").len();
-        let connected = self.inner.connected.lock().expect("connected lock").len();
-        let (keys_behind, ranges_pending) = self.inner.sync.behind();
+        let routing_table_size = ctx.table.lock().expect("table lock").len();
+        let connected = ctx.connected.lock().expect("connected lock").len();
         Status {
-            peer_id: self.inner.peer_id.to_string(),
+            peer_id: ctx.peer_id.to_string(),
             listen_addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
             routing_table_size,
-            members_alive: self.inner.gossip.alive_count(),
-            records_stored: records,
+            members_alive: ctx.members.alive_count(),
+            records_stored: self.inner.storage.len(),
             connected_peers: connected,
-            uptime_s: self.inner.started.elapsed().as_secs(),
+            uptime_s: ctx.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            replication: crate::api::ReplicationStatus {
-                keys_behind,
-                ranges_pending,
-                hints_queued: self.inner.hints.len(),
-            },
+            replication: self.inner.replica.status(),
         }
     }
 
     /// Peers with an open connection.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let connected: Vec<PeerId> = self
-            .inner
+        let ctx = &self.inner.ctx;
+        let connected: Vec<PeerId> = ctx
             .connected
             .lock()
             .expect("connected lock")
@@ -608,13 +379,7 @@ impl Node {
             .into_iter()
             .map(|p| PeerInfo {
                 peer_id: p.to_string(),
-                addrs: self
-                    .inner
-                    .book
-                    .get(&p)
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect(),
+                addrs: ctx.book.get(&p).iter().map(|a| a.to_string()).collect(),
             })
             .collect();
         list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
@@ -623,10 +388,11 @@ impl Node {
 
     /// The routing table's buckets.
     pub fn routing(&self) -> RoutingInfo {
-        let table = self.inner.table.lock().expect("table lock");
+        let ctx = &self.inner.ctx;
+        let table = ctx.table.lock().expect("table lock");
         let mut buckets: HashMap<u32, Vec<String>> = HashMap::new();
         for entry in table.iter() {
-            if let Some(index) = entry.key.distance(&self.inner.local_key).bucket_index() {
+            if let Some(index) = entry.key.distance(&ctx.local_key).bucket_index() {
                 buckets
                     .entry(u32::from(index))
                     .or_default()
@@ -643,7 +409,7 @@ impl Node {
             .collect();
         buckets.sort_by_key(|b| b.index);
         RoutingInfo {
-            k: self.inner.config.kad.k,
+            k: ctx.config.kad.k,
             size: table.len(),
             buckets,
         }
@@ -651,319 +417,50 @@ impl Node {
 
     /// The Prometheus text exposition of the node's metrics.
     pub fn metrics_text(&self) -> String {
-        self.inner.refresh_gauges();
-        self.inner.metrics.encode()
-    }
-
-    /// Sends one Kademlia request to `peer` and waits for its response (`None` for requests that
-    /// have none), under the configured request timeout. A peer that answers enters the routing
-    /// table: it has just proved that it serves the protocol.
-    ///
-    /// A request whose stream breaks before the answer is sent again on a fresh stream (see
-    /// [`retry_broken_stream`]): every Kademlia request is idempotent.
-    pub(crate) async fn request(
-        &self,
-        peer: PeerId,
-        req: Request,
-    ) -> Result<Option<Response>, RequestError> {
-        if peer == self.inner.peer_id {
-            return Err(RequestError::SelfRequest);
-        }
-        let timeout = self.inner.config.kad.request_timeout();
-        let result = retry_broken_stream(peer, timeout, || self.request_inner(peer, &req)).await;
-        match result {
-            Ok(resp) => {
-                let addrs = self.inner.book.get(&peer);
-                self.inner.add_to_table(self, peer, addrs);
-                Ok(resp)
-            }
-            Err(e) => {
-                if matches!(e, RequestError::Unsupported | RequestError::Dial(_)) {
-                    self.inner.table.lock().expect("table lock").remove(&peer);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn request_inner(
-        &self,
-        peer: PeerId,
-        req: &Request,
-    ) -> Result<Option<Response>, RequestError> {
-        use futures::AsyncWriteExt as _;
-        if let Some(faults) = &self.inner.faults
-            && faults.outbound(&peer).await.is_err()
-        {
-            // A lost request looks like an unanswered one: the caller's timeout ends it.
-            std::future::pending::<()>().await;
-        }
-        let mut control = self.inner.control.clone();
-        let mut stream = control
-            .open_stream(peer, KAD_PROTOCOL)
-            .await
-            .map_err(|e| match e {
-                libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => RequestError::Unsupported,
-                other => RequestError::Dial(other.to_string()),
-            })?;
-        let sent = crate::wire::write_message(&mut stream, &req.to_pb())
-            .await
-            .map_err(|e| RequestError::Io(e.to_string()))?;
-        self.inner.metrics.bytes_out.inc_by(sent as u64);
-        if !req.expects_response() {
-            let _ = stream.close().await;
-            return Ok(None);
-        }
-        let max = self.inner.config.limits.max_message_size;
-        let msg: bavard_proto::kad::Message = crate::wire::read_message(&mut stream, max)
-            .await
-            .map_err(|e| RequestError::Io(e.to_string()))?
-            .ok_or_else(|| RequestError::Io("stream closed before the response".into()))?;
-        self.inner
-            .metrics
-            .bytes_in
-            .inc_by(prost::Message::encoded_len(&msg) as u64);
-        let _ = stream.close().await;
-        let resp = Response::from_pb(msg, req, self.inner.config.limits.max_peers_per_response)
-            .map_err(|e| RequestError::Protocol(e.to_string()))?;
-        for p in response_peers(&resp) {
-            for a in &p.addrs {
-                self.inner
-                    .book
-                    .add(p.id, a.clone(), self.inner.config.limits.max_addrs_per_peer);
-            }
-        }
-        Ok(Some(resp))
-    }
-}
-
-fn response_peers(resp: &Response) -> Vec<&KadPeer> {
-    match resp {
-        Response::FindNode { closer } | Response::GetValue { closer, .. } => {
-            closer.iter().collect()
-        }
-        Response::GetProviders { providers, closer } => providers.iter().chain(closer).collect(),
-        Response::PutValue { .. } | Response::Ping => Vec::new(),
-    }
-}
-
-/// Attempts of one request whose stream broke (see [`retry_broken_stream`]).
-const MAX_ATTEMPTS: u32 = 3;
-
-/// Runs `attempt` until it answers or fails for another reason than a broken stream, at most
-/// [`MAX_ATTEMPTS`] times, all within `timeout`. libp2p-stream drops inbound streams when the
-/// remote acceptor falls behind a burst; a short backoff keeps the retry out of the same burst.
-/// Only for idempotent requests.
-pub(crate) async fn retry_broken_stream<T, F, Fut>(
-    peer: PeerId,
-    timeout: Duration,
-    mut attempt: F,
-) -> Result<T, RequestError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, RequestError>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match tokio::time::timeout_at(deadline, attempt()).await {
-            Ok(Err(RequestError::Io(e))) if tries < MAX_ATTEMPTS => {
-                tracing::debug!(%peer, "request failed ({e}), retrying on a new stream");
-                tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
-            }
-            Ok(r) => return r,
-            Err(_) => return Err(RequestError::Timeout),
-        }
-    }
-}
-
-/// Why an outbound request failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RequestError {
-    #[error("the peer does not speak /ipfs/kad/1.0.0")]
-    Unsupported,
-    #[error("cannot reach the peer: {0}")]
-    Dial(String),
-    #[error("stream error: {0}")]
-    Io(String),
-    #[error("bad response: {0}")]
-    Protocol(String),
-    #[error("request timed out")]
-    Timeout,
-    #[error("request to self")]
-    SelfRequest,
-}
-
-impl Inner {
-    /// Counts an inbound stream of `peer`; false when the peer is at its limit.
-    pub(crate) fn acquire_inbound(&self, peer: PeerId) -> bool {
-        let max = self.config.limits.max_inbound_streams_per_peer;
-        let mut open = self.inbound.lock().expect("inbound lock");
-        let count = open.entry(peer).or_insert(0);
-        if *count >= max {
-            return false;
-        }
-        *count += 1;
-        true
-    }
-
-    /// Releases an inbound stream counted by [`Inner::acquire_inbound`].
-    pub(crate) fn release_inbound(&self, peer: PeerId) {
-        let mut open = self.inbound.lock().expect("inbound lock");
-        if let Some(count) = open.get_mut(&peer) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&peer);
-            }
-        }
-    }
-
-    /// Updates the anti-entropy progress gauges.
-    pub(crate) fn refresh_sync_gauges(&self) {
-        let (keys, ranges) = self.sync.behind();
-        self.metrics.anti_entropy_keys_behind.set(keys as i64);
-        self.metrics.anti_entropy_ranges_pending.set(ranges as i64);
-    }
-
-    /// Updates the gauges that mirror state kept elsewhere.
-    pub(crate) fn refresh_gauges(&self) {
-        self.metrics
-            .routing_table_size
-            .set(self.table.lock().expect("table lock").len() as i64);
-        self.metrics
+        let ctx = &self.inner.ctx;
+        ctx.refresh_gauges();
+        ctx.metrics
             .records_stored
-            .set(self.store.len().unwrap_or(0) as i64);
-        self.metrics
-            .connected_peers
-            .set(self.connected.lock().expect("connected lock").len() as i64);
+            .set(self.inner.storage.len() as i64);
+        self.inner
+            .ctx
+            .metrics
+            .hints_queued
+            .set(self.inner.replica.hints.len() as i64);
+        ctx.metrics.encode()
     }
 
-    /// Adds or refreshes a Kademlia server in the routing table; a full bucket makes us check
-    /// its least-recently-seen entry before anything is evicted.
-    pub(crate) fn add_to_table(&self, node: &Node, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if peer == self.peer_id {
-            return;
-        }
-        let outcome = self.table.lock().expect("table lock").insert(
-            Instant::now(),
-            peer,
-            peer_key(&peer),
-            addrs,
-        );
-        if let InsertOutcome::PingOldest { oldest } = outcome {
-            let node = node.clone();
-            tokio::spawn(async move {
-                // The spec forbids PING: a FIND_NODE for our own id checks liveness instead.
-                let req = Request::FindNode {
-                    key: node.inner.peer_id.to_bytes(),
-                };
-                let alive = node.request(oldest, req).await.is_ok();
-                node.inner.table.lock().expect("table lock").ping_result(
-                    Instant::now(),
-                    &oldest,
-                    alive,
-                );
-            });
-        }
-        self.metrics
-            .routing_table_size
-            .set(self.table.lock().expect("table lock").len() as i64);
+    /// Every member this node knows, itself included, sorted by peer id.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.inner.gossip.members()
     }
-}
 
-async fn run_swarm(
-    node: Node,
-    mut swarm: libp2p::Swarm<crate::swarm::Behaviour>,
-    mut commands: mpsc::UnboundedReceiver<SwarmCommand>,
-) {
-    let mut shutdown = node.inner.shutdown_tx.subscribe();
-    let max_addrs = node.inner.config.limits.max_addrs_per_peer;
-    loop {
-        tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => break,
-            Some(cmd) = commands.recv() => match cmd {
-                SwarmCommand::Dial(addr) => {
-                    if let Err(e) = swarm.dial(addr.clone()) {
-                        tracing::warn!("cannot dial {addr}: {e}");
-                    }
-                }
-                SwarmCommand::Block(peer) => {
-                    swarm.behaviour_mut().blocked.block_peer(peer);
-                }
-                SwarmCommand::Unblock(peer) => {
-                    swarm.behaviour_mut().blocked.unblock_peer(peer);
-                }
-            },
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::NewListenAddr { address, .. } => {
-                    let mut addrs = node.inner.listen_addrs.lock().expect("listen lock");
-                    if !addrs.contains(&address) {
-                        addrs.push(address);
-                    }
-                }
-                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-                    tracing::debug!(%peer_id, ?endpoint, "connected");
-                    node.inner.connected.lock().expect("connected lock").insert(peer_id);
-                    if endpoint.is_dialer() {
-                        node.inner.book.add(peer_id, endpoint.get_remote_address().clone(), max_addrs);
-                    }
-                    node.inner.refresh_gauges();
-                }
-                SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } if num_established > 0 => {
-                    tracing::debug!(%peer_id, ?cause, "one of several connections closed");
-                }
-                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
-                    tracing::debug!(%peer_id, ?cause, "connection closed");
-                    node.inner.connected.lock().expect("connected lock").remove(&peer_id);
-                    node.inner.refresh_gauges();
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                    tracing::debug!(%peer_id, protocols = ?info.protocols, "identified");
-                    for addr in info.listen_addrs.iter().take(max_addrs) {
-                        node.inner.book.add(peer_id, addr.clone(), max_addrs);
-                    }
-                    {
-                        let mut kv = node.inner.kv_peers.lock().expect("kv peers lock");
-                        if info.protocols.contains(&crate::replica::KV_PROTOCOL) {
-                            kv.insert(peer_id);
-                        } else {
-                            kv.remove(&peer_id);
-                        }
-                    }
-                    if info.protocols.contains(&KAD_PROTOCOL) {
-                        node.inner.add_to_table(&node, peer_id, info.listen_addrs.clone());
-                    } else {
-                        // A client-mode or non-Kademlia peer never enters the table.
-                        node.inner.table.lock().expect("table lock").remove(&peer_id);
-                    }
-                }
-                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                    tracing::debug!(?peer_id, "dial failed: {error}");
-                }
-                _ => {}
-            },
-        }
+    /// Subscribes to `topic`: joins its overlay (through its providers in the DHT, as a provider
+    /// itself) and returns a receiver of every message published on it (this node's own included).
+    pub fn subscribe(&self, topic: &str) -> Result<broadcast::Receiver<TopicEvent>, NodeError> {
+        self.inner.gossip.subscribe(topic)
     }
-    // Dropping the swarm closes every connection.
-    drop(swarm);
-}
 
-pub(crate) fn record_from_wire(
-    wire: &WireRecord,
-    version: Version,
-    now_ms: u64,
-    default_ttl: Duration,
-) -> Record {
-    let ttl_ms = if wire.ttl_secs > 0 {
-        u64::from(wire.ttl_secs) * 1000
-    } else {
-        default_ttl.as_millis() as u64
-    };
-    let mut r = Record::new(wire.key.clone(), wire.value.clone(), version)
-        .with_expiry(now_ms.saturating_add(ttl_ms));
-    if let Some(p) = wire.publisher {
-        r = r.with_publisher(p.to_bytes());
+    /// Publishes `payload` on `topic` and returns its message id (hex). A node that has not
+    /// joined the topic joins it first, as a publisher, and waits (a few retry periods at most)
+    /// for a neighbour.
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<String, NodeError> {
+        self.inner.gossip.publish(topic, payload).await
     }
-    r
+
+    /// The number of neighbours (active view) this node has in `topic`; 0 if not joined.
+    pub fn topic_neighbors(&self, topic: &str) -> usize {
+        self.inner.gossip.topic_neighbors(topic)
+    }
+
+    /// Test-only fault injection: drop every gossip frame to and from `peer` (the DHT is not
+    /// affected). Used to cut a cluster in two.
+    pub fn gossip_block(&self, peer: PeerId) {
+        self.inner.gossip.block(peer);
+    }
+
+    /// Undoes [`Node::gossip_block`].
+    pub fn gossip_unblock(&self, peer: PeerId) {
+        self.inner.gossip.unblock(peer);
+    }
 }

@@ -1,5 +1,9 @@
 //! The libp2p swarm: TCP, QUIC and in-process memory transports, Noise, yamux, identify, ping,
-//! raw protocol streams, and the address book.
+//! raw protocol streams, and the address book; and the task that owns it.
+//!
+//! The swarm task turns the swarm's events into address-book and routing-table updates (a peer
+//! enters the table only once identify shows it serves `/ipfs/kad/1.0.0`, or once it has
+//! answered one of our requests) and carries out dials and blocks asked through the context.
 
 // The `NetworkBehaviour` derive generates an undocumented `BehaviourEvent` enum.
 #![allow(missing_docs)]
@@ -12,7 +16,14 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Swarm, Transport as _, allow_block_list, identify, noise, ping, tcp, yamux};
 
+use futures::StreamExt as _;
+use libp2p::swarm::SwarmEvent;
+use tokio::sync::mpsc;
+
 use crate::addresses;
+use crate::context::SwarmCommand;
+use crate::kad::KAD_PROTOCOL;
+use crate::kad::client::Kad;
 
 /// The protocol version string identify advertises.
 pub const IDENTIFY_PROTOCOL: &str = "/bavard/id/1.0.0";
@@ -69,4 +80,84 @@ pub fn build(
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// Owns the swarm until the node shuts down.
+pub(crate) async fn run(
+    kad: Kad,
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::UnboundedReceiver<SwarmCommand>,
+) {
+    let ctx = kad.ctx.clone();
+    let shutdown = ctx.shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(cmd) = commands.recv() => match cmd {
+                SwarmCommand::Dial(addr) => {
+                    if let Err(e) = swarm.dial(addr.clone()) {
+                        tracing::warn!("cannot dial {addr}: {e}");
+                    }
+                }
+                SwarmCommand::Block(peer) => {
+                    swarm.behaviour_mut().blocked.block_peer(peer);
+                }
+                SwarmCommand::Unblock(peer) => {
+                    swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    let mut addrs = ctx.listen_addrs.lock().expect("listen lock");
+                    if !addrs.contains(&address) {
+                        addrs.push(address);
+                    }
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    tracing::debug!(%peer_id, ?endpoint, "connected");
+                    ctx.connected.lock().expect("connected lock").insert(peer_id);
+                    if endpoint.is_dialer() {
+                        ctx.learn_addr(peer_id, endpoint.get_remote_address().clone());
+                    }
+                    ctx.refresh_gauges();
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } if num_established > 0 => {
+                    tracing::debug!(%peer_id, ?cause, "one of several connections closed");
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                    tracing::debug!(%peer_id, ?cause, "connection closed");
+                    ctx.connected.lock().expect("connected lock").remove(&peer_id);
+                    ctx.refresh_gauges();
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    tracing::debug!(%peer_id, protocols = ?info.protocols, "identified");
+                    let max_addrs = ctx.config.limits.max_addrs_per_peer;
+                    for addr in info.listen_addrs.iter().take(max_addrs) {
+                        ctx.learn_addr(peer_id, addr.clone());
+                    }
+                    {
+                        let mut kv = ctx.kv_peers.lock().expect("kv peers lock");
+                        if info.protocols.contains(&crate::replica::KV_PROTOCOL) {
+                            kv.insert(peer_id);
+                        } else {
+                            kv.remove(&peer_id);
+                        }
+                    }
+                    if info.protocols.contains(&KAD_PROTOCOL) {
+                        kad.add_to_table(peer_id, info.listen_addrs.clone());
+                    } else {
+                        // A client-mode or non-Kademlia peer never enters the table.
+                        ctx.table.lock().expect("table lock").remove(&peer_id);
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                    tracing::debug!(?peer_id, "dial failed: {error}");
+                }
+                _ => {}
+            },
+        }
+    }
+    // Dropping the swarm closes every connection.
+    drop(swarm);
 }

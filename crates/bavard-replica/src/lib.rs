@@ -7,6 +7,10 @@
 //! - [`sync`]: anti-entropy as a three-level hash tree over the store's digest index
 //!   ([`bavard_store::digest`]): an [`Initiator`] state machine and a stateless [`answer`], with
 //!   every request and answer bounded in bytes.
+//! - [`coordinator`]: write and read coordination ([`Write`], [`Read`]) as state machines —
+//!   quorums, sloppy quorum with hints on fallbacks, read repair — behind one driving interface,
+//!   [`Coordination`].
+//! - [`Request`] / [`Response`]: the replica protocol's messages as domain types.
 //! - [`LeafSet`]: which leaves of the key-hash space a round compares.
 //!
 //! The node (`bavard-node`) drives these over libp2p streams; the simulator drives them over
@@ -15,11 +19,13 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod coordinator;
 mod leafset;
 mod placement;
 mod protocol;
 pub mod sync;
 
+pub use coordinator::{Coordination, Outgoing, QuorumError, Read, RequestId, Write};
 pub use leafset::{LEAF_SET_BYTES, LeafSet, LeafSetSizeError};
 pub use placement::Placement;
 pub use protocol::{Failure, Request, Response, StoreOutcome};

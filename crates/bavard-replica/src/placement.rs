@@ -145,6 +145,32 @@ impl<P: Clone + PartialEq> Placement<P> {
         self.members.get(i).map(|(p, _)| p)
     }
 
+    /// The bits of a leaf that decide its candidates: the XOR order of two members depends only
+    /// on the leaf's bit where their keys first differ, so leaves that agree on every such bit
+    /// (the branching depths of the member trie, found between neighbours in key order) have
+    /// the same candidates.
+    fn deciding_bits(&self) -> u16 {
+        self.tops
+            .windows(2)
+            .filter(|w| w[0] != w[1])
+            .fold(0u16, |mask, w| {
+                mask | (0x8000 >> (w[0] ^ w[1]).leading_zeros())
+            })
+    }
+
+    /// Calls `each(leaf, candidates)` for every leaf, computing the candidates once per class
+    /// of leaves that share them (see [`Placement::deciding_bits`]).
+    fn for_each_leaf(&self, mut each: impl FnMut(u16, &[usize])) {
+        let mask = self.deciding_bits();
+        let mut memo: std::collections::HashMap<u16, Vec<usize>> = std::collections::HashMap::new();
+        for leaf in 0..=u16::MAX {
+            let c = memo
+                .entry(leaf & mask)
+                .or_insert_with(|| self.leaf_candidates(leaf));
+            each(leaf, c);
+        }
+    }
+
     /// The leaves for which both `a` and `b` are candidates: what an anti-entropy round between
     /// them compares.
     pub fn shared_leaves(&self, a: &P, b: &P) -> LeafSet {
@@ -152,12 +178,11 @@ impl<P: Clone + PartialEq> Placement<P> {
             return LeafSet::empty();
         };
         let mut set = LeafSet::empty();
-        for leaf in 0..=u16::MAX {
-            let c = self.leaf_candidates(leaf);
+        self.for_each_leaf(|leaf, c| {
             if c.contains(&ia) && c.contains(&ib) {
                 set.insert(leaf);
             }
-        }
+        });
         set
     }
 
@@ -168,14 +193,13 @@ impl<P: Clone + PartialEq> Placement<P> {
             return Vec::new();
         };
         let mut shared: Vec<Option<LeafSet>> = vec![None; self.members.len()];
-        for leaf in 0..=u16::MAX {
-            let c = self.leaf_candidates(leaf);
+        self.for_each_leaf(|leaf, c| {
             if c.contains(&me) {
-                for i in c.into_iter().filter(|i| *i != me) {
+                for &i in c.iter().filter(|i| **i != me) {
                     shared[i].get_or_insert_with(LeafSet::empty).insert(leaf);
                 }
             }
-        }
+        });
         shared
             .into_iter()
             .enumerate()
@@ -284,6 +308,24 @@ mod tests {
         let c = p.leaf_candidates(0x8000);
         assert_eq!(c.len(), 2, "both tied members, nobody else");
         assert!(p.shared_leaves(&1, &2).contains(0x8000));
+    }
+
+    #[test]
+    fn leaves_agreeing_on_the_deciding_bits_have_the_same_candidates() {
+        for count in [3u64, 5, 40] {
+            let p = Placement::new(members(count), 3);
+            let mask = p.deciding_bits();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(count);
+            for _ in 0..300 {
+                let a: u16 = rng.random();
+                let b = (a & mask) | (rng.random::<u16>() & !mask);
+                assert_eq!(
+                    p.leaf_candidates(a),
+                    p.leaf_candidates(b),
+                    "{count} members"
+                );
+            }
+        }
     }
 
     #[test]

@@ -96,8 +96,8 @@ use bavard_store::digest::{key_hash, leaf_of};
 use bavard_store::{DigestEntry, LeafDigest, Record, RecordStore, StoreError, Value};
 
 use crate::leafset::{LEAF_SET_BYTES, LeafSet};
-use crate::protocol::{Request, Response};
 use crate::placement::Placement;
+use crate::protocol::{Request, Response};
 
 /// Subtrees of the first level: one per first byte of the key hash.
 pub const SUBTREES: usize = 256;

@@ -9,7 +9,7 @@
 //! **Membership ⇄ DHT.** A member's metadata is its listen addresses (`meta.rs`); when it comes
 //! up its addresses enter the address book, and when it is declared dead or leaves it leaves the
 //! routing table and every topic's views. Lookups seed themselves with the closest alive members
-//! (`Gossip::closest_alive`), so in a converged cluster a lookup starts at the true closest
+//! (`MembershipView::closest_alive`), so in a converged cluster a lookup starts at the true closest
 //! nodes. The node joins through its bootstrap peers; while it is alone, and every push-pull
 //! interval, it also pushes its state to routing-table peers it does not see as members, which
 //! heals partitions after the members on the other side were forgotten.
@@ -21,7 +21,7 @@
 //! publisher (without providing). Deliveries go to subscribers through one
 //! `tokio::sync::broadcast` channel per topic.
 //!
-//! **Fault injection (tests only).** [`Node::gossip_block`] makes the transport drop every gossip
+//! **Fault injection (tests only).** [`crate::Node::gossip_block`] makes the transport drop every gossip
 //! frame to and from a peer, to cut a cluster in two; it does not touch the DHT.
 
 mod meta;
@@ -49,7 +49,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::api::{MemberInfo, NodeError, TopicEvent};
 use crate::config::{GossipConfig, secs};
-use crate::node::{Node, peer_key};
+use crate::context::{Context, peer_key};
+use crate::kad::client::Kad;
+use crate::members::MemberRow;
 use crate::util::peer_id_of;
 use wire::Frame;
 
@@ -94,86 +96,42 @@ struct TopicEntry {
     subscriber: bool,
 }
 
+/// The gossip service: membership and topics (cheap to clone).
 #[derive(Clone)]
-struct MemberRow {
-    id: PeerId,
-    key: Key,
-    state: MemberState,
-    incarnation: u64,
-    addrs: Vec<libp2p::Multiaddr>,
-}
+pub(crate) struct Gossip(Arc<Shared>);
 
-/// The node's gossip state, shared between the [`Node`] handle and the driver task.
-pub(crate) struct Gossip {
+/// What the gossip service holds, shared with its driver task.
+pub(crate) struct Shared {
+    ctx: Context,
+    kad: Kad,
     commands: mpsc::UnboundedSender<Command>,
     command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
-    members: Mutex<Vec<MemberRow>>,
     topics: Mutex<HashMap<TopicId, TopicEntry>>,
     /// Test-only fault layer: peers whose gossip frames are dropped both ways.
     blocked: Mutex<HashSet<PeerId>>,
-    /// Set by [`Node::kill`]: shut down without the graceful leave.
+    /// Set by [`Gossip::mark_killed`]: shut down without the graceful leave.
     killed: AtomicBool,
 }
 
+impl std::ops::Deref for Gossip {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl Gossip {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(ctx: Context, kad: Kad) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
-        Self {
+        Self(Arc::new(Shared {
+            ctx,
+            kad,
             commands,
             command_rx: Mutex::new(Some(rx)),
-            members: Mutex::new(Vec::new()),
             topics: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashSet::new()),
             killed: AtomicBool::new(false),
-        }
-    }
-
-    /// Members seen alive, this node included (1 before the driver's first snapshot).
-    pub(crate) fn alive_count(&self) -> usize {
-        let members = self.members.lock().expect("members lock");
-        members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .count()
-            .max(1)
-    }
-
-    /// Members that are alive or suspect (not declared dead, not departed), this node included
-    /// when it is a member.
-    pub(crate) fn healthy_members(&self) -> Vec<PeerId> {
-        let members = self.members.lock().expect("members lock");
-        members
-            .iter()
-            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-            .map(|m| m.id)
-            .collect()
-    }
-
-    /// Whether the membership holds `peer` for dead or departed.
-    pub(crate) fn is_down(&self, peer: &PeerId) -> bool {
-        let members = self.members.lock().expect("members lock");
-        members
-            .iter()
-            .any(|m| m.id == *peer && matches!(m.state, MemberState::Dead | MemberState::Left))
-    }
-
-    /// The `n` alive members closest to `target`, this node excluded, nearest first.
-    pub(crate) fn closest_alive(
-        &self,
-        local: &PeerId,
-        target: &Key,
-        n: usize,
-    ) -> Vec<(PeerId, Key)> {
-        let members = self.members.lock().expect("members lock");
-        let mut alive: Vec<(PeerId, Key)> = members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive && &m.id != local)
-            .map(|m| (m.id, m.key))
-            .collect();
-        drop(members);
-        alive.sort_by_key(|(_, k)| k.distance(target));
-        alive.truncate(n);
-        alive
+        }))
     }
 
     fn is_blocked(&self, peer: &PeerId) -> bool {
@@ -213,27 +171,23 @@ fn broadcast_config(c: &GossipConfig) -> BroadcastConfig {
     b
 }
 
-/// Spawns the driver and the inbound transport; returns their handles.
-pub(crate) fn spawn(node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
-    let (frames_tx, frames_rx) = mpsc::channel(1024);
-    let counts = transport::InboundCounts::default();
-    let accept = tokio::spawn(transport::accept(node.clone(), frames_tx, counts));
-    let commands = node
-        .inner
-        .gossip
-        .command_rx
-        .lock()
-        .expect("gossip command lock")
-        .take();
-    let Some(commands) = commands else {
-        return vec![accept];
-    };
-    let driver = tokio::spawn(Driver::run(node.clone(), commands, frames_rx));
-    vec![accept, driver]
+impl Gossip {
+    /// Spawns the driver and the inbound transport; returns their handles.
+    pub(crate) fn spawn(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let (frames_tx, frames_rx) = mpsc::channel(1024);
+        let accept = tokio::spawn(transport::accept(self.ctx.clone(), frames_tx));
+        let commands = self.command_rx.lock().expect("gossip command lock").take();
+        let Some(commands) = commands else {
+            return vec![accept];
+        };
+        let driver = tokio::spawn(Driver::run(self.clone(), commands, frames_rx));
+        vec![accept, driver]
+    }
 }
 
 struct Driver {
-    node: Node,
+    gossip: Gossip,
+    ctx: Context,
     membership: Membership<PeerId, StdRng>,
     broadcast: Broadcast<PeerId, StdRng>,
     outbound: transport::Outbound,
@@ -247,34 +201,25 @@ struct Driver {
 
 impl Driver {
     async fn run(
-        node: Node,
+        gossip: Gossip,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut frames: mpsc::Receiver<(PeerId, Frame)>,
     ) {
-        let cfg = node.inner.config.gossip.clone();
+        let ctx = gossip.ctx.clone();
+        let cfg = ctx.config.gossip.clone();
         let mcfg = membership_config(&cfg);
         let now = Instant::now();
-        let local = node.inner.peer_id;
-        let meta = meta::encode_addrs(&node.listen_addrs(), mcfg.max_meta_len);
+        let local = ctx.peer_id;
+        let meta = meta::encode_addrs(&ctx.listen_addrs(), mcfg.max_meta_len);
         let membership = Membership::new(local, meta, mcfg, StdRng::from_os_rng(), now);
         let broadcast = Broadcast::new(local, broadcast_config(&cfg), StdRng::from_os_rng());
         let (fail_tx, mut failures) = mpsc::unbounded_channel();
-        let open_timeout = node
-            .inner
-            .config
-            .kad
-            .request_timeout()
-            .min(Duration::from_secs(5));
-        let outbound = transport::Outbound::new(node.inner.control.clone(), fail_tx, open_timeout);
-        let bootstrap: Vec<PeerId> = node
-            .inner
-            .config
-            .bootstrap
-            .iter()
-            .filter_map(peer_id_of)
-            .collect();
+        let open_timeout = ctx.config.kad.request_timeout().min(Duration::from_secs(5));
+        let outbound = transport::Outbound::new(ctx.control.clone(), fail_tx, open_timeout);
+        let bootstrap: Vec<PeerId> = ctx.config.bootstrap.iter().filter_map(peer_id_of).collect();
         let mut d = Driver {
-            node,
+            gossip,
+            ctx,
             membership,
             broadcast,
             outbound,
@@ -287,7 +232,7 @@ impl Driver {
         };
         d.membership.join(now, d.bootstrap.clone());
         d.flush();
-        let shutdown = d.node.shutdown_signal();
+        let shutdown = d.ctx.shutdown_signal();
         tokio::pin!(shutdown);
         loop {
             let deadline = [
@@ -337,7 +282,7 @@ impl Driver {
             } => {
                 let r = self.broadcast.publish(now, topic, payload);
                 if r.is_ok() {
-                    self.node.inner.metrics.gossip_published.inc();
+                    self.ctx.metrics.gossip_published.inc();
                 }
                 let _ = reply.send(r);
             }
@@ -348,12 +293,12 @@ impl Driver {
     }
 
     fn receive(&mut self, peer: PeerId, frame: Frame) {
-        if self.node.inner.gossip.is_blocked(&peer) {
+        if self.gossip.is_blocked(&peer) {
             return;
         }
         let now = Instant::now();
-        let node = self.node.clone();
-        let metrics = &node.inner.metrics;
+        let ctx = self.ctx.clone();
+        let metrics = &ctx.metrics;
         match frame {
             Frame::Membership(msg) => {
                 if matches!(msg, MMessage::Ack { .. }) {
@@ -401,7 +346,7 @@ impl Driver {
         self.membership.handle_timeout(now);
         self.broadcast.handle_timeout(now);
         self.members_dirty = true;
-        let cfg = &self.node.inner.config.gossip;
+        let cfg = &self.ctx.config.gossip;
         if now >= self.next_rejoin {
             self.next_rejoin = now + secs(cfg.join_retry_secs).max(Duration::from_millis(50));
             if self.membership.live_count() <= 1 && !self.membership.has_left() {
@@ -436,7 +381,7 @@ impl Driver {
     }
 
     fn table_peers(&self) -> Vec<PeerId> {
-        let table = self.node.inner.table.lock().expect("table lock");
+        let table = self.ctx.table.lock().expect("table lock");
         table.iter().map(|e| e.peer).take(64).collect()
     }
 
@@ -449,8 +394,8 @@ impl Driver {
                     topic, id, payload, ..
                 } => {
                     delivered |= Some(id) == want;
-                    self.node.inner.metrics.gossip_delivered.inc();
-                    let topics = self.node.inner.gossip.topics.lock().expect("topics lock");
+                    self.ctx.metrics.gossip_delivered.inc();
+                    let topics = self.gossip.topics.lock().expect("topics lock");
                     if let Some(t) = topics.get(&topic) {
                         let _ = t.tx.send(TopicEvent {
                             message_id: hex::encode(id.as_bytes()),
@@ -461,7 +406,7 @@ impl Driver {
                 BroadcastEvent::NeighborUp { topic, .. }
                 | BroadcastEvent::NeighborDown { topic, .. } => {
                     let n = self.broadcast.active_view(&topic).len();
-                    let topics = self.node.inner.gossip.topics.lock().expect("topics lock");
+                    let topics = self.gossip.topics.lock().expect("topics lock");
                     if let Some(t) = topics.get(&topic) {
                         t.active.store(n, Ordering::Relaxed);
                     }
@@ -474,23 +419,18 @@ impl Driver {
     /// Drains both state machines: sends their messages, applies their events.
     fn flush(&mut self) {
         let now = Instant::now();
-        let max_addrs = self.node.inner.config.limits.max_addrs_per_peer;
+        let max_addrs = self.ctx.config.limits.max_addrs_per_peer;
         while let Some(ev) = self.membership.poll_event() {
             self.members_dirty = true;
             match ev {
                 MembershipEvent::MemberUp { id, meta }
                 | MembershipEvent::MemberMetaChanged { id, meta } => {
                     for a in meta::decode_addrs(&meta, max_addrs) {
-                        self.node.inner.book.add(id, a, max_addrs);
+                        self.ctx.book.add(id, a, max_addrs);
                     }
                 }
                 MembershipEvent::MemberDown { id, .. } | MembershipEvent::MemberLeft { id, .. } => {
-                    self.node
-                        .inner
-                        .table
-                        .lock()
-                        .expect("table lock")
-                        .remove(&id);
+                    self.ctx.table.lock().expect("table lock").remove(&id);
                     self.broadcast.peer_down(now, &id);
                 }
                 MembershipEvent::MemberReaped { id } => {
@@ -516,29 +456,29 @@ impl Driver {
     }
 
     fn send(&mut self, peer: PeerId, frame: Frame) {
-        if self.node.inner.gossip.is_blocked(&peer) {
+        if self.gossip.is_blocked(&peer) {
             return;
         }
-        if let Some(faults) = &self.node.inner.faults
+        if let Some(faults) = &self.ctx.faults
             && faults.drops(&peer)
         {
             return;
         }
         let bytes = prost::Message::encode_length_delimited_to_vec(&frame.to_pb());
-        if bytes.len() > self.node.inner.config.gossip.max_message_size {
-            self.node.inner.metrics.reject("gossip_outbound_too_large");
+        if bytes.len() > self.ctx.config.gossip.max_message_size {
+            self.ctx.metrics.reject("gossip_outbound_too_large");
             return;
         }
-        self.node.inner.metrics.bytes_out.inc_by(bytes.len() as u64);
+        self.ctx.metrics.bytes_out.inc_by(bytes.len() as u64);
         if self.outbound.send(peer, bytes) == transport::Sent::QueueFull {
-            self.node.inner.metrics.reject("gossip_outbound_queue_full");
+            self.ctx.metrics.reject("gossip_outbound_queue_full");
         }
     }
 
     fn snapshot(&mut self, now: Instant) {
         self.members_dirty = false;
         self.last_snapshot = now;
-        let max_addrs = self.node.inner.config.limits.max_addrs_per_peer;
+        let max_addrs = self.ctx.config.limits.max_addrs_per_peer;
         let mut counts = [0i64; 4];
         let rows: Vec<MemberRow> = self
             .membership
@@ -565,8 +505,7 @@ impl Driver {
         .into_iter()
         .zip(counts)
         {
-            self.node
-                .inner
+            self.ctx
                 .metrics
                 .gossip_members
                 .get_or_create(&crate::metrics::MemberStateLabels {
@@ -574,7 +513,7 @@ impl Driver {
                 })
                 .set(n);
         }
-        *self.node.inner.gossip.members.lock().expect("members lock") = rows;
+        self.ctx.members.set(rows);
     }
 
     async fn leave(&mut self) {
@@ -586,8 +525,8 @@ impl Driver {
                 prost::Message::encode_length_delimited_to_vec(&Frame::Membership(msg).to_pb());
             frames.push((peer, bytes));
         }
-        let deadline = secs(self.node.inner.config.gossip.leave_timeout_secs);
-        transport::send_now(&self.node.inner.control, frames, deadline).await;
+        let deadline = secs(self.ctx.config.gossip.leave_timeout_secs);
+        transport::send_now(&self.ctx.control, frames, deadline).await;
     }
 }
 
@@ -601,16 +540,10 @@ fn check_topic(topic: &str) -> Result<(), NodeError> {
     Ok(())
 }
 
-impl Node {
+impl Gossip {
     /// Every member this node knows, itself included, sorted by peer id.
-    pub fn members(&self) -> Vec<MemberInfo> {
-        let rows = self
-            .inner
-            .gossip
-            .members
-            .lock()
-            .expect("members lock")
-            .clone();
+    pub(crate) fn members(&self) -> Vec<MemberInfo> {
+        let rows = self.ctx.members.rows();
         let mut list: Vec<MemberInfo> = rows
             .into_iter()
             .map(|m| MemberInfo {
@@ -626,7 +559,10 @@ impl Node {
 
     /// Subscribes to `topic`: joins its overlay (through its providers in the DHT, as a provider
     /// itself) and returns a receiver of every message published on it (this node's own included).
-    pub fn subscribe(&self, topic: &str) -> Result<broadcast::Receiver<TopicEvent>, NodeError> {
+    pub(crate) fn subscribe(
+        &self,
+        topic: &str,
+    ) -> Result<broadcast::Receiver<TopicEvent>, NodeError> {
         check_topic(topic)?;
         Ok(self.ensure_topic(topic, true).0)
     }
@@ -634,9 +570,9 @@ impl Node {
     /// Publishes `payload` on `topic` and returns its message id (hex). A node that has not
     /// joined the topic joins it first, as a publisher, and waits (a few retry periods at most)
     /// for a neighbour.
-    pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<String, NodeError> {
+    pub(crate) async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<String, NodeError> {
         check_topic(topic)?;
-        let max = self.inner.config.gossip.max_payload_size;
+        let max = self.ctx.config.gossip.max_payload_size;
         if payload.len() > max {
             return Err(NodeError::BadRequest(format!(
                 "the message is {} bytes, over the {max}-byte limit",
@@ -646,7 +582,7 @@ impl Node {
         let (_rx, active, created) = self.ensure_topic(topic, false);
         if created {
             let wait =
-                secs(self.inner.config.gossip.topic_retry_secs * 3.0).max(Duration::from_secs(1));
+                secs(self.ctx.config.gossip.topic_retry_secs * 3.0).max(Duration::from_secs(1));
             let deadline = tokio::time::Instant::now() + wait;
             while active.load(Ordering::Relaxed) == 0 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -654,9 +590,7 @@ impl Node {
         }
         let (reply, rx) = oneshot::channel();
         let local_copy = payload.clone();
-        self.inner
-            .gossip
-            .commands
+        self.commands
             .send(Command::Publish {
                 topic: topic_id(topic),
                 payload,
@@ -671,8 +605,6 @@ impl Node {
         // The broadcast core never delivers a node's own messages back to it: hand them to this
         // node's own subscribers here, so every subscriber sees every message of the topic.
         if let Some(t) = self
-            .inner
-            .gossip
             .topics
             .lock()
             .expect("topics lock")
@@ -688,8 +620,8 @@ impl Node {
     }
 
     /// The number of neighbours (active view) this node has in `topic`; 0 if not joined.
-    pub fn topic_neighbors(&self, topic: &str) -> usize {
-        let topics = self.inner.gossip.topics.lock().expect("topics lock");
+    pub(crate) fn topic_neighbors(&self, topic: &str) -> usize {
+        let topics = self.topics.lock().expect("topics lock");
         topics
             .get(&topic_id(topic))
             .map_or(0, |t| t.active.load(Ordering::Relaxed))
@@ -697,46 +629,28 @@ impl Node {
 
     /// Test-only fault injection: drop every gossip frame to and from `peer` (the DHT is not
     /// affected). Used to cut a cluster in two.
-    pub fn gossip_block(&self, peer: PeerId) {
-        self.inner
-            .gossip
-            .blocked
-            .lock()
-            .expect("blocked lock")
-            .insert(peer);
+    pub(crate) fn block(&self, peer: PeerId) {
+        self.blocked.lock().expect("blocked lock").insert(peer);
     }
 
-    /// Undoes [`Node::gossip_block`].
-    pub fn gossip_unblock(&self, peer: PeerId) {
-        self.inner
-            .gossip
-            .blocked
-            .lock()
-            .expect("blocked lock")
-            .remove(&peer);
+    /// Undoes [`Gossip::block`].
+    pub(crate) fn unblock(&self, peer: PeerId) {
+        self.blocked.lock().expect("blocked lock").remove(&peer);
     }
 
-    /// Stops the node like a crash: no graceful leave, so the others must detect the failure.
-    /// For tests and fault drills.
-    pub async fn kill(&self) {
-        self.inner.gossip.killed.store(true, Ordering::Relaxed);
-        self.shutdown().await;
+    /// The node is stopping like a crash: no graceful leave at shutdown.
+    pub(crate) fn mark_killed(&self) {
+        self.killed.store(true, Ordering::Relaxed);
     }
 
     /// Leaves the membership gracefully (gossips `Left`), unless the node is being killed.
-    pub(crate) async fn gossip_leave(&self) {
-        if self.inner.gossip.killed.load(Ordering::Relaxed) {
+    pub(crate) async fn leave(&self) {
+        if self.killed.load(Ordering::Relaxed) {
             return;
         }
         let (reply, rx) = oneshot::channel();
-        if self
-            .inner
-            .gossip
-            .commands
-            .send(Command::Leave { reply })
-            .is_ok()
-        {
-            let wait = secs(self.inner.config.gossip.leave_timeout_secs) + Duration::from_secs(1);
+        if self.commands.send(Command::Leave { reply }).is_ok() {
+            let wait = secs(self.ctx.config.gossip.leave_timeout_secs) + Duration::from_secs(1);
             let _ = tokio::time::timeout(wait, rx).await;
         }
     }
@@ -748,17 +662,17 @@ impl Node {
         subscriber: bool,
     ) -> (broadcast::Receiver<TopicEvent>, Arc<AtomicUsize>, bool) {
         let id = topic_id(topic);
-        let mut topics = self.inner.gossip.topics.lock().expect("topics lock");
+        let mut topics = self.topics.lock().expect("topics lock");
         if let Some(t) = topics.get_mut(&id) {
             let upgrade = subscriber && !t.subscriber;
             t.subscriber |= subscriber;
             let out = (t.tx.subscribe(), t.active.clone(), false);
             drop(topics);
             if upgrade {
-                let node = self.clone();
+                let kad = self.kad.clone();
                 let key = topic_key(topic);
                 tokio::spawn(async move {
-                    let _ = node.provide(key).await;
+                    let _ = kad.provide(key).await;
                 });
             }
             return out;
@@ -774,18 +688,18 @@ impl Node {
             },
         );
         drop(topics);
-        let _ = self.inner.gossip.commands.send(Command::JoinTopic {
+        let _ = self.commands.send(Command::JoinTopic {
             topic: id,
             contacts: Vec::new(),
         });
-        let node = self.clone();
+        let gossip = self.clone();
         let name = topic.to_string();
         let maintain_active = active.clone();
         tokio::spawn(async move {
-            let shutdown = node.shutdown_signal();
+            let shutdown = gossip.ctx.shutdown_signal();
             tokio::select! {
                 _ = shutdown => {}
-                _ = maintain_topic(&node, &name, subscriber, &maintain_active) => {}
+                _ = maintain_topic(&gossip, &name, subscriber, &maintain_active) => {}
             }
         });
         (rx, active, true)
@@ -794,28 +708,28 @@ impl Node {
 
 /// Keeps a topic connected: provides its key (subscribers), then joins through its providers
 /// while it has no neighbour, and every ten periods anyway.
-async fn maintain_topic(node: &Node, topic: &str, subscriber: bool, active: &AtomicUsize) {
+async fn maintain_topic(node: &Gossip, topic: &str, subscriber: bool, active: &AtomicUsize) {
     let key = topic_key(topic);
     let id = topic_id(topic);
-    let period = secs(node.inner.config.gossip.topic_retry_secs).max(Duration::from_millis(50));
+    let period = secs(node.ctx.config.gossip.topic_retry_secs).max(Duration::from_millis(50));
     let mut provided = !subscriber;
     let mut round: u64 = 0;
     loop {
         if !provided {
-            provided = node.provide(key.clone()).await.is_ok();
+            provided = node.kad.provide(key.clone()).await.is_ok();
         }
         if (active.load(Ordering::Relaxed) == 0 || round.is_multiple_of(10))
-            && let Ok(found) = node.providers(key.clone()).await
+            && let Ok(found) = node.kad.providers(key.clone()).await
         {
             {
                 let mut contacts: Vec<PeerId> = found
                     .iter()
                     .filter_map(|p| p.peer_id.parse().ok())
-                    .filter(|p| *p != node.inner.peer_id)
+                    .filter(|p| *p != node.ctx.peer_id)
                     .collect();
                 contacts.shuffle(&mut rand::rng());
                 if !contacts.is_empty() {
-                    let _ = node.inner.gossip.commands.send(Command::JoinTopic {
+                    let _ = node.commands.send(Command::JoinTopic {
                         topic: id,
                         contacts,
                     });

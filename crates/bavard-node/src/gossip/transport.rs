@@ -15,16 +15,16 @@
 //! never a field of the message.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bavard_proto::gossip as pb;
-use futures::{AsyncWriteExt as _, StreamExt as _};
+use futures::AsyncWriteExt as _;
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::mpsc;
 
 use super::wire::Frame;
-use crate::node::Node;
+use crate::context::{Context, Slots};
+use crate::inbound::Limit;
 
 /// The gossip protocol name.
 pub(crate) const GOSSIP_PROTOCOL: StreamProtocol =
@@ -172,71 +172,31 @@ pub(crate) async fn send_now(
     let _ = tokio::time::timeout(deadline, futures::future::join_all(sends)).await;
 }
 
-/// Inbound streams open per peer.
-pub(crate) type InboundCounts = Arc<Mutex<HashMap<PeerId, usize>>>;
-
-/// Accepts inbound gossip streams until the node shuts down, handing every valid frame to the
-/// driver through `frames` (bounded: a slow driver slows the readers down).
-pub(crate) async fn accept(
-    node: Node,
-    frames: mpsc::Sender<(PeerId, Frame)>,
-    counts: InboundCounts,
-) {
-    let mut control = node.inner.control.clone();
-    let mut incoming = match control.accept(GOSSIP_PROTOCOL) {
-        Ok(incoming) => incoming,
-        Err(e) => {
-            tracing::error!("cannot register {GOSSIP_PROTOCOL}: {e}");
-            return;
-        }
+/// Accepts inbound gossip streams until the node shuts down (at most
+/// `gossip.max_inbound_streams_per_peer` per peer), handing every valid frame to the driver
+/// through `frames` (bounded: a slow driver slows the readers down).
+pub(crate) async fn accept(ctx: Context, frames: mpsc::Sender<(PeerId, Frame)>) {
+    let limit = Limit {
+        slots: Slots::default(),
+        max_per_peer: ctx.config.gossip.max_inbound_streams_per_peer,
+        reject_reason: "gossip_too_many_streams",
     };
-    let shutdown = node.shutdown_signal();
-    tokio::pin!(shutdown);
-    let cfg = node.inner.config.gossip.clone();
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            next = incoming.next() => {
-                let Some((peer, stream)) = next else { break };
-                {
-                    let mut open = counts.lock().expect("gossip inbound lock");
-                    let count = open.entry(peer).or_insert(0);
-                    if *count >= cfg.max_inbound_streams_per_peer {
-                        drop(open);
-                        node.inner.metrics.reject("gossip_too_many_streams");
-                        continue; // dropping the stream resets it
-                    }
-                    *count += 1;
-                }
-                let node = node.clone();
-                let frames = frames.clone();
-                let counts = counts.clone();
-                tokio::spawn(async move {
-                    let shutdown = node.shutdown_signal();
-                    tokio::select! {
-                        _ = shutdown => {}
-                        _ = read_stream(&node, peer, stream, &frames) => {}
-                    }
-                    let mut open = counts.lock().expect("gossip inbound lock");
-                    if let Some(count) = open.get_mut(&peer) {
-                        *count -= 1;
-                        if *count == 0 {
-                            open.remove(&peer);
-                        }
-                    }
-                });
-            }
-        }
-    }
+    let reader = ctx.clone();
+    crate::inbound::accept(ctx, GOSSIP_PROTOCOL, limit, move |peer, stream| {
+        let ctx = reader.clone();
+        let frames = frames.clone();
+        async move { read_stream(&ctx, peer, stream, &frames).await }
+    })
+    .await;
 }
 
 async fn read_stream(
-    node: &Node,
+    node: &Context,
     peer: PeerId,
     mut stream: Stream,
     frames: &mpsc::Sender<(PeerId, Frame)>,
 ) {
-    let cfg = &node.inner.config.gossip;
+    let cfg = &node.config.gossip;
     let rate = f64::from(cfg.max_frames_per_sec_per_stream.max(1));
     let mut tokens = rate;
     let mut last = Instant::now();
@@ -250,20 +210,19 @@ async fn read_stream(
             Err(_) | Ok(Ok(None)) => break,
             Ok(Ok(Some(msg))) => msg,
             Ok(Err(e)) => {
-                node.inner.metrics.reject("gossip_bad_frame");
+                node.metrics.reject("gossip_bad_frame");
                 tracing::debug!(%peer, "dropping gossip stream: {e}");
                 break;
             }
         };
-        node.inner
-            .metrics
+        node.metrics
             .bytes_in
             .inc_by(prost::Message::encoded_len(&msg) as u64);
         let now = Instant::now();
         tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
         last = now;
         if tokens < 1.0 {
-            node.inner.metrics.reject("gossip_rate_limited");
+            node.metrics.reject("gossip_rate_limited");
             continue;
         }
         tokens -= 1.0;
@@ -274,7 +233,7 @@ async fn read_stream(
                 }
             }
             Err(e) => {
-                node.inner.metrics.reject("gossip_malformed");
+                node.metrics.reject("gossip_malformed");
                 tracing::debug!(%peer, "dropping gossip stream: {e}");
                 break;
             }

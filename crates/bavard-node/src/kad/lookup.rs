@@ -13,11 +13,14 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
 
+use super::client::Kad;
 use crate::api::NodeError;
 use crate::config::secs;
+use crate::context::peer_key;
 use crate::kad::{KadPeer, Request, Response, WireRecord};
-use crate::node::{Node, peer_key, record_from_wire};
 use crate::util::unix_ms;
+use rand::Rng as _;
+use rand::rngs::StdRng;
 
 /// What a lookup asks each peer.
 #[derive(Debug, Clone, Copy)]
@@ -59,20 +62,40 @@ pub(crate) fn to_wire(record: &Record, now_ms: u64) -> WireRecord {
     }
 }
 
-impl Node {
+/// A record from the wire, with `version`, expiring after its TTL (or `default_ttl`).
+pub(crate) fn record_from_wire(
+    wire: &WireRecord,
+    version: Version,
+    now_ms: u64,
+    default_ttl: std::time::Duration,
+) -> Record {
+    let ttl_ms = if wire.ttl_secs > 0 {
+        u64::from(wire.ttl_secs) * 1000
+    } else {
+        default_ttl.as_millis() as u64
+    };
+    let mut r = Record::new(wire.key.clone(), wire.value.clone(), version)
+        .with_expiry(now_ms.saturating_add(ttl_ms));
+    if let Some(p) = wire.publisher {
+        r = r.with_publisher(p.to_bytes());
+    }
+    r
+}
+
+impl Kad {
     /// Runs an iterative lookup for `key` (hashed with SHA-256, as libp2p does).
     pub(crate) async fn lookup(
         &self,
         key: &[u8],
         kind: LookupKind,
     ) -> Result<LookupOutcome, NodeError> {
-        if self.is_shutting_down() {
+        if self.ctx.is_shutting_down() {
             return Err(NodeError::ShuttingDown);
         }
-        let cfg = &self.inner.config.kad;
+        let cfg = &self.ctx.config.kad;
         let target = Key::hash(key);
         let mut seeds: Vec<(PeerId, Key)> = self
-            .inner
+            .ctx
             .table
             .lock()
             .expect("table lock")
@@ -83,9 +106,9 @@ impl Node {
         // The closest alive members too: in a converged cluster they are the true closest nodes,
         // so the lookup ends after one round of requests.
         for seed in self
-            .inner
-            .gossip
-            .closest_alive(&self.inner.peer_id, &target, cfg.k)
+            .ctx
+            .members
+            .closest_alive(&self.ctx.peer_id, &target, cfg.k)
         {
             if !seeds.iter().any(|(p, _)| *p == seed.0) {
                 seeds.push(seed);
@@ -117,9 +140,9 @@ impl Node {
             loop {
                 match lookup.poll(Instant::now()) {
                     LookupAction::Send { peer } => {
-                        let node = self.clone();
+                        let kad = self.clone();
                         let req = request.clone();
-                        in_flight.push(async move { (peer, node.request(peer, req).await) });
+                        in_flight.push(async move { (peer, kad.request(peer, req).await) });
                     }
                     LookupAction::Wait { until } => {
                         wait_until = Some(until);
@@ -154,7 +177,7 @@ impl Node {
                             }
                             let closer: Vec<(PeerId, Key)> = closer
                                 .into_iter()
-                                .filter(|p| p.id != self.inner.peer_id)
+                                .filter(|p| p.id != self.ctx.peer_id)
                                 .map(|p| (p.id, peer_key(&p.id)))
                                 .collect();
                             lookup.on_success(now, &peer, closer);
@@ -171,20 +194,45 @@ impl Node {
             }
         }
         let result = lookup.result();
-        self.inner
+        self.ctx
             .metrics
             .lookup_duration
             .observe(started.elapsed().as_secs_f64());
-        self.inner
+        self.ctx
             .metrics
             .lookup_hops
             .observe(f64::from(result.stats.hops));
-        self.inner
+        self.ctx
             .table
             .lock()
             .expect("table lock")
             .mark_looked_up(Instant::now(), &target);
         outcome.closest = result.peers.into_iter().map(|(p, _)| p).collect();
         Ok(outcome)
+    }
+
+    /// A FIND_NODE walk into bucket `index` of our routing table.
+    ///
+    /// The wire carries pre-image keys that the receiver hashes, so we search for a random
+    /// pre-image whose hash falls in the bucket (as libp2p-kad does for refreshes); a bucket
+    /// that needs more than `2^16` tries (only reachable in networks of ~65k nodes and more) is
+    /// walked with the closest miss instead.
+    pub(crate) async fn lookup_bucket(&self, index: u8, rng: &mut StdRng) -> Result<(), NodeError> {
+        let mut best: Option<([u8; 32], u8)> = None;
+        for _ in 0..(1u32 << 16) {
+            let pre: [u8; 32] = rng.random();
+            let Some(i) = Key::hash(&pre).distance(&self.ctx.local_key).bucket_index() else {
+                continue;
+            };
+            if i == index {
+                best = Some((pre, i));
+                break;
+            }
+            if best.is_none_or(|(_, b)| i.abs_diff(index) < b.abs_diff(index)) {
+                best = Some((pre, i));
+            }
+        }
+        let Some((pre, _)) = best else { return Ok(()) };
+        self.lookup(&pre, LookupKind::FindNode).await.map(|_| ())
     }
 }

@@ -11,27 +11,37 @@ use std::time::Duration;
 
 use bavard_proto::kad as pb;
 use bavard_routing::Key;
-use bavard_store::{ProviderRecord, Version};
+use bavard_store::ProviderRecord;
 use futures::AsyncWriteExt as _;
 use libp2p::{Multiaddr, PeerId, Stream};
 
+use super::client::Kad;
 use crate::config::secs;
-use crate::kad::lookup::to_wire;
+use crate::context::Slots;
+use crate::inbound::Limit;
+use crate::kad::lookup::{record_from_wire, to_wire};
 use crate::kad::{KAD_PROTOCOL, KadPeer, Request, Response};
 use crate::metrics::{RequestKind, RequestLabels};
-use crate::node::{Node, record_from_wire};
 use crate::util::unix_ms;
 
-/// Accepts inbound Kademlia streams until the node shuts down.
-pub(crate) async fn run(node: Node) {
-    crate::inbound::accept(node, KAD_PROTOCOL, |node, peer, stream| async move {
-        serve_stream(&node, peer, stream).await;
+/// Serves `/ipfs/kad/1.0.0` until the node shuts down; inbound streams count against `slots`
+/// (shared with the replica protocol).
+pub(crate) async fn run(kad: Kad, slots: Slots) {
+    let limit = Limit {
+        slots,
+        max_per_peer: kad.ctx.config.limits.max_inbound_streams_per_peer,
+        reject_reason: "too_many_streams",
+    };
+    let ctx = kad.ctx.clone();
+    crate::inbound::accept(ctx, KAD_PROTOCOL, limit, move |peer, stream| {
+        let kad = kad.clone();
+        async move { serve_stream(&kad, peer, stream).await }
     })
     .await;
 }
 
-async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
-    let limits = &node.inner.config.limits;
+async fn serve_stream(node: &Kad, peer: PeerId, mut stream: Stream) {
+    let limits = &node.ctx.config.limits;
     let idle = secs(limits.inbound_idle_timeout_secs).max(Duration::from_millis(100));
     for _ in 0..limits.max_requests_per_stream {
         let msg = match tokio::time::timeout(
@@ -43,21 +53,21 @@ async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
             Err(_) | Ok(Ok(None)) => break,
             Ok(Ok(Some(msg))) => msg,
             Ok(Err(e)) => {
-                node.inner.metrics.reject("bad_frame");
-                crate::inbound::warn_once(node, peer, &e.to_string());
+                node.ctx.metrics.reject("bad_frame");
+                node.ctx.warn_once(peer, &e.to_string());
                 break;
             }
         };
-        node.inner
+        node.ctx
             .metrics
             .bytes_in
             .inc_by(prost::Message::encoded_len(&msg) as u64);
         let key = msg.key.clone();
-        let request = match Request::from_pb(msg, &peer, node.inner.config.store.max_key_size) {
+        let request = match Request::from_pb(msg, &peer, node.ctx.config.store.max_key_size) {
             Ok(r) => r,
             Err(e) => {
-                node.inner.metrics.reject("bad_request");
-                crate::inbound::warn_once(node, peer, &e.to_string());
+                node.ctx.metrics.reject("bad_request");
+                node.ctx.warn_once(peer, &e.to_string());
                 break;
             }
         };
@@ -66,7 +76,7 @@ async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
         };
         match crate::wire::write_message(&mut stream, &response.to_pb(&key)).await {
             Ok(n) => {
-                node.inner.metrics.bytes_out.inc_by(n as u64);
+                node.ctx.metrics.bytes_out.inc_by(n as u64);
             }
             Err(_) => break,
         }
@@ -74,8 +84,8 @@ async fn serve_stream(node: &Node, peer: PeerId, mut stream: Stream) {
     let _ = stream.close().await;
 }
 
-fn count(node: &Node, kind: RequestKind) {
-    node.inner
+fn count(node: &Kad, kind: RequestKind) {
+    node.ctx
         .metrics
         .requests_served
         .get_or_create(&RequestLabels { kind })
@@ -83,15 +93,15 @@ fn count(node: &Node, kind: RequestKind) {
 }
 
 /// The closest peers we know to `key`, excluding the requester.
-fn closer_peers(node: &Node, key: &[u8], requester: &PeerId) -> Vec<KadPeer> {
+fn closer_peers(node: &Kad, key: &[u8], requester: &PeerId) -> Vec<KadPeer> {
     let n = node
-        .inner
+        .ctx
         .config
         .kad
         .k
-        .min(node.inner.config.limits.max_peers_per_response);
+        .min(node.ctx.config.limits.max_peers_per_response);
     let entries = node
-        .inner
+        .ctx
         .table
         .lock()
         .expect("table lock")
@@ -101,7 +111,7 @@ fn closer_peers(node: &Node, key: &[u8], requester: &PeerId) -> Vec<KadPeer> {
         .filter(|e| &e.peer != requester)
         .take(n)
         .map(|e| {
-            let mut addrs = node.inner.book.get(&e.peer);
+            let mut addrs = node.ctx.book.get(&e.peer);
             if addrs.is_empty() {
                 addrs = e.value.clone();
             }
@@ -115,9 +125,9 @@ fn closer_peers(node: &Node, key: &[u8], requester: &PeerId) -> Vec<KadPeer> {
 }
 
 /// Answers one request; `None` for requests without a response (ADD_PROVIDER).
-async fn handle(node: &Node, peer: PeerId, request: Request) -> Option<Response> {
+async fn handle(node: &Kad, peer: PeerId, request: Request) -> Option<Response> {
     let now = unix_ms();
-    let store = &node.inner.store;
+    let store = &node.storage.store;
     match request {
         Request::Ping => {
             count(node, RequestKind::Ping);
@@ -148,17 +158,14 @@ async fn handle(node: &Node, peer: PeerId, request: Request) -> Option<Response>
             count(node, RequestKind::PutValue);
             // A stock libp2p writer carries no version: stamp it on arrival with our clock, so
             // later writes of the same key supersede earlier ones.
-            let version = {
-                let ts = node.inner.hlc.lock().expect("hlc lock").now(now);
-                Version::new(ts, peer.to_bytes())
-            };
-            let default_ttl = secs(node.inner.config.kad.record_ttl_secs);
+            let version = node.storage.stamp(now, &peer);
+            let default_ttl = secs(node.ctx.config.kad.record_ttl_secs);
             let stored = record_from_wire(&record, version, now, default_ttl);
-            match node.store_local(stored).await {
+            match node.storage.put(stored).await {
                 Ok(_) => Some(Response::PutValue { record }),
                 Err(e) => {
                     // The spec has no error response: not echoing tells the writer it failed.
-                    node.inner.metrics.reject("put_rejected");
+                    node.ctx.metrics.reject("put_rejected");
                     tracing::debug!(%peer, "PUT_VALUE rejected: {e}");
                     None
                 }
@@ -191,12 +198,12 @@ async fn handle(node: &Node, peer: PeerId, request: Request) -> Option<Response>
         }
         Request::AddProvider { key, provider } => {
             count(node, RequestKind::AddProvider);
-            let ttl_ms = secs(node.inner.config.kad.provider_ttl_secs).as_millis() as u64;
+            let ttl_ms = secs(node.ctx.config.kad.provider_ttl_secs).as_millis() as u64;
             let mut addrs = provider.addrs;
             if addrs.is_empty() {
-                addrs = node.inner.book.get(&peer);
+                addrs = node.ctx.book.get(&peer);
             }
-            addrs.truncate(node.inner.config.limits.max_addrs_per_peer);
+            addrs.truncate(node.ctx.config.limits.max_addrs_per_peer);
             let record = ProviderRecord::new(
                 key,
                 provider.id.to_bytes(),
@@ -204,7 +211,7 @@ async fn handle(node: &Node, peer: PeerId, request: Request) -> Option<Response>
                 now.saturating_add(ttl_ms),
             );
             if let Err(e) = store.add_provider(record, now) {
-                node.inner.metrics.reject("provider_rejected");
+                node.ctx.metrics.reject("provider_rejected");
                 tracing::debug!(%peer, "ADD_PROVIDER rejected: {e}");
             }
             None

@@ -17,17 +17,19 @@
 //! once per peer and reason. How far behind this node is (keys known newer elsewhere and not yet
 //! stored, differing ranges not yet compared) is in `/v1/status` and two gauges.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bavard_replica::{Initiator, LeafSet, Placement, Step, SyncStats};
+use bavard_replica::{Initiator, Step, SyncStats};
 use bavard_store::PutOutcome;
 use libp2p::PeerId;
 
+use super::progress::SyncView;
+use super::service::Replica;
 use super::wire::{WireError, request_to_pb, response_from_pb};
 use crate::config::secs;
-use crate::node::{Node, RequestError};
+use crate::request::RequestError;
 use crate::util::unix_ms;
 
 /// A round that moved at least this many keys is followed at once by another.
@@ -35,46 +37,6 @@ const CATCH_UP_THRESHOLD: usize = 256;
 
 /// Most (peer, reason) pairs remembered for warn-once logging.
 const MAX_WARNED: usize = 1024;
-
-/// The leaves this node shares with each partner, for one placement.
-pub(crate) struct SyncView {
-    placement: Arc<Placement<PeerId>>,
-    shared: Vec<(PeerId, LeafSet)>,
-}
-
-impl SyncView {
-    fn partners(&self) -> Vec<PeerId> {
-        self.shared.iter().map(|(p, _)| *p).collect()
-    }
-
-    fn leaves_with(&self, peer: &PeerId) -> LeafSet {
-        self.shared
-            .iter()
-            .find(|(p, _)| p == peer)
-            .map(|(_, l)| l.clone())
-            .unwrap_or_default()
-    }
-}
-
-/// Anti-entropy state kept across rounds.
-#[derive(Default)]
-pub(crate) struct SyncState {
-    view: Mutex<Option<Arc<SyncView>>>,
-    /// Per partner: keys behind and leaves pending, from the last (or current) round.
-    progress: Mutex<HashMap<PeerId, (usize, usize)>>,
-    warned: Mutex<HashSet<(PeerId, &'static str)>>,
-}
-
-impl SyncState {
-    /// Keys known to be newer on a partner and not stored here yet, and differing leaves not
-    /// compared yet, summed over partners.
-    pub(crate) fn behind(&self) -> (usize, usize) {
-        let progress = self.progress.lock().expect("progress lock");
-        progress
-            .values()
-            .fold((0, 0), |(k, l), (pk, pl)| (k + pk, l + pl))
-    }
-}
 
 /// Why a round failed, as a metric label.
 fn reason(e: &RequestError) -> &'static str {
@@ -103,29 +65,29 @@ impl RoundError {
 }
 
 /// The view for the current placement, recomputed (off the async workers) when it changed.
-async fn view(node: &Node) -> Arc<SyncView> {
-    let placement = super::placement(node);
-    if let Some(v) = node.inner.sync.view.lock().expect("view lock").as_ref()
+async fn view(node: &Replica) -> Arc<SyncView> {
+    let placement = node.placement_view().0;
+    if let Some(v) = node.sync.view.lock().expect("view lock").as_ref()
         && Arc::ptr_eq(&v.placement, &placement)
     {
         return v.clone();
     }
-    let me = node.inner.peer_id;
+    let me = node.ctx.peer_id;
     let p = placement.clone();
     let shared = tokio::task::spawn_blocking(move || p.shared_with(&me))
         .await
         .unwrap_or_default();
     let view = Arc::new(SyncView { placement, shared });
-    *node.inner.sync.view.lock().expect("view lock") = Some(view.clone());
+    *node.sync.view.lock().expect("view lock") = Some(view.clone());
     view
 }
 
 /// Runs anti-entropy rounds until the node shuts down (see the module docs for the schedule).
-pub(crate) async fn run(node: Node) {
-    let every = secs(node.inner.config.replication.anti_entropy_interval_secs)
-        .max(Duration::from_millis(50));
+pub(crate) async fn run(node: Replica) {
+    let every =
+        secs(node.ctx.config.replication.anti_entropy_interval_secs).max(Duration::from_millis(50));
     let check = every.min(Duration::from_secs(1));
-    let shutdown = node.shutdown_signal();
+    let shutdown = node.ctx.shutdown_signal();
     tokio::pin!(shutdown);
     let mut seen: HashSet<PeerId> = HashSet::new();
     let mut next_periodic = tokio::time::Instant::now() + every;
@@ -154,7 +116,7 @@ pub(crate) async fn run(node: Node) {
             }
         }
         while let Some(peer) = queue.pop_front() {
-            if node.is_shutting_down() {
+            if node.ctx.is_shutting_down() {
                 return;
             }
             let moved = match round_logged(&node, &view, peer).await {
@@ -170,7 +132,7 @@ pub(crate) async fn run(node: Node) {
 }
 
 /// One round with `peer` now, with the current view; returns the keys exchanged.
-pub(crate) async fn round_now(node: &Node, peer: PeerId) -> Result<usize, String> {
+pub(crate) async fn round_now(node: &Replica, peer: PeerId) -> Result<usize, String> {
     let view = view(node).await;
     round(node, &view, peer)
         .await
@@ -179,8 +141,8 @@ pub(crate) async fn round_now(node: &Node, peer: PeerId) -> Result<usize, String
 }
 
 /// A round with its figures and failures recorded.
-async fn round_logged(node: &Node, view: &SyncView, peer: PeerId) -> Option<SyncStats> {
-    let metrics = &node.inner.metrics;
+async fn round_logged(node: &Replica, view: &SyncView, peer: PeerId) -> Option<SyncStats> {
+    let metrics = &node.ctx.metrics;
     match round(node, view, peer).await {
         Ok(stats) => {
             metrics.anti_entropy_rounds.inc();
@@ -202,7 +164,7 @@ async fn round_logged(node: &Node, view: &SyncView, peer: PeerId) -> Option<Sync
         Err(e) => {
             metrics.anti_entropy_failure(e.reason);
             let first = {
-                let mut warned = node.inner.sync.warned.lock().expect("warned lock");
+                let mut warned = node.sync.warned.lock().expect("warned lock");
                 if warned.len() >= MAX_WARNED {
                     warned.clear();
                 }
@@ -218,10 +180,10 @@ async fn round_logged(node: &Node, view: &SyncView, peer: PeerId) -> Option<Sync
     }
 }
 
-async fn round(node: &Node, view: &SyncView, peer: PeerId) -> Result<SyncStats, RoundError> {
+async fn round(node: &Replica, view: &SyncView, peer: PeerId) -> Result<SyncStats, RoundError> {
     let init = Initiator::with_leaves(
         view.placement.clone(),
-        node.inner.peer_id,
+        node.ctx.peer_id,
         peer,
         view.leaves_with(&peer),
         node.sync_config(),
@@ -229,25 +191,24 @@ async fn round(node: &Node, view: &SyncView, peer: PeerId) -> Result<SyncStats, 
     let result = drive(node, init, peer).await;
     if result.is_ok() {
         // A failed round leaves its last figures: the keys still known to be behind.
-        node.inner
-            .sync
+        node.sync
             .progress
             .lock()
             .expect("progress lock")
             .remove(&peer);
-        node.inner.refresh_sync_gauges();
+        node.refresh_sync_gauges();
     }
     result
 }
 
 async fn drive(
-    node: &Node,
+    node: &Replica,
     mut init: Initiator<PeerId>,
     peer: PeerId,
 ) -> Result<SyncStats, RoundError> {
     loop {
         // The step reads the store (digests, a leaf's index, records to push): off the workers.
-        let store = node.inner.store.clone();
+        let store = node.storage.store.clone();
         let step;
         (init, step) = tokio::task::spawn_blocking(move || {
             let step = init.next(&*store, unix_ms());
@@ -259,7 +220,7 @@ async fn drive(
             Step::Send(req) => {
                 let before = init.stats().bytes;
                 let resp = node
-                    .kv_request(peer, request_to_pb(req))
+                    .request(peer, request_to_pb(req))
                     .await
                     .map_err(|e| RoundError::new(reason(&e), e))?;
                 let resp = response_from_pb(resp).map_err(|e| match e {
@@ -269,21 +230,21 @@ async fn drive(
                 init.handle_response(resp)
                     .map_err(|e| RoundError::new("protocol", e))?;
                 let bytes = init.stats().bytes - before;
-                node.inner.metrics.anti_entropy_bytes.inc_by(bytes as u64);
-                node.inner.sync_pace.take(bytes).await;
+                node.ctx.metrics.anti_entropy_bytes.inc_by(bytes as u64);
+                node.pace.take(bytes).await;
             }
             Step::Apply(records) => {
                 let now = unix_ms();
                 let offered = records.len();
                 let valid: Vec<_> = records
                     .into_iter()
-                    .filter_map(|r| super::check_clock(node, r, now).ok())
+                    .filter_map(|r| node.storage.check_clock(r, now).ok())
                     .collect();
                 if valid.len() < offered {
-                    node.inner.metrics.reject("future_version");
+                    node.ctx.metrics.reject("future_version");
                 }
                 let stored = node
-                    .inner
+                    .storage
                     .committer
                     .put_many(valid)
                     .await
@@ -301,12 +262,11 @@ async fn drive(
             }
             Step::Done(stats) => return Ok(stats),
         }
-        node.inner
-            .sync
+        node.sync
             .progress
             .lock()
             .expect("progress lock")
             .insert(peer, (init.keys_behind(), init.leaves_pending()));
-        node.inner.refresh_sync_gauges();
+        node.refresh_sync_gauges();
     }
 }

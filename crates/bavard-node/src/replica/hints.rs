@@ -5,20 +5,13 @@
 //! known without touching the record (whose own expiry travels unchanged). Hints are bounded in
 //! count (`max_hints`, a full store refuses new hints: the write then simply gets one ack fewer)
 //! and in age (`hint_ttl`, older ones are dropped: anti-entropy repairs what they would have).
-//! The delivery job serves every owner the membership does not hold for dead, several at a time,
-//! each with all its hints in batches bounded in records and bytes (below the frame limit), and
-//! deletes hints only after the owner acknowledged them durably.
+//! Delivery is [`super::handoff`]'s.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use bavard_proto::store as pb;
 use bavard_store::{MemoryStore, Record, RecordStore, RedbStore, StoreConfig, StoreLimits};
 use libp2p::PeerId;
-
-use super::wire::record_to_pb;
-use crate::node::Node;
-use crate::util::unix_ms;
 
 /// The hint store.
 pub(crate) struct Hints {
@@ -210,115 +203,12 @@ impl Hints {
     }
 }
 
-fn owner_prefix(owner: &PeerId) -> Vec<u8> {
+pub(crate) fn owner_prefix(owner: &PeerId) -> Vec<u8> {
     let owner = owner.to_bytes();
     let mut out = Vec::with_capacity(1 + owner.len());
     out.push(owner.len() as u8);
     out.extend_from_slice(&owner);
     out
-}
-
-/// Delivers queued hints every `replication.hint_delivery_interval_secs` until shutdown.
-pub(crate) async fn run(node: Node) {
-    let every = crate::config::secs(node.inner.config.replication.hint_delivery_interval_secs)
-        .max(std::time::Duration::from_millis(50));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let shutdown = node.shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tick.tick() => {
-                deliver(&node).await;
-            }
-        }
-    }
-}
-
-/// Hands queued hints to their owners; returns how many were delivered.
-///
-/// Owners are served concurrently (up to [`PARALLEL_OWNERS`] at once), each with all of its
-/// hints in byte-bounded batches, so one owner's backlog neither starves nor delays the
-/// others'. Owners the membership declared dead or gone are skipped until they are back.
-pub(crate) async fn deliver(node: &Node) -> usize {
-    use futures::StreamExt as _;
-    let owners: Vec<PeerId> = node
-        .inner
-        .hints
-        .owners(unix_ms())
-        .into_iter()
-        .filter(|o| !node.inner.gossip.is_down(o))
-        .collect();
-    let delivered: usize = futures::stream::iter(owners)
-        .map(|owner| deliver_to(node, owner))
-        .buffer_unordered(PARALLEL_OWNERS)
-        .fold(0, |sum, n| async move { sum + n })
-        .await;
-    if delivered > 0 {
-        node.inner.metrics.hints_delivered.inc_by(delivered as u64);
-    }
-    node.inner
-        .metrics
-        .hints_queued
-        .set(node.inner.hints.len() as i64);
-    delivered
-}
-
-/// Owners whose hints are delivered at the same time.
-const PARALLEL_OWNERS: usize = 8;
-
-async fn deliver_to(node: &Node, owner: PeerId) -> usize {
-    let rc = &node.inner.config.replication;
-    let mut after: Option<Vec<u8>> = None;
-    let mut delivered = 0;
-    loop {
-        let (batch, more) = node.inner.hints.pending_for(
-            &owner,
-            after.as_deref(),
-            rc.max_batch_records,
-            rc.max_batch_bytes,
-            unix_ms(),
-        );
-        let Some(last) = batch.last() else { break };
-        after = Some(last.stored_key.clone());
-        let bytes: usize = batch
-            .iter()
-            .map(|h| bavard_replica::sync::record_size(&h.record))
-            .sum();
-        node.inner.sync_pace.take(bytes).await;
-        let req = pb::request::Kind::Store(pb::StoreRequest {
-            records: batch.iter().map(|h| record_to_pb(&h.record)).collect(),
-            hint_for: Vec::new(),
-        });
-        match node.kv_request(owner, req).await {
-            Ok(pb::response::Kind::Store(resp)) if resp.results.len() == batch.len() => {
-                // Stored, unchanged or stale: the owner has this version or a newer one. A
-                // rejected hint stays (and expires with the hint TTL).
-                let done: Vec<Vec<u8>> = batch
-                    .iter()
-                    .zip(&resp.results)
-                    .filter(|(_, r)| r.outcome != pb::Outcome::Rejected as i32)
-                    .map(|(h, _)| h.stored_key.clone())
-                    .collect();
-                delivered += done.len();
-                node.inner.hints.remove_many(&done);
-            }
-            Ok(other) => {
-                tracing::debug!(%owner, "unexpected answer to a hint delivery: {other:?}");
-                break;
-            }
-            // The owner is still unreachable: try again next round.
-            Err(e) => {
-                tracing::debug!(%owner, "hint delivery failed: {e}");
-                break;
-            }
-        }
-        if !more {
-            break;
-        }
-    }
-    delivered
 }
 
 #[cfg(test)]

@@ -38,10 +38,13 @@
 pub(crate) mod antientropy;
 pub mod commit;
 pub(crate) mod coordinator;
+pub(crate) mod handoff;
 pub(crate) mod hints;
 pub(crate) mod pace;
 pub(crate) mod pool;
+pub(crate) mod progress;
 pub(crate) mod server;
+pub(crate) mod service;
 pub mod wire;
 
 pub use coordinator::Condition;
@@ -49,10 +52,9 @@ pub use coordinator::Condition;
 use std::sync::{Arc, Mutex};
 
 use bavard_replica::Placement;
-use bavard_store::{HlcTimestamp, Record};
 use libp2p::PeerId;
 
-use crate::node::{Node, peer_key};
+use crate::context::Context;
 
 /// A placement and the (sorted) members it was built from.
 type Built = (Vec<PeerId>, Arc<Placement<PeerId>>);
@@ -61,19 +63,37 @@ type Built = (Vec<PeerId>, Arc<Placement<PeerId>>);
 #[derive(Default)]
 pub(crate) struct PlacementCache(Mutex<Option<Built>>);
 
+impl PlacementCache {
+    /// The placement for `members` (sorted), built by `build` unless it is the last one.
+    fn get_or_build(
+        &self,
+        members: Vec<PeerId>,
+        build: impl FnOnce(&[PeerId]) -> Placement<PeerId>,
+    ) -> Arc<Placement<PeerId>> {
+        let mut cache = self.0.lock().expect("placement lock");
+        if let Some((ids, p)) = cache.as_ref()
+            && *ids == members
+        {
+            return p.clone();
+        }
+        let p = Arc::new(build(&members));
+        *cache = Some((members, p.clone()));
+        p
+    }
+}
+
 /// The members keys are placed on, and whether they come from the membership: the healthy
 /// members of the gossip membership (alive or suspect; dead and departed ones are skipped,
 /// Dynamo's sloppy quorum) once it knows others and this node; before that, this node and the
 /// bavard peers of its routing table.
-fn placement_members(node: &Node) -> (Vec<PeerId>, bool) {
-    let me = node.inner.peer_id;
-    let healthy = node.inner.gossip.healthy_members();
+fn placement_members(ctx: &Context) -> (Vec<PeerId>, bool) {
+    let me = ctx.peer_id;
+    let healthy = ctx.members.healthy();
     if healthy.len() > 1 && healthy.contains(&me) {
         return (healthy, true);
     }
-    let kv = node.inner.kv_peers.lock().expect("kv peers lock").clone();
-    let mut members: Vec<PeerId> = node
-        .inner
+    let kv = ctx.kv_peers.lock().expect("kv peers lock").clone();
+    let mut members: Vec<PeerId> = ctx
         .table
         .lock()
         .expect("table lock")
@@ -83,44 +103,6 @@ fn placement_members(node: &Node) -> (Vec<PeerId>, bool) {
         .collect();
     members.push(me);
     (members, false)
-}
-
-/// The placement every replication path uses (writes, reads, hints, read repair,
-/// anti-entropy), rebuilt when the members change.
-pub(crate) fn placement(node: &Node) -> Arc<Placement<PeerId>> {
-    placement_view(node).0
-}
-
-/// [`placement`], and whether it comes from a membership that knows other members.
-pub(crate) fn placement_view(node: &Node) -> (Arc<Placement<PeerId>>, bool) {
-    let (mut members, converged) = placement_members(node);
-    members.sort();
-    members.dedup();
-    let mut cache = node.inner.placement.0.lock().expect("placement lock");
-    if let Some((ids, p)) = cache.as_ref()
-        && *ids == members
-    {
-        return (p.clone(), converged);
-    }
-    let n = node.inner.config.kad.replication_factor;
-    let p = Arc::new(Placement::new(
-        members.iter().map(|id| (*id, peer_key(id))),
-        n,
-    ));
-    *cache = Some((members, p.clone()));
-    (p, converged)
-}
-
-/// Refuses a record whose version is too far ahead of our clock: it would win every later LWW
-/// comparison. Every path that stores a version from another node goes through this check.
-pub(crate) fn check_clock(node: &Node, record: Record, now_ms: u64) -> Result<Record, String> {
-    node.inner
-        .hlc
-        .lock()
-        .expect("hlc lock")
-        .update(HlcTimestamp::from_u64(record.version.hlc), now_ms)
-        .map_err(|e| e.to_string())?;
-    Ok(record)
 }
 
 /// The libp2p protocol of the replica protocol.

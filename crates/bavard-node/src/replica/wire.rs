@@ -107,9 +107,11 @@ fn outcome_to_pb(o: StoreOutcome) -> pb::StoreResult {
     let (outcome, current, error) = match o {
         StoreOutcome::Stored => (pb::Outcome::Stored, None, String::new()),
         StoreOutcome::Unchanged => (pb::Outcome::Unchanged, None, String::new()),
-        StoreOutcome::Stale { current } => {
-            (pb::Outcome::Stale, Some(version_to_pb(&current)), String::new())
-        }
+        StoreOutcome::Stale { current } => (
+            pb::Outcome::Stale,
+            Some(version_to_pb(&current)),
+            String::new(),
+        ),
         StoreOutcome::Rejected(e) => (pb::Outcome::Rejected, None, e),
     };
     pb::StoreResult {
@@ -314,10 +316,7 @@ mod tests {
             },
         ];
         for req in reqs {
-            assert_eq!(
-                request_from_pb(request_to_pb(req.clone())).unwrap(),
-                req
-            );
+            assert_eq!(request_from_pb(request_to_pb(req.clone())).unwrap(), req);
         }
         let entry = DigestEntry {
             key: b"k".to_vec(),
@@ -350,7 +349,10 @@ mod tests {
             },
         ];
         for resp in resps {
-            assert_eq!(response_from_pb(response_to_pb(resp.clone())).unwrap(), resp);
+            assert_eq!(
+                response_from_pb(response_to_pb(resp.clone())).unwrap(),
+                resp
+            );
         }
         let bad_leaf = pb::request::Kind::Entries(pb::EntriesRequest {
             leaves: vec![70_000],

@@ -1,0 +1,90 @@
+//! Provider records: announcing this node as a provider of a key (ADD_PROVIDER to the k closest
+//! nodes a lookup finds) and finding the providers of a key (GET_PROVIDERS along a lookup).
+
+use std::collections::HashMap;
+
+use bavard_store::{ProviderRecord, RecordStore as _};
+use libp2p::{Multiaddr, PeerId};
+
+use super::client::Kad;
+use super::lookup::LookupKind;
+use super::{KadPeer, Request};
+use crate::api::{NodeError, PeerInfo};
+use crate::config::secs;
+use crate::util::unix_ms;
+
+impl Kad {
+    /// Announces this node as a provider of `key` to the k closest nodes; returns how many
+    /// accepted the announcement (this node included).
+    pub(crate) async fn provide(&self, key: Vec<u8>) -> Result<usize, NodeError> {
+        let now = unix_ms();
+        let ttl = secs(self.ctx.config.kad.provider_ttl_secs).as_millis() as u64;
+        let listen = self.ctx.listen_addrs();
+        let local = ProviderRecord::new(
+            key.clone(),
+            self.ctx.peer_id.to_bytes(),
+            listen.iter().map(|a| a.to_vec()).collect(),
+            now.saturating_add(ttl),
+        );
+        self.storage
+            .store
+            .add_provider(local, now)
+            .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+        let outcome = self.lookup(&key, LookupKind::FindNode).await?;
+        let me = KadPeer {
+            id: self.ctx.peer_id,
+            addrs: listen,
+            connected: true,
+        };
+        let sends = outcome.closest.into_iter().map(|peer| {
+            let kad = self.clone();
+            let req = Request::AddProvider {
+                key: key.clone(),
+                provider: me.clone(),
+            };
+            async move { kad.request(peer, req).await.is_ok() }
+        });
+        let acks = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count();
+        Ok(acks + 1)
+    }
+
+    /// The providers of `key` known locally and found by a lookup.
+    pub(crate) async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerInfo>, NodeError> {
+        let mut found: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        let local = self
+            .storage
+            .store
+            .providers(&key, unix_ms())
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        for p in local {
+            if let Ok(id) = PeerId::from_bytes(&p.provider) {
+                let addrs = p
+                    .addrs
+                    .into_iter()
+                    .filter_map(|a| Multiaddr::try_from(a).ok())
+                    .collect();
+                found.insert(id, addrs);
+            }
+        }
+        let outcome = self.lookup(&key, LookupKind::GetProviders).await?;
+        for p in outcome.providers {
+            let entry = found.entry(p.id).or_default();
+            if entry.is_empty() {
+                *entry = p.addrs;
+            }
+        }
+        let mut list: Vec<PeerInfo> = found
+            .into_iter()
+            .map(|(id, addrs)| PeerInfo {
+                peer_id: id.to_string(),
+                addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        Ok(list)
+    }
+}

@@ -1,0 +1,254 @@
+//! Write and read coordination: quorums, sloppy quorum with hints, read repair, timeouts.
+
+use std::time::{Duration, Instant};
+
+use bavard_replica::{
+    Coordination, Failure, Outgoing, QuorumError, Read, Request, Response, StoreOutcome, Write,
+};
+use bavard_store::{HlcTimestamp, Record, Version};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn record(key: &str, hlc: u64) -> Record {
+    Record::new(
+        key.as_bytes().to_vec(),
+        b"v".to_vec(),
+        Version::new(HlcTimestamp::new(hlc, 0), b"w".to_vec()),
+    )
+}
+
+fn drain<P: Clone + PartialEq>(c: &mut impl Coordination<P>) -> Vec<Outgoing<P>> {
+    std::iter::from_fn(|| c.poll_send()).collect()
+}
+
+fn stored() -> Result<Response, Failure> {
+    Ok(Response::Store {
+        results: vec![StoreOutcome::Stored],
+    })
+}
+
+fn refused() -> Result<Response, Failure> {
+    Err(Failure::Refused("disk full".into()))
+}
+
+#[test]
+fn a_write_succeeds_at_quorum_and_keeps_writing_to_the_rest() {
+    let now = Instant::now();
+    let mut w = Write::new(record("k", 1), 1u64, vec![1, 2, 3], vec![], 2, now, TIMEOUT);
+    let sent = drain(&mut w);
+    assert_eq!(sent.iter().map(|s| s.to).collect::<Vec<_>>(), vec![1, 2, 3]);
+    w.handle_response(now, sent[0].id, stored());
+    assert_eq!(w.result(), None);
+    w.handle_response(now, sent[2].id, stored());
+    assert_eq!(w.result(), Some(&Ok(2)));
+    assert!(!w.is_finished(), "replica 2 is still being written");
+    w.handle_response(now, sent[1].id, stored());
+    assert!(w.is_finished());
+    assert_eq!(w.held(), 3);
+}
+
+#[test]
+fn a_failed_replica_is_replaced_by_a_fallback_keeping_a_hint() {
+    let now = Instant::now();
+    let mut w = Write::new(
+        record("k", 1),
+        1u64,
+        vec![1, 2, 3],
+        vec![4, 5],
+        3,
+        now,
+        TIMEOUT,
+    );
+    let sent = drain(&mut w);
+    w.handle_response(now, sent[0].id, stored());
+    w.handle_response(now, sent[1].id, refused());
+    let hint = drain(&mut w);
+    assert_eq!(hint.len(), 1);
+    assert_eq!(hint[0].to, 4);
+    assert!(matches!(
+        &hint[0].request,
+        Request::Store { hint_for: Some(2), records } if records.len() == 1
+    ));
+    // The first fallback fails too: the next one is tried.
+    w.handle_response(now, hint[0].id, refused());
+    let hint = drain(&mut w);
+    assert_eq!(hint[0].to, 5);
+    w.handle_response(now, hint[0].id, stored());
+    w.handle_response(now, sent[2].id, stored());
+    assert_eq!(w.result(), Some(&Ok(3)));
+    assert_eq!(w.hints_handed(), 1);
+    assert!(w.is_finished());
+}
+
+#[test]
+fn the_coordinators_own_failure_is_not_hinted() {
+    let now = Instant::now();
+    let mut w = Write::new(
+        record("k", 1),
+        1u64,
+        vec![1, 2, 3],
+        vec![4],
+        3,
+        now,
+        TIMEOUT,
+    );
+    let sent = drain(&mut w);
+    w.handle_response(now, sent[0].id, refused());
+    assert!(
+        drain(&mut w).is_empty(),
+        "no hint for the coordinator itself"
+    );
+    w.handle_response(now, sent[1].id, stored());
+    w.handle_response(now, sent[2].id, stored());
+    assert_eq!(
+        w.result(),
+        Some(&Err(QuorumError {
+            answered: 2,
+            required: 3
+        }))
+    );
+    assert_eq!(
+        w.result().unwrap().unwrap_err().to_string(),
+        "only 2 of the 3 required replicas answered"
+    );
+}
+
+#[test]
+fn silent_replicas_time_out_into_a_quorum_error() {
+    let now = Instant::now();
+    let mut w = Write::new(record("k", 1), 1u64, vec![1, 2, 3], vec![], 2, now, TIMEOUT);
+    let sent = drain(&mut w);
+    w.handle_response(now, sent[0].id, stored());
+    assert_eq!(w.poll_timeout(), Some(now + TIMEOUT));
+    w.handle_timeout(now + TIMEOUT / 2);
+    assert_eq!(w.result(), None, "nothing expired yet");
+    w.handle_timeout(now + TIMEOUT);
+    assert_eq!(
+        w.result(),
+        Some(&Err(QuorumError {
+            answered: 1,
+            required: 2
+        }))
+    );
+    assert!(w.is_finished());
+    // A late answer changes nothing.
+    w.handle_response(now + TIMEOUT * 2, sent[1].id, stored());
+    assert_eq!(w.held(), 1);
+}
+
+#[test]
+fn a_store_answer_that_is_not_a_store_counts_as_a_failure() {
+    let now = Instant::now();
+    let mut w = Write::new(record("k", 1), 1u64, vec![1], vec![], 1, now, TIMEOUT);
+    let sent = drain(&mut w);
+    w.handle_response(
+        now,
+        sent[0].id,
+        Ok(Response::Fetch {
+            records: vec![],
+            covered: 1,
+        }),
+    );
+    assert!(matches!(w.result(), Some(Err(_))));
+}
+
+fn fetched(r: Option<Record>) -> Result<Response, Failure> {
+    Ok(Response::Fetch {
+        records: r.into_iter().collect(),
+        covered: 1,
+    })
+}
+
+#[test]
+fn a_read_returns_the_newest_of_r_answers_and_repairs_the_stale_ones() {
+    let now = Instant::now();
+    let wait = Duration::from_millis(500);
+    let mut r = Read::new(b"k".to_vec(), vec![1u64, 2, 3], 2, now, TIMEOUT, true, wait);
+    let sent = drain(&mut r);
+    assert!(sent.iter().all(|s| s.request
+        == Request::Fetch {
+            keys: vec![b"k".to_vec()]
+        }));
+    r.handle_response(now, sent[0].id, fetched(Some(record("k", 5))));
+    r.handle_response(now, sent[1].id, fetched(Some(record("k", 9))));
+    assert_eq!(r.result(), Some(&Ok(Some(record("k", 9)))));
+    assert!(drain(&mut r).is_empty(), "repairs wait for the straggler");
+    // The straggler has nothing; once it answered, both stale replicas are repaired.
+    r.handle_response(now, sent[2].id, fetched(None));
+    let repairs = drain(&mut r);
+    let mut to: Vec<u64> = repairs.iter().map(|o| o.to).collect();
+    to.sort_unstable();
+    assert_eq!(to, vec![1, 3]);
+    for o in &repairs {
+        assert_eq!(
+            o.request,
+            Request::Store {
+                records: vec![record("k", 9)],
+                hint_for: None
+            }
+        );
+        r.handle_response(now, o.id, stored());
+    }
+    assert_eq!(r.repaired(), 2);
+    assert!(r.is_finished());
+}
+
+#[test]
+fn repairs_go_out_after_the_wait_without_the_silent_replica() {
+    let now = Instant::now();
+    let wait = Duration::from_millis(500);
+    let mut r = Read::new(b"k".to_vec(), vec![1u64, 2, 3], 2, now, TIMEOUT, true, wait);
+    let sent = drain(&mut r);
+    r.handle_response(now, sent[0].id, fetched(None));
+    r.handle_response(now, sent[1].id, fetched(Some(record("k", 3))));
+    assert_eq!(r.poll_timeout(), Some(now + wait));
+    r.handle_timeout(now + wait);
+    let repairs = drain(&mut r);
+    assert_eq!(repairs.iter().map(|o| o.to).collect::<Vec<_>>(), vec![1]);
+}
+
+#[test]
+fn keys_nobody_asked_for_are_ignored_and_too_few_answers_fail() {
+    let now = Instant::now();
+    let mut r = Read::new(
+        b"k".to_vec(),
+        vec![1u64, 2, 3],
+        2,
+        now,
+        TIMEOUT,
+        true,
+        TIMEOUT,
+    );
+    let sent = drain(&mut r);
+    // A replica answering with another key's record has, for this read, nothing.
+    r.handle_response(now, sent[0].id, fetched(Some(record("planted", 99))));
+    r.handle_response(now, sent[1].id, Err(Failure::NoAnswer("timeout".into())));
+    r.handle_response(now, sent[2].id, Err(Failure::NoAnswer("timeout".into())));
+    assert_eq!(
+        r.result(),
+        Some(&Err(QuorumError {
+            answered: 1,
+            required: 2
+        }))
+    );
+    assert!(r.is_finished());
+}
+
+#[test]
+fn without_read_repair_a_read_ends_when_its_fetches_do() {
+    let now = Instant::now();
+    let mut r = Read::new(
+        b"k".to_vec(),
+        vec![1u64, 2],
+        1,
+        now,
+        TIMEOUT,
+        false,
+        TIMEOUT,
+    );
+    let sent = drain(&mut r);
+    r.handle_response(now, sent[0].id, fetched(Some(record("k", 1))));
+    r.handle_response(now, sent[1].id, fetched(None));
+    assert!(drain(&mut r).is_empty());
+    assert!(r.is_finished());
+}

@@ -1,0 +1,52 @@
+//! Pieces every run on a local cluster shares (scenarios, the outage run, acceptance, benches):
+//! the node settings with short repair intervals, the guard that tears a cluster down, and
+//! nearest-rank quantiles.
+
+use std::path::PathBuf;
+
+use crate::cluster;
+
+/// The node settings of a scenario: short intervals, so that repair happens within seconds.
+pub(crate) const NODE_CONFIG: &str = "\
+[replication]
+anti_entropy_interval_secs = 1.0
+hint_delivery_interval_secs = 1.0
+
+[kad]
+request_timeout_secs = 2.0
+
+[http]
+request_timeout_secs = 5.0
+
+[gossip]
+push_pull_interval_secs = 5.0
+";
+
+/// Stops the cluster in this directory when dropped, even on error.
+pub(crate) struct Teardown(pub(crate) PathBuf);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if self.0.join("cluster.json").exists() || self.0.join("netns.json").exists() {
+            match cluster::down(&self.0) {
+                Ok(summary) => eprintln!("{summary}"),
+                Err(e) => eprintln!("could not stop the cluster in {}: {e:#}", self.0.display()),
+            }
+        }
+    }
+}
+
+/// The `q`-quantile (0..=1) of sorted millisecond samples, nearest rank; 0 for none.
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// [`quantile`] of sorted durations, in milliseconds.
+pub(crate) fn quantile_ms(sorted: &[std::time::Duration], q: f64) -> f64 {
+    let ms: Vec<f64> = sorted.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    quantile(&ms, q)
+}
