@@ -10,6 +10,8 @@
 //! - [`coordinator`]: write and read coordination ([`Write`], [`Read`]) as state machines —
 //!   quorums, sloppy quorum with hints on fallbacks, read repair — behind one driving interface,
 //!   [`Coordination`].
+//! - [`handoff`]: the hinted-handoff policy — whom hints go to, in what batches, when they
+//!   expire.
 //! - [`Request`] / [`Response`]: the replica protocol's messages as domain types.
 //! - [`LeafSet`]: which leaves of the key-hash space a round compares.
 //!
@@ -20,12 +22,14 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod coordinator;
+pub mod handoff;
 mod leafset;
 mod placement;
 mod protocol;
 pub mod sync;
 
 pub use coordinator::{Coordination, Outgoing, QuorumError, Read, RequestId, Write};
+pub use handoff::{HandoffPolicy, HintBatch};
 pub use leafset::{LEAF_SET_BYTES, LeafSet, LeafSetSizeError};
 pub use placement::Placement;
 pub use protocol::{Failure, Request, Response, StoreOutcome};

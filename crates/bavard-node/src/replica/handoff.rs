@@ -37,11 +37,12 @@ pub(crate) async fn run(node: Replica) {
 /// others'. Owners the membership declared dead or gone are skipped until they are back.
 pub(crate) async fn deliver(node: &Replica) -> usize {
     use futures::StreamExt as _;
+    let policy = node.handoff_policy();
     let owners: Vec<PeerId> = node
         .hints
         .owners(unix_ms())
         .into_iter()
-        .filter(|o| !node.ctx.members.is_down(o))
+        .filter(|o| policy.deliverable(node.ctx.members.is_down(o)))
         .collect();
     let delivered: usize = futures::stream::iter(owners)
         .map(|owner| deliver_to(node, owner))
@@ -59,17 +60,13 @@ pub(crate) async fn deliver(node: &Replica) -> usize {
 const PARALLEL_OWNERS: usize = 8;
 
 async fn deliver_to(node: &Replica, owner: PeerId) -> usize {
-    let rc = &node.ctx.config.replication;
+    let policy = node.handoff_policy();
     let mut after: Option<Vec<u8>> = None;
     let mut delivered = 0;
     loop {
-        let (batch, more) = node.hints.pending_for(
-            &owner,
-            after.as_deref(),
-            rc.max_batch_records,
-            rc.max_batch_bytes,
-            unix_ms(),
-        );
+        let (batch, more) = node
+            .hints
+            .pending_for(&owner, after.as_deref(), &policy, unix_ms());
         let Some(last) = batch.last() else { break };
         after = Some(last.stored_key.clone());
         let bytes: usize = batch

@@ -10,13 +10,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use bavard_replica::HandoffPolicy;
 use bavard_store::{MemoryStore, Record, RecordStore, RedbStore, StoreConfig, StoreLimits};
 use libp2p::PeerId;
 
 /// The hint store.
 pub(crate) struct Hints {
     store: crate::closable::Closable,
-    ttl_ms: u64,
     max_key: usize,
 }
 
@@ -53,7 +53,6 @@ impl Hints {
         max_hints: usize,
         max_key: usize,
         max_value: usize,
-        ttl_ms: u64,
     ) -> Result<Self, bavard_store::StoreError> {
         let limits = StoreLimits {
             max_key_bytes: max_key + 128,
@@ -68,7 +67,6 @@ impl Hints {
         };
         Ok(Self {
             store: crate::closable::Closable::new(store),
-            ttl_ms,
             max_key,
         })
     }
@@ -139,31 +137,30 @@ impl Hints {
         }
     }
 
-    /// The next hints of `owner` after stored key `after`, at most `max_records` and about
-    /// `max_bytes` (at least one), dropping those older than the hint TTL; and whether more
-    /// remain.
+    /// The next hints of `owner` after stored key `after`, one delivery batch of `policy`,
+    /// dropping those it says have expired; and whether more remain.
     pub(crate) fn pending_for(
         &self,
         owner: &PeerId,
         after: Option<&[u8]>,
-        max_records: usize,
-        max_bytes: usize,
+        policy: &HandoffPolicy,
         now: u64,
     ) -> (Vec<Hint>, bool) {
         let prefix = owner_prefix(owner);
         let mut cursor = after.map(<[u8]>::to_vec).unwrap_or_else(|| prefix.clone());
-        let mut out = Vec::new();
-        let mut size = 0;
+        let page_len = policy.max_records.max(1);
+        let mut batch = policy.batch();
+        let mut stored_keys = Vec::new();
         let mut expired = Vec::new();
         let more = 'scan: loop {
-            let page = match self.store.scan(Some(&cursor), max_records.max(1), now) {
+            let page = match self.store.scan(Some(&cursor), page_len, now) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!("cannot scan hints: {e}");
                     break false;
                 }
             };
-            let full = page.len() == max_records.max(1);
+            let full = page.len() == page_len;
             for mut record in page {
                 if !record.key.starts_with(&prefix) {
                     break 'scan false;
@@ -173,17 +170,15 @@ impl Hints {
                     expired.push(record.key);
                     continue;
                 };
-                if now.saturating_sub(created) > self.ttl_ms {
+                if policy.expired(created, now) {
                     expired.push(record.key);
                     continue;
                 }
                 let stored_key = std::mem::replace(&mut record.key, key);
-                let cost = bavard_replica::sync::record_size(&record);
-                if out.len() == max_records || (!out.is_empty() && size + cost > max_bytes) {
+                if batch.offer(record).is_err() {
                     break 'scan true;
                 }
-                size += cost;
-                out.push(Hint { stored_key, record });
+                stored_keys.push(stored_key);
             }
             if !full {
                 break false;
@@ -192,7 +187,12 @@ impl Hints {
         if !expired.is_empty() {
             let _ = self.store.remove_batch(&expired);
         }
-        (out, more)
+        let hints = stored_keys
+            .into_iter()
+            .zip(batch.into_records())
+            .map(|(stored_key, record)| Hint { stored_key, record })
+            .collect();
+        (hints, more)
     }
 
     /// Forgets delivered hints, in one commit.
@@ -225,7 +225,7 @@ mod tests {
     }
 
     fn hints() -> Hints {
-        Hints::open(None, &PeerId::random(), 1000, 64, 4096, 10_000).unwrap()
+        Hints::open(None, &PeerId::random(), 1000, 64, 4096).unwrap()
     }
 
     fn record(key: &str, len: usize) -> Record {
@@ -274,7 +274,12 @@ mod tests {
         let mut after: Option<Vec<u8>> = None;
         let mut seen = 0;
         loop {
-            let (page, more) = h.pending_for(&owner, after.as_deref(), 100, 5_000, now);
+            let policy = HandoffPolicy {
+                ttl_ms: 10_000,
+                max_records: 100,
+                max_bytes: 5_000,
+            };
+            let (page, more) = h.pending_for(&owner, after.as_deref(), &policy, now);
             let bytes: usize = page
                 .iter()
                 .map(|p| bavard_replica::sync::record_size(&p.record))
@@ -293,7 +298,12 @@ mod tests {
             41,
             "the expired hints are gone, the other owner's kept"
         );
-        let (page, _) = h.pending_for(&owner, None, 100, usize::MAX, now);
+        let everything = HandoffPolicy {
+            ttl_ms: 10_000,
+            max_records: 100,
+            max_bytes: usize::MAX,
+        };
+        let (page, _) = h.pending_for(&owner, None, &everything, now);
         h.remove_many(
             &page
                 .iter()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bavard_proto::store as pb;
-use bavard_replica::{Failure, Placement, Request, Response, SyncConfig};
+use bavard_replica::{Failure, HandoffPolicy, Placement, Request, Response, SyncConfig};
 use libp2p::PeerId;
 
 use super::KV_PROTOCOL;
@@ -63,7 +63,6 @@ impl Replica {
             config.replication.max_hints,
             config.store.max_key_size,
             config.store.max_value_size,
-            secs(config.replication.hint_ttl_secs).as_millis() as u64,
         )
         .with_context(|| format!("cannot open the hint store {}", hints_path.display()))?;
         let rc = &config.replication;
@@ -102,6 +101,16 @@ impl Replica {
             max_batch_records: rc.max_batch_records,
             max_entries: rc.max_digest_entries,
             ..SyncConfig::default()
+        }
+    }
+
+    /// The hinted-handoff policy, from the configuration.
+    pub(crate) fn handoff_policy(&self) -> HandoffPolicy {
+        let rc = &self.ctx.config.replication;
+        HandoffPolicy {
+            ttl_ms: secs(rc.hint_ttl_secs).as_millis() as u64,
+            max_records: rc.max_batch_records,
+            max_bytes: rc.max_batch_bytes,
         }
     }
 
