@@ -150,6 +150,56 @@ pub fn check(history: &[Op], finals: &[FinalRead]) -> Verdict {
     verdict
 }
 
+/// Reads that missed a write acknowledged before they started: for every successful read among
+/// the ops `counted` selects (a caller passes the quorum reads and quorum writes, for which
+/// R + W > N promises it), the newest version of its key acknowledged (by a counted write or
+/// delete) before the read was invoked must be what it returned, or older than it. A read that
+/// returned nothing is stale only if that newest acknowledged operation was a write and no
+/// delete (acknowledged or not) may have superseded it.
+pub fn stale_reads(history: &[Op], counted: impl Fn(&Op) -> bool) -> Vec<String> {
+    let mut by_key: HashMap<&str, Vec<&Op>> = HashMap::new();
+    for op in history {
+        by_key.entry(&op.key).or_default().push(op);
+    }
+    let mut stale = Vec::new();
+    for ops in by_key.values() {
+        for r in ops
+            .iter()
+            .filter(|o| o.kind == OpKind::Read && o.outcome == Outcome::Ok && counted(o))
+        {
+            let newest = ops
+                .iter()
+                .filter(|w| {
+                    w.kind != OpKind::Read
+                        && w.outcome == Outcome::Ok
+                        && w.completed_ms < r.invoked_ms
+                        && counted(w)
+                })
+                .filter_map(|w| w.version.map(|v| (v, w.kind)))
+                .max_by_key(|(v, _)| *v);
+            let Some((vw, kind)) = newest else { continue };
+            let is_stale = match (r.version, kind) {
+                (Some(vr), _) => vr < vw,
+                (None, OpKind::Write) => !ops.iter().any(|d| {
+                    d.kind == OpKind::Delete
+                        && d.outcome != Outcome::Fail
+                        && d.invoked_ms < r.completed_ms
+                        && d.version.is_none_or(|vd| vd >= vw)
+                }),
+                (None, _) => false,
+            };
+            if is_stale {
+                stale.push(format!(
+                    "client {} read {} at {} ms and got version {:?}, older than {vw} acknowledged before",
+                    r.client, r.key, r.invoked_ms, r.version
+                ));
+            }
+        }
+    }
+    stale.sort();
+    stale
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +283,42 @@ mod tests {
     fn unacknowledged_writes_may_vanish() {
         let h = vec![op(OpKind::Write, Outcome::Unknown, Some("a"), None)];
         assert!(check(&h, &final_state(None, None)).is_valid());
+    }
+
+    fn timed(mut op: Op, invoked_ms: u64, completed_ms: u64) -> Op {
+        op.invoked_ms = invoked_ms;
+        op.completed_ms = completed_ms;
+        op
+    }
+
+    #[test]
+    fn a_read_older_than_a_write_acknowledged_before_it_started_is_stale() {
+        let w = timed(op(OpKind::Write, Outcome::Ok, Some("b"), Some(7)), 0, 10);
+        let fresh = timed(op(OpKind::Read, Outcome::Ok, Some("b"), Some(7)), 20, 30);
+        let old = timed(op(OpKind::Read, Outcome::Ok, Some("a"), Some(3)), 20, 30);
+        let missing = timed(op(OpKind::Read, Outcome::Ok, None, None), 20, 30);
+        assert!(stale_reads(&[w.clone(), fresh], |_| true).is_empty());
+        assert_eq!(stale_reads(&[w.clone(), old.clone()], |_| true).len(), 1);
+        assert_eq!(
+            stale_reads(&[w.clone(), missing.clone()], |_| true).len(),
+            1
+        );
+        // Only the ops the caller counts (say, quorum ones) are held to it.
+        assert!(stale_reads(&[w.clone(), old], |o| o.kind != OpKind::Read).is_empty());
+        // A delete that may have happened explains a missing value.
+        let maybe_deleted = timed(op(OpKind::Delete, Outcome::Unknown, None, None), 12, 40);
+        assert!(stale_reads(&[w, missing, maybe_deleted], |_| true).is_empty());
+    }
+
+    #[test]
+    fn concurrent_writes_and_deletes_do_not_make_reads_stale() {
+        // The write completes after the read started: the read may or may not see it.
+        let w = timed(op(OpKind::Write, Outcome::Ok, Some("b"), Some(7)), 0, 25);
+        let r = timed(op(OpKind::Read, Outcome::Ok, None, None), 20, 30);
+        assert!(stale_reads(&[w.clone(), r], |_| true).is_empty());
+        // A delete acknowledged before: reading nothing is right.
+        let d = timed(op(OpKind::Delete, Outcome::Ok, None, Some(9)), 26, 27);
+        let r = timed(op(OpKind::Read, Outcome::Ok, None, None), 28, 30);
+        assert!(stale_reads(&[w, d, r], |_| true).is_empty());
     }
 }

@@ -10,11 +10,13 @@
 //!   of its key, unless a write (or delete) with a higher version superseded it;
 //! - **no phantom reads**: every value any read returned was written by some write (one that
 //!   succeeded, failed or ended unknown: a failed write may still have reached a replica);
-//! - the caller checks convergence separately (all replicas agree).
+//! - the caller checks convergence separately (all replicas agree);
+//! - with [`stale_reads`], **no quorum read misses a quorum write acknowledged before it
+//!   started** (R + W > N).
 //!
 //! Written values must be unique per operation (e.g. `"c3-17"`), so a value identifies its
 //! write.
 
 pub mod checker;
 
-pub use checker::{FinalRead, Op, OpKind, Outcome, Verdict, check};
+pub use checker::{FinalRead, Op, OpKind, Outcome, Verdict, check, stale_reads};
