@@ -262,7 +262,19 @@ pub(crate) fn load(dir: &Path) -> anyhow::Result<ClusterState> {
             path.display()
         )
     })?;
-    serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+    let state: ClusterState =
+        serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    for node in &state.nodes {
+        remember_token(node);
+    }
+    Ok(state)
+}
+
+/// Makes every later request to `node`'s API carry its token (from `DIR/api.token`).
+fn remember_token(node: &NodeEntry) {
+    if let Ok(token) = std::fs::read_to_string(node.dir.join("api.token")) {
+        http::remember_token(&node.api, token.trim().to_string());
+    }
 }
 
 fn save(dir: &Path, state: &ClusterState) -> anyhow::Result<()> {
@@ -552,14 +564,16 @@ fn entry(index: usize, dir: &Path, info: NodeJson) -> anyhow::Result<NodeEntry> 
     let api = info
         .api
         .with_context(|| format!("the node in {} runs no API", dir.display()))?;
-    Ok(NodeEntry {
+    let node = NodeEntry {
         index,
         dir: dir.to_path_buf(),
         pid: info.pid,
         peer_id: info.peer_id,
         listen_addrs: info.listen_addrs,
         api,
-    })
+    };
+    remember_token(&node);
+    Ok(node)
 }
 
 fn progress(len: u64, msg: &'static str) -> ProgressBar {

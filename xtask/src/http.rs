@@ -21,6 +21,31 @@ pub(crate) struct Response {
 
 /// Sends `method path` with `body` to `addr` (`HOST:PORT`) and reads the whole response, each
 /// step bounded by `timeout`.
+/// API tokens of the nodes this process talks to, by API address (see [`remember_token`]).
+static TOKENS: std::sync::Mutex<Option<std::collections::HashMap<String, String>>> =
+    std::sync::Mutex::new(None);
+
+/// Sends `token` as the bearer token of every request to `api` from now on.
+pub(crate) fn remember_token(api: &str, token: String) {
+    TOKENS
+        .lock()
+        .expect("tokens lock")
+        .get_or_insert_with(Default::default)
+        .insert(api.to_string(), token);
+}
+
+/// The head of a request to `addr`, with its token when one is known.
+pub(crate) fn head(method: &str, path: &str, addr: &str, extra: &str) -> String {
+    let auth = TOKENS
+        .lock()
+        .expect("tokens lock")
+        .as_ref()
+        .and_then(|t| t.get(addr).cloned())
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{extra}\r\n")
+}
+
 pub(crate) fn request(
     addr: &str,
     method: &str,
@@ -38,11 +63,8 @@ pub(crate) fn request(
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let extra = format!("Content-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut req = head(method, path, addr, &extra).into_bytes();
     req.extend_from_slice(body);
     stream
         .write_all(&req)

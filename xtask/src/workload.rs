@@ -119,11 +119,8 @@ pub(crate) fn call(addr: &str, method: &str, path: &str, body: &[u8], timeout: D
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
     let _ = stream.set_nodelay(true);
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let extra = format!("Content-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut req = http::head(method, path, addr, &extra).into_bytes();
     req.extend_from_slice(body);
     let mut raw = Vec::new();
     if stream.write_all(&req).is_err() || stream.read_to_end(&mut raw).is_err() {
@@ -336,8 +333,7 @@ pub(crate) fn follow_sse(
             continue;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
-        let req =
-            format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nAccept: text/event-stream\r\n\r\n");
+        let req = http::head("GET", &path, &api, "Accept: text/event-stream\r\n");
         if stream.write_all(req.as_bytes()).is_err() {
             continue;
         }

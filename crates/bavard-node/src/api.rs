@@ -186,6 +186,9 @@ pub enum NodeError {
     /// Local storage failed (500).
     #[error("storage error: {0}")]
     Storage(String),
+    /// A configured limit on what clients may create was reached (429).
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// A membership entry as `GET /v1/members` shows it.

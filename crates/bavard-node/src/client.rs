@@ -12,6 +12,8 @@ use crate::api::{MemberInfo, PeerInfo, PublishReply, PutReply, RoutingInfo, Stat
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    timeout: Duration,
+    token: Option<String>,
 }
 
 /// Percent-encodes a key for use as one path segment.
@@ -40,7 +42,18 @@ impl Client {
             .timeout(timeout)
             .build()
             .context("cannot build HTTP client")?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            timeout,
+            token: None,
+        })
+    }
+
+    /// The same client, sending `token` as its bearer token (when `Some`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// The API base URL.
@@ -53,6 +66,10 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         req.send()
             .await
             .with_context(|| format!("cannot reach the node API at {}", self.base))
@@ -190,7 +207,7 @@ impl Client {
         use base64::Engine as _;
         use futures::StreamExt as _;
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
             .build()
             .context("cannot build HTTP client")?;
         let req = http.get(self.url(&format!("/v1/topics/{}/events", encode_key(topic))));

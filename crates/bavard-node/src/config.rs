@@ -316,6 +316,9 @@ pub struct HttpConfig {
     pub request_timeout_secs: f64,
     /// Largest request body accepted, in bytes.
     pub max_body_size: usize,
+    /// Host names the API answers for besides IP addresses and `localhost` (a request naming
+    /// another host gets 421, which defeats DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -323,6 +326,7 @@ impl Default for HttpConfig {
         Self {
             request_timeout_secs: 30.0,
             max_body_size: 1024 * 1024,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -369,6 +373,9 @@ pub struct GossipConfig {
     pub topic_retry_secs: f64,
     /// Time allowed on shutdown to send the goodbye (`Left`) messages.
     pub leave_timeout_secs: f64,
+    /// Most topics this node joins (subscribed to or published on); creating one more through
+    /// the API is refused with 429.
+    pub max_topics: usize,
 }
 
 impl Default for GossipConfig {
@@ -390,6 +397,7 @@ impl Default for GossipConfig {
             topic_passive_view: 30,
             topic_retry_secs: 2.0,
             leave_timeout_secs: 0.5,
+            max_topics: 1024,
         }
     }
 }

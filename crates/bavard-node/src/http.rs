@@ -1,5 +1,12 @@
 //! The HTTP API (axum). Every request has a deadline; every error is `{"error": "…"}` with a
 //! fitting status. See DESIGN.md for the contract.
+//!
+//! **Access** ([`Access`]). On a loopback address the API is open to local clients; bound to any
+//! other address, every request needs the node's bearer token (`Authorization: Bearer TOKEN`,
+//! 401 without it). Admin endpoints (`/v1/admin/…`) always need it. The token lives in
+//! `DATA_DIR/api.token` (created at first start, mode 0600). A request whose `Host` is a name
+//! other than `localhost` or one of `[http] allowed_hosts` gets 421: a web page cannot reach the
+//! API through DNS rebinding (its requests carry the attacker's domain as `Host`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -49,6 +56,7 @@ impl From<NodeError> for ApiError {
             NodeError::Conflict { .. } => StatusCode::CONFLICT,
             NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             NodeError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         Self::new(status, e.to_string())
     }
@@ -64,6 +72,139 @@ impl IntoResponse for ApiError {
 struct AppState {
     node: Node,
     timeout: Duration,
+}
+
+/// Who may use the API (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Access {
+    token: String,
+    /// Every request needs the token (the API is bound to a non-loopback address).
+    token_everywhere: bool,
+    allowed_hosts: Vec<String>,
+}
+
+/// The file of the API token in a data directory.
+pub const TOKEN_FILE: &str = "api.token";
+
+impl Access {
+    /// The access rules of an API bound to `bind`, with the token of `data_dir` (created, with
+    /// mode 0600, when missing) and the configured host names.
+    ///
+    /// # Errors
+    ///
+    /// The token file cannot be read or created, or holds no token.
+    pub fn load_or_create(
+        data_dir: &std::path::Path,
+        bind: std::net::SocketAddr,
+        allowed_hosts: &[String],
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let path = data_dir.join(TOKEN_FILE);
+        let token = match std::fs::read_to_string(&path) {
+            Ok(t) => t.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(data_dir)
+                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
+                let token = hex::encode(rand::random::<[u8; 32]>());
+                crate::util::write_private(&path, token.as_bytes())?;
+                token
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if token.len() < 16 {
+            anyhow::bail!(
+                "{} holds no usable API token (at least 16 characters); delete it to create one",
+                path.display()
+            );
+        }
+        Ok(Self {
+            token,
+            token_everywhere: !bind.ip().is_loopback(),
+            allowed_hosts: allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        })
+    }
+
+    /// Rules with a given token (tests, embedding).
+    pub fn with_token(token: impl Into<String>, token_everywhere: bool) -> Self {
+        Self {
+            token: token.into(),
+            token_everywhere,
+            allowed_hosts: Vec::new(),
+        }
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        // Strip the port: `name:port`, `[v6]:port`, `v4:port`.
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        } else {
+            host.rsplit_once(':').map_or(host, |(n, _)| n)
+        };
+        let name = name.to_ascii_lowercase();
+        name.parse::<std::net::IpAddr>().is_ok()
+            || name == "localhost"
+            || self.allowed_hosts.contains(&name)
+    }
+
+    fn token_ok(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        // Constant time in the token's length.
+        given.len() == self.token.len()
+            && given
+                .bytes()
+                .zip(self.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// Applies [`Access`] to every request.
+async fn guard(
+    State(access): State<std::sync::Arc<Access>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(host) = req.headers().get(header::HOST) {
+        let host = host.to_str().unwrap_or("");
+        if !access.host_allowed(host) {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "this node does not answer for host {host:?} (add it to [http] allowed_hosts)"
+                ),
+            )
+            .into_response();
+        }
+    }
+    let admin = req.uri().path().starts_with("/v1/admin/");
+    if (admin || access.token_everywhere) && !access.token_ok(req.headers()) {
+        let what = if admin {
+            "admin endpoints need the node's API token"
+        } else {
+            "this API is bound to a non-loopback address and needs the node's API token"
+        };
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("{what} (Authorization: Bearer TOKEN; the token is in DATA_DIR/{TOKEN_FILE})"),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    next.run(req).await
 }
 
 impl AppState {
@@ -83,8 +224,8 @@ impl AppState {
     }
 }
 
-/// Builds the API router for `node`.
-pub fn router(node: Node) -> Router {
+/// Builds the API router for `node`, guarded by `access`.
+pub fn router(node: Node, access: Access) -> Router {
     let cfg = node.config();
     let state = AppState {
         timeout: crate::config::secs(cfg.http.request_timeout_secs),
@@ -110,15 +251,20 @@ pub fn router(node: Node) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cfg.http.max_body_size))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(access),
+            guard,
+        ))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
+    access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node))
+    axum::serve(listener, router(node, access))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -25,9 +25,17 @@ struct Cli {
 
 #[derive(Args)]
 struct ApiArg {
-    /// The node's HTTP API (`http://HOST:PORT` or `HOST:PORT`).
-    #[arg(long, env = "BAVARD_API", default_value = "http://127.0.0.1:5001")]
-    api: String,
+    /// The node's HTTP API (`http://HOST:PORT` or `HOST:PORT`) [default: from --data-dir, else
+    /// http://127.0.0.1:5001].
+    #[arg(long, env = "BAVARD_API")]
+    api: Option<String>,
+    /// The node's API token (needed when its API is not on loopback, and for admin calls)
+    /// [default: from --data-dir].
+    #[arg(long, env = "BAVARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A local node's data directory: its API address (node.json) and token (api.token).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Seconds to wait for the node's answer.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -35,7 +43,34 @@ struct ApiArg {
 
 impl ApiArg {
     fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.api, Duration::from_secs(self.timeout))
+        let (mut api, mut token) = (self.api.clone(), self.token.clone());
+        if let Some(dir) = &self.data_dir {
+            if api.is_none() {
+                let path = dir.join("node.json");
+                let info: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).with_context(|| {
+                        format!("cannot read {} (is the node running?)", path.display())
+                    })?)
+                    .with_context(|| format!("{} is not a node's node.json", path.display()))?;
+                api = Some(
+                    info["api"]
+                        .as_str()
+                        .with_context(|| format!("the node of {} runs no HTTP API", dir.display()))?
+                        .to_string(),
+                );
+            }
+            if token.is_none() {
+                let path = dir.join(bavard_node::http::TOKEN_FILE);
+                token = Some(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read the API token {}", path.display()))?
+                        .trim()
+                        .to_string(),
+                );
+            }
+        }
+        let api = api.unwrap_or_else(|| "http://127.0.0.1:5001".into());
+        Client::new(&api, Duration::from_secs(self.timeout)).map(|c| c.with_token(token))
     }
 }
 
@@ -268,6 +303,11 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the node")?;
     let api_addr = match config.api {
         Some(addr) => {
+            let access = bavard_node::http::Access::load_or_create(
+                &config.data_dir,
+                addr,
+                &config.http.allowed_hosts,
+            )?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot bind the HTTP API to {addr}"))?;
@@ -275,7 +315,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
             let shutdown = node.shutdown_signal();
             let server_node = node.clone();
             tokio::spawn(async move {
-                if let Err(e) = bavard_node::http::serve(listener, server_node, shutdown).await {
+                if let Err(e) =
+                    bavard_node::http::serve(listener, server_node, access, shutdown).await
+                {
                     tracing::error!("HTTP API stopped: {e}");
                 }
             });

@@ -194,6 +194,7 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
     tokio::spawn(bavard_node::http::serve(
         listener,
         node.clone(),
+        bavard_node::http::Access::with_token("test-token-0123456789", false),
         node.shutdown_signal(),
     ));
     let http = reqwest::Client::builder()
@@ -253,9 +254,21 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
         ),
         (http.get(format!("{base}/v1/nope")), 404, "no such endpoint"),
         (
-            http.put(format!("{base}/v1/admin/blocked/not-a-peer")),
+            http.put(format!("{base}/v1/admin/blocked/not-a-peer"))
+                .bearer_auth("test-token-0123456789"),
             400,
             "peer id",
+        ),
+        (
+            http.put(format!("{base}/v1/admin/blocked/not-a-peer")),
+            401,
+            "token",
+        ),
+        (
+            http.put(format!("{base}/v1/admin/blocked/not-a-peer"))
+                .bearer_auth("wrong-token-0123456789"),
+            401,
+            "token",
         ),
     ];
     for (req, status, needle) in cases {
@@ -271,4 +284,25 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
     for n in nodes {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_past_the_configured_maximum_are_refused_with_a_limit_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path(), true);
+    config.gossip.max_topics = 2;
+    let node = bavard_node::Node::start(config).await.unwrap();
+    node.subscribe("one").unwrap();
+    node.subscribe("two").unwrap();
+    node.subscribe("one")
+        .expect("a topic already joined is not a new one");
+    let err = node.subscribe("three").unwrap_err();
+    assert!(
+        matches!(err, bavard_node::api::NodeError::Limit(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("max_topics"), "{err}");
+    let err = node.publish("four", b"x".to_vec()).await.unwrap_err();
+    assert!(matches!(err, bavard_node::api::NodeError::Limit(_)));
+    node.shutdown().await;
 }

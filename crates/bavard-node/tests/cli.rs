@@ -40,19 +40,17 @@ fn wait_node_json(dir: &Path) -> serde_json::Value {
 }
 
 fn start(dir: PathBuf, bootstrap: Option<&str>) -> Proc {
+    start_with_api(dir, bootstrap, "127.0.0.1:0")
+}
+
+fn start_with_api(dir: PathBuf, bootstrap: Option<&str>, api: &str) -> Proc {
     let mut cmd = Command::new(BIN);
-    cmd.args([
-        "node",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--api",
-        "127.0.0.1:0",
-    ])
-    .arg("--data-dir")
-    .arg(&dir)
-    .env("RUST_LOG", "warn")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    cmd.args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", api])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
@@ -167,4 +165,113 @@ fn a_node_restarted_on_its_data_dir_keeps_its_peer_id_and_records() {
     assert_eq!(wait_node_json(&dir)["peer_id"].as_str().unwrap(), id);
     let get = until_ok(&["get", "kept", "--consistency", "one", "--api", &node.api]);
     assert_eq!(get.stdout, b"across restarts");
+}
+
+#[test]
+fn an_api_off_loopback_needs_the_token_and_a_foreign_host_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("open");
+    // Bound to every interface: the token is required.
+    let node = start_with_api(dir.clone(), None, "0.0.0.0:0");
+    let port = node.api.rsplit(':').next().unwrap().to_string();
+    let api = format!("http://127.0.0.1:{port}");
+    let token_file = dir.join("api.token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the token is readable by its owner only"
+        );
+    }
+    let put = ["put", "k", "v", "--consistency", "one", "--api", &api];
+    let denied = bavard(&put);
+    assert_eq!(denied.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.contains("401") && err.contains("token"), "{err}");
+    // --data-dir gives the CLI both the address and the token.
+    let data_dir = dir.to_str().unwrap();
+    let ok = until_ok(&[
+        "put",
+        "k",
+        "v",
+        "--consistency",
+        "one",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"acks\""));
+    // So does --token (or BAVARD_TOKEN).
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let ok = bavard(&[
+        "get",
+        "k",
+        "--consistency",
+        "one",
+        "--api",
+        &api,
+        "--token",
+        token.trim(),
+    ]);
+    assert_eq!(ok.stdout, b"v", "{}", String::from_utf8_lossy(&ok.stderr));
+    // A request naming another host is refused, token or not (DNS rebinding).
+    let raw = raw_get(
+        &format!("127.0.0.1:{port}"),
+        "/v1/status",
+        "evil.example",
+        Some(token.trim()),
+    );
+    assert!(raw.starts_with("HTTP/1.1 421"), "{raw}");
+}
+
+#[test]
+fn on_loopback_the_api_is_open_but_admin_calls_need_the_token() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("local");
+    let node = start(dir.clone(), None);
+    let addr = node.api.trim_start_matches("http://").to_string();
+    let raw = raw_get(&addr, "/v1/status", "localhost", None);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let peer = "12D3KooWGRUVh6BqoKBYgGBoAXXGuoeFAqsvAaLwAQBQZxjcZUyT";
+    let admin = raw_request(
+        &addr,
+        "PUT",
+        &format!("/v1/admin/blocked/{peer}"),
+        "127.0.0.1",
+        None,
+    );
+    assert!(admin.starts_with("HTTP/1.1 401"), "{admin}");
+    let token = std::fs::read_to_string(dir.join("api.token")).unwrap();
+    let admin = raw_request(
+        &addr,
+        "PUT",
+        &format!("/v1/admin/blocked/{peer}"),
+        "127.0.0.1",
+        Some(token.trim()),
+    );
+    assert!(admin.starts_with("HTTP/1.1 200"), "{admin}");
+}
+
+fn raw_get(addr: &str, path: &str, host: &str, token: Option<&str>) -> String {
+    raw_request(addr, "GET", path, host, token)
+}
+
+/// One HTTP/1.1 request with a chosen `Host` header; the whole answer as text.
+fn raw_request(addr: &str, method: &str, path: &str, host: &str, token: Option<&str>) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }

@@ -321,7 +321,13 @@ async fn serve_api(node: &Node) -> bavard_node::client::Client {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = node.shutdown_signal();
-    tokio::spawn(bavard_node::http::serve(listener, node.clone(), shutdown));
+    let access = bavard_node::http::Access::with_token("test-token-0123456789", false);
+    tokio::spawn(bavard_node::http::serve(
+        listener,
+        node.clone(),
+        access,
+        shutdown,
+    ));
     bavard_node::client::Client::new(&addr.to_string(), Duration::from_secs(20)).unwrap()
 }
 

@@ -564,7 +564,7 @@ impl Gossip {
         topic: &str,
     ) -> Result<broadcast::Receiver<TopicEvent>, NodeError> {
         check_topic(topic)?;
-        Ok(self.ensure_topic(topic, true).0)
+        Ok(self.ensure_topic(topic, true)?.0)
     }
 
     /// Publishes `payload` on `topic` and returns its message id (hex). A node that has not
@@ -579,7 +579,7 @@ impl Gossip {
                 payload.len()
             )));
         }
-        let (_rx, active, created) = self.ensure_topic(topic, false);
+        let (_rx, active, created) = self.ensure_topic(topic, false)?;
         if created {
             let wait =
                 secs(self.ctx.config.gossip.topic_retry_secs * 3.0).max(Duration::from_secs(1));
@@ -655,14 +655,22 @@ impl Gossip {
         }
     }
 
-    /// The topic's channel, creating the topic (and its maintenance task) if needed.
+    /// The topic's channel, creating the topic (and its maintenance task) if needed, unless
+    /// this node already has `gossip.max_topics` topics.
     fn ensure_topic(
         &self,
         topic: &str,
         subscriber: bool,
-    ) -> (broadcast::Receiver<TopicEvent>, Arc<AtomicUsize>, bool) {
+    ) -> Result<(broadcast::Receiver<TopicEvent>, Arc<AtomicUsize>, bool), NodeError> {
         let id = topic_id(topic);
         let mut topics = self.topics.lock().expect("topics lock");
+        let max = self.ctx.config.gossip.max_topics;
+        if !topics.contains_key(&id) && topics.len() >= max {
+            return Err(NodeError::Limit(format!(
+                "this node already has the maximum of {max} topics (gossip.max_topics); \
+                 topic {topic:?} was not created"
+            )));
+        }
         if let Some(t) = topics.get_mut(&id) {
             let upgrade = subscriber && !t.subscriber;
             t.subscriber |= subscriber;
@@ -675,7 +683,7 @@ impl Gossip {
                     let _ = kad.provide(key).await;
                 });
             }
-            return out;
+            return Ok(out);
         }
         let (tx, rx) = broadcast::channel(TOPIC_CHANNEL);
         let active = Arc::new(AtomicUsize::new(0));
@@ -702,7 +710,7 @@ impl Gossip {
                 _ = maintain_topic(&gossip, &name, subscriber, &maintain_active) => {}
             }
         });
-        (rx, active, true)
+        Ok((rx, active, true))
     }
 }
 
