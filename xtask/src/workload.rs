@@ -333,7 +333,7 @@ pub(crate) fn follow_sse(
             continue;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
-        let req = http::head("GET", &path, &api, "Accept: text/event-stream\r\n");
+        let req = http::head("GET", path, &api, "Accept: text/event-stream\r\n");
         if stream.write_all(req.as_bytes()).is_err() {
             continue;
         }
