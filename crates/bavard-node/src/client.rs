@@ -111,6 +111,85 @@ impl Client {
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
 
+    /// `PUT /v1/dht/{key}`.
+    pub async fn dht_put(&self, key: &str, value: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+        let req = self
+            .http
+            .put(self.url(&format!("/v1/dht/{}", encode_key(key))))
+            .body(value);
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/dht/{key}`: `Ok(None)` when nobody has it.
+    pub async fn dht_get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let req = self
+            .http
+            .get(self.url(&format!("/v1/dht/{}", encode_key(key))));
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(Self::check(resp).await?.bytes().await?.to_vec()))
+    }
+
+    fn signed_path(public_key: &[u8; 32], salt: &str) -> String {
+        if salt.is_empty() {
+            format!("/v1/signed/{}", hex::encode(public_key))
+        } else {
+            format!(
+                "/v1/signed/{}/{}",
+                hex::encode(public_key),
+                encode_key(salt)
+            )
+        }
+    }
+
+    /// `PUT /v1/signed/{public_key}[/{salt}]`: puts a record signed by the caller.
+    pub async fn signed_put(
+        &self,
+        record: &crate::kad::records::SignedRecord,
+        cas: Option<u64>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let salt = String::from_utf8(record.salt.clone()).context("salts are UTF-8 here")?;
+        let mut query = vec![
+            ("seq", record.seq.to_string()),
+            ("sig", hex::encode(&record.signature)),
+        ];
+        if let Some(c) = cas {
+            query.push(("cas", c.to_string()));
+        }
+        let req = self
+            .http
+            .put(self.url(&Self::signed_path(&record.public_key, &salt)))
+            .query(&query)
+            .body(record.value.clone());
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/signed/{public_key}[/{salt}]`: the value and its sequence number, `Ok(None)`
+    /// when nobody has a record.
+    pub async fn signed_get(
+        &self,
+        public_key: &[u8; 32],
+        salt: &str,
+    ) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
+        let req = self
+            .http
+            .get(self.url(&Self::signed_path(public_key, salt)));
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = Self::check(resp).await?;
+        let seq = resp
+            .headers()
+            .get(crate::http::SEQ_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .context("the answer carries no sequence number")?;
+        Ok(Some((resp.bytes().await?.to_vec(), seq)))
+    }
+
     /// `GET /v1/kv/{key}`: `Ok(None)` when the key is absent.
     pub async fn get(
         &self,

@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub replication: ReplicationConfig,
     /// Record store limits.
     pub store: StoreConfig,
+    /// DHT records (the open DHT's PUT_VALUE/GET_VALUE, apart from the KV store).
+    pub dht: DhtConfig,
     /// Limits on what a single remote peer may cost us.
     pub limits: LimitsConfig,
     /// HTTP API settings.
@@ -54,6 +56,7 @@ impl Default for NodeConfig {
             kad: KadConfig::default(),
             replication: ReplicationConfig::default(),
             store: StoreConfig::default(),
+            dht: DhtConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
             gossip: GossipConfig::default(),
@@ -273,6 +276,31 @@ impl Default for StoreConfig {
             max_provided_keys: 10_000,
             in_memory: false,
             fsync: true,
+        }
+    }
+}
+
+/// DHT records: what anyone in the open DHT may put and get, validated by namespace (`/pk/`
+/// public keys, `/signed/` signed mutable records) and kept apart from the KV store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DhtConfig {
+    /// Accept records under keys in no known namespace, as opaque records (rust-libp2p
+    /// validates nothing, so interoperating with it needs this); they never touch the KV store.
+    pub accept_unvalidated: bool,
+    /// Largest DHT record value accepted, in bytes (stock rust-libp2p refuses frames over
+    /// 16 KiB).
+    pub max_value_size: usize,
+    /// Most DHT records this node keeps.
+    pub max_records: usize,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            accept_unvalidated: true,
+            max_value_size: 16 * 1024,
+            max_records: 20_000,
         }
     }
 }

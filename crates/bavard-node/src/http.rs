@@ -26,6 +26,10 @@ use crate::replica::Condition;
 
 /// The header carrying a value's version on reads.
 pub const VERSION_HEADER: &str = "x-bavard-version";
+/// The header carrying a signed record's sequence number on reads.
+pub const SEQ_HEADER: &str = "x-bavard-seq";
+/// The header carrying a signed record's signature (hex) on reads.
+pub const SIGNATURE_HEADER: &str = "x-bavard-signature";
 
 /// An API error: a status and a message naming what was wrong.
 #[derive(Debug)]
@@ -237,6 +241,12 @@ pub fn router(node: Node, access: Access) -> Router {
             "/v1/providers/{key}",
             get(providers_get).post(providers_post),
         )
+        .route("/v1/dht/{key}", get(dht_get).put(dht_put))
+        .route("/v1/signed/{public_key}", get(signed_get).put(signed_put))
+        .route(
+            "/v1/signed/{public_key}/{salt}",
+            get(signed_get_salted).put(signed_put_salted),
+        )
         .route("/v1/members", get(members))
         .route("/v1/topics/{topic}", axum::routing::post(topic_publish))
         .route("/v1/topics/{topic}/events", get(topic_events))
@@ -408,6 +418,137 @@ async fn kv_delete(
         .call("delete", s.node.delete(key.into_bytes(), opts))
         .await?;
     Ok(Json(reply).into_response())
+}
+
+fn raw_bytes(value: Vec<u8>) -> Response {
+    let mut resp = value.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
+}
+
+async fn dht_put(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let acks = s
+        .call(
+            "dht put",
+            s.node.dht_put(key.clone().into_bytes(), body.to_vec()),
+        )
+        .await?;
+    Ok(Json(json!({ "key": key, "acks": acks })).into_response())
+}
+
+async fn dht_get(State(s): State<AppState>, Path(key): Path<String>) -> Result<Response, ApiError> {
+    match s.call("dht get", s.node.dht_get(key.as_bytes())).await? {
+        Some(value) => Ok(raw_bytes(value)),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+fn public_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
+    hex::decode(hex_key)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{hex_key:?} is not an ed25519 public key (64 hex digits)"
+            ))
+        })
+}
+
+async fn signed_get(
+    State(s): State<AppState>,
+    Path(pk): Path<String>,
+) -> Result<Response, ApiError> {
+    signed_get_inner(s, pk, String::new()).await
+}
+
+async fn signed_get_salted(
+    State(s): State<AppState>,
+    Path((pk, salt)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    signed_get_inner(s, pk, salt).await
+}
+
+async fn signed_get_inner(s: AppState, pk: String, salt: String) -> Result<Response, ApiError> {
+    let pk = public_key(&pk)?;
+    match s
+        .call("signed get", s.node.signed_get(&pk, salt.as_bytes()))
+        .await?
+    {
+        Some(record) => {
+            let mut resp = raw_bytes(record.value);
+            resp.headers_mut()
+                .insert(SEQ_HEADER, HeaderValue::from(record.seq));
+            if let Ok(v) = HeaderValue::from_str(&hex::encode(&record.signature)) {
+                resp.headers_mut().insert(SIGNATURE_HEADER, v);
+            }
+            Ok(resp)
+        }
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+async fn signed_put(
+    State(s): State<AppState>,
+    Path(pk): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    signed_put_inner(s, pk, String::new(), q, body).await
+}
+
+async fn signed_put_salted(
+    State(s): State<AppState>,
+    Path((pk, salt)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    signed_put_inner(s, pk, salt, q, body).await
+}
+
+/// `PUT /v1/signed/{public_key}[/{salt}]?seq=N&sig=HEX[&cas=M]`, body = value: the client
+/// signed `signing_bytes(salt, seq, value)` (see `bavard_node::kad::records`).
+async fn signed_put_inner(
+    s: AppState,
+    pk: String,
+    salt: String,
+    q: HashMap<String, String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    query_params(&q, &["seq", "sig", "cas"])?;
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        q.get(name)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("{name} must be a number, got {v:?}"))
+                })
+            })
+            .transpose()
+    };
+    let seq = number("seq")?.ok_or_else(|| ApiError::bad_request("seq is required"))?;
+    let cas = number("cas")?;
+    let signature = q
+        .get("sig")
+        .map(|h| {
+            hex::decode(h).map_err(|_| ApiError::bad_request(format!("sig must be hex, got {h:?}")))
+        })
+        .transpose()?
+        .ok_or_else(|| ApiError::bad_request("sig is required (hex ed25519 signature)"))?;
+    let record = crate::kad::records::SignedRecord {
+        public_key: public_key(&pk)?,
+        salt: salt.clone().into_bytes(),
+        seq,
+        value: body.to_vec(),
+        signature,
+    };
+    let acks = s.call("signed put", s.node.signed_put(record, cas)).await?;
+    Ok(Json(json!({ "public_key": pk, "salt": salt, "seq": seq, "acks": acks })).into_response())
 }
 
 async fn providers_post(

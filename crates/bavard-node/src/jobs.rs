@@ -6,7 +6,8 @@
 //! - Refresh: every `refresh_interval`, a lookup for a random key in each bucket not looked up
 //!   within the interval (Kademlia §2.3).
 //! - Re-replication: every `replicate_interval`, each stored record is sent to the current
-//!   closest nodes of its key, so records follow membership changes.
+//!   closest nodes of its key, so records follow membership changes (KV records to their
+//!   replicas, DHT records to the k closest by PUT_VALUE).
 //! - Republish: every `republish_interval`, the records and provider records this node
 //!   originated are written again (they would otherwise expire).
 //! - Expiry: every `expire_interval`, expired records, providers and old tombstones are purged.
@@ -76,14 +77,20 @@ pub(crate) async fn run(kad: Kad, replica: Replica) {
                 bootstrap(&kad).await;
                 refresh_buckets(&kad, &mut rng).await;
             }
-            _ = replicate.tick() => replicate_records(&replica, false).await,
+            _ = replicate.tick() => {
+                replicate_records(&replica, false).await;
+                replicate_dht_records(&kad, false).await;
+            }
             _ = republish.tick() => {
                 replicate_records(&replica, true).await;
+                replicate_dht_records(&kad, true).await;
                 republish_providers(&kad).await;
             }
             _ = expire.tick() => {
-                if let Err(e) = kad.storage.store.expire(unix_ms()) {
-                    tracing::warn!("expiry failed: {e}");
+                for store in [&kad.storage.store, &kad.storage.dht] {
+                    if let Err(e) = store.expire(unix_ms()) {
+                        tracing::warn!("expiry failed: {e}");
+                    }
                 }
                 kad.ctx.metrics.records_stored.set(kad.storage.len() as i64);
             }
@@ -149,6 +156,39 @@ async fn replicate_records(replica: &Replica, own_only: bool) {
                 tracing::debug!("re-replication failed: {e}");
             }
             if replica.ctx.is_shutting_down() {
+                return;
+            }
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Sends every DHT record (or only those this node published) to the current k closest nodes
+/// of its key, as libp2p-kad replicates and republishes.
+async fn replicate_dht_records(kad: &Kad, own_only: bool) {
+    let me = kad.ctx.peer_id.to_bytes();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = match kad.storage.dht.scan(after.as_deref(), SCAN_PAGE, unix_ms()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("DHT store scan failed: {e}");
+                return;
+            }
+        };
+        let Some(last) = page.last() else { return };
+        after = Some(last.key.clone());
+        let done = page.len() < SCAN_PAGE;
+        for record in page {
+            if own_only && record.publisher.as_deref() != Some(me.as_slice()) {
+                continue;
+            }
+            if let Err(e) = kad.replicate_dht(&record).await {
+                tracing::debug!("DHT record replication failed: {e}");
+            }
+            if kad.ctx.is_shutting_down() {
                 return;
             }
         }

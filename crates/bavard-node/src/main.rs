@@ -163,6 +163,57 @@ enum Command {
         #[command(flatten)]
         api: ApiArg,
     },
+    /// Put a DHT record (open DHT, apart from the KV store): `/pk/…`, `/signed/…` or opaque.
+    DhtPut {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Print a DHT record's value (exit 1 with `not found` when nobody has it).
+    DhtGet {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Create an ed25519 signing key for signed records; prints its public key.
+    Keygen {
+        /// Where to write the secret key (mode 0600); refuses to overwrite.
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+    /// Sign a value with a key file and put it as a signed mutable record.
+    SignPut {
+        /// The value.
+        value: String,
+        /// The signing key (see `bavard keygen`).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Salt: names one of several records of the same key.
+        #[arg(long, default_value = "")]
+        salt: String,
+        /// Sequence number [default: the current one + 1].
+        #[arg(long)]
+        seq: Option<u64>,
+        /// Only replace the record whose sequence number is this (compare-and-swap).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Print the newest signed record of a public key (hex) and salt.
+    SignedGet {
+        /// The public key, 64 hex digits.
+        public_key: String,
+        /// Salt.
+        #[arg(long, default_value = "")]
+        salt: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
 }
 
 #[derive(Args)]
@@ -205,6 +256,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a value's bytes to stdout, or `not found` to stderr with exit code 1.
+fn print_value(value: Option<Vec<u8>>) -> anyhow::Result<ExitCode> {
+    match value {
+        Some(value) => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&value)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("not found");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Reads a signing key written by `bavard keygen` (the secret, 64 hex digits).
+fn read_signing_key(path: &std::path::Path) -> anyhow::Result<libp2p::identity::ed25519::Keypair> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the key file {} (create one with `bavard keygen`)",
+            path.display()
+        )
+    })?;
+    let mut secret = hex::decode(text.trim())
+        .ok()
+        .filter(|b| b.len() == 32)
+        .with_context(|| {
+            format!(
+                "{} holds no ed25519 secret key (64 hex digits)",
+                path.display()
+            )
+        })?;
+    let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes(&mut secret)
+        .with_context(|| format!("{} holds no ed25519 secret key", path.display()))?;
+    Ok(libp2p::identity::ed25519::Keypair::from(secret))
+}
+
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(ExitCode::SUCCESS)
@@ -228,18 +317,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             consistency,
             api,
-        } => match api.client()?.get(&key, consistency.as_deref()).await? {
-            Some((value, _)) => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&value)?;
-                out.flush()?;
-                Ok(ExitCode::SUCCESS)
-            }
-            None => {
-                eprintln!("not found");
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        } => print_value(
+            api.client()?
+                .get(&key, consistency.as_deref())
+                .await?
+                .map(|(value, _)| value),
+        ),
         Command::Delete {
             key,
             consistency,
@@ -256,6 +339,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             message,
             api,
         } => print_json(&api.client()?.publish(&topic, message.into_bytes()).await?),
+        Command::DhtPut { key, value, api } => {
+            print_json(&api.client()?.dht_put(&key, value.into_bytes()).await?)
+        }
+        Command::DhtGet { key, api } => print_value(api.client()?.dht_get(&key).await?),
+        Command::Keygen { key_file } => {
+            if key_file.exists() {
+                anyhow::bail!("{} exists; not overwriting a key", key_file.display());
+            }
+            let kp = libp2p::identity::ed25519::Keypair::generate();
+            bavard_node::util::write_private(
+                &key_file,
+                hex::encode(kp.secret().as_ref()).as_bytes(),
+            )?;
+            println!("{}", hex::encode(kp.public().to_bytes()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SignPut {
+            value,
+            key_file,
+            salt,
+            seq,
+            cas,
+            api,
+        } => {
+            let kp = read_signing_key(&key_file)?;
+            let client = api.client()?;
+            let seq = match seq {
+                Some(s) => s,
+                None => client
+                    .signed_get(&kp.public().to_bytes(), &salt)
+                    .await?
+                    .map_or(1, |(_, s)| s + 1),
+            };
+            let record = bavard_node::kad::records::SignedRecord::sign(
+                &kp,
+                salt.as_bytes(),
+                seq,
+                value.into_bytes(),
+            );
+            print_json(&client.signed_put(&record, cas).await?)
+        }
+        Command::SignedGet {
+            public_key,
+            salt,
+            api,
+        } => {
+            let pk: [u8; 32] = hex::decode(&public_key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| format!("{public_key:?} is not a public key (64 hex digits)"))?;
+            print_value(api.client()?.signed_get(&pk, &salt).await?.map(|(v, _)| v))
+        }
         Command::Subscribe { topic, api } => {
             api.client()?
                 .subscribe(&topic, |payload| {

@@ -297,22 +297,11 @@ impl Node {
     }
 
     /// Reads `key` from its replicas and returns the newest version once `opts.consistency` of
-    /// them answered. `Ok(None)` when absent or deleted.
+    /// them answered. `Ok(None)` when absent or deleted. Only the KV store answers: DHT records
+    /// ([`Node::dht_get`]) never do.
     pub async fn get(&self, key: &[u8], opts: GetOptions) -> Result<Option<GetReply>, NodeError> {
         self.check_key(key)?;
-        let mut best = self.inner.replica.read(key, opts.consistency).await?;
-        if best.is_none() {
-            // Records put by stock libp2p nodes may live outside our preference list (they
-            // replicate to their own k closest): fall back to a Kademlia GET_VALUE walk.
-            best = self
-                .inner
-                .kad
-                .lookup(key, LookupKind::GetValue { want: 1 })
-                .await?
-                .records
-                .into_iter()
-                .max_by(|a, b| a.version.cmp(&b.version));
-        }
+        let best = self.inner.replica.read(key, opts.consistency).await?;
         Ok(best.and_then(|r| {
             let version = r.version.hlc.to_string();
             r.data().map(|v| GetReply {
@@ -320,6 +309,41 @@ impl Node {
                 version,
             })
         }))
+    }
+
+    /// Puts a DHT record (the open DHT's PUT_VALUE, apart from the KV store) on this node and the
+    /// k closest nodes, after validating it by namespace (`/pk/`, `/signed/`, opaque); returns
+    /// how many nodes stored it, this one included.
+    pub async fn dht_put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<usize, NodeError> {
+        self.check_key(&key)?;
+        self.inner.kad.dht_put(key, value).await
+    }
+
+    /// The best valid copy of the DHT record under `key` (this node's, or found by a
+    /// GET_VALUE walk); `None` when nobody has one.
+    pub async fn dht_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, NodeError> {
+        self.check_key(key)?;
+        self.inner.kad.dht_get(key).await
+    }
+
+    /// Puts a signed mutable record (BEP 44 style), refusing an older sequence number and,
+    /// with `cas`, a record whose predecessor is not sequence `cas`; returns how many nodes
+    /// stored it.
+    pub async fn signed_put(
+        &self,
+        record: crate::kad::records::SignedRecord,
+        cas: Option<u64>,
+    ) -> Result<usize, NodeError> {
+        self.inner.kad.signed_put(record, cas).await
+    }
+
+    /// The newest valid signed record of `public_key` with `salt`.
+    pub async fn signed_get(
+        &self,
+        public_key: &[u8; 32],
+        salt: &[u8],
+    ) -> Result<Option<crate::kad::records::SignedRecord>, NodeError> {
+        self.inner.kad.signed_get(public_key, salt).await
     }
 
     /// Announces this node as a provider of `key` to the k closest nodes; returns how many

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use bavard_store::{
-    Hlc, HlcTimestamp, MemoryStore, PutOutcome, Record, RecordStore, RedbStore,
-    StoreConfig as BackendConfig, StoreLimits, Version,
+    Hlc, HlcTimestamp, MemoryStore, Record, RecordStore, RedbStore, StoreConfig as BackendConfig,
+    StoreLimits, Version,
 };
 use libp2p::PeerId;
 
@@ -19,8 +19,12 @@ use crate::util::unix_ms;
 
 /// Records, the committer and the clock.
 pub(crate) struct Storage {
-    /// The record store (closable, so a restart in the same process can reopen it).
+    /// The record store of the replicated KV store (closable, so a restart in the same process
+    /// can reopen it).
     pub(crate) store: Arc<Closable>,
+    /// DHT records (what Kademlia's PUT_VALUE stores and GET_VALUE serves), apart from the KV
+    /// store: `dht.redb`.
+    pub(crate) dht: Arc<Closable>,
     /// Group commit for every local write.
     pub(crate) committer: Committer,
     hlc: Mutex<Hlc>,
@@ -57,6 +61,28 @@ impl Storage {
             )
         };
         let store = Arc::new(Closable::new(store));
+        let dht_limits = StoreLimits {
+            // A signed record carries its key, salt, sequence number and signature.
+            max_value_bytes: config.dht.max_value_size + 256,
+            max_key_bytes: config.store.max_key_size,
+            max_records: config.dht.max_records,
+            max_providers_per_key: config.store.max_providers_per_key,
+            max_provided_keys: config.store.max_provided_keys,
+            ..StoreLimits::default()
+        };
+        let dht_backend = BackendConfig::new(peer_id.to_bytes())
+            .with_fsync(config.store.fsync)
+            .with_limits(dht_limits);
+        let dht: Arc<dyn RecordStore> =
+            if config.store.in_memory {
+                Arc::new(MemoryStore::new(dht_backend))
+            } else {
+                let path = config.data_dir.join("dht.redb");
+                Arc::new(RedbStore::open(&path, dht_backend).with_context(|| {
+                    format!("cannot open the DHT record store {}", path.display())
+                })?)
+            };
+        let dht = Arc::new(Closable::new(dht));
         let lease =
             crate::clock::ClockLease::open((!config.store.in_memory).then_some(&config.data_dir))?;
         let mut hlc = Hlc::new(bavard_store::hlc::DEFAULT_MAX_DRIFT_MS);
@@ -76,6 +102,7 @@ impl Storage {
         .context("cannot start the committer thread")?;
         Ok(Self {
             store,
+            dht,
             committer,
             hlc: Mutex::new(hlc),
             lease: Mutex::new(lease),
@@ -114,21 +141,14 @@ impl Storage {
         Ok(record)
     }
 
-    /// Stores a record locally, durably (group commit).
-    pub(crate) async fn put(&self, record: Record) -> Result<PutOutcome, NodeError> {
-        self.committer
-            .put(record)
-            .await
-            .map_err(|e| NodeError::Storage(e.to_string()))
-    }
-
     /// Records stored (0 when the store cannot tell).
     pub(crate) fn len(&self) -> usize {
         self.store.len().unwrap_or(0)
     }
 
-    /// Releases the storage engine (at shutdown).
+    /// Releases the storage engines (at shutdown).
     pub(crate) fn close(&self) {
         self.store.close();
+        self.dht.close();
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bavard_proto::kad as pb;
 use bavard_routing::Key;
-use bavard_store::ProviderRecord;
+use bavard_store::{ProviderRecord, PutOutcome};
 use futures::AsyncWriteExt as _;
 use libp2p::{Multiaddr, PeerId, Stream};
 
@@ -19,7 +19,7 @@ use super::client::Kad;
 use crate::config::secs;
 use crate::context::Slots;
 use crate::inbound::Limit;
-use crate::kad::lookup::{record_from_wire, to_wire};
+use crate::kad::lookup::to_wire;
 use crate::kad::{KAD_PROTOCOL, KadPeer, Request, Response};
 use crate::metrics::{RequestKind, RequestLabels};
 use crate::util::unix_ms;
@@ -141,7 +141,8 @@ async fn handle(node: &Kad, peer: PeerId, request: Request) -> Option<Response> 
         }
         Request::GetValue { key } => {
             count(node, RequestKind::GetValue);
-            let record = match store.get(&key, now) {
+            // DHT records only: the KV store is never served through Kademlia.
+            let record = match node.storage.dht.get(&key, now) {
                 Ok(Some(r)) if !r.is_tombstone() => Some(to_wire(&r, now)),
                 Ok(_) => None,
                 Err(e) => {
@@ -156,13 +157,26 @@ async fn handle(node: &Kad, peer: PeerId, request: Request) -> Option<Response> 
         }
         Request::PutValue { record } => {
             count(node, RequestKind::PutValue);
-            // A stock libp2p writer carries no version: stamp it on arrival with our clock, so
-            // later writes of the same key supersede earlier ones.
-            let version = node.storage.stamp(now, &peer);
-            let default_ttl = secs(node.ctx.config.kad.record_ttl_secs);
-            let stored = record_from_wire(&record, version, now, default_ttl);
-            match node.storage.put(stored).await {
-                Ok(_) => Some(Response::PutValue { record }),
+            // Into the DHT record store, validated by namespace: never the KV store.
+            let stored = node
+                .store_dht(
+                    record.key.clone(),
+                    record.value.clone(),
+                    peer,
+                    record.publisher,
+                    record.ttl_secs,
+                )
+                .await;
+            match stored {
+                Ok(PutOutcome::Stored | PutOutcome::Unchanged) => {
+                    Some(Response::PutValue { record })
+                }
+                Ok(outcome) => {
+                    // An older signed record, or an expired one: not stored, not echoed.
+                    node.ctx.metrics.reject("put_not_newer");
+                    tracing::debug!(%peer, "PUT_VALUE not stored: {outcome:?}");
+                    None
+                }
                 Err(e) => {
                     // The spec has no error response: not echoing tells the writer it failed.
                     node.ctx.metrics.reject("put_rejected");
