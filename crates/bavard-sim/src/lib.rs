@@ -40,7 +40,7 @@ pub mod stats;
 pub use engine::{Clock, EventQueue, SimTime};
 pub use error::SimError;
 pub use gossip::{GossipReport, GossipSimConfig, GossipStrategy, run_gossip_sim};
-pub use harness::{Harness, SimNode, Step};
+pub use harness::{Harness, Network, SimNode, Step};
 pub use keyspace::KeyIndex;
 pub use latency::{Latency, LatencyConfig, LatencyModel};
 pub use lookup::{LookupSimConfig, Strategy, StrategyReport, run_lookup_sim};

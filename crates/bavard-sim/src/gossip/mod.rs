@@ -61,7 +61,7 @@ use self::node::{GossipNode, Out};
 use crate::NodeId;
 use crate::engine::SimTime;
 use crate::error::SimError;
-use crate::harness::{Fault, Harness, Step, Transport};
+use crate::harness::{Fault, Harness, Network, Step, Transport};
 use crate::latency::{LatencyConfig, LatencyModel};
 use crate::loss::Loss;
 use crate::rng::{hash_words, seeded, stream};
@@ -389,12 +389,13 @@ fn run_ours(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
     let wall = Instant::now();
     let n = config.nodes;
     let (seed, broadcast) = (config.seed, config.broadcast.clone());
-    let mut h = Harness::new(n, plan.latency.clone(), move |i, _| {
-        let rng = seeded(seed, stream::NODES + u64::from(i));
-        GossipNode::new(Broadcast::new(i, broadcast.clone(), rng))
-    })
-    .with_loss(plan.loss(config.loss, 1))
-    .with_transport(Transport::Connection);
+    let mut h: Harness<_, Event> = Network::new(n, plan.latency.clone())
+        .with_loss(plan.loss(config.loss, 1))
+        .with_transport(Transport::Connection)
+        .build(move |i, _| {
+            let rng = seeded(seed, stream::NODES + u64::from(i));
+            GossipNode::new(Broadcast::new(i, broadcast.clone(), rng))
+        });
     for i in 0..n {
         h.schedule(
             SimTime::ZERO.after(config.join_interval * i),
@@ -570,11 +571,10 @@ fn run_baseline(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
     }
     .encoded_len_estimate();
     let messages = config.messages;
-    let mut h = Harness::new(n, plan.latency.clone(), move |_, _| {
-        MeshNode::new(messages, payload_bytes)
-    })
-    .with_loss(plan.loss(config.loss, 2))
-    .with_transport(Transport::Connection);
+    let mut h: Harness<_, MeshEvent> = Network::new(n, plan.latency.clone())
+        .with_loss(plan.loss(config.loss, 2))
+        .with_transport(Transport::Connection)
+        .build(move |_, _| MeshNode::new(messages, payload_bytes));
     build_mesh(&mut h, &mut rng);
     for &k in &plan.killed {
         h.inject(Fault::Crash(k));

@@ -21,6 +21,7 @@
 //! nothing reads the host clock but the base [`Instant`] that virtual time counts from.
 
 mod fault;
+mod network;
 mod node;
 mod partition;
 mod skew;
@@ -32,6 +33,7 @@ use std::fmt;
 use std::time::Instant;
 
 pub use fault::{Fault, Restart};
+pub use network::Network;
 pub use node::SimNode;
 pub use partition::Partition;
 pub use skew::Skew;
@@ -92,11 +94,11 @@ pub type Constructor<N> = Box<dyn FnMut(NodeId, Instant) -> N>;
 ///
 /// # Driving protocol
 ///
-/// 1. **Build**: [`Harness::new`] with the node count, a [`Latency`] and a constructor; then
-///    optionally [`with_loss`](Self::with_loss) and [`with_transport`](Self::with_transport).
-///    Every node is built at time zero and is up, but idle: its first timer is armed the first
-///    time it is driven (a command, a message, a restart). An experiment starts a node with
-///    [`act`](Self::act), even with a closure that does nothing.
+/// 1. **Build**: describe the [`Network`] (node count, [`Latency`], and optionally [`Loss`],
+///    [`Transport`], clock [`Skew`]s) and [`build`](Network::build) it with a constructor for the
+///    nodes. Every node is built at virtual time zero (on its own clock) and is up, but idle: its
+///    first timer is armed the first time it is driven (a command, a message, a restart). An
+///    experiment starts a node with [`act`](Self::act), even with a closure that does nothing.
 /// 2. **Schedule** the experiment's own events with [`schedule`](Self::schedule) and faults with
 ///    [`schedule_fault`](Self::schedule_fault) (or apply one now with [`inject`](Self::inject)).
 /// 3. **Step**: [`step`](Self::step) or [`step_until`](Self::step_until) run deliveries, timers
@@ -123,7 +125,7 @@ pub type Constructor<N> = Box<dyn FnMut(NodeId, Instant) -> N>;
 /// use std::collections::VecDeque;
 /// use std::convert::Infallible;
 /// use std::time::{Duration, Instant};
-/// use bavard_sim::harness::{Fault, Harness, Restart, SimNode, Step};
+/// use bavard_sim::harness::{Fault, Harness, Network, Restart, SimNode, Step};
 /// use bavard_sim::{NodeId, SimTime};
 ///
 /// struct Pinger {
@@ -155,7 +157,7 @@ pub type Constructor<N> = Box<dyn FnMut(NodeId, Instant) -> N>;
 ///     fn message_len(msg: &&'static str) -> usize { msg.len() }
 /// }
 ///
-/// let mut h: Harness<Pinger, ()> = Harness::new(2, Duration::from_millis(50), |id, now| Pinger {
+/// let mut h: Harness<Pinger, ()> = Network::new(2, Duration::from_millis(50)).build(|id, now| Pinger {
 ///     next_ping: (id == 0).then_some(now),
 ///     outbox: VecDeque::new(),
 ///     heard: VecDeque::new(),
@@ -210,49 +212,41 @@ impl<N: SimNode, X> fmt::Debug for Harness<N, X> {
 }
 
 impl<N: SimNode, X> Harness<N, X> {
-    /// `nodes` nodes built by `constructor`, all up, on links of the given latency; no loss,
-    /// datagram transport.
-    pub fn new(
+    /// See [`Network::build`].
+    fn new(
         nodes: u32,
-        latency: impl Latency + 'static,
-        constructor: impl FnMut(NodeId, Instant) -> N + 'static,
+        latency: Box<dyn Latency>,
+        loss: Loss,
+        transport: Transport,
+        skew: Vec<Skew>,
+        mut constructor: Constructor<N>,
     ) -> Self {
-        // Any base works, only offsets from it matter; a day of headroom lets a skewed clock run
-        // behind virtual time zero.
+        // Any base works, only offsets from it matter; a day of headroom lets a clock run behind
+        // virtual time zero.
         let clock = Clock::new(Instant::now() + Skew::MAX);
         let start = clock.instant(SimTime::ZERO);
-        let mut constructor: Constructor<N> = Box::new(constructor);
+        let last_seen: Vec<Instant> = skew.iter().map(|s| s.apply(start)).collect();
         let n = nodes as usize;
         Self {
             clock,
             queue: EventQueue::new(),
-            nodes: (0..nodes).map(|id| constructor(id, start)).collect(),
+            nodes: (0..nodes)
+                .map(|id| constructor(id, last_seen[id as usize]))
+                .collect(),
             up: vec![true; n],
             up_count: nodes,
             armed: vec![None; n],
-            skew: vec![Skew::NONE; n],
-            last_seen: vec![start; n],
+            skew,
+            last_seen,
             constructor,
-            latency: Box::new(latency),
-            loss: Loss::NONE,
-            transport: Transport::Datagram,
+            latency,
+            loss,
+            transport,
             partition: None,
             drop_rule: None,
             traffic: Traffic::default(),
             outputs: VecDeque::new(),
         }
-    }
-
-    /// The same harness with messages lost as `loss` decides.
-    pub fn with_loss(mut self, loss: Loss) -> Self {
-        self.loss = loss;
-        self
-    }
-
-    /// The same harness on another transport.
-    pub fn with_transport(mut self, transport: Transport) -> Self {
-        self.transport = transport;
-        self
     }
 
     // ----- time -----

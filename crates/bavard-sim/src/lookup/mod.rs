@@ -54,7 +54,7 @@ use self::node::{Kind, LookupNode, Out};
 use crate::NodeId;
 use crate::engine::SimTime;
 use crate::error::SimError;
-use crate::harness::{Fault, Harness, Step};
+use crate::harness::{Fault, Harness, Network, Step};
 use crate::keyspace::KeyIndex;
 use crate::latency::{LatencyConfig, LatencyModel};
 use crate::loss::Loss;
@@ -326,10 +326,9 @@ impl<'a> Sim<'a> {
             .collect();
         let (table, lookup) = (config.table_config(), config.lookup_config(Strategy::Ours));
         let shared = keys.clone();
-        let h = Harness::new(config.nodes, latency.clone(), move |id, _| {
-            LookupNode::new(id, shared.clone(), &table, lookup.clone())
-        })
-        .with_loss(Loss::new(config.loss, hash_words(&[config.seed, 0x1055])));
+        let h = Network::new(config.nodes, latency.clone())
+            .with_loss(Loss::new(config.loss, hash_words(&[config.seed, 0x1055])))
+            .build(move |id, _| LookupNode::new(id, shared.clone(), &table, lookup.clone()));
         Self {
             config,
             h,

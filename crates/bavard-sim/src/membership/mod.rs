@@ -43,7 +43,7 @@ use serde::Serialize;
 use crate::NodeId;
 use crate::engine::SimTime;
 use crate::error::SimError;
-use crate::harness::{Fault, Harness, Step, Traffic};
+use crate::harness::{Fault, Harness, Network, Step, Traffic};
 use crate::latency::{LatencyConfig, LatencyModel};
 use crate::loss::Loss;
 use crate::rng::{hash_words, seeded, stream};
@@ -194,15 +194,16 @@ fn cluster(config: &MembershipSimConfig) -> Harness<Node, Event> {
     let latency =
         LatencyModel::random(n, config.latency, &mut seeded(config.seed, stream::LATENCY));
     let (seed, meta_len, membership) = (config.seed, config.meta_len, config.membership.clone());
-    Harness::new(n, latency, move |i, now| {
-        let rng = seeded(seed, stream::NODES + u64::from(i));
-        let mut meta = vec![0u8; meta_len];
-        let id = i.to_be_bytes();
-        let l = id.len().min(meta.len());
-        meta[..l].copy_from_slice(&id[..l]);
-        Membership::new(i, meta, membership.clone(), rng, now)
-    })
-    .with_loss(Loss::new(config.loss, hash_words(&[config.seed, 0x051f])).with_stream(3))
+    Network::new(n, latency)
+        .with_loss(Loss::new(config.loss, hash_words(&[config.seed, 0x051f])).with_stream(3))
+        .build(move |i, now| {
+            let rng = seeded(seed, stream::NODES + u64::from(i));
+            let mut meta = vec![0u8; meta_len];
+            let id = i.to_be_bytes();
+            let l = id.len().min(meta.len());
+            meta[..l].copy_from_slice(&id[..l]);
+            Membership::new(i, meta, membership.clone(), rng, now)
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
