@@ -280,6 +280,30 @@ fn skew_shifts_the_time_a_node_sees_and_when_its_deadlines_fall() {
 }
 
 #[test]
+fn a_clock_set_ahead_mid_run_brings_its_pending_deadline_forward() {
+    let mut h = network(1);
+    let base = h.clock().instant(SimTime::ZERO);
+    h.act(0, |n, _| {
+        n.next_tick = Some(base + Duration::from_secs(1));
+        n.peer = Some(0);
+        n.period = Duration::from_secs(60);
+    });
+    h.schedule_fault(
+        ms(200),
+        Fault::Skew(0, Skew::ahead(Duration::from_millis(500))),
+    );
+    let seen = outputs(&mut h, ms(2_000));
+    let ticks: Vec<(SimTime, Duration)> = seen
+        .iter()
+        .filter_map(|(at, _, e)| match e {
+            Ev::Ticked { local } => Some((*at, *local - base)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ticks, [(ms(500), Duration::from_secs(1))]);
+}
+
+#[test]
 fn a_clock_set_back_stands_still_until_virtual_time_catches_up() {
     let mut h = network(2);
     h.inject(Fault::Skew(1, Skew::ahead(Duration::from_millis(300))));

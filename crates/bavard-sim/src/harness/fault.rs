@@ -19,7 +19,7 @@ pub enum Fault {
     Partition(Partition),
     /// Removes the partition.
     Heal,
-    /// Sets a node's clock offset.
+    /// Sets a node's clock offset; its pending deadline moves with its clock.
     Skew(NodeId, Skew),
 }
 

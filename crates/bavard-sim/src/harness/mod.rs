@@ -157,7 +157,8 @@ pub type Constructor<N> = Box<dyn FnMut(NodeId, Instant) -> N>;
 ///     fn message_len(msg: &&'static str) -> usize { msg.len() }
 /// }
 ///
-/// let mut h: Harness<Pinger, ()> = Network::new(2, Duration::from_millis(50)).build(|id, now| Pinger {
+/// let network = Network::new(2, Duration::from_millis(50));
+/// let mut h: Harness<Pinger, ()> = network.build(|id, now| Pinger {
 ///     next_ping: (id == 0).then_some(now),
 ///     outbox: VecDeque::new(),
 ///     heard: VecDeque::new(),
@@ -396,7 +397,15 @@ impl<N: SimNode, X> Harness<N, X> {
             }
             Fault::Partition(p) => self.partition = Some(p),
             Fault::Heal => self.partition = None,
-            Fault::Skew(id, skew) => self.skew[id as usize] = skew,
+            Fault::Skew(id, skew) => {
+                let i = id as usize;
+                self.skew[i] = skew;
+                // Its pending deadline falls at another virtual time now.
+                if self.armed[i].is_some() {
+                    self.armed[i] = None;
+                    self.arm(id);
+                }
+            }
         }
     }
 
@@ -503,6 +512,13 @@ impl<N: SimNode, X> Harness<N, X> {
         if !events.is_empty() {
             self.outputs.push_back((now, id, events));
         }
+        self.arm(id);
+    }
+
+    /// Schedules the node's timer at its deadline, unless one is already armed for that time.
+    fn arm(&mut self, id: NodeId) {
+        let i = id as usize;
+        let now = self.queue.now();
         if let Some(deadline) = self.nodes[i].poll_timeout() {
             let t = self.clock.deadline(self.skew[i].remove(deadline)).max(now);
             if self.armed[i] != Some(t) {
