@@ -1,7 +1,7 @@
 //! A Kademlia node as the lookup experiment drives it: a [`RoutingTable`] that answers
 //! FIND_NODE, and the [`Lookup`]s the node runs, each waiting for its own deadline.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::Instant;
@@ -60,11 +60,14 @@ pub(super) enum Out {
 }
 
 struct Query {
+    serial: u64,
     tag: u64,
     kind: Kind,
     lookup: Lookup<NodeId>,
-    /// The deadline of its last `Wait`.
-    wait_until: Option<Instant>,
+    /// When to poll it again: the earliest deadline a `Wait` gave, kept until it passes even if
+    /// later `Wait`s give later ones (an early poll is harmless; moving the node's deadline at
+    /// every answer would cost a timer event each).
+    timer_at: Option<Instant>,
 }
 
 /// One node: its table, its lookups, its outputs.
@@ -77,7 +80,8 @@ pub(super) struct LookupNode {
     config: LookupConfig,
     /// No more insertions: the measurement runs every strategy on the same tables.
     frozen: bool,
-    queries: BTreeMap<u64, Query>,
+    /// The lookups running, oldest first (a handful at most).
+    queries: Vec<Query>,
     next_serial: u64,
     outbox: VecDeque<(NodeId, Msg)>,
     events: VecDeque<Out>,
@@ -97,7 +101,7 @@ impl LookupNode {
             table,
             config,
             frozen: false,
-            queries: BTreeMap::new(),
+            queries: Vec::new(),
             next_serial: 0,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -148,19 +152,24 @@ impl LookupNode {
             Kind::Measure(i) => MEASURE_TAG | u64::from(i),
             Kind::JoinSelf | Kind::JoinRefresh => u64::from(self.id) << 32 | serial,
         };
-        let query = Query {
+        self.queries.push(Query {
+            serial,
             tag,
             kind,
             lookup,
-            wait_until: None,
-        };
-        self.queries.insert(serial, query);
-        self.drive(serial, now);
+            timer_at: None,
+        });
+        self.drive(self.queries.len() - 1, now);
     }
 
-    /// Polls a lookup until it waits or ends, queueing its requests.
-    fn drive(&mut self, serial: u64, now: Instant) {
-        let q = self.queries.get_mut(&serial).expect("driven query is live");
+    fn position(&self, serial: u64) -> Option<usize> {
+        self.queries.iter().position(|q| q.serial == serial)
+    }
+
+    /// Polls the lookup at `index` until it waits or ends, queueing its requests.
+    fn drive(&mut self, index: usize, now: Instant) {
+        let q = &mut self.queries[index];
+        let serial = q.serial;
         loop {
             match q.lookup.poll(now) {
                 LookupAction::Send { peer } => {
@@ -178,13 +187,19 @@ impl LookupNode {
                     ));
                 }
                 LookupAction::Wait { until } => {
-                    q.wait_until = Some(until);
+                    if q.timer_at.is_none_or(|t| until < t) {
+                        q.timer_at = Some(until);
+                    }
                     return;
                 }
                 LookupAction::Done => break,
             }
         }
-        let q = self.queries.remove(&serial).expect("live");
+        let q = self.queries.remove(index);
+        if self.queries.is_empty() {
+            // Most nodes are idle most of the run: keep no buffer for them.
+            self.queries = Vec::new();
+        }
         let target = *q.lookup.target();
         match q.kind {
             Kind::JoinSelf => {
@@ -230,17 +245,16 @@ impl SimNode for LookupNode {
                     .push_back((from, Msg::Response { serial, tag, peers }));
             }
             Msg::Response { serial, peers, .. } => {
-                let Some(kind) = self.queries.get(&serial).map(|q| q.kind) else {
+                let Some(index) = self.position(serial) else {
                     // The lookup already ended.
                     return Ok(());
                 };
-                if let Kind::Measure(lookup) = kind {
+                if let Kind::Measure(lookup) = self.queries[index].kind {
                     self.events.push_back(Out::Answered { lookup, from });
                 }
                 self.learn(now, from);
-                let q = self.queries.get_mut(&serial).expect("live");
-                q.lookup.on_success(now, &from, peers);
-                self.drive(serial, now);
+                self.queries[index].lookup.on_success(now, &from, peers);
+                self.drive(index, now);
             }
         }
         Ok(())
@@ -250,16 +264,23 @@ impl SimNode for LookupNode {
         let due: Vec<u64> = self
             .queries
             .iter()
-            .filter(|(_, q)| q.wait_until.is_some_and(|t| t <= now))
-            .map(|(&serial, _)| serial)
+            .filter(|q| q.timer_at.is_some_and(|t| t <= now))
+            .map(|q| q.serial)
             .collect();
         for serial in due {
-            self.drive(serial, now);
+            let index = self.position(serial).expect("due lookups are live");
+            self.queries[index].timer_at = None;
+            self.drive(index, now);
         }
     }
 
     fn poll_transmit(&mut self) -> Option<(NodeId, Msg)> {
-        self.outbox.pop_front()
+        let next = self.outbox.pop_front();
+        if next.is_none() && self.outbox.capacity() > 4 {
+            // A burst of requests is over: give its buffer back (10,000 idle nodes add up).
+            self.outbox = VecDeque::new();
+        }
+        next
     }
 
     fn poll_event(&mut self) -> Option<Out> {
@@ -267,7 +288,7 @@ impl SimNode for LookupNode {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.queries.values().filter_map(|q| q.wait_until).min()
+        self.queries.iter().filter_map(|q| q.timer_at).min()
     }
 
     /// Keys and ids only, no framing: requests carry one key, answers a key and an id per peer.
