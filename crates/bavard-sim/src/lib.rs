@@ -24,6 +24,10 @@
 //!
 //! Nodes are `u32` ids indexing `Vec`s of state, so 100,000 nodes fit in memory. A run is a pure
 //! function of its configuration and seed: everything it reports except `wall_s` replays exactly.
+//!
+//! The whole-network tests of the cores run on the same harness (`tests/kademlia_network.rs`,
+//! `tests/broadcast_overlay.rs`, `tests/membership_cluster.rs`), next to the harness's own
+//! (`tests/harness.rs`).
 
 pub mod engine;
 mod error;
