@@ -65,6 +65,18 @@ impl Clock {
         let d = i.saturating_duration_since(self.base);
         SimTime(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
+
+    /// The virtual time at which a core's deadline `at` falls due, rounded *up* to the
+    /// microsecond: rounding down would wake the core just before its deadline, where it has
+    /// nothing to do, forever.
+    pub fn deadline(&self, at: Instant) -> SimTime {
+        let t = self.sim_time(at);
+        if self.instant(t) < at {
+            SimTime(t.0 + 1)
+        } else {
+            t
+        }
+    }
 }
 
 struct Scheduled<E> {
@@ -145,6 +157,17 @@ impl<E> EventQueue<E> {
         self.seq += 1;
     }
 
+    /// Moves the clock forward to `t` without popping anything (no effect if `t` is not later
+    /// than now). Used to end a run at a given time: events still pending stay pending.
+    pub fn advance_to(&mut self, t: SimTime) {
+        self.now = self.now.max(t);
+    }
+
+    /// The time of the next pending event, without popping it.
+    pub fn peek_time(&self) -> Option<SimTime> {
+        self.heap.peek().map(|s| s.at)
+    }
+
     /// Schedules `event` after `delay` from now.
     pub fn schedule_in(&mut self, delay: Duration, event: E) {
         self.schedule(self.now.after(delay), event);
@@ -213,5 +236,29 @@ mod tests {
         assert_eq!(clock.instant(SimTime::ZERO), base);
         assert_eq!(clock.sim_time(base - Duration::from_secs(1)), SimTime::ZERO);
         assert_eq!(t.after(Duration::from_millis(1)).as_micros(), 1_235_567);
+    }
+
+    #[test]
+    fn a_deadline_between_two_microseconds_falls_due_at_the_later_one() {
+        let base = Instant::now();
+        let clock = Clock::new(base);
+        let exact = base + Duration::from_micros(10);
+        assert_eq!(clock.deadline(exact), SimTime::from_micros(10));
+        assert_eq!(
+            clock.deadline(exact + Duration::from_nanos(1)),
+            SimTime::from_micros(11)
+        );
+    }
+
+    #[test]
+    fn peeking_and_advancing_leave_pending_events_in_place() {
+        let mut q = EventQueue::new();
+        q.schedule(SimTime::from_micros(40), "later");
+        assert_eq!(q.peek_time(), Some(SimTime::from_micros(40)));
+        q.advance_to(SimTime::from_micros(30));
+        q.advance_to(SimTime::from_micros(20));
+        assert_eq!(q.now(), SimTime::from_micros(30));
+        assert_eq!(q.pop(), Some((SimTime::from_micros(40), "later")));
+        assert_eq!(q.peek_time(), None);
     }
 }

@@ -5,12 +5,43 @@
 //! of a link is `base + distance × per_unit`. With the defaults (5 ms + 102.5 ms per unit, the
 //! square's diagonal being √2) link round-trip times spread from 10 ms to 300 ms, mean ≈ 117 ms,
 //! roughly a world-wide overlay. Positions are `f32` pairs: 8 bytes per node.
+//!
+//! The harness takes any [`Latency`]: the plane model, a constant [`Duration`], or a closure
+//! (per-link tables, per-message jitter drawn from a seeded RNG).
 
 use std::time::Duration;
 
 use rand::Rng;
 
 use crate::NodeId;
+
+/// The one-way delay of each message the harness delivers.
+///
+/// Called once per message that goes on the wire, in the order of sends, so an implementation
+/// may draw jitter from a seeded RNG and still replay exactly.
+pub trait Latency {
+    /// The one-way latency of a message from `from` to `to`.
+    fn one_way(&mut self, from: NodeId, to: NodeId) -> Duration;
+}
+
+impl Latency for LatencyModel {
+    fn one_way(&mut self, from: NodeId, to: NodeId) -> Duration {
+        LatencyModel::one_way(self, from, to)
+    }
+}
+
+/// Every link has the same latency.
+impl Latency for Duration {
+    fn one_way(&mut self, _: NodeId, _: NodeId) -> Duration {
+        *self
+    }
+}
+
+impl<F: FnMut(NodeId, NodeId) -> Duration> Latency for F {
+    fn one_way(&mut self, from: NodeId, to: NodeId) -> Duration {
+        self(from, to)
+    }
+}
 
 /// The parameters of the plane latency model.
 #[derive(Debug, Clone, Copy, PartialEq)]

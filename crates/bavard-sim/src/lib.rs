@@ -2,8 +2,13 @@
 //!
 //! - [`engine`]: virtual time ([`SimTime`], [`Clock`]) and the `(time, sequence)`-ordered
 //!   [`EventQueue`];
-//! - [`latency`]: per-link latency from random positions on a plane ([`LatencyModel`]);
-//! - [`network`]: latency, per-message loss and node liveness, i.e. churn ([`Network`]);
+//! - [`latency`]: per-link latency ([`Latency`]), from random positions on a plane
+//!   ([`LatencyModel`]);
+//! - [`loss`]: per-message loss decided by a hash of the message ([`Loss`]);
+//! - [`harness`]: the one discrete-event loop every experiment and simulation test runs on
+//!   ([`Harness`]): it drives any sans-IO core that implements [`SimNode`] over the simulated
+//!   network, with timers, latency, loss, partitions, crashes and restarts, clock skew, and
+//!   message counts;
 //! - [`rng`]: every random choice derives from one `u64` seed (ChaCha8 streams);
 //! - [`keyspace`]: global knowledge of the key space for ground truth ([`KeyIndex`]);
 //! - [`stats`]: means and percentiles ([`Samples`]);
@@ -19,26 +24,32 @@
 //!
 //! Nodes are `u32` ids indexing `Vec`s of state, so 100,000 nodes fit in memory. A run is a pure
 //! function of its configuration and seed: everything it reports except `wall_s` replays exactly.
+//!
+//! The whole-network tests of the cores run on the same harness (`tests/kademlia_network.rs`,
+//! `tests/broadcast_overlay.rs`, `tests/membership_cluster.rs`), next to the harness's own
+//! (`tests/harness.rs`).
 
 pub mod engine;
 mod error;
 pub mod gossip;
+pub mod harness;
 pub mod keyspace;
 pub mod latency;
 pub mod lookup;
+pub mod loss;
 pub mod membership;
-pub mod network;
 pub mod rng;
 pub mod stats;
 
 pub use engine::{Clock, EventQueue, SimTime};
 pub use error::SimError;
 pub use gossip::{GossipReport, GossipSimConfig, GossipStrategy, run_gossip_sim};
+pub use harness::{Harness, Network, SimNode, Step};
 pub use keyspace::KeyIndex;
-pub use latency::{LatencyConfig, LatencyModel};
+pub use latency::{Latency, LatencyConfig, LatencyModel};
 pub use lookup::{LookupSimConfig, Strategy, StrategyReport, run_lookup_sim};
+pub use loss::Loss;
 pub use membership::{MembershipReport, MembershipSimConfig, run_membership_sim};
-pub use network::Network;
 pub use stats::Samples;
 
 /// A simulated node: an index into the simulator's per-node vectors.

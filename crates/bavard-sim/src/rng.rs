@@ -20,6 +20,8 @@ pub mod stream {
     pub const WORKLOAD: u64 = 3;
     /// Which nodes churn.
     pub const CHURN: u64 = 4;
+    /// The first stream of the per-node cores: node `i` draws from `NODES + i`.
+    pub const NODES: u64 = 1 << 32;
 }
 
 /// A ChaCha8 generator for `(seed, stream)`: the same pair always yields the same sequence.

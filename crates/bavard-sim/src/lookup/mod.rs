@@ -1,16 +1,17 @@
 //! The lookup experiment: how fast and how well bavard's Kademlia lookup finds the k closest
 //! nodes of a large network, against the classic stopping rule.
 //!
-//! **Network.** `nodes` routing tables ([`RoutingTable`], k-buckets of size k), node `i` having the
+//! **Network.** `nodes` routing tables ([`RoutingTable`](bavard_routing::RoutingTable), k-buckets of size k), node `i` having the
 //! key `Key::hash(i as big-endian u32)`, placed on the latency plane of [`LatencyModel`].
 //!
 //! **Join** (Kademlia §2.3, libp2p's bootstrap): node 0 is the bootstrap. Node `i ≥ 1` starts
 //! joining at `i × join_interval` of virtual time, so joins overlap (batches run concurrently): it
 //! inserts node 0, looks up its own key through the network, then looks up one random key in every
-//! bucket that [`RoutingTable::buckets_due_for_refresh`] lists. Every peer that answers a request
+//! bucket that [`RoutingTable::buckets_due_for_refresh`](bavard_routing::RoutingTable::buckets_due_for_refresh) lists. Every peer that answers a request
 //! is inserted into the asker's table, and, as a server-mode libp2p node does, every node inserts
-//! the peers that send it requests. A full bucket asks to ping its oldest entry; the simulator
-//! answers from global liveness at once, without a message. With `fast_join` the tables are
+//! the peers that send it requests. A full bucket asks to ping its oldest entry; tables only change
+//! during the join, when every node is up, so the node answers it as alive at once, without a
+//! message. With `fast_join` the tables are
 //! instead filled from global knowledge (up to k random members of every bucket), which is what a
 //! long-running network converges to; use it for 50,000+ nodes.
 //!
@@ -33,24 +34,30 @@
 //! [`KeyIndex`] of live keys) in its result; hops, messages, timeouts and virtual latency come from the lookup's own
 //! [`LookupStats`](bavard_routing::LookupStats). `link_rtt_ms_mean` is the mean RTT of the links
 //! the strategy's requests actually used (origin → queried peer).
+//!
+//! The nodes run on the [harness](crate::harness) (datagram transport: a request to a dead node
+//! times out); each is a [`RoutingTable`](bavard_routing::RoutingTable) plus the lookups it runs
+//! (`node.rs`).
 
+mod node;
+
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bavard_routing::{
-    InsertOutcome, Key, Lookup, LookupAction, LookupConfig, LookupResult, RoutingTable,
-    TableConfig, Termination,
-};
+use bavard_routing::{Key, LookupConfig, LookupResult, TableConfig, Termination};
 use rand::Rng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use self::node::{Kind, LookupNode, Out};
 use crate::NodeId;
-use crate::engine::{Clock, EventQueue, SimTime};
+use crate::engine::SimTime;
 use crate::error::SimError;
+use crate::harness::{Fault, Harness, Network, Step};
 use crate::keyspace::KeyIndex;
 use crate::latency::{LatencyConfig, LatencyModel};
-use crate::network::Network;
+use crate::loss::Loss;
 use crate::rng::{hash_words, seeded, stream};
 use crate::stats::Samples;
 
@@ -237,9 +244,11 @@ pub fn run_lookup_sim(config: &LookupSimConfig) -> Result<Vec<StrategyReport>, S
         sim.join_all();
     }
     sim.churn();
-    sim.frozen = true;
+    for i in 0..config.nodes {
+        sim.h.node_mut(i).freeze();
+    }
 
-    let live: Vec<NodeId> = (0..config.nodes).filter(|&n| sim.net.is_alive(n)).collect();
+    let live: Vec<NodeId> = (0..config.nodes).filter(|&n| sim.h.is_up(n)).collect();
     let index = KeyIndex::new(live.iter().map(|&n| (sim.keys[n as usize], n)).collect());
     let mut rng = seeded(config.seed, stream::WORKLOAD);
     let workload: Vec<(NodeId, Key)> = (0..config.lookups)
@@ -279,59 +288,20 @@ pub fn run_lookup_sim(config: &LookupSimConfig) -> Result<Vec<StrategyReport>, S
     Ok(reports)
 }
 
-/// What a running query is for.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    JoinSelf,
-    JoinRefresh,
-    Measure(u32),
-}
-
-struct Query {
-    serial: u64,
-    /// Identifies the query's messages for the loss hash (the lookup number when measuring, so
-    /// strategies share their fate).
-    tag: u64,
-    origin: NodeId,
-    lookup: Lookup<NodeId>,
-    kind: Kind,
-    timer_at: Option<SimTime>,
-}
-
+/// The experiment's own events.
 enum Event {
+    /// Node `i` joins through the bootstrap node 0.
     StartJoin(NodeId),
-    Request {
-        slot: u32,
-        serial: u64,
-        tag: u64,
-        from: NodeId,
-        to: NodeId,
-        target: Key,
-    },
-    Response {
-        slot: u32,
-        serial: u64,
-        from: NodeId,
-        peers: Vec<(NodeId, Key)>,
-    },
-    Timer {
-        slot: u32,
-        serial: u64,
-    },
 }
 
+/// What the experiment tracks; the harness holds the nodes.
 struct Sim<'a> {
     config: &'a LookupSimConfig,
-    clock: Clock,
-    queue: EventQueue<Event>,
-    net: Network,
-    keys: Vec<Key>,
-    tables: Vec<RoutingTable<NodeId>>,
-    queries: Vec<Option<Query>>,
-    free: Vec<u32>,
-    next_serial: u64,
-    frozen: bool,
-    lookup_config: LookupConfig,
+    h: Harness<LookupNode, Event>,
+    keys: Rc<[Key]>,
+    /// For the RTT of the links the requests use (the harness has its own copy).
+    latency: LatencyModel,
+    /// Refresh keys and fast-join tables.
     rng: ChaCha8Rng,
     results: Vec<Option<LookupResult<NodeId>>>,
     /// Per measured lookup: the true closest node, and when its answer reached the origin.
@@ -344,8 +314,6 @@ struct Sim<'a> {
     rtt_count: u64,
 }
 
-const MEASURE_TAG: u64 = 1 << 62;
-
 impl<'a> Sim<'a> {
     fn new(config: &'a LookupSimConfig) -> Self {
         let latency = LatencyModel::random(
@@ -353,28 +321,19 @@ impl<'a> Sim<'a> {
             config.latency,
             &mut seeded(config.seed, stream::LATENCY),
         );
-        let net = Network::new(latency, config.loss, hash_words(&[config.seed, 0x1055]));
-        let keys: Vec<Key> = (0..config.nodes)
+        let keys: Rc<[Key]> = (0..config.nodes)
             .map(|i| Key::hash(&i.to_be_bytes()))
             .collect();
-        let table_config = config.table_config();
-        let tables = keys
-            .iter()
-            .map(|k| RoutingTable::new(*k, table_config.clone()).expect("validated"))
-            .collect();
+        let (table, lookup) = (config.table_config(), config.lookup_config(Strategy::Ours));
+        let shared = keys.clone();
+        let h = Network::new(config.nodes, latency.clone())
+            .with_loss(Loss::new(config.loss, hash_words(&[config.seed, 0x1055])))
+            .build(move |id, _| LookupNode::new(id, shared.clone(), &table, lookup.clone()));
         Self {
             config,
-            // Any base works: only offsets from it matter.
-            clock: Clock::new(Instant::now()),
-            queue: EventQueue::new(),
-            net,
+            h,
             keys,
-            tables,
-            queries: Vec::new(),
-            free: Vec::new(),
-            next_serial: 0,
-            frozen: false,
-            lookup_config: config.lookup_config(Strategy::Ours),
+            latency,
             rng: seeded(config.seed, stream::JOIN),
             results: Vec::new(),
             truth_first: Vec::new(),
@@ -386,37 +345,19 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn now(&self) -> Instant {
-        self.clock.instant(self.queue.now())
-    }
-
-    /// Inserts `peer` into `node`'s table, answering a ping request from global liveness.
-    fn learn(&mut self, node: NodeId, peer: NodeId) {
-        if self.frozen || node == peer {
-            return;
-        }
-        let now = self.now();
-        let key = self.keys[peer as usize];
-        let table = &mut self.tables[node as usize];
-        if let InsertOutcome::PingOldest { oldest } = table.insert(now, peer, key, ()) {
-            let alive = self.net.is_alive(oldest);
-            table.ping_result(now, &oldest, alive);
-        }
-    }
-
     fn join_all(&mut self) {
         for node in 1..self.config.nodes {
             let at = SimTime::ZERO.after(self.config.join_interval * node);
-            self.queue.schedule(at, Event::StartJoin(node));
+            self.h.schedule(at, Event::StartJoin(node));
         }
         self.run();
     }
 
     fn fast_join(&mut self) {
         let index = KeyIndex::new(self.keys.iter().copied().zip(0..).collect());
-        let now = self.now();
         let k = self.config.k;
         for node in 0..self.config.nodes {
+            let now = self.h.local_time(node);
             let local = self.keys[node as usize];
             for bucket in (0..=255u8).rev() {
                 let p = 255 - u32::from(bucket);
@@ -434,7 +375,7 @@ impl<'a> Sim<'a> {
                 };
                 for i in chosen {
                     let (key, peer) = members[i];
-                    self.tables[node as usize].insert(now, peer, key, ());
+                    self.h.node_mut(node).table.insert(now, peer, key, ());
                 }
             }
         }
@@ -448,7 +389,7 @@ impl<'a> Sim<'a> {
         }
         let mut rng = seeded(self.config.seed, stream::CHURN);
         for i in sample(&mut rng, n as usize, killed) {
-            self.net.kill(i as NodeId);
+            self.h.inject(Fault::Crash(i as NodeId));
         }
     }
 
@@ -458,15 +399,23 @@ impl<'a> Sim<'a> {
         strategy: Strategy,
         workload: &[(NodeId, Key)],
     ) -> Vec<LookupResult<NodeId>> {
-        self.lookup_config = self.config.lookup_config(strategy);
+        let lookup_config = self.config.lookup_config(strategy);
+        for i in 0..self.config.nodes {
+            self.h.node_mut(i).set_config(lookup_config.clone());
+        }
         self.results = vec![None; workload.len()];
         self.closest_answered = vec![None; workload.len()];
-        self.measure_start = self.queue.now();
+        self.measure_start = self.h.now();
         self.rtt_sum_ms = 0.0;
         self.rtt_count = 0;
         for (i, &(origin, target)) in workload.iter().enumerate() {
+            let extra = self.membership_seeds.get(i).map_or(&[][..], Vec::as_slice);
             let i = u32::try_from(i).expect("lookups is a u32");
-            self.start(origin, target, Kind::Measure(i), MEASURE_TAG | u64::from(i));
+            self.h
+                .act(origin, |node, now| {
+                    node.start(now, target, Kind::Measure(i), extra);
+                })
+                .expect("origins are alive");
         }
         self.run();
         std::mem::take(&mut self.results)
@@ -475,231 +424,53 @@ impl<'a> Sim<'a> {
             .collect()
     }
 
+    /// Runs until nothing is left to run.
     fn run(&mut self) {
-        while let Some((_, event)) = self.queue.pop() {
-            match event {
-                Event::StartJoin(node) => {
-                    self.learn(node, 0);
-                    let target = self.keys[node as usize];
-                    let tag = self.next_serial;
-                    self.start(node, target, Kind::JoinSelf, tag);
-                }
-                Event::Request {
-                    slot,
-                    serial,
-                    tag,
-                    from,
-                    to,
-                    target,
-                } => self.on_request(slot, serial, tag, from, to, target),
-                Event::Response {
-                    slot,
-                    serial,
-                    from,
-                    peers,
+        while let Some(step) = self.h.step() {
+            match step {
+                Step::External {
+                    event: Event::StartJoin(node),
+                    ..
                 } => {
-                    if let Some((origin, kind)) =
-                        self.live_query(slot, serial).map(|q| (q.origin, q.kind))
-                    {
-                        if let Kind::Measure(i) = kind
-                            && self.truth_first[i as usize] == Some(from)
-                        {
-                            self.closest_answered[i as usize].get_or_insert(self.queue.now());
-                        }
-                        self.learn(origin, from);
-                        let now = self.now();
-                        let q = self.queries[slot as usize].as_mut().expect("live");
-                        q.lookup.on_success(now, &from, peers);
-                        self.drive(slot);
-                    }
+                    let target = self.keys[node as usize];
+                    self.h.act(node, |n, now| {
+                        n.learn(now, 0);
+                        n.start(now, target, Kind::JoinSelf, &[]);
+                    });
                 }
-                Event::Timer { slot, serial } => {
-                    let now = self.queue.now();
-                    if let Some(q) = self.live_query_mut(slot, serial) {
-                        if q.timer_at == Some(now) {
-                            q.timer_at = None;
-                        }
-                        self.drive(slot);
+                Step::Output { at, node, events } => {
+                    for event in events {
+                        self.observe(at, node, event);
                     }
                 }
             }
         }
     }
 
-    fn live_query(&self, slot: u32, serial: u64) -> Option<&Query> {
-        self.queries
-            .get(slot as usize)?
-            .as_ref()
-            .filter(|q| q.serial == serial)
-    }
-
-    fn live_query_mut(&mut self, slot: u32, serial: u64) -> Option<&mut Query> {
-        self.queries
-            .get_mut(slot as usize)?
-            .as_mut()
-            .filter(|q| q.serial == serial)
-    }
-
-    fn on_request(
-        &mut self,
-        slot: u32,
-        serial: u64,
-        tag: u64,
-        from: NodeId,
-        to: NodeId,
-        target: Key,
-    ) {
-        if !self.net.is_alive(to) {
-            return;
-        }
-        self.learn(to, from);
-        let peers: Vec<(NodeId, Key)> = self.tables[to as usize]
-            .closest(&target, self.lookup_config.k)
-            .into_iter()
-            .map(|e| (e.peer, e.key))
-            .collect();
-        if self.net.is_lost(&[tag, u64::from(to), u64::from(from), 1]) {
-            return;
-        }
-        let delay = self.net.one_way(to, from);
-        self.queue.schedule_in(
-            delay,
-            Event::Response {
-                slot,
-                serial,
-                from: to,
-                peers,
-            },
-        );
-    }
-
-    fn start(&mut self, origin: NodeId, target: Key, kind: Kind, tag: u64) {
-        let now = self.now();
-        let mut seeds: Vec<(NodeId, Key)> = self.tables[origin as usize]
-            .closest(&target, self.lookup_config.k)
-            .into_iter()
-            .map(|e| (e.peer, e.key))
-            .collect();
-        if let Kind::Measure(i) = kind
-            && let Some(extra) = self.membership_seeds.get(i as usize)
-        {
-            for seed in extra {
-                if !seeds.iter().any(|(p, _)| *p == seed.0) {
-                    seeds.push(*seed);
-                }
-            }
-        }
-        let mut lookup =
-            Lookup::new(now, target, seeds, self.lookup_config.clone()).expect("validated");
-        lookup.ignore_peer(origin);
-        let serial = self.next_serial;
-        self.next_serial += 1;
-        let query = Query {
-            serial,
-            tag,
-            origin,
-            lookup,
-            kind,
-            timer_at: None,
-        };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.queries[slot as usize] = Some(query);
-                slot
-            }
-            None => {
-                self.queries.push(Some(query));
-                u32::try_from(self.queries.len() - 1).expect("fewer than 2^32 queries at once")
-            }
-        };
-        self.drive(slot);
-    }
-
-    /// Polls a query until it waits or ends, sending its requests.
-    fn drive(&mut self, slot: u32) {
-        let now_t = self.queue.now();
-        let now = self.clock.instant(now_t);
-        loop {
-            let q = self.queries[slot as usize]
-                .as_mut()
-                .expect("driven query is live");
-            match q.lookup.poll(now) {
-                LookupAction::Send { peer } => {
-                    let (origin, serial, tag, target, measuring) = (
-                        q.origin,
-                        q.serial,
-                        q.tag,
-                        *q.lookup.target(),
-                        matches!(q.kind, Kind::Measure(_)),
-                    );
-                    if measuring {
-                        self.rtt_sum_ms +=
-                            self.net.latency().rtt(origin, peer).as_secs_f64() * 1000.0;
-                        self.rtt_count += 1;
+    fn observe(&mut self, at: SimTime, node: NodeId, event: Out) {
+        match event {
+            Out::JoinedSelf { due } => {
+                let local = self.keys[node as usize];
+                let targets: Vec<Key> = due
+                    .into_iter()
+                    .map(|b| local.random_in_bucket(b, &mut self.rng))
+                    .collect();
+                self.h.act(node, |n, now| {
+                    for target in targets {
+                        n.start(now, target, Kind::JoinRefresh, &[]);
                     }
-                    if !self
-                        .net
-                        .is_lost(&[tag, u64::from(origin), u64::from(peer), 0])
-                    {
-                        let delay = self.net.one_way(origin, peer);
-                        self.queue.schedule_in(
-                            delay,
-                            Event::Request {
-                                slot,
-                                serial,
-                                tag,
-                                from: origin,
-                                to: peer,
-                                target,
-                            },
-                        );
-                    }
-                }
-                LookupAction::Wait { until } => {
-                    // Never schedule at or before now: the clock rounds to microseconds.
-                    let at = self
-                        .clock
-                        .sim_time(until)
-                        .max(SimTime::from_micros(now_t.as_micros() + 1));
-                    if q.timer_at.is_none_or(|t| at < t) {
-                        q.timer_at = Some(at);
-                        let serial = q.serial;
-                        self.queue.schedule(at, Event::Timer { slot, serial });
-                    }
-                    return;
-                }
-                LookupAction::Done => {
-                    self.finish(slot);
-                    return;
+                });
+            }
+            Out::Queried { peer } => {
+                self.rtt_sum_ms += self.latency.rtt(node, peer).as_secs_f64() * 1000.0;
+                self.rtt_count += 1;
+            }
+            Out::Answered { lookup, from } => {
+                if self.truth_first[lookup as usize] == Some(from) {
+                    self.closest_answered[lookup as usize].get_or_insert(at);
                 }
             }
-        }
-    }
-
-    fn finish(&mut self, slot: u32) {
-        let q = self.queries[slot as usize]
-            .take()
-            .expect("finished query is live");
-        self.free.push(slot);
-        let now = self.now();
-        let target = *q.lookup.target();
-        let origin = q.origin;
-        let result = q.lookup.result();
-        match q.kind {
-            Kind::JoinSelf => {
-                let buckets = self.tables[origin as usize].buckets_due_for_refresh(now);
-                for b in buckets {
-                    let key = self.keys[origin as usize].random_in_bucket(b, &mut self.rng);
-                    let tag = self.next_serial;
-                    self.start(origin, key, Kind::JoinRefresh, tag);
-                }
-            }
-            Kind::JoinRefresh => {
-                if !self.frozen {
-                    self.tables[origin as usize].mark_looked_up(now, &target);
-                }
-            }
-            Kind::Measure(i) => self.results[i as usize] = Some(result),
+            Out::Finished { lookup, result } => self.results[lookup as usize] = Some(result),
         }
     }
 
@@ -739,7 +510,7 @@ impl<'a> Sim<'a> {
         StrategyReport {
             strategy: strategy.name().to_owned(),
             nodes: self.config.nodes,
-            live_nodes: self.net.live_count(),
+            live_nodes: self.h.up_count(),
             lookups: self.config.lookups,
             join: match (self.config.fast_join, self.config.membership) {
                 (true, false) => "fast (global knowledge)".to_owned(),

@@ -1,93 +1,179 @@
-//! Whole-cluster tests of the SWIM + Lifeguard membership: an in-memory network with virtual
-//! time, seeded latency and loss, crashes and partitions, driving N state machines.
+//! Whole-cluster tests of the SWIM + Lifeguard membership on the harness: virtual time, seeded
+//! latency (2–8 ms per message) and loss, crashes, restarts, partitions and a deaf node, driving N
+//! state machines.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bavard_gossip::membership::{
     MemberState, Membership, MembershipConfig, MembershipError, MembershipEvent, Message, Update,
 };
+use bavard_sim::harness::{Fault, Harness, Network, Partition, Restart, SimNode, Step};
+use bavard_sim::{Loss, NodeId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-type Node = Membership<u64, ChaCha8Rng>;
-
-/// A seeded in-memory network delivering messages between membership instances.
-struct Net {
-    base: Instant,
-    now: Instant,
-    config: MembershipConfig,
-    nodes: BTreeMap<u64, Node>,
-    /// In flight: (delivery time, sequence) → (from, to, message).
-    in_flight: BTreeMap<(Instant, u64), (u64, u64, Message<u64>)>,
-    sent: u64,
-    rng: ChaCha8Rng,
-    loss: f64,
-    /// When set, messages between the two sides are dropped.
-    partition: Option<BTreeSet<u64>>,
-    /// Nodes that receive nothing (but still send).
-    deaf: BTreeSet<u64>,
-    events: Vec<(Duration, u64, MembershipEvent<u64>)>,
-    errors: Vec<(u64, MembershipError)>,
+/// A membership core that also counts what it sends.
+struct Member {
+    core: Membership<NodeId, ChaCha8Rng>,
+    /// Pings sent since the count was last reset.
+    pings: u64,
+    /// The largest datagram sent (push-pull goes on a stream and is left out).
     max_packet: usize,
-    bytes_sent: u64,
-    pings_sent: BTreeMap<u64, u64>,
+    rejected: Vec<MembershipError>,
+}
+
+enum Out {
+    Event(MembershipEvent<NodeId>),
+    Rejected(MembershipError),
+}
+
+impl SimNode for Member {
+    type Message = Message<NodeId>;
+    type Event = Out;
+    type Error = ();
+
+    fn handle_message(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        msg: Message<NodeId>,
+    ) -> Result<(), ()> {
+        self.core.handle_message(now, from, msg).map_err(|e| {
+            // Reported as an event, so that a test can say which error it was.
+            self.rejected.push(e);
+        })
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.core.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<(NodeId, Message<NodeId>)> {
+        self.core.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<Out> {
+        if let Some(e) = self.rejected.pop() {
+            return Some(Out::Rejected(e));
+        }
+        self.core.poll_event().map(Out::Event)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    fn message_len(msg: &Message<NodeId>) -> usize {
+        msg.encoded_len_estimate()
+    }
+
+    fn on_sent(&mut self, _: NodeId, msg: &Message<NodeId>) {
+        if !matches!(msg, Message::PushPull { .. }) {
+            self.max_packet = self.max_packet.max(msg.encoded_len_estimate());
+        }
+        if matches!(msg, Message::Ping { .. }) {
+            self.pings += 1;
+        }
+    }
+}
+
+/// A seeded simulated network of membership instances.
+struct Net {
+    h: Harness<Member, ()>,
+    config: MembershipConfig,
+    events: Vec<(Duration, NodeId, MembershipEvent<NodeId>)>,
+    errors: Vec<(NodeId, MembershipError)>,
+    /// Nodes that receive nothing (but still send).
+    deaf: Rc<RefCell<BTreeSet<NodeId>>>,
 }
 
 impl Net {
-    fn new(seed: u64, loss: f64) -> Self {
+    /// `n` nodes started (their timers running), none joined yet.
+    fn new(seed: u64, loss: f64, n: u32, config: MembershipConfig) -> Self {
         // Replay or explore other seeds with MEMBERSHIP_SEED=n.
         let seed =
             std::env::var("MEMBERSHIP_SEED").map_or(seed, |s| s.parse().expect("a u64 seed"));
-        let base = Instant::now();
+        let mut jitter = ChaCha8Rng::seed_from_u64(seed ^ 0x1a7e);
+        let latency =
+            move |_: NodeId, _: NodeId| Duration::from_micros(jitter.random_range(2_000..8_000));
+        // Every node, and every node restarted with its state lost, draws its own seed.
+        let mut seeds = ChaCha8Rng::seed_from_u64(seed);
+        let member_config = config.clone();
+        let mut h = Network::new(n, latency)
+            .with_loss(Loss::new(loss, seed))
+            .build(move |id, now| {
+                let rng = ChaCha8Rng::seed_from_u64(seeds.random());
+                let meta = format!("/ip4/10.0.0.{id}/udp/4001/quic-v1").into_bytes();
+                Member {
+                    core: Membership::new(id, meta, member_config.clone(), rng, now),
+                    pings: 0,
+                    max_packet: 0,
+                    rejected: Vec::new(),
+                }
+            });
+        for id in 0..n {
+            h.act(id, |_, _| ());
+        }
+        let deaf = Rc::new(RefCell::new(BTreeSet::new()));
+        let deaf_rule = deaf.clone();
+        h.set_drop_rule(Some(Box::new(move |_, to, _| {
+            deaf_rule.borrow().contains(&to)
+        })));
         Self {
-            base,
-            now: base,
-            config: MembershipConfig::default(),
-            nodes: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
-            sent: 0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            loss,
-            partition: None,
-            deaf: BTreeSet::new(),
+            h,
+            config,
             events: Vec::new(),
             errors: Vec::new(),
-            max_packet: 0,
-            bytes_sent: 0,
-            pings_sent: BTreeMap::new(),
+            deaf,
         }
     }
 
     fn elapsed(&self) -> Duration {
-        self.now - self.base
+        Duration::from_micros(self.h.now().as_micros())
     }
 
-    fn add(&mut self, id: u64) {
-        let rng = ChaCha8Rng::seed_from_u64(self.rng.random());
-        let meta = format!("/ip4/10.0.0.{id}/udp/4001/quic-v1").into_bytes();
-        self.nodes.insert(
-            id,
-            Membership::new(id, meta, self.config.clone(), rng, self.now),
-        );
+    fn node(&self, id: NodeId) -> &Membership<NodeId, ChaCha8Rng> {
+        &self.h.node(id).core
     }
 
-    fn join(&mut self, id: u64, seeds: Vec<u64>) {
-        let now = self.now;
-        self.nodes.get_mut(&id).unwrap().join(now, seeds);
-        self.flush(id);
+    /// The nodes running (not killed).
+    fn running(&self) -> impl Iterator<Item = &Membership<NodeId, ChaCha8Rng>> + '_ {
+        (0..self.h.len())
+            .filter(|&id| self.h.is_up(id))
+            .map(|id| self.node(id))
     }
 
-    fn kill(&mut self, id: u64) -> Node {
-        self.nodes.remove(&id).unwrap()
+    fn running_ids(&self) -> Vec<NodeId> {
+        (0..self.h.len()).filter(|&id| self.h.is_up(id)).collect()
+    }
+
+    fn join(&mut self, id: NodeId, seeds: Vec<NodeId>) {
+        self.h.act(id, |m, now| m.core.join(now, seeds));
+    }
+
+    /// Gives node `id` a message as if `from` had sent it.
+    fn inject(&mut self, id: NodeId, from: NodeId, msg: Message<NodeId>) {
+        self.h
+            .act(id, |m, now| m.core.handle_message(now, from, msg))
+            .expect("the node is running")
+            .unwrap();
+    }
+
+    fn kill(&mut self, id: NodeId) {
+        self.h.inject(Fault::Crash(id));
+    }
+
+    /// Restarts a killed node as a new process: a fresh state, incarnation 0.
+    fn restart_fresh(&mut self, id: NodeId) {
+        self.h.inject(Fault::Restart(id, Restart::StateLost));
     }
 
     /// `n` nodes all joining through node 0, not yet run.
-    fn joining(seed: u64, loss: f64, n: u64) -> Self {
-        let mut net = Self::new(seed, loss);
-        for id in 0..n {
-            net.add(id);
-        }
+    fn joining(seed: u64, loss: f64, n: u32) -> Self {
+        let mut net = Self::new(seed, loss, n, MembershipConfig::default());
         for id in 1..n {
             net.join(id, vec![0]);
         }
@@ -95,13 +181,11 @@ impl Net {
     }
 
     /// A formed cluster of `n` nodes (every node knows every other as live), run `settle` more.
-    fn cluster(seed: u64, loss: f64, n: u64, settle: Duration) -> Self {
+    fn cluster(seed: u64, loss: f64, n: u32, settle: Duration) -> Self {
         let mut net = Self::joining(seed, loss, n);
         let n = n as usize;
-        net.run_until_true(secs(90), |net| {
-            net.nodes.values().all(|m| m.live_count() == n)
-        })
-        .expect("the cluster forms within 90 s");
+        net.run_until_true(secs(90), |net| net.running().all(|m| m.live_count() == n))
+            .expect("the cluster forms within 90 s");
         net.run_for(settle);
         net
     }
@@ -109,106 +193,47 @@ impl Net {
     /// Runs in 100 ms steps until `cond` holds; the virtual time it took, or `None` after
     /// `limit`.
     fn run_until_true(&mut self, limit: Duration, cond: impl Fn(&Net) -> bool) -> Option<Duration> {
-        let start = self.now;
-        while self.now - start < limit {
+        let start = self.elapsed();
+        while self.elapsed() - start < limit {
             if cond(self) {
-                return Some(self.now - start);
+                return Some(self.elapsed() - start);
             }
             self.run_for(Duration::from_millis(100));
         }
-        cond(self).then(|| self.now - start)
-    }
-
-    fn flush(&mut self, id: u64) {
-        let Some(node) = self.nodes.get_mut(&id) else {
-            return;
-        };
-        let mut out = Vec::new();
-        while let Some(t) = node.poll_transmit() {
-            out.push(t);
-        }
-        while let Some(e) = node.poll_event() {
-            self.events.push((self.now - self.base, id, e));
-        }
-        for (to, msg) in out {
-            if !matches!(msg, Message::PushPull { .. }) {
-                self.max_packet = self.max_packet.max(msg.encoded_len_estimate());
-            }
-            self.bytes_sent += msg.encoded_len_estimate() as u64;
-            if matches!(msg, Message::Ping { .. }) {
-                *self.pings_sent.entry(id).or_default() += 1;
-            }
-            let crosses = self
-                .partition
-                .as_ref()
-                .is_some_and(|side| side.contains(&id) != side.contains(&to));
-            let lost = self.rng.random::<f64>() < self.loss;
-            if crosses || lost || self.deaf.contains(&to) {
-                continue;
-            }
-            let latency = Duration::from_micros(self.rng.random_range(2_000..8_000));
-            self.sent += 1;
-            self.in_flight
-                .insert((self.now + latency, self.sent), (id, to, msg));
-        }
+        cond(self).then(|| self.elapsed() - start)
     }
 
     fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        self.run_until(end);
-    }
-
-    fn run_until(&mut self, end: Instant) {
-        let mut steps = 0u64;
-        loop {
-            steps += 1;
-            assert!(steps < 5_000_000, "simulation does not make progress");
-            let timer = self
-                .nodes
-                .iter()
-                .filter_map(|(id, n)| n.poll_timeout().map(|t| (t, *id)))
-                .min();
-            let msg = self.in_flight.keys().next().copied();
-            match (timer, msg) {
-                (Some((t, id)), m) if m.is_none_or(|(mt, _)| t <= mt) => {
-                    if t > end {
-                        break;
-                    }
-                    self.now = self.now.max(t);
-                    let now = self.now;
-                    self.nodes.get_mut(&id).unwrap().handle_timeout(now);
-                    self.flush(id);
-                }
-                (_, Some(key)) => {
-                    if key.0 > end {
-                        break;
-                    }
-                    self.now = self.now.max(key.0);
-                    let (from, to, msg) = self.in_flight.remove(&key).unwrap();
-                    let now = self.now;
-                    if let Some(node) = self.nodes.get_mut(&to) {
-                        if let Err(e) = node.handle_message(now, from, msg) {
-                            self.errors.push((to, e));
-                        }
-                        self.flush(to);
+        let end = self.h.now().after(d);
+        while let Some(step) = self.h.step_until(end) {
+            if let Step::Output { at, node, events } = step {
+                let at = Duration::from_micros(at.as_micros());
+                for out in events {
+                    match out {
+                        Out::Event(e) => self.events.push((at, node, e)),
+                        Out::Rejected(e) => self.errors.push((node, e)),
                     }
                 }
-                (None, None) => break,
-                _ => unreachable!(),
             }
         }
-        self.now = self.now.max(end);
     }
 
-    fn state_of(&self, observer: u64, id: u64) -> Option<(MemberState, u64)> {
-        self.nodes[&observer]
+    fn max_packet(&self) -> usize {
+        (0..self.h.len())
+            .map(|id| self.h.node(id).max_packet)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn state_of(&self, observer: NodeId, id: NodeId) -> Option<(MemberState, u64)> {
+        self.node(observer)
             .member(&id)
             .map(|m| (m.state(), m.incarnation()))
     }
 
     /// Whether every running node sees every id in `ids` alive (and nothing else alive).
-    fn all_see_alive(&self, ids: &[u64]) -> bool {
-        self.nodes.values().all(|n| {
+    fn all_see_alive(&self, ids: &[NodeId]) -> bool {
+        self.running().all(|n| {
             n.alive_count() == ids.len()
                 && ids.iter().all(|id| {
                     n.member(id)
@@ -217,7 +242,7 @@ impl Net {
         })
     }
 
-    fn downs(&self) -> Vec<(Duration, u64, u64)> {
+    fn downs(&self) -> Vec<(Duration, NodeId, NodeId)> {
         self.events
             .iter()
             .filter_map(|(t, obs, e)| match e {
@@ -235,21 +260,22 @@ fn secs(s: u64) -> Duration {
 #[test]
 fn twenty_nodes_joining_through_one_seed_converge_to_all_alive() {
     let mut net = Net::joining(1, 0.0, 20);
-    let ids: Vec<u64> = (0..20).collect();
+    let ids: Vec<NodeId> = (0..20).collect();
     // Piggybacked gossip usually does it in about a second; push-pull (every 30 s) catches
     // whatever the limited retransmissions missed.
     let converged = net
         .run_until_true(secs(60), |net| net.all_see_alive(&ids))
         .expect("20 nodes converge within 60 s");
     eprintln!("20 nodes converged in {converged:?}");
-    let (bytes, start) = (net.bytes_sent, net.elapsed());
+    let (bytes, start) = (net.h.traffic().bytes, net.elapsed());
     net.run_for(secs(60));
-    let per_node = (net.bytes_sent - bytes) as f64 / (net.elapsed() - start).as_secs_f64() / 20.0;
+    let per_node =
+        (net.h.traffic().bytes - bytes) as f64 / (net.elapsed() - start).as_secs_f64() / 20.0;
     eprintln!("steady state: {per_node:.0} bytes/s sent per node");
     assert!(net.all_see_alive(&ids));
     assert!(net.errors.is_empty(), "{:?}", net.errors);
     assert!(net.downs().is_empty());
-    for n in net.nodes.values() {
+    for n in net.running() {
         let m = n.member(&7).unwrap();
         assert_eq!(m.meta(), b"/ip4/10.0.0.7/udp/4001/quic-v1");
     }
@@ -263,15 +289,14 @@ fn datagram_messages_stay_under_the_packet_budget() {
         net.kill(id);
     }
     net.run_for(secs(60));
+    let max_packet = net.max_packet();
     assert!(
-        net.max_packet > 200,
-        "piggyback was exercised ({} bytes)",
-        net.max_packet
+        max_packet > 200,
+        "piggyback was exercised ({max_packet} bytes)"
     );
     assert!(
-        net.max_packet <= net.config.max_packet_size,
-        "{} bytes",
-        net.max_packet
+        max_packet <= net.config.max_packet_size,
+        "{max_packet} bytes"
     );
 }
 
@@ -281,7 +306,7 @@ fn killed_node_is_declared_dead_by_all_in_time_and_no_live_node_dies_under_ten_p
     // Under loss a member may be briefly suspected (and refute): every node must know all 20
     // as live.
     assert!(
-        net.nodes.values().all(|n| n.live_count() == 20),
+        net.running().all(|n| n.live_count() == 20),
         "converged despite 10% loss"
     );
     let killed_at = net.elapsed();
@@ -296,17 +321,17 @@ fn killed_node_is_declared_dead_by_all_in_time_and_no_live_node_dies_under_ten_p
     // suspicion timeout, 6 · 4 · log10(20) s ≈ 31.2 s, plus dissemination slack.
     let bound = secs(19) + Duration::from_secs_f64(31.3) + secs(5);
     let mut latest = Duration::ZERO;
-    for observer in net.nodes.keys() {
+    for observer in net.running_ids() {
         let t = downs
             .iter()
-            .find(|(_, o, _)| o == observer)
+            .find(|(_, o, _)| *o == observer)
             .map(|(t, _, _)| *t - killed_at)
             .unwrap_or_else(|| panic!("node {observer} never declared 7 dead"));
         assert!(t <= bound, "node {observer} took {t:?}");
         latest = latest.max(t);
     }
     let first = downs.iter().map(|(t, _, _)| *t - killed_at).min().unwrap();
-    let false_suspicions: BTreeSet<(u64, u64)> = net
+    let false_suspicions: BTreeSet<(NodeId, u64)> = net
         .events
         .iter()
         .filter_map(|(_, _, e)| match e {
@@ -328,7 +353,7 @@ fn killed_node_is_declared_dead_by_all_in_time_and_no_live_node_dies_under_ten_p
 #[test]
 fn suspected_live_node_refutes_and_stays_alive() {
     let mut net = Net::cluster(4, 0.0, 6, secs(10));
-    let ids: Vec<u64> = (0..6).collect();
+    let ids: Vec<NodeId> = (0..6).collect();
     assert!(net.all_see_alive(&ids));
     let inc = net.state_of(2, 3).unwrap().1;
     let forged = Update {
@@ -338,39 +363,32 @@ fn suspected_live_node_refutes_and_stays_alive() {
         meta: vec![],
         from: 1,
     };
-    let now = net.now;
-    net.nodes
-        .get_mut(&2)
-        .unwrap()
-        .handle_message(
-            now,
-            1,
-            Message::Gossip {
-                piggyback: vec![forged],
-            },
-        )
-        .unwrap();
+    net.inject(
+        2,
+        1,
+        Message::Gossip {
+            piggyback: vec![forged],
+        },
+    );
     assert_eq!(net.state_of(2, 3).unwrap().0, MemberState::Suspect);
-    net.flush(2);
     let refuted = net.run_until_true(secs(40), |net| {
         net.all_see_alive(&ids)
             && net
-                .nodes
-                .values()
+                .running()
                 .all(|n| n.member(&3).unwrap().incarnation() > inc)
     });
     assert!(refuted.is_some(), "everyone sees node 3 alive again");
     assert!(
-        net.nodes[&3].local_incarnation() > inc,
+        net.node(3).local_incarnation() > inc,
         "node 3 refuted by bumping its incarnation"
     );
-    for obs in net.nodes.keys() {
+    for obs in net.running_ids() {
         assert_eq!(
-            net.state_of(*obs, 3).unwrap().1,
-            net.nodes[&3].local_incarnation()
+            net.state_of(obs, 3).unwrap().1,
+            net.node(3).local_incarnation()
         );
     }
-    let recovered = |(_, o, e): &(Duration, u64, MembershipEvent<u64>)| {
+    let recovered = |(_, o, e): &(Duration, NodeId, MembershipEvent<NodeId>)| {
         *o == 2 && matches!(e, MembershipEvent::MemberRecovered { id: 3, .. })
     };
     assert!(net.events.iter().any(recovered));
@@ -379,25 +397,27 @@ fn suspected_live_node_refutes_and_stays_alive() {
 
 #[test]
 fn two_halves_partitioned_until_declared_dead_converge_through_push_pull_after_healing() {
-    let mut net = Net::new(5, 0.0);
     // Members must remember the dead ones for longer than the partition plus the detection time,
     // or the halves forget each other (memberlist has the same limit; Serf adds reconnects).
-    net.config.gossip_to_the_dead_time = secs(120);
-    for id in 0..10 {
-        net.add(id);
-    }
+    let config = MembershipConfig {
+        gossip_to_the_dead_time: secs(120),
+        ..MembershipConfig::default()
+    };
+    let mut net = Net::new(5, 0.0, 10, config);
     for id in 1..10 {
         net.join(id, vec![0]);
     }
-    let ids: Vec<u64> = (0..10).collect();
+    let ids: Vec<NodeId> = (0..10).collect();
     let formed = net.run_until_true(secs(60), |net| net.all_see_alive(&ids));
     assert!(formed.is_some());
-    net.partition = Some((0..5).collect());
+    net.h.inject(Fault::Partition(Partition::between([
+        (0..5).collect::<Vec<_>>()
+    ])));
     net.run_for(secs(60));
     // Each side has declared all of the other dead and stopped talking about it: only a
     // push-pull (which also targets dead members) can bring them together again.
-    for obs in 0..10u64 {
-        for id in 0..10u64 {
+    for obs in 0..10 {
+        for id in 0..10 {
             let expected = if (obs < 5) == (id < 5) {
                 MemberState::Alive
             } else {
@@ -409,9 +429,9 @@ fn two_halves_partitioned_until_declared_dead_converge_through_push_pull_after_h
                 "{obs} sees {id}"
             );
         }
-        assert_eq!(net.nodes[&obs].queued_updates(), 0);
+        assert_eq!(net.node(obs).queued_updates(), 0);
     }
-    net.partition = None;
+    net.h.inject(Fault::Heal);
     let healed = net.elapsed();
     let mut converged = None;
     for _ in 0..1200 {
@@ -430,10 +450,8 @@ fn two_halves_partitioned_until_declared_dead_converge_through_push_pull_after_h
 #[test]
 fn graceful_leave_shows_left_everywhere_then_is_reaped() {
     let mut net = Net::cluster(6, 0.0, 6, secs(10));
-    let now = net.now;
-    net.nodes.get_mut(&4).unwrap().leave(now);
-    assert!(net.nodes[&4].has_left());
-    net.flush(4);
+    net.h.act(4, |m, now| m.core.leave(now));
+    assert!(net.node(4).has_left());
     let seen = net.run_until_true(secs(10), |net| {
         [0, 1, 2, 3, 5]
             .iter()
@@ -463,7 +481,6 @@ fn graceful_leave_shows_left_everywhere_then_is_reaped() {
 fn restarted_node_rejoins_alive_above_its_previous_incarnation() {
     let mut net = Net::cluster(7, 0.0, 8, secs(10));
     // Give node 5 a non-zero incarnation first.
-    let now = net.now;
     let suspect = Update {
         member: 5,
         incarnation: 0,
@@ -471,25 +488,19 @@ fn restarted_node_rejoins_alive_above_its_previous_incarnation() {
         meta: vec![],
         from: 1,
     };
-    net.nodes
-        .get_mut(&0)
-        .unwrap()
-        .handle_message(
-            now,
-            1,
-            Message::Gossip {
-                piggyback: vec![suspect],
-            },
-        )
-        .unwrap();
-    net.flush(0);
+    net.inject(
+        0,
+        1,
+        Message::Gossip {
+            piggyback: vec![suspect],
+        },
+    );
     net.run_for(secs(5));
-    let old = net.nodes[&5].local_incarnation();
+    let old = net.node(5).local_incarnation();
     assert!(old >= 1);
     net.kill(5);
     let all_dead = net.run_until_true(secs(60), |net| {
-        net.nodes
-            .values()
+        net.running()
             .all(|n| n.member(&5).unwrap().state() == MemberState::Dead)
     });
     assert!(all_dead.is_some());
@@ -500,59 +511,58 @@ fn restarted_node_rejoins_alive_above_its_previous_incarnation() {
             "seen by {obs}"
         );
     }
-    net.add(5);
-    assert_eq!(net.nodes[&5].local_incarnation(), 0);
+    net.restart_fresh(5);
+    assert_eq!(net.node(5).local_incarnation(), 0);
     net.join(5, vec![0]);
-    let ids: Vec<u64> = (0..8).collect();
+    let ids: Vec<NodeId> = (0..8).collect();
     let rejoined = net.run_until_true(secs(60), |net| {
-        let new = net.nodes[&5].local_incarnation();
+        let new = net.node(5).local_incarnation();
         net.all_see_alive(&ids)
             && net
-                .nodes
-                .values()
+                .running()
                 .all(|n| n.member(&5).unwrap().incarnation() == new)
     });
     assert!(rejoined.is_some(), "everyone sees the restarted node alive");
-    let new = net.nodes[&5].local_incarnation();
+    let new = net.node(5).local_incarnation();
     assert!(
         new > old,
         "learned its old incarnation {old} and refuted it: {new}"
     );
-    for obs in net.nodes.keys() {
-        assert_eq!(net.state_of(*obs, 5), Some((MemberState::Alive, new)));
+    for obs in net.running_ids() {
+        assert_eq!(net.state_of(obs, 5), Some((MemberState::Alive, new)));
     }
 }
 
 #[test]
 fn local_health_rises_when_acks_are_missed_and_probing_slows() {
     let mut net = Net::cluster(8, 0.0, 6, secs(10));
-    assert_eq!(net.nodes[&0].health_score(), 0);
-    net.deaf.insert(0);
-    net.pings_sent.clear();
+    assert_eq!(net.node(0).health_score(), 0);
+    net.deaf.borrow_mut().insert(0);
+    for id in 0..6 {
+        net.h.node_mut(id).pings = 0;
+    }
     net.run_for(secs(20));
-    let n0 = &net.nodes[&0];
+    let n0 = net.node(0);
     assert!(n0.health_score() >= 3, "health score {}", n0.health_score());
     assert!(n0.current_probe_interval() > net.config.probe_interval);
-    let deaf_pings = net.pings_sent[&0];
-    let healthy_pings = net.pings_sent[&1];
+    let deaf_pings = net.h.node(0).pings;
+    let healthy_pings = net.h.node(1).pings;
     eprintln!("in 20 s a deaf node sent {deaf_pings} pings, a healthy one {healthy_pings}");
     assert!(deaf_pings * 2 < healthy_pings);
     // Healthy again: successful probes bring the score back down.
-    net.deaf.clear();
+    net.deaf.borrow_mut().clear();
     net.run_for(secs(120));
-    assert_eq!(net.nodes[&0].health_score(), 0);
+    assert_eq!(net.node(0).health_score(), 0);
 }
 
 #[test]
 fn join_retries_the_next_seed_when_the_first_does_not_answer() {
-    let mut net = Net::new(9, 0.0);
-    for id in [0, 1] {
-        net.add(id);
-    }
+    // Node 42 does not exist: a datagram to it goes nowhere.
+    let mut net = Net::new(9, 0.0, 2, MembershipConfig::default());
     net.join(1, vec![42, 0]);
-    assert!(net.nodes[&1].is_joining());
+    assert!(net.node(1).is_joining());
     net.run_for(secs(5));
-    assert!(!net.nodes[&1].is_joining());
+    assert!(!net.node(1).is_joining());
     assert!(
         net.events
             .iter()

@@ -12,7 +12,7 @@
 //! and goes on.
 //!
 //! **Steady state.** From convergence, `steady` of virtual time is observed: the messages and
-//! (estimated, [`Message::encoded_len_estimate`]) bytes sent in that window give
+//! (estimated, [`Message::encoded_len_estimate`](bavard_gossip::membership::Message::encoded_len_estimate)) bytes sent in that window give
 //! `msgs_per_member_s` and `bytes_per_member_s`.
 //!
 //! **Failures.** Then `kill` random members crash at once: they receive and send nothing from then
@@ -31,19 +31,21 @@
 //!   `suspected_live`/`suspicions`: the same for suspicions, which Lifeguard expects and refutes;
 //! - loss applies to every message, join requests included, with the probability `loss`.
 
+mod node;
+
 use std::time::{Duration, Instant};
 
-use bavard_gossip::membership::{Membership, MembershipConfig, MembershipEvent, Message};
+use bavard_gossip::membership::{Membership, MembershipConfig, MembershipEvent};
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::NodeId;
-use crate::engine::{Clock, EventQueue, SimTime};
+use crate::engine::SimTime;
 use crate::error::SimError;
-use crate::gossip::{NODE_STREAMS, deadline_time};
+use crate::harness::{Fault, Harness, Network, Step, Traffic};
 use crate::latency::{LatencyConfig, LatencyModel};
-use crate::network::Network;
+use crate::loss::Loss;
 use crate::rng::{hash_words, seeded, stream};
 use crate::stats::Samples;
 
@@ -164,21 +166,44 @@ pub struct MembershipReport {
 pub fn run_membership_sim(config: &MembershipSimConfig) -> Result<MembershipReport, SimError> {
     config.validate()?;
     let wall = Instant::now();
+    let mut h = cluster(config);
+    for i in 0..config.nodes {
+        h.schedule(
+            SimTime::ZERO.after(config.join_interval * i),
+            Event::Join(i),
+        );
+    }
+    h.schedule(SimTime::ZERO.after(CHECK_PERIOD), Event::Check);
     let mut sim = Sim::new(config);
-    sim.run();
-    Ok(sim.report(wall))
+    let virtual_end = sim.run(&mut h);
+    Ok(sim.report(&h, virtual_end, wall))
 }
 
+type Node = Membership<NodeId, ChaCha8Rng>;
+
+/// The experiment's own events.
 enum Event {
     Join(NodeId),
-    Deliver {
-        from: NodeId,
-        to: NodeId,
-        msg: Message<NodeId>,
-    },
-    Timer(NodeId),
     Check,
     Kill,
+}
+
+/// `nodes` members on the latency plane, each with its own RNG stream and its id as metadata.
+fn cluster(config: &MembershipSimConfig) -> Harness<Node, Event> {
+    let n = config.nodes;
+    let latency =
+        LatencyModel::random(n, config.latency, &mut seeded(config.seed, stream::LATENCY));
+    let (seed, meta_len, membership) = (config.seed, config.meta_len, config.membership.clone());
+    Network::new(n, latency)
+        .with_loss(Loss::new(config.loss, hash_words(&[config.seed, 0x051f])).with_stream(3))
+        .build(move |i, now| {
+            let rng = seeded(seed, stream::NODES + u64::from(i));
+            let mut meta = vec![0u8; meta_len];
+            let id = i.to_be_bytes();
+            let l = id.len().min(meta.len());
+            meta[..l].copy_from_slice(&id[..l]);
+            Membership::new(i, meta, membership.clone(), rng, now)
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,17 +213,16 @@ enum Phase {
     Detecting,
 }
 
+/// What the experiment tracks; the harness holds the cluster.
 struct Sim<'a> {
     config: &'a MembershipSimConfig,
-    clock: Clock,
-    queue: EventQueue<Event>,
-    net: Network,
-    nodes: Vec<Membership<NodeId, ChaCha8Rng>>,
-    armed: Vec<Option<SimTime>>,
     phase: Phase,
     converged: Option<SimTime>,
     steady_start: Option<SimTime>,
     kill_at: Option<SimTime>,
+    /// Traffic when the steady state started, then what it sent.
+    steady_from: Traffic,
+    steady: Traffic,
     /// Index of each node in the kill list, if it is to be killed.
     victim: Vec<Option<u32>>,
     victims: Vec<NodeId>,
@@ -210,30 +234,11 @@ struct Sim<'a> {
     suspected: Vec<bool>,
     false_positive_events: u64,
     suspicions: u64,
-    sends: u64,
-    steady_msgs: u64,
-    steady_bytes: u64,
-    rejected: u64,
 }
 
 impl<'a> Sim<'a> {
     fn new(config: &'a MembershipSimConfig) -> Self {
         let n = config.nodes;
-        let latency =
-            LatencyModel::random(n, config.latency, &mut seeded(config.seed, stream::LATENCY));
-        let net = Network::new(latency, config.loss, hash_words(&[config.seed, 0x051f]));
-        let clock = Clock::new(Instant::now());
-        let start = clock.instant(SimTime::ZERO);
-        let nodes = (0..n)
-            .map(|i| {
-                let rng = seeded(config.seed, NODE_STREAMS + u64::from(i));
-                let mut meta = vec![0u8; config.meta_len];
-                let id = i.to_be_bytes();
-                let l = id.len().min(meta.len());
-                meta[..l].copy_from_slice(&id[..l]);
-                Membership::new(i, meta, config.membership.clone(), rng, start)
-            })
-            .collect();
         let mut victims: Vec<NodeId> = sample(
             &mut seeded(config.seed, stream::CHURN),
             n as usize,
@@ -247,25 +252,14 @@ impl<'a> Sim<'a> {
         for (k, &v) in victims.iter().enumerate() {
             victim[v as usize] = Some(k as u32);
         }
-        let mut queue = EventQueue::new();
-        for i in 0..n {
-            queue.schedule(
-                SimTime::ZERO.after(config.join_interval * i),
-                Event::Join(i),
-            );
-        }
-        queue.schedule(SimTime::ZERO.after(CHECK_PERIOD), Event::Check);
         Self {
             config,
-            clock,
-            queue,
-            net,
-            nodes,
-            armed: vec![None; n as usize],
             phase: Phase::Joining,
             converged: None,
             steady_start: None,
             kill_at: None,
+            steady_from: Traffic::default(),
+            steady: Traffic::default(),
             declared: vec![vec![None; n as usize]; victims.len()],
             victim,
             victims,
@@ -274,10 +268,6 @@ impl<'a> Sim<'a> {
             suspected: vec![false; n as usize],
             false_positive_events: 0,
             suspicions: 0,
-            sends: 0,
-            steady_msgs: 0,
-            steady_bytes: 0,
-            rejected: 0,
         }
     }
 
@@ -285,119 +275,79 @@ impl<'a> Sim<'a> {
         SimTime::ZERO.after(self.config.join_interval * (self.config.nodes - 1))
     }
 
-    fn run(&mut self) {
-        while let Some((t, event)) = self.queue.pop() {
-            if let Some(k) = self.kill_at
-                && (t > k.after(self.config.detect_cap) || self.pending == 0)
-            {
-                break;
-            }
-            let now = self.clock.instant(t);
-            match event {
-                Event::Join(i) => {
-                    if i != 0 {
-                        self.nodes[i as usize].join(now, vec![0]);
+    /// Runs until every live member declared every victim dead, or the detection cap; returns the
+    /// virtual time the run stopped at: that of the first event it did not run.
+    fn run(&mut self, h: &mut Harness<Node, Event>) -> SimTime {
+        loop {
+            let step = match self.kill_at {
+                Some(_) if self.pending == 0 => break,
+                Some(kill) => h.step_until(kill.after(self.config.detect_cap)),
+                None => h.step(),
+            };
+            match step {
+                None => break,
+                Some(Step::External { at, event }) => match event {
+                    Event::Join(i) => {
+                        h.act(i, |m, now| {
+                            if i != 0 {
+                                m.join(now, vec![0]);
+                            }
+                        });
                     }
-                    self.drive(i);
-                }
-                Event::Deliver { from, to, msg } => {
-                    if !self.net.is_alive(to) {
-                        continue;
+                    Event::Check => self.check(h, at),
+                    Event::Kill => {
+                        self.phase = Phase::Detecting;
+                        self.kill_at = Some(at);
+                        self.steady = h.traffic().since(&self.steady_from);
+                        for &v in &self.victims {
+                            h.inject(Fault::Crash(v));
+                        }
+                        self.pending = self.victims.len() as u64 * u64::from(h.up_count());
                     }
-                    if self.nodes[to as usize]
-                        .handle_message(now, from, msg)
-                        .is_err()
-                    {
-                        self.rejected += 1;
+                },
+                Some(Step::Output { at, node, events }) => {
+                    for event in events {
+                        self.observe(h, at, node, event);
                     }
-                    self.drive(to);
-                }
-                Event::Timer(i) => {
-                    if self.armed[i as usize] != Some(t) || !self.net.is_alive(i) {
-                        continue;
-                    }
-                    self.armed[i as usize] = None;
-                    self.nodes[i as usize].handle_timeout(now);
-                    self.drive(i);
-                }
-                Event::Check => self.check(t),
-                Event::Kill => {
-                    self.phase = Phase::Detecting;
-                    self.kill_at = Some(t);
-                    for &v in &self.victims {
-                        self.net.kill(v);
-                    }
-                    self.pending = self.victims.len() as u64 * u64::from(self.net.live_count());
                 }
             }
         }
+        h.next_event_at().unwrap_or(h.now())
     }
 
     /// During the join: has every node seen every other alive? Once it has (or the cap passed),
     /// the steady state starts and the crash is scheduled after it.
-    fn check(&mut self, t: SimTime) {
+    fn check(&mut self, h: &mut Harness<Node, Event>, t: SimTime) {
         if self.phase != Phase::Joining {
             return;
         }
-        let n = self.config.nodes as usize;
+        let n = self.config.nodes;
         // Live = alive or suspect: under loss some member is always briefly suspected somewhere,
         // and Lifeguard refutes it, so "nobody suspect anywhere" may never hold.
-        let all = self.nodes.iter().all(|m| m.live_count() == n);
+        let all = (0..n).all(|i| h.node(i).live_count() == n as usize);
         let capped = t > self.last_join().after(self.config.converge_cap);
         if all || capped {
             if all {
                 self.converged = Some(t);
             }
             self.phase = Phase::Steady;
-            self.queue
-                .schedule(t.after(self.config.steady), Event::Kill);
+            h.schedule(t.after(self.config.steady), Event::Kill);
             // Measurements start now; `converged` stays `None` when capped.
             self.steady_start = Some(t);
+            self.steady_from = *h.traffic();
         } else {
-            self.queue.schedule(t.after(CHECK_PERIOD), Event::Check);
-        }
-    }
-
-    /// Drains a node's outputs into the network and the counters, then re-arms its timer.
-    fn drive(&mut self, node: NodeId) {
-        let now = self.queue.now();
-        while let Some((to, msg)) = self.nodes[node as usize].poll_transmit() {
-            if self.phase == Phase::Steady {
-                self.steady_msgs += 1;
-                self.steady_bytes += msg.encoded_len_estimate() as u64;
-            }
-            self.sends += 1;
-            if !self.net.is_alive(to)
-                || self
-                    .net
-                    .is_lost(&[3, u64::from(node), u64::from(to), self.sends])
-            {
-                continue;
-            }
-            let at = now.after(self.net.one_way(node, to));
-            self.queue.schedule(
-                at,
-                Event::Deliver {
-                    from: node,
-                    to,
-                    msg,
-                },
-            );
-        }
-        while let Some(event) = self.nodes[node as usize].poll_event() {
-            self.observe(now, node, event);
-        }
-        if let Some(at) = self.nodes[node as usize].poll_timeout() {
-            let t = deadline_time(&self.clock, at).max(now);
-            if self.armed[node as usize] != Some(t) {
-                self.armed[node as usize] = Some(t);
-                self.queue.schedule(t, Event::Timer(node));
-            }
+            h.schedule(t.after(CHECK_PERIOD), Event::Check);
         }
     }
 
     /// Records what `node` concluded about a member.
-    fn observe(&mut self, now: SimTime, node: NodeId, event: MembershipEvent<NodeId>) {
+    fn observe(
+        &mut self,
+        h: &Harness<Node, Event>,
+        now: SimTime,
+        node: NodeId,
+        event: MembershipEvent<NodeId>,
+    ) {
         if self.phase == Phase::Joining {
             return;
         }
@@ -406,11 +356,11 @@ impl<'a> Sim<'a> {
             MembershipEvent::MemberSuspect { id, .. } => (id, false),
             _ => return,
         };
-        let crashed = self.phase == Phase::Detecting && !self.net.is_alive(id);
+        let crashed = self.phase == Phase::Detecting && !h.is_up(id);
         if crashed {
             if dead
                 && let Some(k) = self.victim[id as usize]
-                && self.net.is_alive(node)
+                && h.is_up(node)
             {
                 let slot = &mut self.declared[k as usize][node as usize];
                 if slot.is_none() {
@@ -429,7 +379,12 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn report(&self, wall: Instant) -> MembershipReport {
+    fn report(
+        &self,
+        h: &Harness<Node, Event>,
+        virtual_end: SimTime,
+        wall: Instant,
+    ) -> MembershipReport {
         let cap_s = self.config.detect_cap.as_secs_f64();
         let mut last = Samples::new();
         let mut first = Samples::new();
@@ -439,7 +394,7 @@ impl<'a> Sim<'a> {
                 let mut latest: Option<f64> = Some(0.0);
                 let mut earliest: Option<f64> = None;
                 for (node, at) in declared.iter().enumerate() {
-                    if !self.net.is_alive(node as NodeId) {
+                    if !h.is_up(node as NodeId) {
                         continue;
                     }
                     match at {
@@ -481,10 +436,10 @@ impl<'a> Sim<'a> {
             false_positive_events: self.false_positive_events,
             suspected_live: self.suspected.iter().filter(|&&a| a).count() as u32,
             suspicions: self.suspicions,
-            msgs_per_member_s: self.steady_msgs as f64 / per_member_s,
-            bytes_per_member_s: self.steady_bytes as f64 / per_member_s,
-            rejected: self.rejected,
-            virtual_s: self.queue.now().as_micros() as f64 / 1e6,
+            msgs_per_member_s: self.steady.sent as f64 / per_member_s,
+            bytes_per_member_s: self.steady.bytes as f64 / per_member_s,
+            rejected: h.traffic().rejected,
+            virtual_s: virtual_end.as_micros() as f64 / 1e6,
             wall_s: wall.elapsed().as_secs_f64(),
         }
     }

@@ -15,7 +15,7 @@
 //! **Failures.** With `kill`, that share of the nodes dies at once after the warm-up, one
 //! `interval` before the first measured message. A dead node drops everything it receives and
 //! sends nothing. A live node learns that a peer is dead when it sends to it (a
-//! connection-oriented transport sees a reset): the driver reports
+//! connection-oriented transport sees a reset, [`Transport::Connection`]): the harness reports
 //! [`Broadcast::peer_down`] at once and the message is not delivered. A node whose every active
 //! neighbour died sends nothing, so with this rule alone it stays cut off until its next shuffle
 //! (30–60 s); `conn_close_after` adds what a transport with keepalives reports: the connections
@@ -24,7 +24,7 @@
 //! **Measurement.** `messages` messages from random live publishers, one every `interval`; the
 //! run ends `drain` after the last. Every link has the plane's one-way latency and is FIFO; with
 //! `loss` each message is dropped with that probability (decided by a hash of sender, receiver
-//! and send number, see [`Network::is_lost`]).
+//! and send number, see [`crate::loss`]).
 //!
 //! **Figures** ([`GossipReport`]), over the measured messages and the nodes alive during them:
 //! - `delivery_ratio`: deliveries / (messages × (live nodes − 1)) (the publisher does not count);
@@ -39,35 +39,36 @@
 //! `IHAVE`/`IWANT`), as gossipsub's mesh does. A send to a dead peer removes it from the mesh;
 //! every second (gossipsub's heartbeat) a node with fewer than `D_lo = 4` mesh peers grafts random
 //! live peers back up to `D`. Its RMR therefore sits near `D − 2`.
+//!
+//! Both strategies run on the [harness](crate::harness): ours through an adapter that counts the
+//! payload copies its core sends (`node.rs`), the mesh as a node of its own (`mesh.rs`).
+
+mod mesh;
+mod node;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bavard_gossip::broadcast::{
-    Broadcast, BroadcastConfig, BroadcastEvent, Message, MessageBody, MessageId, TopicId,
+    Broadcast, BroadcastConfig, Message, MessageBody, MessageId, TopicId,
 };
 use rand::Rng;
 use rand::seq::index::sample;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use self::mesh::{HEARTBEAT, MeshNode, MeshOut, build_mesh, heartbeat};
+use self::node::{GossipNode, Out};
 use crate::NodeId;
-use crate::engine::{Clock, EventQueue, SimTime};
+use crate::engine::SimTime;
 use crate::error::SimError;
+use crate::harness::{Fault, Harness, Network, Step, Transport};
 use crate::latency::{LatencyConfig, LatencyModel};
-use crate::network::Network;
+use crate::loss::Loss;
 use crate::rng::{hash_words, seeded, stream};
 use crate::stats::Samples;
 
 /// The topic every node joins.
 const TOPIC: TopicId = TopicId([0x5e; 32]);
-/// The first RNG stream of the per-node cores (node `i` uses `NODE_STREAMS + i`).
-pub(crate) const NODE_STREAMS: u64 = 1 << 32;
-/// gossipsub's mesh degree and its lower bound.
-const MESH_D: usize = 6;
-const MESH_D_LO: usize = 4;
-/// gossipsub's heartbeat period.
-const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Parameters of [`run_gossip_sim`].
 #[derive(Debug, Clone, PartialEq)]
@@ -281,19 +282,9 @@ impl Plan {
         }
     }
 
-    fn network(&self, loss: f64) -> Network {
-        Network::new(self.latency.clone(), loss, self.loss_seed)
-    }
-}
-
-/// The virtual time of a core's deadline, rounded *up* to the microsecond: rounding down would
-/// wake the core just before its deadline, where it has nothing to do, forever.
-pub(crate) fn deadline_time(clock: &Clock, at: Instant) -> SimTime {
-    let t = clock.sim_time(at);
-    if clock.instant(t) < at {
-        SimTime::from_micros(t.as_micros() + 1)
-    } else {
-        t
+    /// The loss of one strategy's run: `stream` keeps the strategies' decisions apart.
+    fn loss(&self, rate: f64, stream: u64) -> Loss {
+        Loss::new(rate, self.loss_seed).with_stream(stream)
     }
 }
 
@@ -337,8 +328,8 @@ struct Tally {
     ldh_mean: f64,
 }
 
-fn tally(messages: &[Tracked], net: &Network) -> Tally {
-    let live = net.live_count();
+/// `is_up` tells which nodes count (those alive during the messages), `live` how many they are.
+fn tally(messages: &[Tracked], is_up: impl Fn(NodeId) -> bool, live: u32) -> Tally {
     let others = f64::from(live.saturating_sub(1).max(1));
     let mut delivered = 0u64;
     let mut complete = 0u32;
@@ -351,7 +342,7 @@ fn tally(messages: &[Tracked], net: &Network) -> Tally {
             .received
             .iter()
             .enumerate()
-            .filter(|&(i, &r)| r && net.is_alive(i as NodeId) && i as NodeId != m.publisher)
+            .filter(|&(i, &r)| r && is_up(i as NodeId) && i as NodeId != m.publisher)
             .count() as u64;
         delivered += got;
         let ratio = got as f64 / others;
@@ -386,68 +377,27 @@ fn payload_index(p: &[u8]) -> Option<u32> {
 
 // ----- ours: HyParView + Plumtree -----
 
+/// The events of the run of ours.
 enum Event {
     Join(NodeId),
-    Deliver {
-        from: NodeId,
-        to: NodeId,
-        msg: Message<NodeId>,
-    },
-    Timer(NodeId),
     Publish(u32),
     Kill,
     ConnClose,
 }
 
-struct Ours<'a> {
-    config: &'a GossipSimConfig,
-    clock: Clock,
-    queue: EventQueue<Event>,
-    net: Network,
-    nodes: Vec<Broadcast<NodeId, ChaCha8Rng>>,
-    armed: Vec<Option<SimTime>>,
-    tracked: Vec<Tracked>,
-    ids: HashMap<MessageId, u32>,
-    latencies: Samples,
-    sends: u64,
-    measuring: bool,
-    measured_msgs: u64,
-    measured_bytes: u64,
-    rejected: u64,
-}
-
 fn run_ours(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
     let wall = Instant::now();
     let n = config.nodes;
-    let clock = Clock::new(Instant::now());
-    let nodes = (0..n)
-        .map(|i| {
-            let rng = seeded(config.seed, NODE_STREAMS + u64::from(i));
-            Broadcast::new(i, config.broadcast.clone(), rng)
-        })
-        .collect();
-    let mut sim = Ours {
-        config,
-        clock,
-        queue: EventQueue::new(),
-        net: plan.network(config.loss),
-        nodes,
-        armed: vec![None; n as usize],
-        tracked: plan
-            .publishers
-            .iter()
-            .map(|&p| Tracked::new(n, p))
-            .collect(),
-        ids: HashMap::new(),
-        latencies: Samples::new(),
-        sends: 0,
-        measuring: false,
-        measured_msgs: 0,
-        measured_bytes: 0,
-        rejected: 0,
-    };
+    let (seed, broadcast) = (config.seed, config.broadcast.clone());
+    let mut h: Harness<_, Event> = Network::new(n, plan.latency.clone())
+        .with_loss(plan.loss(config.loss, 1))
+        .with_transport(Transport::Connection)
+        .build(move |i, _| {
+            let rng = seeded(seed, stream::NODES + u64::from(i));
+            GossipNode::new(Broadcast::new(i, broadcast.clone(), rng))
+        });
     for i in 0..n {
-        sim.queue.schedule(
+        h.schedule(
             SimTime::ZERO.after(config.join_interval * i),
             Event::Join(i),
         );
@@ -455,36 +405,126 @@ fn run_ours(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
     let settled = SimTime::ZERO.after(config.join_interval * (n - 1) + config.settle);
     let warmup = config.warmup_messages;
     for k in 0..warmup {
-        sim.queue
-            .schedule(settled.after(config.interval * k), Event::Publish(k));
+        h.schedule(settled.after(config.interval * k), Event::Publish(k));
     }
-    sim.queue
-        .schedule(settled.after(config.interval * warmup), Event::Kill);
+    h.schedule(settled.after(config.interval * warmup), Event::Kill);
     for j in 0..config.messages {
         let at = settled.after(config.interval * (warmup + 1 + j));
-        sim.queue.schedule(at, Event::Publish(warmup + j));
+        h.schedule(at, Event::Publish(warmup + j));
     }
     let end = settled
         .after(config.interval * (warmup + config.messages))
         .after(config.drain);
-    sim.run(end, plan);
 
-    let warm = &sim.tracked[..warmup as usize];
+    let mut tracked: Vec<Tracked> = plan
+        .publishers
+        .iter()
+        .map(|&p| Tracked::new(n, p))
+        .collect();
+    let mut ids: HashMap<MessageId, u32> = HashMap::new();
+    let mut latencies = Samples::new();
+    let mut measured_from = None;
+    let mut rng = seeded(config.seed, stream::JOIN);
+    while let Some(step) = h.step_until(end) {
+        match step {
+            Step::External { at, event } => match event {
+                Event::Join(i) => {
+                    let contacts = if i == 0 {
+                        Vec::new()
+                    } else {
+                        vec![rng.random_range(0..i)]
+                    };
+                    h.act(i, |node, now| node.core.join_topic(now, TOPIC, contacts))
+                        .expect("nobody is down during the joins")
+                        .expect("one topic fits the limits");
+                }
+                Event::Publish(k) => {
+                    if k == warmup {
+                        measured_from = Some(*h.traffic());
+                    }
+                    let tr = &mut tracked[k as usize];
+                    tr.published = at;
+                    let body = payload(k, config.payload_len());
+                    let id = h
+                        .act(tr.publisher, |node, now| {
+                            node.core.publish(now, TOPIC, body)
+                        })
+                        .expect("publishers are alive")
+                        .expect("the topic is joined and the payload fits");
+                    ids.insert(id, k);
+                }
+                Event::Kill => {
+                    for &k in &plan.killed {
+                        h.inject(Fault::Crash(k));
+                    }
+                    if let Some(d) = config.conn_close_after {
+                        h.schedule(at.after(d), Event::ConnClose);
+                    }
+                }
+                Event::ConnClose => {
+                    for i in 0..n {
+                        if !h.is_up(i) {
+                            continue;
+                        }
+                        let dead: Vec<NodeId> = h
+                            .node(i)
+                            .core
+                            .active_view(&TOPIC)
+                            .into_iter()
+                            .filter(|&p| !h.is_up(p))
+                            .collect();
+                        h.act(i, |node, now| {
+                            for p in &dead {
+                                node.core.peer_down(now, p);
+                            }
+                        });
+                    }
+                }
+            },
+            Step::Output { at, node, events } => {
+                for event in events {
+                    match event {
+                        Out::PayloadSent(id) => {
+                            if let Some(&k) = ids.get(&id) {
+                                tracked[k as usize].copies += 1;
+                            }
+                        }
+                        Out::Received { payload, hops } => {
+                            if let Some(k) = payload_index(&payload)
+                                && let Some(tr) = tracked.get_mut(k as usize)
+                                && !tr.received[node as usize]
+                            {
+                                tr.received[node as usize] = true;
+                                tr.receivers += 1;
+                                tr.ldh = tr.ldh.max(u32::from(hops));
+                                if k >= warmup {
+                                    latencies
+                                        .push(at.as_millis_f64() - tr.published.as_millis_f64());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let warm = &tracked[..warmup as usize];
     let (warmup_delivery_ratio, warmup_rmr) = if warm.is_empty() {
         (None, None)
     } else {
         // Every node was alive during the warm-up.
-        let all = plan.network(0.0);
-        let t = tally(warm, &all);
+        let t = tally(warm, |_| true, n);
         (Some(t.delivery_ratio), Some(t.rmr))
     };
-    let t = tally(&sim.tracked[warmup as usize..], &sim.net);
-    let live = f64::from(sim.net.live_count());
+    let t = tally(&tracked[warmup as usize..], |i| h.is_up(i), h.up_count());
+    let measured = h.traffic().since(&measured_from.unwrap_or_default());
+    let live = f64::from(h.up_count());
     let m = f64::from(config.messages);
     GossipReport {
         strategy: GossipStrategy::Ours.name().to_owned(),
         nodes: n,
-        live_nodes: sim.net.live_count(),
+        live_nodes: h.up_count(),
         killed: plan.killed.len() as u32,
         conn_close_ms: config.conn_close_after.map(|d| d.as_millis() as u64),
         messages: config.messages,
@@ -497,178 +537,21 @@ fn run_ours(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
         rmr: t.rmr,
         ldh_max: t.ldh_max,
         ldh_mean: t.ldh_mean,
-        latency_ms_p50: sim.latencies.percentile(50.0),
-        latency_ms_p99: sim.latencies.percentile(99.0),
-        msgs_per_node_per_message: sim.measured_msgs as f64 / live / m,
-        bytes_per_node_per_message: sim.measured_bytes as f64 / live / m,
+        latency_ms_p50: latencies.percentile(50.0),
+        latency_ms_p99: latencies.percentile(99.0),
+        msgs_per_node_per_message: measured.sent as f64 / live / m,
+        bytes_per_node_per_message: measured.bytes as f64 / live / m,
         warmup_delivery_ratio,
         warmup_rmr,
-        rejected: sim.rejected,
+        rejected: h.traffic().rejected,
         wall_s: wall.elapsed().as_secs_f64(),
-    }
-}
-
-impl Ours<'_> {
-    fn run(&mut self, end: SimTime, plan: &Plan) {
-        let mut rng = seeded(self.config.seed, stream::JOIN);
-        while let Some((t, event)) = self.queue.pop() {
-            if t > end {
-                break;
-            }
-            let now = self.clock.instant(t);
-            match event {
-                Event::Join(i) => {
-                    let contacts = if i == 0 {
-                        Vec::new()
-                    } else {
-                        vec![rng.random_range(0..i)]
-                    };
-                    self.nodes[i as usize]
-                        .join_topic(now, TOPIC, contacts)
-                        .expect("one topic fits the limits");
-                    self.drive(i);
-                }
-                Event::Deliver { from, to, msg } => {
-                    if !self.net.is_alive(to) {
-                        continue;
-                    }
-                    if self.nodes[to as usize]
-                        .handle_message(now, from, msg)
-                        .is_err()
-                    {
-                        self.rejected += 1;
-                    }
-                    self.drive(to);
-                }
-                Event::Timer(i) => {
-                    if self.armed[i as usize] != Some(t) || !self.net.is_alive(i) {
-                        continue;
-                    }
-                    self.armed[i as usize] = None;
-                    self.nodes[i as usize].handle_timeout(now);
-                    self.drive(i);
-                }
-                Event::Publish(k) => {
-                    if k == self.config.warmup_messages {
-                        self.measuring = true;
-                    }
-                    let tr = &mut self.tracked[k as usize];
-                    tr.published = t;
-                    let publisher = tr.publisher;
-                    let body = payload(k, self.config.payload_len());
-                    let id = self.nodes[publisher as usize]
-                        .publish(now, TOPIC, body)
-                        .expect("the topic is joined and the payload fits");
-                    self.ids.insert(id, k);
-                    self.drive(publisher);
-                }
-                Event::Kill => {
-                    for &k in &plan.killed {
-                        self.net.kill(k);
-                    }
-                    if let Some(d) = self.config.conn_close_after {
-                        self.queue.schedule(t.after(d), Event::ConnClose);
-                    }
-                }
-                Event::ConnClose => {
-                    for i in 0..self.config.nodes {
-                        if !self.net.is_alive(i) {
-                            continue;
-                        }
-                        let dead: Vec<NodeId> = self.nodes[i as usize]
-                            .active_view(&TOPIC)
-                            .into_iter()
-                            .filter(|&p| !self.net.is_alive(p))
-                            .collect();
-                        for p in &dead {
-                            self.nodes[i as usize].peer_down(now, p);
-                        }
-                        self.drive(i);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Drains a node's outputs into the network and the counters, then re-arms its timer.
-    fn drive(&mut self, node: NodeId) {
-        let now = self.queue.now();
-        let instant = self.clock.instant(now);
-        let mut down = Vec::new();
-        loop {
-            while let Some((to, msg)) = self.nodes[node as usize].poll_transmit() {
-                if !self.net.is_alive(to) {
-                    // The connection is reset: the sender learns at once, nothing is delivered.
-                    down.push(to);
-                    continue;
-                }
-                if self.measuring {
-                    self.measured_msgs += 1;
-                    self.measured_bytes += msg.encoded_len_estimate() as u64;
-                }
-                if let MessageBody::Gossip { id, .. } = &msg.body
-                    && let Some(&k) = self.ids.get(id)
-                {
-                    self.tracked[k as usize].copies += 1;
-                }
-                self.sends += 1;
-                if self
-                    .net
-                    .is_lost(&[1, u64::from(node), u64::from(to), self.sends])
-                {
-                    continue;
-                }
-                let at = now.after(self.net.one_way(node, to));
-                self.queue.schedule(
-                    at,
-                    Event::Deliver {
-                        from: node,
-                        to,
-                        msg,
-                    },
-                );
-            }
-            while let Some(event) = self.nodes[node as usize].poll_event() {
-                if let BroadcastEvent::Received { payload, hops, .. } = event
-                    && let Some(k) = payload_index(&payload)
-                    && let Some(tr) = self.tracked.get_mut(k as usize)
-                    && !tr.received[node as usize]
-                {
-                    tr.received[node as usize] = true;
-                    tr.receivers += 1;
-                    tr.ldh = tr.ldh.max(u32::from(hops));
-                    if k >= self.config.warmup_messages {
-                        let ms = now.as_millis_f64() - tr.published.as_millis_f64();
-                        self.latencies.push(ms);
-                    }
-                }
-            }
-            if down.is_empty() {
-                break;
-            }
-            for peer in down.drain(..) {
-                self.nodes[node as usize].peer_down(instant, &peer);
-            }
-        }
-        if let Some(at) = self.nodes[node as usize].poll_timeout() {
-            let t = deadline_time(&self.clock, at).max(now);
-            if self.armed[node as usize] != Some(t) {
-                self.armed[node as usize] = Some(t);
-                self.queue.schedule(t, Event::Timer(node));
-            }
-        }
     }
 }
 
 // ----- baseline: gossipsub-like mesh -----
 
+/// The events of the baseline's run.
 enum MeshEvent {
-    Deliver {
-        from: NodeId,
-        to: NodeId,
-        index: u32,
-        hops: u32,
-    },
     Publish(u32),
     Heartbeat,
 }
@@ -677,16 +560,6 @@ fn run_baseline(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
     let wall = Instant::now();
     let n = config.nodes;
     let mut rng = seeded(config.seed, stream::JOIN ^ 0xba5e);
-    let mut net = plan.network(config.loss);
-    let mesh = &mut build_mesh(n, &mut rng);
-    for &k in &plan.killed {
-        net.kill(k);
-    }
-    let warmup = config.warmup_messages as usize;
-    let mut tracked: Vec<Tracked> = plan.publishers[warmup..]
-        .iter()
-        .map(|&p| Tracked::new(n, p))
-        .collect();
     // One full-payload message, as ours would encode it, for the byte count.
     let payload_bytes = Message::<NodeId> {
         topic: TOPIC,
@@ -696,105 +569,71 @@ fn run_baseline(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
             payload: vec![0; config.payload_len()],
         },
     }
-    .encoded_len_estimate() as u64;
-    let mut queue = EventQueue::new();
+    .encoded_len_estimate();
+    let messages = config.messages;
+    let mut h: Harness<_, MeshEvent> = Network::new(n, plan.latency.clone())
+        .with_loss(plan.loss(config.loss, 2))
+        .with_transport(Transport::Connection)
+        .build(move |_, _| MeshNode::new(messages, payload_bytes));
+    build_mesh(&mut h, &mut rng);
+    for &k in &plan.killed {
+        h.inject(Fault::Crash(k));
+    }
+    let warmup = config.warmup_messages as usize;
+    let mut tracked: Vec<Tracked> = plan.publishers[warmup..]
+        .iter()
+        .map(|&p| Tracked::new(n, p))
+        .collect();
     for j in 0..config.messages {
-        queue.schedule(
+        h.schedule(
             SimTime::ZERO.after(config.interval * (1 + j)),
             MeshEvent::Publish(j),
         );
     }
-    queue.schedule(SimTime::ZERO.after(HEARTBEAT), MeshEvent::Heartbeat);
+    h.schedule(SimTime::ZERO.after(HEARTBEAT), MeshEvent::Heartbeat);
     let end = SimTime::ZERO
         .after(config.interval * config.messages)
         .after(config.drain);
     let mut latencies = Samples::new();
-    let mut sent = 0u64;
-    // Forwards message `index` from `node` to its mesh but `except`.
-    let mut forward = |queue: &mut EventQueue<MeshEvent>,
-                       mesh: &mut Vec<Vec<NodeId>>,
-                       net: &Network,
-                       tracked: &mut [Tracked],
-                       node: NodeId,
-                       except: Option<NodeId>,
-                       index: u32,
-                       hops: u32| {
-        let peers = mesh[node as usize].clone();
-        for to in peers {
-            if Some(to) == except {
-                continue;
-            }
-            if !net.is_alive(to) {
-                unlink(mesh, node, to);
-                continue;
-            }
-            sent += 1;
-            tracked[index as usize].copies += 1;
-            if net.is_lost(&[2, u64::from(node), u64::from(to), u64::from(index)]) {
-                continue;
-            }
-            queue.schedule(
-                queue.now().after(net.one_way(node, to)),
-                MeshEvent::Deliver {
-                    from: node,
-                    to,
-                    index,
-                    hops,
-                },
-            );
-        }
-    };
-    while let Some((t, event)) = queue.pop() {
-        if t > end {
-            break;
-        }
-        match event {
-            MeshEvent::Publish(j) => {
-                let tr = &mut tracked[j as usize];
-                tr.published = t;
-                let p = tr.publisher;
-                tr.received[p as usize] = true;
-                forward(&mut queue, mesh, &net, &mut tracked, p, None, j, 1);
-            }
-            MeshEvent::Deliver {
-                from,
-                to,
-                index,
-                hops,
-            } => {
-                let tr = &mut tracked[index as usize];
-                if !net.is_alive(to) || tr.received[to as usize] {
-                    continue;
+    while let Some(step) = h.step_until(end) {
+        match step {
+            Step::External { at, event } => match event {
+                MeshEvent::Publish(j) => {
+                    let tr = &mut tracked[j as usize];
+                    tr.published = at;
+                    tr.received[tr.publisher as usize] = true;
+                    h.act(tr.publisher, |node, _| node.publish(j))
+                        .expect("publishers are alive");
                 }
-                tr.received[to as usize] = true;
-                tr.receivers += 1;
-                tr.ldh = tr.ldh.max(hops);
-                latencies.push(t.as_millis_f64() - tr.published.as_millis_f64());
-                forward(
-                    &mut queue,
-                    mesh,
-                    &net,
-                    &mut tracked,
-                    to,
-                    Some(from),
-                    index,
-                    hops + 1,
-                );
-            }
-            MeshEvent::Heartbeat => {
-                heartbeat(mesh, &net, &mut rng);
-                queue.schedule(t.after(HEARTBEAT), MeshEvent::Heartbeat);
+                MeshEvent::Heartbeat => {
+                    heartbeat(&mut h, &mut rng);
+                    h.schedule(at.after(HEARTBEAT), MeshEvent::Heartbeat);
+                }
+            },
+            Step::Output { at, node, events } => {
+                for event in events {
+                    match event {
+                        MeshOut::CopySent { index } => tracked[index as usize].copies += 1,
+                        MeshOut::Received { index, hops } => {
+                            let tr = &mut tracked[index as usize];
+                            tr.received[node as usize] = true;
+                            tr.receivers += 1;
+                            tr.ldh = tr.ldh.max(hops);
+                            latencies.push(at.as_millis_f64() - tr.published.as_millis_f64());
+                        }
+                    }
+                }
             }
         }
     }
-    // Only payloads are sent: the mesh is built for free, without GRAFT messages.
-    let t = tally(&tracked, &net);
-    let live = f64::from(net.live_count());
+    let t = tally(&tracked, |i| h.is_up(i), h.up_count());
+    let traffic = h.traffic();
+    let live = f64::from(h.up_count());
     let m = f64::from(config.messages);
     GossipReport {
         strategy: GossipStrategy::Baseline.name().to_owned(),
         nodes: n,
-        live_nodes: net.live_count(),
+        live_nodes: h.up_count(),
         killed: plan.killed.len() as u32,
         conn_close_ms: config.conn_close_after.map(|d| d.as_millis() as u64),
         messages: config.messages,
@@ -809,62 +648,11 @@ fn run_baseline(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
         ldh_mean: t.ldh_mean,
         latency_ms_p50: latencies.percentile(50.0),
         latency_ms_p99: latencies.percentile(99.0),
-        msgs_per_node_per_message: sent as f64 / live / m,
-        bytes_per_node_per_message: (sent * payload_bytes) as f64 / live / m,
+        msgs_per_node_per_message: traffic.sent as f64 / live / m,
+        bytes_per_node_per_message: traffic.bytes as f64 / live / m,
         warmup_delivery_ratio: None,
         warmup_rmr: None,
         rejected: 0,
         wall_s: wall.elapsed().as_secs_f64(),
-    }
-}
-
-/// A random symmetric mesh where (almost) every node has `MESH_D` peers.
-fn build_mesh(n: u32, rng: &mut ChaCha8Rng) -> Vec<Vec<NodeId>> {
-    let mut mesh: Vec<Vec<NodeId>> = vec![Vec::new(); n as usize];
-    let d = MESH_D.min(n as usize - 1);
-    for i in 0..n {
-        let mut tries = 0;
-        while mesh[i as usize].len() < d && tries < 200 {
-            tries += 1;
-            let j = rng.random_range(0..n);
-            // Prefer peers below D; late in the build accept one more so nobody stays short.
-            let cap = if tries < 100 { d } else { d + 1 };
-            if j == i || mesh[i as usize].contains(&j) || mesh[j as usize].len() >= cap {
-                continue;
-            }
-            mesh[i as usize].push(j);
-            mesh[j as usize].push(i);
-        }
-    }
-    mesh
-}
-
-fn unlink(mesh: &mut [Vec<NodeId>], a: NodeId, b: NodeId) {
-    mesh[a as usize].retain(|&p| p != b);
-    mesh[b as usize].retain(|&p| p != a);
-}
-
-/// gossipsub's heartbeat, simplified: a live node with fewer than `D_lo` mesh peers grafts random
-/// live peers (it knows every subscriber) back up to `D`.
-fn heartbeat(mesh: &mut [Vec<NodeId>], net: &Network, rng: &mut ChaCha8Rng) {
-    let n = mesh.len() as u32;
-    if net.live_count() < 2 {
-        return;
-    }
-    let want = MESH_D.min(net.live_count() as usize - 1);
-    for i in 0..n {
-        if !net.is_alive(i) || mesh[i as usize].len() >= MESH_D_LO.min(want) {
-            continue;
-        }
-        let mut tries = 0;
-        while mesh[i as usize].len() < want && tries < 100 {
-            tries += 1;
-            let j = rng.random_range(0..n);
-            if j == i || !net.is_alive(j) || mesh[i as usize].contains(&j) {
-                continue;
-            }
-            mesh[i as usize].push(j);
-            mesh[j as usize].push(i);
-        }
     }
 }

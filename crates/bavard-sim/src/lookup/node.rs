@@ -1,0 +1,309 @@
+//! A Kademlia node as the lookup experiment drives it: a [`RoutingTable`] that answers
+//! FIND_NODE, and the [`Lookup`]s the node runs, each waiting for its own deadline.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bavard_routing::{
+    InsertOutcome, Key, Lookup, LookupAction, LookupConfig, LookupResult, RoutingTable, TableConfig,
+};
+
+use crate::NodeId;
+use crate::harness::SimNode;
+use crate::rng::hash_words;
+
+/// The tag of measured lookup `i` is `MEASURE_TAG | i`, whatever the strategy, so that both
+/// strategies' messages meet the same fate (see [`SimNode::loss_key`]).
+const MEASURE_TAG: u64 = 1 << 62;
+
+/// What a lookup is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// The join's lookup of the node's own key.
+    JoinSelf,
+    /// The join's lookup of a random key in a bucket due for a refresh.
+    JoinRefresh,
+    /// Measured lookup number `i`.
+    Measure(u32),
+}
+
+/// FIND_NODE and its answer. `serial` identifies the origin's lookup, `tag` names it for the
+/// loss decision.
+pub(super) enum Msg {
+    Request {
+        serial: u64,
+        tag: u64,
+        target: Key,
+    },
+    Response {
+        serial: u64,
+        tag: u64,
+        peers: Vec<(NodeId, Key)>,
+    },
+}
+
+/// What a node reports to the experiment.
+pub(super) enum Out {
+    /// A request of a measured lookup went to `peer`.
+    Queried { peer: NodeId },
+    /// `from` answered measured lookup `lookup` while it ran.
+    Answered { lookup: u32, from: NodeId },
+    /// Measured lookup `lookup` ended.
+    Finished {
+        lookup: u32,
+        result: LookupResult<NodeId>,
+    },
+    /// The join's self-lookup ended; these buckets are due for a refresh.
+    JoinedSelf { due: Vec<u8> },
+}
+
+struct Query {
+    serial: u64,
+    tag: u64,
+    kind: Kind,
+    lookup: Lookup<NodeId>,
+    /// When to poll it again: the earliest deadline a `Wait` gave, kept until it passes even if
+    /// later `Wait`s give later ones (an early poll is harmless; moving the node's deadline at
+    /// every answer would cost a timer event each).
+    timer_at: Option<Instant>,
+}
+
+/// One node: its table, its lookups, its outputs.
+pub(super) struct LookupNode {
+    id: NodeId,
+    /// Every node's key (node `i` has `Key::hash(i as big-endian u32)`), shared.
+    keys: Rc<[Key]>,
+    pub(super) table: RoutingTable<NodeId>,
+    /// The parameters of the lookups this node starts (the strategy under test).
+    config: LookupConfig,
+    /// No more insertions: the measurement runs every strategy on the same tables.
+    frozen: bool,
+    /// The lookups running, oldest first (a handful at most).
+    queries: Vec<Query>,
+    next_serial: u64,
+    outbox: VecDeque<(NodeId, Msg)>,
+    events: VecDeque<Out>,
+}
+
+impl LookupNode {
+    pub(super) fn new(
+        id: NodeId,
+        keys: Rc<[Key]>,
+        table: &TableConfig,
+        config: LookupConfig,
+    ) -> Self {
+        let table = RoutingTable::new(keys[id as usize], table.clone()).expect("validated");
+        Self {
+            id,
+            keys,
+            table,
+            config,
+            frozen: false,
+            queries: Vec::new(),
+            next_serial: 0,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Runs later lookups with `config`.
+    pub(super) fn set_config(&mut self, config: LookupConfig) {
+        self.config = config;
+    }
+
+    /// Stops inserting into the table.
+    pub(super) fn freeze(&mut self) {
+        self.frozen = true;
+    }
+
+    /// Inserts `peer` into the table (as libp2p does for every peer that answers or asks).
+    pub(super) fn learn(&mut self, now: Instant, peer: NodeId) {
+        if self.frozen || peer == self.id {
+            return;
+        }
+        let key = self.keys[peer as usize];
+        if let InsertOutcome::PingOldest { oldest } = self.table.insert(now, peer, key, ()) {
+            // Tables only change during the join, when every node is up: the ping succeeds, and
+            // answering it at once costs no message.
+            self.table.ping_result(now, &oldest, true);
+        }
+    }
+
+    /// Starts a lookup of `target`, seeded with the table's closest and `extra` seeds.
+    pub(super) fn start(&mut self, now: Instant, target: Key, kind: Kind, extra: &[(NodeId, Key)]) {
+        let mut seeds: Vec<(NodeId, Key)> = self
+            .table
+            .closest(&target, self.config.k)
+            .into_iter()
+            .map(|e| (e.peer, e.key))
+            .collect();
+        for seed in extra {
+            if !seeds.iter().any(|(p, _)| *p == seed.0) {
+                seeds.push(*seed);
+            }
+        }
+        let mut lookup = Lookup::new(now, target, seeds, self.config.clone()).expect("validated");
+        lookup.ignore_peer(self.id);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let tag = match kind {
+            Kind::Measure(i) => MEASURE_TAG | u64::from(i),
+            Kind::JoinSelf | Kind::JoinRefresh => u64::from(self.id) << 32 | serial,
+        };
+        self.queries.push(Query {
+            serial,
+            tag,
+            kind,
+            lookup,
+            timer_at: None,
+        });
+        self.drive(self.queries.len() - 1, now);
+    }
+
+    fn position(&self, serial: u64) -> Option<usize> {
+        self.queries.iter().position(|q| q.serial == serial)
+    }
+
+    /// Polls the lookup at `index` until it waits or ends, queueing its requests.
+    fn drive(&mut self, index: usize, now: Instant) {
+        let q = &mut self.queries[index];
+        let serial = q.serial;
+        loop {
+            match q.lookup.poll(now) {
+                LookupAction::Send { peer } => {
+                    if matches!(q.kind, Kind::Measure(_)) {
+                        self.events.push_back(Out::Queried { peer });
+                    }
+                    let (tag, target) = (q.tag, *q.lookup.target());
+                    self.outbox.push_back((
+                        peer,
+                        Msg::Request {
+                            serial,
+                            tag,
+                            target,
+                        },
+                    ));
+                }
+                LookupAction::Wait { until } => {
+                    if q.timer_at.is_none_or(|t| until < t) {
+                        q.timer_at = Some(until);
+                    }
+                    return;
+                }
+                LookupAction::Done => break,
+            }
+        }
+        let q = self.queries.remove(index);
+        if self.queries.is_empty() {
+            // Most nodes are idle most of the run: keep no buffer for them.
+            self.queries = Vec::new();
+        }
+        let target = *q.lookup.target();
+        match q.kind {
+            Kind::JoinSelf => {
+                let due = self.table.buckets_due_for_refresh(now);
+                if !due.is_empty() {
+                    self.events.push_back(Out::JoinedSelf { due });
+                }
+            }
+            Kind::JoinRefresh => {
+                if !self.frozen {
+                    self.table.mark_looked_up(now, &target);
+                }
+            }
+            Kind::Measure(lookup) => self.events.push_back(Out::Finished {
+                lookup,
+                result: q.lookup.result(),
+            }),
+        }
+    }
+}
+
+/// Kademlia requests are datagram-like: a request to a dead node times out.
+impl SimNode for LookupNode {
+    type Message = Msg;
+    type Event = Out;
+    type Error = Infallible;
+
+    fn handle_message(&mut self, now: Instant, from: NodeId, msg: Msg) -> Result<(), Infallible> {
+        match msg {
+            Msg::Request {
+                serial,
+                tag,
+                target,
+            } => {
+                self.learn(now, from);
+                let peers = self
+                    .table
+                    .closest(&target, self.config.k)
+                    .into_iter()
+                    .map(|e| (e.peer, e.key))
+                    .collect();
+                self.outbox
+                    .push_back((from, Msg::Response { serial, tag, peers }));
+            }
+            Msg::Response { serial, peers, .. } => {
+                let Some(index) = self.position(serial) else {
+                    // The lookup already ended.
+                    return Ok(());
+                };
+                if let Kind::Measure(lookup) = self.queries[index].kind {
+                    self.events.push_back(Out::Answered { lookup, from });
+                }
+                self.learn(now, from);
+                self.queries[index].lookup.on_success(now, &from, peers);
+                self.drive(index, now);
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .queries
+            .iter()
+            .filter(|q| q.timer_at.is_some_and(|t| t <= now))
+            .map(|q| q.serial)
+            .collect();
+        for serial in due {
+            let index = self.position(serial).expect("due lookups are live");
+            self.queries[index].timer_at = None;
+            self.drive(index, now);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<(NodeId, Msg)> {
+        let next = self.outbox.pop_front();
+        if next.is_none() && self.outbox.capacity() > 4 {
+            // A burst of requests is over: give its buffer back (10,000 idle nodes add up).
+            self.outbox = VecDeque::new();
+        }
+        next
+    }
+
+    fn poll_event(&mut self) -> Option<Out> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.queries.iter().filter_map(|q| q.timer_at).min()
+    }
+
+    /// Keys and ids only, no framing: requests carry one key, answers a key and an id per peer.
+    fn message_len(msg: &Msg) -> usize {
+        match msg {
+            Msg::Request { .. } => 32,
+            Msg::Response { peers, .. } => 36 * peers.len(),
+        }
+    }
+
+    /// A request and its answer are named by their lookup's tag, not by send order.
+    fn loss_key(msg: &Msg) -> Option<u64> {
+        Some(match msg {
+            Msg::Request { tag, .. } => hash_words(&[*tag, 0]),
+            Msg::Response { tag, .. } => hash_words(&[*tag, 1]),
+        })
+    }
+}
