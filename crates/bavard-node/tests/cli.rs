@@ -275,3 +275,72 @@ fn raw_request(addr: &str, method: &str, path: &str, host: &str, token: Option<&
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+#[test]
+fn dht_and_signed_records_from_the_command_line() {
+    let root = tempfile::tempdir().unwrap();
+    let node = start(root.path().join("n"), None);
+    let api = node.api.as_str();
+    until_ok(&["dht-put", "opaque-key", "opaque value", "--api", api]);
+    let got = bavard(&["dht-get", "opaque-key", "--api", api]);
+    assert_eq!(got.stdout, b"opaque value");
+    // Never a KV value.
+    let kv = bavard(&["get", "opaque-key", "--consistency", "one", "--api", api]);
+    assert_eq!(kv.status.code(), Some(1));
+
+    let key_file = root.path().join("signing.key");
+    let keygen = bavard(&["keygen", "--key-file", key_file.to_str().unwrap()]);
+    assert!(keygen.status.success());
+    let public = String::from_utf8(keygen.stdout).unwrap().trim().to_string();
+    assert_eq!(public.len(), 64);
+    let again = bavard(&["keygen", "--key-file", key_file.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "an existing key is not overwritten"
+    );
+    let kf = key_file.to_str().unwrap();
+    let first = bavard(&[
+        "sign-put",
+        "v1",
+        "--key-file",
+        kf,
+        "--salt",
+        "s",
+        "--api",
+        api,
+    ]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = bavard(&[
+        "sign-put",
+        "v2",
+        "--key-file",
+        kf,
+        "--salt",
+        "s",
+        "--api",
+        api,
+    ]);
+    assert!(String::from_utf8_lossy(&second.stdout).contains("\"seq\": 2"));
+    let got = bavard(&["signed-get", &public, "--salt", "s", "--api", api]);
+    assert_eq!(got.stdout, b"v2");
+    let stale = bavard(&[
+        "sign-put",
+        "old",
+        "--key-file",
+        kf,
+        "--salt",
+        "s",
+        "--seq",
+        "1",
+        "--api",
+        api,
+    ]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("409"));
+    let missing = bavard(&["signed-get", &public, "--salt", "nope", "--api", api]);
+    assert_eq!(missing.status.code(), Some(1));
+}

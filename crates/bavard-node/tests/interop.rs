@@ -160,7 +160,7 @@ async fn a_stock_node_bootstraps_through_a_bavard_node_and_finds_bavard_and_stoc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_put_by_a_stock_node_is_read_by_every_bavard_node() {
+async fn a_record_put_by_a_stock_node_is_a_dht_record_for_every_bavard_node_and_never_kv() {
     let net = start_net(4, 3).await;
     let one = GetOptions {
         consistency: Consistency::One,
@@ -172,48 +172,40 @@ async fn a_record_put_by_a_stock_node_is_read_by_every_bavard_node() {
         .await
         .expect("put_record with Quorum::One succeeds");
     for node in &net.bavard {
-        let got = within("bavard get", node.get(b"stock-key", one.clone()))
+        let got = within("bavard dht get", node.dht_get(b"stock-key"))
             .await
-            .expect("get succeeds")
+            .expect("dht get succeeds")
             .expect("the record is found");
-        assert_eq!(got.value, b"stock-value");
+        assert_eq!(got, b"stock-value");
+        // The KV store never serves what came through Kademlia.
+        let kv = within("bavard kv get", node.get(b"stock-key", one.clone()))
+            .await
+            .expect("get succeeds");
+        assert!(kv.is_none(), "a Kademlia record is not a KV value");
+        assert_eq!(node.status().records_stored, 0, "the KV store is untouched");
     }
 
     // put_record_to stock nodes only: no bavard node holds it, so each must fetch it with
     // GET_VALUE from a stock node.
-    let before: Vec<usize> = net
-        .bavard
-        .iter()
-        .map(|n| n.status().records_stored)
-        .collect();
     let holders = vec![net.stock[1].peer_id(), net.stock[2].peer_id()];
     net.stock[0]
         .put_record_to(b"stock-only-key", b"stock-only-value", holders)
         .await
         .expect("put_record_to stock nodes succeeds");
-    let after: Vec<usize> = net
-        .bavard
-        .iter()
-        .map(|n| n.status().records_stored)
-        .collect();
-    assert_eq!(
-        before, after,
-        "no bavard node was sent the stock-only record"
-    );
     for node in &net.bavard {
-        let got = within("bavard get", node.get(b"stock-only-key", one.clone()))
+        let got = within("bavard dht get", node.dht_get(b"stock-only-key"))
             .await
-            .expect("get succeeds")
+            .expect("dht get succeeds")
             .expect("the record is found on a stock node");
-        assert_eq!(got.value, b"stock-only-value");
+        assert_eq!(got, b"stock-only-value");
     }
     assert!(
         within(
-            "bavard get of an absent key",
-            net.bavard[0].get(b"never-written", one.clone())
+            "dht get of an absent key",
+            net.bavard[0].dht_get(b"never-written")
         )
         .await
-        .expect("get succeeds")
+        .expect("dht get succeeds")
         .is_none(),
         "a key nobody wrote is absent"
     );
@@ -221,41 +213,74 @@ async fn a_record_put_by_a_stock_node_is_read_by_every_bavard_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_put_by_a_bavard_node_is_read_by_every_stock_node() {
+async fn a_stock_put_value_neither_overwrites_nor_expires_a_kv_value() {
+    let net = start_net(4, 2).await;
+    let reply = within(
+        "bavard put",
+        net.bavard[0].put(
+            b"account".to_vec(),
+            b"kv-value".to_vec(),
+            PutOptions {
+                consistency: Consistency::All,
+                ..PutOptions::default()
+            },
+        ),
+    )
+    .await
+    .expect("put succeeds");
+    assert_eq!(reply.acks, 3);
+    // An outsider overwrites the key through Kademlia, then tries to expire it with a TTL of
+    // one second.
+    net.stock[0]
+        .put_record(b"account", b"outsider")
+        .await
+        .expect("the outsider's PUT_VALUE goes out");
+    net.stock[1]
+        .put_record_with_ttl(b"account", b"expiring", Some(Duration::from_secs(1)))
+        .await
+        .expect("the outsider's PUT_VALUE goes out");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for level in [Consistency::One, Consistency::Quorum, Consistency::All] {
+        for node in &net.bavard {
+            let got = within(
+                "bavard get",
+                node.get(b"account", GetOptions { consistency: level }),
+            )
+            .await
+            .expect("get succeeds")
+            .expect("the KV value is still there");
+            assert_eq!(got.value, b"kv-value", "at {level:?}");
+        }
+    }
+    // The outsider's values live in the DHT record table, where they belong.
+    let dht = within("dht get", net.bavard[1].dht_get(b"account"))
+        .await
+        .expect("dht get succeeds");
+    assert!(
+        dht.as_deref()
+            .is_none_or(|v| v == b"outsider".as_slice() || v == b"expiring".as_slice()),
+        "the DHT copy is one of the outsider's (or expired): {dht:?}"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dht_record_put_by_a_bavard_node_is_read_by_every_stock_node() {
     let net = start_net(4, 3).await;
-    // A key whose closest node is a bavard node other than the writer, so a bavard replica must
+    // A key whose closest node is a bavard node other than the writer, so a bavard node must
     // serve the stock nodes' GET_VALUE.
     let writer = net.bavard[0].peer_id();
     let bavard_ids: HashSet<PeerId> = net.bavard.iter().map(Node::peer_id).collect();
     let key = key_whose_closest(&net.all_peers(), "bavard-key", |p| {
         bavard_ids.contains(p) && *p != writer
     });
-    let reply = within(
-        "bavard put",
-        net.bavard[0].put(
-            key.clone(),
-            b"bavard-value".to_vec(),
-            PutOptions {
-                consistency: Consistency::All,
-                ttl_secs: Some(600),
-                ..PutOptions::default()
-            },
-        ),
+    let acks = within(
+        "bavard dht put",
+        net.bavard[0].dht_put(key.clone(), b"bavard-value".to_vec()),
     )
     .await
-    .expect("put succeeds on every replica");
-    assert_eq!(reply.acks, 3, "every replica acknowledged: {reply:?}");
-
-    let bavard_holders: HashSet<PeerId> = net
-        .bavard
-        .iter()
-        .filter(|n| n.status().records_stored == 1)
-        .map(Node::peer_id)
-        .collect();
-    assert!(
-        !bavard_holders.is_empty(),
-        "the closest node, a bavard node, holds the record"
-    );
+    .expect("dht put succeeds");
+    assert!(acks >= 2, "stored here and on the closest nodes: {acks}");
     for reader in &net.stock {
         let found = reader.get_record(&key).await.expect("get_record succeeds");
         assert!(!found.is_empty(), "the record is found");
@@ -265,8 +290,23 @@ async fn a_record_put_by_a_bavard_node_is_read_by_every_stock_node() {
         );
         let remote: HashSet<PeerId> = found.iter().filter_map(|f| f.peer).collect();
         assert!(
-            bavard_holders.is_subset(&remote),
-            "every bavard replica {bavard_holders:?} served the record (got {remote:?})"
+            remote.iter().any(|p| bavard_ids.contains(p)),
+            "a bavard node served the record (got {remote:?})"
+        );
+    }
+    // And a KV value never goes out as a Kademlia record.
+    let kv_key = key_whose_closest(&net.all_peers(), "kv-only", |p| bavard_ids.contains(p));
+    within(
+        "bavard put",
+        net.bavard[0].put(kv_key.clone(), b"private".to_vec(), PutOptions::default()),
+    )
+    .await
+    .expect("put succeeds");
+    for reader in &net.stock {
+        let found = reader.get_record(&kv_key).await.unwrap_or_default();
+        assert!(
+            found.is_empty(),
+            "a KV value is not served to Kademlia: {found:?}"
         );
     }
     net.shutdown().await;
@@ -376,6 +416,105 @@ async fn bavard_tables_admit_stock_servers_but_not_stock_clients() {
     assert!(
         net.bavard[0].peers().iter().any(|p| p.peer_id == client_id),
         "the client is still connected, so its absence from the table is by choice"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_records_keep_the_highest_valid_sequence_whoever_puts_them() {
+    use bavard_node::api::NodeError;
+    use bavard_node::kad::records::{PK_PREFIX, SignedRecord, signed_key};
+    use libp2p::identity::ed25519;
+
+    let net = start_net(4, 2).await;
+    let kp = ed25519::Keypair::generate();
+    let pk = kp.public().to_bytes();
+    let salt = b"profile";
+    let sign = |seq: u64, value: &[u8]| SignedRecord::sign(&kp, salt, seq, value.to_vec());
+    let put = |node: &Node, r: SignedRecord, cas: Option<u64>| {
+        let node = node.clone();
+        async move { within("signed put", node.signed_put(r, cas)).await }
+    };
+    let current = |node: &Node| {
+        let node = node.clone();
+        async move {
+            within("signed get", node.signed_get(&pk, salt))
+                .await
+                .expect("signed get succeeds")
+                .map(|r| (r.seq, r.value))
+        }
+    };
+
+    assert!(put(&net.bavard[0], sign(1, b"one"), None).await.unwrap() >= 2);
+    assert_eq!(current(&net.bavard[3]).await, Some((1, b"one".to_vec())));
+    // Not newer: refused.
+    let err = put(&net.bavard[1], sign(1, b"again"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::Conflict { .. }), "{err:?}");
+    // Compare-and-swap on the sequence number.
+    let err = put(&net.bavard[1], sign(2, b"two"), Some(7))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::Conflict { .. }), "{err:?}");
+    put(&net.bavard[1], sign(2, b"two"), Some(1)).await.unwrap();
+    assert_eq!(current(&net.bavard[2]).await, Some((2, b"two".to_vec())));
+    // A record whose signature does not cover its value is refused through the API...
+    let mut forged = sign(3, b"three");
+    forged.value = b"evil".to_vec();
+    let err = put(&net.bavard[0], forged.clone(), None).await.unwrap_err();
+    assert!(matches!(err, NodeError::BadRequest(_)), "{err:?}");
+    // ...and through Kademlia: bavard nodes keep the valid record.
+    let key = signed_key(&pk, salt);
+    net.stock[0]
+        .put_record(&key, &forged.encode())
+        .await
+        .expect("the PUT_VALUE goes out");
+    for node in &net.bavard {
+        assert_eq!(current(node).await, Some((2, b"two".to_vec())));
+    }
+    // A stock node that puts a valid newer record is heard.
+    net.stock[1]
+        .put_record(&key, &sign(3, b"three").encode())
+        .await
+        .expect("the PUT_VALUE goes out");
+    for node in &net.bavard {
+        assert_eq!(current(node).await, Some((3, b"three".to_vec())));
+    }
+    // Public-key records must name their key.
+    let owner = libp2p::identity::Keypair::generate_ed25519();
+    let mut pk_key = PK_PREFIX.to_vec();
+    pk_key.extend_from_slice(&owner.public().to_peer_id().to_bytes());
+    let wrong = libp2p::identity::Keypair::generate_ed25519();
+    net.stock[0]
+        .put_record(&pk_key, &wrong.public().encode_protobuf())
+        .await
+        .expect("the PUT_VALUE goes out");
+    assert_eq!(
+        within("dht get", net.bavard[1].dht_get(&pk_key))
+            .await
+            .unwrap(),
+        None,
+        "a key that does not match its name is ignored"
+    );
+    net.stock[0]
+        .put_record(&pk_key, &owner.public().encode_protobuf())
+        .await
+        .expect("the PUT_VALUE goes out");
+    assert_eq!(
+        within("dht get", net.bavard[1].dht_get(&pk_key))
+            .await
+            .unwrap(),
+        Some(owner.public().encode_protobuf())
+    );
+    let rejected = net
+        .bavard
+        .iter()
+        .map(|n| n.metrics_text())
+        .collect::<String>();
+    assert!(
+        rejected.contains("reason=\"put_rejected\""),
+        "refused PUT_VALUEs are counted"
     );
     net.shutdown().await;
 }

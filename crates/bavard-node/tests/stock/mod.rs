@@ -43,7 +43,7 @@ enum Command {
     AddAddress(PeerId, Multiaddr, Reply<()>),
     Bootstrap(Reply<()>),
     GetClosestPeers(Vec<u8>, Reply<Vec<PeerId>>),
-    PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
+    PutRecord(Vec<u8>, Vec<u8>, Option<std::time::Duration>, Reply<()>),
     PutRecordTo(Vec<u8>, Vec<u8>, Vec<PeerId>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<Found>>),
     StartProviding(Vec<u8>, Reply<()>),
@@ -151,8 +151,18 @@ impl StockNode {
 
     /// `put_record` with `Quorum::One`.
     pub async fn put_record(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.put_record_with_ttl(key, value, None).await
+    }
+
+    /// `put_record` with an expiry `ttl` from now (sent as the record's TTL).
+    pub async fn put_record_with_ttl(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), String> {
         let (key, value) = (key.to_vec(), value.to_vec());
-        self.call("put_record", |tx| Command::PutRecord(key, value, tx))
+        self.call("put_record", |tx| Command::PutRecord(key, value, ttl, tx))
             .await
     }
 
@@ -291,8 +301,9 @@ fn command(
             let id = kad.get_closest_peers(key);
             pending.insert(id, Pending::Peers(tx));
         }
-        Command::PutRecord(key, value, tx) => {
-            let record = kad::Record::new(kad::RecordKey::new(&key), value);
+        Command::PutRecord(key, value, ttl, tx) => {
+            let mut record = kad::Record::new(kad::RecordKey::new(&key), value);
+            record.expires = ttl.map(|t| std::time::Instant::now() + t);
             match kad.put_record(record, Quorum::One) {
                 Ok(id) => {
                     pending.insert(id, Pending::Unit(tx));
