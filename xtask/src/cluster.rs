@@ -475,6 +475,7 @@ fn spawn_node(
     listen: &[String],
     api: &str,
     bootstrap: Option<&str>,
+    join: Option<&str>,
 ) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt as _;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -504,6 +505,9 @@ fn spawn_node(
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
+    if let Some(t) = join {
+        cmd.args(["--join", t]);
+    }
     if let Some(c) = &state.config {
         cmd.arg("--config").arg(c);
     }
@@ -520,6 +524,30 @@ fn spawn_node(
     // Reap it if it dies while we run, so that it does not linger as a zombie that looks alive.
     std::thread::spawn(move || child.wait());
     Ok(pid)
+}
+
+/// A join token from `admin`, the node holding the cluster's authority.
+fn join_token(admin: &NodeEntry) -> anyhow::Result<String> {
+    let r = http::request(
+        &admin.api,
+        "POST",
+        "/v1/admin/cluster/token",
+        &[],
+        Duration::from_secs(10),
+    )
+    .context("cannot ask node 0 for a join token")?;
+    if r.status != 200 {
+        bail!(
+            "node 0 refused a join token: HTTP {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+    v["token"]
+        .as_str()
+        .map(str::to_string)
+        .context("node 0's answer carries no token")
 }
 
 /// The last `n` lines of a node's log, for error messages.
@@ -711,7 +739,7 @@ fn start_all(
 ) -> anyhow::Result<()> {
     let dir0 = dir.join("node-0");
     let (listen, api) = node_addrs(state, 0);
-    let pid0 = spawn_node(state, 0, &dir0, &listen, &api, None)?;
+    let pid0 = spawn_node(state, 0, &dir0, &listen, &api, None, None)?;
     spawned.push(pid0);
     let info0 = wait_node_json(&dir0, pid0, deadline)?;
     state.nodes.push(entry(0, &dir0, info0)?);
@@ -722,7 +750,10 @@ fn start_all(
     for i in 1..nodes {
         let d = dir.join(format!("node-{i}"));
         let (listen, api) = node_addrs(state, i);
-        let pid = spawn_node(state, i, &d, &listen, &api, Some(&bootstrap))?;
+        // Node 0 created the cluster and holds its authority: each other node joins with a
+        // token of its own.
+        let token = join_token(&state.nodes[0])?;
+        let pid = spawn_node(state, i, &d, &listen, &api, Some(&bootstrap), Some(&token))?;
         spawned.push(pid);
         pending.push((i, d, pid));
     }
@@ -836,13 +867,22 @@ pub(crate) fn restart(dir: &Path, state: &mut ClusterState, i: usize) -> anyhow:
         &old.listen_addrs,
         &old.api,
         bootstrap.as_deref(),
+        None,
     )?;
     let info = match wait_node_json(&old.dir, pid, deadline) {
         Ok(info) => info,
         Err(e) => {
             eprintln!("node {i} could not start on its old ports ({e:#}); trying new ones");
             let (listen, api) = node_addrs(state, i);
-            let pid = spawn_node(state, i, &old.dir, &listen, &api, bootstrap.as_deref())?;
+            let pid = spawn_node(
+                state,
+                i,
+                &old.dir,
+                &listen,
+                &api,
+                bootstrap.as_deref(),
+                None,
+            )?;
             wait_node_json(&old.dir, pid, deadline)?
         }
     };

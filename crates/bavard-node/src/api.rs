@@ -140,6 +140,9 @@ pub struct Status {
     pub uptime_s: u64,
     /// The bavard version.
     pub version: String,
+    /// The id of the cluster this node is a member of.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
     /// How far this node's replicas are from its partners'.
     #[serde(default)]
     pub replication: ReplicationStatus,

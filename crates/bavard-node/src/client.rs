@@ -111,6 +111,27 @@ impl Client {
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
 
+    /// `POST /v1/admin/cluster/token`: a join token (admin).
+    pub async fn cluster_token(&self, ttl_secs: Option<u64>) -> anyhow::Result<String> {
+        let mut req = self.http.post(self.url("/v1/admin/cluster/token"));
+        if let Some(t) = ttl_secs {
+            req = req.query(&[("ttl", t)]);
+        }
+        let v: serde_json::Value = Self::check(self.send(req).await?).await?.json().await?;
+        v["token"]
+            .as_str()
+            .map(str::to_string)
+            .context("the answer carries no token")
+    }
+
+    /// `POST /v1/admin/cluster/revoke/{peer}` (admin).
+    pub async fn cluster_revoke(&self, peer: &str) -> anyhow::Result<serde_json::Value> {
+        let req = self
+            .http
+            .post(self.url(&format!("/v1/admin/cluster/revoke/{}", encode_key(peer))));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
     /// `PUT /v1/dht/{key}`.
     pub async fn dht_put(&self, key: &str, value: Vec<u8>) -> anyhow::Result<serde_json::Value> {
         let req = self

@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub store: StoreConfig,
     /// DHT records (the open DHT's PUT_VALUE/GET_VALUE, apart from the KV store).
     pub dht: DhtConfig,
+    /// Cluster admission.
+    pub cluster: ClusterConfig,
     /// Limits on what a single remote peer may cost us.
     pub limits: LimitsConfig,
     /// HTTP API settings.
@@ -57,6 +59,7 @@ impl Default for NodeConfig {
             replication: ReplicationConfig::default(),
             store: StoreConfig::default(),
             dht: DhtConfig::default(),
+            cluster: ClusterConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
             gossip: GossipConfig::default(),
@@ -301,6 +304,30 @@ impl Default for DhtConfig {
             accept_unvalidated: true,
             max_value_size: 16 * 1024,
             max_records: 20_000,
+        }
+    }
+}
+
+/// Cluster admission (see `bavard_node::admission`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// A join token (`bavard cluster token`) to redeem at start when the data directory holds
+    /// no certificate yet; without one (and without a certificate) the node creates a new
+    /// cluster. Ignored once the node is a member.
+    pub join: Option<String>,
+    /// How long the certificates this node issues (as the cluster's authority) are valid.
+    pub certificate_days: u64,
+    /// Time allowed at start to redeem the join token.
+    pub join_timeout_secs: f64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            join: None,
+            certificate_days: 365,
+            join_timeout_secs: 60.0,
         }
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) local_key: Key,
     pub(crate) config: NodeConfig,
     pub(crate) metrics: Metrics,
+    /// Who is a member of the cluster (certificates, revocations).
+    pub(crate) admission: std::sync::Arc<crate::admission::Admission>,
     /// Opens and accepts raw protocol streams.
     pub(crate) control: libp2p_stream::Control,
     pub(crate) book: AddressBook,
@@ -67,6 +69,7 @@ impl Deref for Context {
 pub(crate) struct Parts {
     pub(crate) peer_id: PeerId,
     pub(crate) config: NodeConfig,
+    pub(crate) admission: std::sync::Arc<crate::admission::Admission>,
     pub(crate) control: libp2p_stream::Control,
     pub(crate) book: AddressBook,
     pub(crate) table: RoutingTable<PeerId, Vec<Multiaddr>>,
@@ -83,6 +86,7 @@ impl Context {
             faults: crate::fault::FaultLayer::new(&parts.config.fault_injection),
             config: parts.config,
             metrics: Metrics::new(),
+            admission: parts.admission,
             control: parts.control,
             book: parts.book,
             table: Mutex::new(parts.table),

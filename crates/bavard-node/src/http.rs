@@ -258,6 +258,14 @@ pub fn router(node: Node, access: Access) -> Router {
             "/v1/admin/blocked/{peer}",
             axum::routing::put(block_peer).delete(unblock_peer),
         )
+        .route(
+            "/v1/admin/cluster/token",
+            axum::routing::post(cluster_token),
+        )
+        .route(
+            "/v1/admin/cluster/revoke/{peer}",
+            axum::routing::post(cluster_revoke),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cfg.http.max_body_size))
         .with_state(state)
@@ -293,6 +301,42 @@ async fn block_peer(
     let id = parse_peer(&peer)?;
     s.node.block_peer(id);
     Ok(Json(json!({ "blocked": peer })).into_response())
+}
+
+/// `POST /v1/admin/cluster/token?ttl=SECONDS` (default 3600): a join token for one new node
+/// (only on the node holding the cluster's authority).
+async fn cluster_token(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    query_params(&q, &["ttl"])?;
+    let ttl = match q.get("ttl") {
+        None => 3600,
+        Some(t) => match t.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "ttl must be a positive number of seconds, got {t:?}"
+                )));
+            }
+        },
+    };
+    let token = s.node.join_token(Duration::from_secs(ttl))?;
+    Ok(
+        Json(json!({ "token": token, "cluster_id": s.node.cluster_id(), "ttl": ttl }))
+            .into_response(),
+    )
+}
+
+/// `POST /v1/admin/cluster/revoke/{peer}`: revoke a member everywhere (only on the node holding
+/// the cluster's authority).
+async fn cluster_revoke(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_peer(&peer)?;
+    let version = s.call("revoke", s.node.revoke(id)).await?;
+    Ok(Json(json!({ "revoked": peer, "revocations_version": version })).into_response())
 }
 
 /// `DELETE /v1/admin/blocked/{peer}`: lift a block.

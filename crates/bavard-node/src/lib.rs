@@ -20,6 +20,7 @@
 //! ```
 
 pub mod addresses;
+pub mod admission;
 pub mod api;
 pub mod client;
 mod clock;

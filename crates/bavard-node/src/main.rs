@@ -75,9 +75,32 @@ impl ApiArg {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print a join token for one new node (only the node holding the cluster's authority
+    /// issues them), and nothing else.
+    Token {
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Revoke a member everywhere.
+    Revoke {
+        /// The member's peer id.
+        peer: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run a node.
     Node(NodeArgs),
+    /// Cluster admission: join tokens and revocation (admin calls).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Store a value under a key.
     Put {
         /// The key (UTF-8).
@@ -233,6 +256,11 @@ struct NodeArgs {
     /// TOML file with the same settings and the protocol parameters.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Join the cluster that issued this token (`bavard cluster token`); needed only on the
+    /// first start (the data directory then holds the node's certificate). Without a token and
+    /// a certificate, the node creates a new cluster.
+    #[arg(long)]
+    join: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -339,6 +367,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             message,
             api,
         } => print_json(&api.client()?.publish(&topic, message.into_bytes()).await?),
+        Command::Cluster(ClusterCommand::Token { ttl, api }) => {
+            println!("{}", api.client()?.cluster_token(Some(ttl)).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cluster(ClusterCommand::Revoke { peer, api }) => {
+            print_json(&api.client()?.cluster_revoke(&peer).await?)
+        }
         Command::DhtPut { key, value, api } => {
             print_json(&api.client()?.dht_put(&key, value.into_bytes()).await?)
         }
@@ -431,6 +466,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(api) = args.api {
         config.api = Some(api);
     }
+    if args.join.is_some() {
+        config.cluster.join = args.join;
+    }
     config.validate()?;
 
     let node = Node::start(config.clone())
@@ -472,6 +510,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         serde_json::to_string_pretty(&info)?.as_bytes(),
     )?;
     println!("peer id: {}", node.peer_id());
+    if let Some(id) = node.cluster_id() {
+        println!("cluster: {id}");
+    }
     for a in node.listen_addrs() {
         println!("listening on: {a}/p2p/{}", node.peer_id());
     }

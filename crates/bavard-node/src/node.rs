@@ -25,6 +25,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::admission::{Admission, JoinToken, Startup};
 use crate::api::{
     BucketInfo, GetOptions, GetReply, MemberInfo, NodeError, PeerInfo, PutOptions, PutReply,
     RoutingInfo, Status, TopicEvent,
@@ -37,6 +38,34 @@ use crate::kad::lookup::LookupKind;
 use crate::replica::service::Replica;
 use crate::storage::Storage;
 use crate::util::{peer_id_of, unix_ms};
+
+/// Redeems the join token with the cluster's authority, retrying until
+/// `[cluster] join_timeout_secs` (the authority's node may still be starting).
+async fn join(ctx: &Context, token: &JoinToken) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + secs(ctx.config.cluster.join_timeout_secs);
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match crate::admission::protocol::join(ctx, token).await {
+            Ok(id) => {
+                tracing::info!(cluster = %id, "joined the cluster");
+                return Ok(());
+            }
+            Err(e) if e.to_string().contains("refused the token") => return Err(e),
+            Err(e) if tokio::time::Instant::now() + wait >= deadline => {
+                return Err(e.context(format!(
+                    "could not redeem the join token with {} within {:?}",
+                    token.admin,
+                    secs(ctx.config.cluster.join_timeout_secs)
+                )));
+            }
+            Err(e) => {
+                tracing::debug!("join attempt failed: {e:#}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
 
 /// A running bavard node. Cheap to clone; every clone drives the same node.
 #[derive(Clone)]
@@ -66,6 +95,24 @@ impl Node {
         }
         let keypair = crate::identity::load_or_create(&config.data_dir)?;
         let peer_id = keypair.public().to_peer_id();
+        let (admission, startup) = Admission::open(
+            &config.data_dir,
+            peer_id,
+            config.cluster.join.as_deref(),
+            config.cluster.certificate_days,
+        )?;
+        match &startup {
+            Startup::Created(id) => tracing::info!(
+                cluster = %id,
+                "created a new cluster; this node holds its authority (DATA_DIR/{})",
+                crate::admission::KEY_FILE
+            ),
+            Startup::Member(id) => tracing::info!(cluster = %id, "member of cluster"),
+            Startup::Joining(t) => tracing::info!(
+                cluster = %crate::admission::cluster_id(&t.authority),
+                "joining cluster with a token"
+            ),
+        }
         let storage = Arc::new(Storage::open(&config, &peer_id)?);
 
         let book = crate::addresses::AddressBook::default();
@@ -109,6 +156,7 @@ impl Node {
         let ctx = Context::new(Parts {
             peer_id,
             config,
+            admission: Arc::new(admission),
             control,
             book,
             table,
@@ -121,24 +169,37 @@ impl Node {
         ctx.metrics.records_stored.set(storage.len() as i64);
         ctx.refresh_gauges();
 
-        // Kademlia and replica streams share the per-peer limit.
-        let slots = Slots::default();
         let mut tasks = vec![
             tokio::spawn(crate::swarm::run(kad.clone(), swarm, command_rx)),
-            tokio::spawn(crate::kad::server::run(kad.clone(), slots.clone())),
-            tokio::spawn(crate::replica::server::run(replica.clone(), slots)),
-            tokio::spawn(crate::jobs::run(kad.clone(), replica.clone())),
-            tokio::spawn(crate::replica::antientropy::run(replica.clone())),
-            tokio::spawn(crate::replica::handoff::run(replica.clone())),
+            tokio::spawn(crate::admission::protocol::run(ctx.clone())),
         ];
-        tasks.extend(gossip.spawn());
-
         for addr in ctx.config.bootstrap.clone() {
             if let Some(peer) = peer_id_of(&addr) {
                 ctx.learn_addr(peer, addr.clone());
                 ctx.swarm(SwarmCommand::Dial(addr));
             }
         }
+        if let Startup::Joining(token) = &startup
+            && let Err(e) = join(&ctx, token).await
+        {
+            ctx.begin_shutdown();
+            for task in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            }
+            storage.close();
+            replica.close();
+            return Err(e);
+        }
+        // Kademlia and replica streams share the per-peer limit.
+        let slots = Slots::default();
+        tasks.extend([
+            tokio::spawn(crate::kad::server::run(kad.clone(), slots.clone())),
+            tokio::spawn(crate::replica::server::run(replica.clone(), slots)),
+            tokio::spawn(crate::jobs::run(kad.clone(), replica.clone())),
+            tokio::spawn(crate::replica::antientropy::run(replica.clone())),
+            tokio::spawn(crate::replica::handoff::run(replica.clone())),
+        ]);
+        tasks.extend(gossip.spawn());
         Ok(Node {
             inner: Arc::new(Inner {
                 ctx,
@@ -369,6 +430,34 @@ impl Node {
             .closest)
     }
 
+    /// The id of this node's cluster.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.inner.ctx.admission.cluster_id()
+    }
+
+    /// A join token for one new node, valid `ttl` (only on the node holding the cluster's
+    /// authority).
+    pub fn join_token(&self, ttl: Duration) -> Result<String, NodeError> {
+        self.inner
+            .ctx
+            .admission
+            .issue_token(self.listen_addrs(), ttl.as_millis() as u64)
+            .map(|t| t.encode())
+            .map_err(|e| NodeError::BadRequest(format!("{e:#}")))
+    }
+
+    /// Revokes `peer` from the cluster (only on the node holding the authority) and pushes the
+    /// new revocation list to every member; returns the list's version.
+    pub async fn revoke(&self, peer: PeerId) -> Result<u64, NodeError> {
+        let ctx = &self.inner.ctx;
+        ctx.admission
+            .revoke(peer)
+            .map_err(|e| NodeError::BadRequest(format!("{e:#}")))?;
+        let members: Vec<PeerId> = ctx.members.rows().iter().map(|m| m.id).collect();
+        crate::admission::protocol::push_revocations(ctx, members).await;
+        Ok(ctx.admission.revocations_version())
+    }
+
     /// The node's status.
     pub fn status(&self) -> Status {
         let ctx = &self.inner.ctx;
@@ -385,6 +474,7 @@ impl Node {
             connected_peers: connected,
             uptime_s: ctx.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            cluster_id: ctx.admission.cluster_id(),
             replication: self.inner.replica.status(),
         }
     }

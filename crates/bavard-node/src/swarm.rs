@@ -136,13 +136,21 @@ pub(crate) async fn run(
                     for addr in info.listen_addrs.iter().take(max_addrs) {
                         ctx.learn_addr(peer_id, addr.clone());
                     }
+                    let bavard = info.protocols.contains(&crate::replica::KV_PROTOCOL);
                     {
                         let mut kv = ctx.kv_peers.lock().expect("kv peers lock");
-                        if info.protocols.contains(&crate::replica::KV_PROTOCOL) {
+                        if bavard {
                             kv.insert(peer_id);
                         } else {
                             kv.remove(&peer_id);
                         }
+                    }
+                    if bavard && !ctx.admission.is_admitted(&peer_id) {
+                        // Show each other our certificates now, before either needs them.
+                        let ctx = ctx.clone();
+                        tokio::spawn(async move {
+                            let _ = crate::admission::protocol::hello_with(&ctx, peer_id).await;
+                        });
                     }
                     if info.protocols.contains(&KAD_PROTOCOL) {
                         kad.add_to_table(peer_id, info.listen_addrs.clone());

@@ -113,8 +113,33 @@ async fn hostile_kademlia_and_replica_frames_are_dropped_and_the_node_keeps_serv
     )
     .await;
 
-    // A replica-protocol request over its batch limit gets an error answer, not a crash.
+    // A replica-protocol stream from a peer that is not a cluster member is refused and counted.
     let mut s = open(&control, peer, "/bavard/kv/1").await;
+    let fetch = bavard_proto::store::Request {
+        kind: Some(bavard_proto::store::request::Kind::Fetch(
+            bavard_proto::store::FetchRequest {
+                keys: vec![b"k".to_vec()],
+            },
+        )),
+    };
+    let _ = s
+        .write_all(&prost::Message::encode_length_delimited_to_vec(&fetch))
+        .await;
+    assert!(
+        closed_by_node(&mut s).await,
+        "a stranger's replica stream is dropped"
+    );
+    eventually(
+        "the stranger is counted",
+        Duration::from_secs(10),
+        || async { rejected(target, "not_admitted") >= 1.0 },
+    )
+    .await;
+
+    // A member's replica-protocol request over its batch limit gets an error answer, not a
+    // crash.
+    let (_, member) = common::raw_member(target);
+    let mut s = open(&member, peer, "/bavard/kv/1").await;
     let too_many = bavard_proto::store::Request {
         kind: Some(bavard_proto::store::request::Kind::Fetch(
             bavard_proto::store::FetchRequest {

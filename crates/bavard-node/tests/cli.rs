@@ -12,6 +12,7 @@ struct Proc {
     child: Child,
     api: String,
     p2p: String,
+    dir: PathBuf,
 }
 
 impl Drop for Proc {
@@ -39,11 +40,12 @@ fn wait_node_json(dir: &Path) -> serde_json::Value {
     }
 }
 
-fn start(dir: PathBuf, bootstrap: Option<&str>) -> Proc {
-    start_with_api(dir, bootstrap, "127.0.0.1:0")
+/// Starts a node; with `first`, it joins `first`'s cluster with a token `first` issued.
+fn start(dir: PathBuf, first: Option<&Proc>) -> Proc {
+    start_with_api(dir, first, "127.0.0.1:0")
 }
 
-fn start_with_api(dir: PathBuf, bootstrap: Option<&str>, api: &str) -> Proc {
+fn start_with_api(dir: PathBuf, first: Option<&Proc>, api: &str) -> Proc {
     let mut cmd = Command::new(BIN);
     cmd.args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", api])
         .arg("--data-dir")
@@ -51,8 +53,20 @@ fn start_with_api(dir: PathBuf, bootstrap: Option<&str>, api: &str) -> Proc {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
+    if let Some(first) = first {
+        let token = bavard(&[
+            "cluster",
+            "token",
+            "--data-dir",
+            first.dir.to_str().unwrap(),
+        ]);
+        assert!(
+            token.status.success(),
+            "{}",
+            String::from_utf8_lossy(&token.stderr)
+        );
+        let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+        cmd.args(["--bootstrap", &first.p2p, "--join", &token]);
     }
     let child = cmd.spawn().expect("bavard starts");
     let info = wait_node_json(&dir);
@@ -62,6 +76,7 @@ fn start_with_api(dir: PathBuf, bootstrap: Option<&str>, api: &str) -> Proc {
         child,
         api: format!("http://{}", info["api"].as_str().unwrap()),
         p2p: format!("{addr}/p2p/{peer}"),
+        dir,
     }
 }
 
@@ -91,7 +106,7 @@ fn put_on_one_node_get_on_another_and_a_missing_key_says_not_found() {
     let root = tempfile::tempdir().unwrap();
     let first = start(root.path().join("n0"), None);
     let others: Vec<Proc> = (1..3)
-        .map(|i| start(root.path().join(format!("n{i}")), Some(&first.p2p)))
+        .map(|i| start(root.path().join(format!("n{i}")), Some(&first)))
         .collect();
 
     // Wait until the last node sees both others alive.

@@ -14,8 +14,25 @@ use bavard_node::{Node, NodeConfig};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
-/// A config for an in-process test node with short intervals.
+/// The cluster authority of this test process: every test node is certified by it, so all the
+/// nodes a test starts are members of one cluster.
+pub fn test_authority() -> &'static bavard_node::admission::Authority {
+    static AUTHORITY: std::sync::OnceLock<bavard_node::admission::Authority> =
+        std::sync::OnceLock::new();
+    AUTHORITY.get_or_init(bavard_node::admission::Authority::generate)
+}
+
+/// Certifies the node of `dir` (creating its identity) as a member of the test cluster.
+pub fn admit(dir: &Path) {
+    let key = bavard_node::identity::load_or_create(dir).unwrap();
+    let cert = test_authority().certify(key.public().to_peer_id(), u64::MAX);
+    bavard_node::admission::install_certificate(dir, &cert).unwrap();
+}
+
+/// A config for an in-process test node with short intervals, certified as a member of the test
+/// cluster.
 pub fn test_config(dir: &Path, in_memory: bool) -> NodeConfig {
+    admit(dir);
     let mut c = NodeConfig::default();
     c.data_dir = dir.to_path_buf();
     c.listen = vec!["/memory/0".parse().unwrap()];
@@ -89,6 +106,16 @@ pub fn init_tracing() {
 /// A raw libp2p peer (the node's own transport stack, no protocol logic) dialled to `target`,
 /// for tests that speak a protocol by hand. Returns its peer id and stream control.
 pub fn raw_peer(target: &Node) -> (libp2p::PeerId, libp2p_stream::Control) {
+    raw_peer_with(target, false)
+}
+
+/// A raw peer like [`raw_peer`], but a member of the test cluster: it answers the node's
+/// `/bavard/admit/1` hello with a certificate of the test authority.
+pub fn raw_member(target: &Node) -> (libp2p::PeerId, libp2p_stream::Control) {
+    raw_peer_with(target, true)
+}
+
+fn raw_peer_with(target: &Node, member: bool) -> (libp2p::PeerId, libp2p_stream::Control) {
     use futures::StreamExt as _;
     let key = libp2p::identity::Keypair::generate_ed25519();
     let id = key.public().to_peer_id();
@@ -99,6 +126,33 @@ pub fn raw_peer(target: &Node) -> (libp2p::PeerId, libp2p_stream::Control) {
     )
     .unwrap();
     let control = swarm.behaviour().stream.new_control();
+    if member {
+        let cert = test_authority().certify(id, u64::MAX).encode();
+        let mut incoming = control
+            .clone()
+            .accept(libp2p::StreamProtocol::new("/bavard/admit/1"))
+            .unwrap();
+        tokio::spawn(async move {
+            use bavard_proto::admission as pb;
+            while let Some((_, mut stream)) = incoming.next().await {
+                let cert = cert.clone();
+                tokio::spawn(async move {
+                    let _: Option<pb::Request> =
+                        bavard_node::wire::read_message(&mut stream, 1 << 20)
+                            .await
+                            .ok()
+                            .flatten();
+                    let hello = pb::Response {
+                        kind: Some(pb::response::Kind::Hello(pb::Hello {
+                            certificate: cert,
+                            revocations_version: 0,
+                        })),
+                    };
+                    let _ = bavard_node::wire::write_message(&mut stream, &hello).await;
+                });
+            }
+        });
+    }
     swarm.dial(p2p_addr(target)).unwrap();
     tokio::spawn(async move {
         loop {

@@ -405,8 +405,23 @@ async fn hostile_gossip_frames_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_gossip_cluster(dir.path(), 2).await;
     let target = &nodes[0];
-    // A raw libp2p peer that speaks the gossip protocol by hand.
-    let (attacker, control) = common::raw_peer(target);
+    // A stranger (no certificate of the cluster) is refused at the stream, whatever it sends.
+    let (_, stranger) = common::raw_peer(target);
+    let mut s = stranger
+        .clone()
+        .open_stream(target.peer_id(), StreamProtocol::new("/bavard/gossip/1"))
+        .await
+        .unwrap();
+    let _ = s.write_all(&[1, 0]).await;
+    eventually(
+        "the stranger is counted",
+        Duration::from_secs(10),
+        || async { rejected(target, "not_admitted") >= 1.0 },
+    )
+    .await;
+    drop(s);
+    // A raw libp2p peer that is a member and speaks the gossip protocol by hand.
+    let (attacker, control) = common::raw_member(target);
     let proto = StreamProtocol::new("/bavard/gossip/1");
     let send = |frame: Vec<u8>| {
         let mut control = control.clone();
@@ -510,5 +525,120 @@ async fn hostile_gossip_frames_are_dropped_and_counted() {
     assert_eq!(state, "alive", "a forged leave is ignored");
     assert_eq!(target.status().members_alive, 2);
     drop(held);
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_never_becomes_a_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_gossip_cluster(dir.path(), 3).await;
+    // A node without this cluster's certificate: it creates a cluster of its own.
+    let outsider_dir = dir.path().join("outsider");
+    let mut c = gossip_config(&outsider_dir, true);
+    std::fs::remove_file(outsider_dir.join(bavard_node::admission::CERT_FILE)).unwrap();
+    c.bootstrap = vec![p2p_addr(&nodes[0])];
+    let outsider = Node::start(c).await.unwrap();
+    assert_ne!(outsider.cluster_id(), nodes[0].cluster_id());
+    // Its attempts to join are refused and counted...
+    eventually(
+        "the outsider is refused",
+        Duration::from_secs(20),
+        || async { rejected(&nodes[0], "not_admitted") >= 1.0 },
+    )
+    .await;
+    // ...and a while later nobody lists it, nor does it list anyone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in &nodes {
+        assert!(
+            state_of(n, &outsider).is_none(),
+            "the outsider is no member"
+        );
+        assert_eq!(n.status().members_alive, 3);
+    }
+    assert_eq!(outsider.status().members_alive, 1);
+    // Its replica requests are refused: a write it coordinates reaches only itself.
+    let put = outsider
+        .put(
+            b"k".to_vec(),
+            b"v".to_vec(),
+            bavard_node::api::PutOptions::default(),
+        )
+        .await;
+    assert!(put.is_err(), "no quorum outside the cluster: {put:?}");
+    for n in &nodes {
+        assert_eq!(n.local_record(b"k").unwrap(), None);
+    }
+    outsider.shutdown().await;
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_with_tokens_and_a_revoked_member_is_refused_everywhere() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    // The first node creates the cluster: no certificate installed.
+    let first_dir = dir.path().join("authority");
+    let c = gossip_config(&first_dir, true);
+    std::fs::remove_file(first_dir.join(bavard_node::admission::CERT_FILE)).unwrap();
+    let authority = Node::start(c).await.unwrap();
+    let boot = p2p_addr(&authority);
+    let mut nodes = vec![authority];
+    for i in 1..3 {
+        let d = dir.path().join(format!("member-{i}"));
+        let mut c = gossip_config(&d, true);
+        std::fs::remove_file(d.join(bavard_node::admission::CERT_FILE)).unwrap();
+        c.bootstrap = vec![boot.clone()];
+        c.cluster.join = Some(nodes[0].join_token(Duration::from_secs(60)).unwrap());
+        nodes.push(Node::start(c).await.unwrap());
+        assert_eq!(nodes[i].cluster_id(), nodes[0].cluster_id());
+    }
+    wait_all_alive(&nodes, 3, Duration::from_secs(40)).await;
+    // A token is spent once.
+    let token = nodes[0].join_token(Duration::from_secs(60)).unwrap();
+    let d = dir.path().join("late");
+    let mut c = gossip_config(&d, true);
+    std::fs::remove_file(d.join(bavard_node::admission::CERT_FILE)).unwrap();
+    c.bootstrap = vec![boot.clone()];
+    c.cluster.join = Some(token.clone());
+    c.cluster.join_timeout_secs = 5.0;
+    let late = Node::start(c).await.unwrap();
+    let d2 = dir.path().join("thief");
+    let mut c = gossip_config(&d2, true);
+    std::fs::remove_file(d2.join(bavard_node::admission::CERT_FILE)).unwrap();
+    c.bootstrap = vec![boot.clone()];
+    c.cluster.join = Some(token);
+    c.cluster.join_timeout_secs = 5.0;
+    let Err(err) = Node::start(c).await else {
+        panic!("a spent token admitted a second node");
+    };
+    assert!(format!("{err:#}").contains("already used"), "{err:#}");
+    nodes.push(late);
+    wait_all_alive(&nodes, 4, Duration::from_secs(40)).await;
+
+    // A member cannot revoke; the authority can, and everyone refuses the revoked node.
+    assert!(nodes[1].revoke(nodes[0].peer_id()).await.is_err());
+    let revoked = nodes.pop().unwrap();
+    nodes[0].revoke(revoked.peer_id()).await.unwrap();
+    for n in &nodes {
+        eventually(
+            "the revoked member is dead to every member",
+            Duration::from_secs(30),
+            || async { state_of(n, &revoked).is_some_and(|(s, _)| s == "dead") },
+        )
+        .await;
+    }
+    eventually(
+        "the revoked member's streams are refused",
+        Duration::from_secs(20),
+        || async {
+            nodes
+                .iter()
+                .map(|n| rejected(n, "not_admitted"))
+                .sum::<f64>()
+                >= 1.0
+        },
+    )
+    .await;
+    revoked.shutdown().await;
     shutdown_all(nodes).await;
 }

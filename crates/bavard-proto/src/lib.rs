@@ -45,6 +45,7 @@
 //!   `crates/bavard-proto/fuzz`, run with `cargo fuzz run decode` from this crate's
 //!   directory).
 
+pub mod admission;
 pub mod framing;
 pub mod gossip;
 pub mod kad;

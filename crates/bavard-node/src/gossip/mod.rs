@@ -380,9 +380,16 @@ impl Driver {
         }
     }
 
+    /// Routing-table peers that are admitted cluster members (the open DHT also holds stock
+    /// nodes and other clusters' nodes, which never see our membership).
     fn table_peers(&self) -> Vec<PeerId> {
         let table = self.ctx.table.lock().expect("table lock");
-        table.iter().map(|e| e.peer).take(64).collect()
+        table
+            .iter()
+            .map(|e| e.peer)
+            .filter(|p| self.ctx.admission.is_admitted(p))
+            .take(64)
+            .collect()
     }
 
     /// Delivers broadcast events; true if `want` was delivered among them.
@@ -730,11 +737,19 @@ async fn maintain_topic(node: &Gossip, topic: &str, subscriber: bool, active: &A
             && let Ok(found) = node.kad.providers(key.clone()).await
         {
             {
-                let mut contacts: Vec<PeerId> = found
+                let mut contacts: Vec<PeerId> = Vec::new();
+                for p in found
                     .iter()
-                    .filter_map(|p| p.peer_id.parse().ok())
-                    .filter(|p| *p != node.ctx.peer_id)
-                    .collect();
+                    .filter_map(|p| p.peer_id.parse::<PeerId>().ok())
+                {
+                    // Anyone may provide the topic key in the open DHT; only members are
+                    // neighbours in a topic.
+                    if p != node.ctx.peer_id
+                        && crate::admission::protocol::ensure_admitted(&node.ctx, p).await
+                    {
+                        contacts.push(p);
+                    }
+                }
                 contacts.shuffle(&mut rand::rng());
                 if !contacts.is_empty() {
                     let _ = node.commands.send(Command::JoinTopic {

@@ -185,7 +185,12 @@ pub(crate) async fn accept(ctx: Context, frames: mpsc::Sender<(PeerId, Frame)>) 
     crate::inbound::accept(ctx, GOSSIP_PROTOCOL, limit, move |peer, stream| {
         let ctx = reader.clone();
         let frames = frames.clone();
-        async move { read_stream(&ctx, peer, stream, &frames).await }
+        async move {
+            // Only cluster members gossip: membership and topics alike.
+            if crate::admission::protocol::admit_stream(&ctx, peer, "gossip").await {
+                read_stream(&ctx, peer, stream, &frames).await;
+            }
+        }
     })
     .await;
 }
@@ -226,6 +231,11 @@ async fn read_stream(
             continue;
         }
         tokens -= 1.0;
+        if !node.admission.is_admitted(&peer) {
+            // Revoked (or its certificate expired) since the stream opened.
+            node.metrics.reject("not_admitted");
+            break;
+        }
         match Frame::try_from(msg) {
             Ok(frame) => {
                 if frames.send((peer, frame)).await.is_err() {

@@ -57,7 +57,7 @@ impl Replica {
             .await?
             .closest
             .into_iter()
-            .filter(|p| kv_peers.contains(p))
+            .filter(|p| kv_peers.contains(p) && self.ctx.admission.is_admitted(p))
             .collect();
         let mut all: Vec<PeerId> = live.clone();
         all.extend(
@@ -68,7 +68,7 @@ impl Replica {
                 .closest(&target, n + 8)
                 .into_iter()
                 .map(|e| e.peer)
-                .filter(|p| kv_peers.contains(p)),
+                .filter(|p| kv_peers.contains(p) && self.ctx.admission.is_admitted(p)),
         );
         all.push(self.ctx.peer_id);
         all.sort_by_key(|p| peer_key(p).distance(&target));

@@ -88,7 +88,9 @@ impl PlacementCache {
 /// bavard peers of its routing table.
 fn placement_members(ctx: &Context) -> (Vec<PeerId>, bool) {
     let me = ctx.peer_id;
-    let healthy = ctx.members.healthy();
+    // Only admitted members hold replicas (a revoked one leaves every placement at once).
+    let mut healthy = ctx.members.healthy();
+    healthy.retain(|p| ctx.admission.is_admitted(p));
     if healthy.len() > 1 && healthy.contains(&me) {
         return (healthy, true);
     }
@@ -99,7 +101,7 @@ fn placement_members(ctx: &Context) -> (Vec<PeerId>, bool) {
         .expect("table lock")
         .iter()
         .map(|e| e.peer)
-        .filter(|p| kv.contains(p))
+        .filter(|p| kv.contains(p) && ctx.admission.is_admitted(p))
         .collect();
     members.push(me);
     (members, false)

@@ -28,7 +28,12 @@ pub(crate) async fn run(replica: Replica, slots: Slots) {
     let ctx = replica.ctx.clone();
     crate::inbound::accept(ctx, KV_PROTOCOL, limit, move |peer, stream| {
         let replica = replica.clone();
-        async move { serve(&replica, peer, stream).await }
+        async move {
+            // Only cluster members hold replicas or send replica requests.
+            if crate::admission::protocol::admit_stream(&replica.ctx, peer, "replica").await {
+                serve(&replica, peer, stream).await;
+            }
+        }
     })
     .await;
 }
@@ -57,6 +62,11 @@ async fn serve(node: &Replica, peer: PeerId, mut stream: Stream) {
                 break;
             }
         };
+        if !node.ctx.admission.is_admitted(&peer) {
+            // Revoked since the stream opened.
+            node.ctx.metrics.reject("not_admitted");
+            break;
+        }
         let kind = match tokio::time::timeout(timeout, handle(node, peer, req)).await {
             Ok(Ok(kind)) => kind,
             Ok(Err(msg)) => {
