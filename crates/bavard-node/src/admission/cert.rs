@@ -58,16 +58,16 @@ pub enum AdmissionError {
     #[error("the certificate is for {certified}, not for {presenter}")]
     WrongPeer {
         /// Who it certifies.
-        certified: PeerId,
+        certified: String,
         /// Who presented it.
-        presenter: PeerId,
+        presenter: String,
     },
     /// Expired.
     #[error("the {0} has expired")]
     Expired(&'static str),
     /// The peer was revoked.
     #[error("{0} was revoked from the cluster")]
-    Revoked(PeerId),
+    Revoked(String),
 }
 
 fn malformed(what: &'static str, why: impl Into<String>) -> AdmissionError {
@@ -176,8 +176,8 @@ impl Certificate {
         }
         if &self.peer != presenter {
             return Err(AdmissionError::WrongPeer {
-                certified: self.peer,
-                presenter: *presenter,
+                certified: self.peer.to_string(),
+                presenter: presenter.to_string(),
             });
         }
         if now_ms >= self.not_after_ms {

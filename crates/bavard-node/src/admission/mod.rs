@@ -238,7 +238,7 @@ impl Admission {
         let authority = st.authority_key.ok_or(AdmissionError::OtherCluster)?;
         cert.verify(&authority, presenter, unix_ms())?;
         if st.revoked.contains(presenter) {
-            return Err(AdmissionError::Revoked(*presenter));
+            return Err(AdmissionError::Revoked(presenter.to_string()));
         }
         bound(&mut st.verified);
         st.verified.insert(*presenter, cert.not_after_ms);
