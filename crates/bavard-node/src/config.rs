@@ -348,6 +348,21 @@ pub struct LimitsConfig {
     pub max_peers_per_response: usize,
     /// Addresses kept per peer.
     pub max_addrs_per_peer: usize,
+    /// Kademlia requests accepted per second from one peer (burst: as many); more drop the
+    /// stream. (Replica requests come from admitted members only and are not limited.)
+    /// 0: unlimited.
+    pub max_requests_per_sec_per_peer: u32,
+    /// The same, summed over every peer connecting from one IP address (many identities on one
+    /// host share it); loopback is exempt. 0: unlimited.
+    pub max_requests_per_sec_per_ip: u32,
+    /// Inbound connections established at once, over all peers.
+    pub max_connections: u32,
+    /// Inbound connections still being set up (Noise, yamux) at once.
+    pub max_pending_connections: u32,
+    /// Connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Connections from one IP address (loopback is exempt).
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for LimitsConfig {
@@ -359,6 +374,12 @@ impl Default for LimitsConfig {
             inbound_idle_timeout_secs: 30.0,
             max_peers_per_response: 20,
             max_addrs_per_peer: 8,
+            max_requests_per_sec_per_peer: 500,
+            max_requests_per_sec_per_ip: 2000,
+            max_connections: 1024,
+            max_pending_connections: 128,
+            max_connections_per_peer: 8,
+            max_connections_per_ip: 32,
         }
     }
 }

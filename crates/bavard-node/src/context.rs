@@ -20,6 +20,9 @@ use crate::config::NodeConfig;
 use crate::members::MembershipView;
 use crate::metrics::Metrics;
 
+/// Most peers remembered as already warned about.
+const MAX_WARNED: usize = 10_000;
+
 /// What the swarm task is asked to do.
 pub(crate) enum SwarmCommand {
     Dial(Multiaddr),
@@ -51,6 +54,10 @@ pub(crate) struct Shared {
     pub(crate) listen_addrs: Mutex<Vec<Multiaddr>>,
     /// The test-only fault layer, when `[fault_injection]` enables it.
     pub(crate) faults: Option<crate::fault::FaultLayer>,
+    /// Per-peer and per-IP request rates.
+    pub(crate) rate: crate::rate::RateLimits,
+    /// The IP address of each connected peer (set by the swarm task).
+    pub(crate) peer_ips: Mutex<HashMap<PeerId, std::net::IpAddr>>,
     pub(crate) started: Instant,
     commands: mpsc::UnboundedSender<SwarmCommand>,
     shutdown: watch::Sender<bool>,
@@ -84,6 +91,11 @@ impl Context {
             peer_id: parts.peer_id,
             local_key: peer_key(&parts.peer_id),
             faults: crate::fault::FaultLayer::new(&parts.config.fault_injection),
+            rate: crate::rate::RateLimits::new(
+                parts.config.limits.max_requests_per_sec_per_peer,
+                parts.config.limits.max_requests_per_sec_per_ip,
+            ),
+            peer_ips: Mutex::new(HashMap::new()),
             config: parts.config,
             metrics: Metrics::new(),
             admission: parts.admission,
@@ -135,10 +147,34 @@ impl Context {
             .add(peer, addr, self.config.limits.max_addrs_per_peer);
     }
 
+    /// Admits one inbound request of `peer` under the rate limits; counts and logs a refusal.
+    pub(crate) fn admit_request(&self, peer: PeerId) -> bool {
+        let ip = self.peer_ips.lock().expect("ips lock").get(&peer).copied();
+        match self.rate.check(&peer, ip, Instant::now()) {
+            Ok(()) => true,
+            Err(which) => {
+                let reason = match which {
+                    crate::rate::Limited::Peer => "rate_limited_peer",
+                    crate::rate::Limited::Ip => "rate_limited_ip",
+                };
+                self.metrics.reject(reason);
+                self.warn_once(peer, &format!("request rate over the limit ({reason})"));
+                false
+            }
+        }
+    }
+
     /// Logs a peer's first offence at warn level and the rest at debug, so a flood cannot
-    /// flood the log.
+    /// flood the log (the set of peers already warned about is bounded).
     pub(crate) fn warn_once(&self, peer: PeerId, what: &str) {
-        if self.warned.lock().expect("warned lock").insert(peer) {
+        let first = {
+            let mut warned = self.warned.lock().expect("warned lock");
+            if warned.len() >= MAX_WARNED {
+                warned.clear();
+            }
+            warned.insert(peer)
+        };
+        if first {
             tracing::warn!(%peer, "dropping an inbound stream: {what} (further offences logged at debug)");
         } else {
             tracing::debug!(%peer, "dropping an inbound stream: {what}");

@@ -37,6 +37,7 @@ pub mod kad;
 mod members;
 pub mod metrics;
 mod node;
+mod rate;
 pub mod replica;
 mod request;
 mod storage;

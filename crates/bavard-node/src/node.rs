@@ -116,7 +116,12 @@ impl Node {
         let storage = Arc::new(Storage::open(&config, &peer_id)?);
 
         let book = crate::addresses::AddressBook::default();
-        let mut swarm = crate::swarm::build(keypair, book.clone(), Duration::from_secs(120))?;
+        let mut swarm = crate::swarm::build(
+            keypair,
+            book.clone(),
+            Duration::from_secs(120),
+            crate::swarm::connection_limits(&config.limits),
+        )?;
         let control = swarm.behaviour().stream.new_control();
         for addr in &config.listen {
             swarm

@@ -14,7 +14,9 @@ use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Swarm, Transport as _, allow_block_list, identify, noise, ping, tcp, yamux};
+use libp2p::{
+    Swarm, Transport as _, allow_block_list, connection_limits, identify, noise, ping, tcp, yamux,
+};
 
 use futures::StreamExt as _;
 use libp2p::swarm::SwarmEvent;
@@ -42,13 +44,26 @@ pub struct Behaviour {
     pub addresses: addresses::Behaviour,
     /// Peers we refuse to talk to (operator bans, and the fault injection of tests).
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Bounds on connections: established and pending inbound ones, and per peer.
+    pub limits: connection_limits::Behaviour,
 }
 
-/// Builds the swarm for `keypair`.
+/// The connection bounds of [`build`], from `[limits]`.
+pub fn connection_limits(
+    limits: &crate::config::LimitsConfig,
+) -> connection_limits::ConnectionLimits {
+    connection_limits::ConnectionLimits::default()
+        .with_max_established_incoming(Some(limits.max_connections))
+        .with_max_pending_incoming(Some(limits.max_pending_connections))
+        .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+}
+
+/// Builds the swarm for `keypair`, within `limits` (see [`connection_limits`]).
 pub fn build(
     keypair: Keypair,
     book: addresses::AddressBook,
     idle_timeout: Duration,
+    limits: connection_limits::ConnectionLimits,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -76,6 +91,7 @@ pub fn build(
             stream: libp2p_stream::Behaviour::new(),
             addresses: addresses::Behaviour::new(book),
             blocked: allow_block_list::Behaviour::default(),
+            limits: connection_limits::Behaviour::new(limits),
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();
@@ -91,6 +107,7 @@ pub(crate) async fn run(
     let ctx = kad.ctx.clone();
     let shutdown = ctx.shutdown_signal();
     tokio::pin!(shutdown);
+    let mut per_ip = PerIp::default();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -114,20 +131,32 @@ pub(crate) async fn run(
                         addrs.push(address);
                     }
                 }
-                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
                     tracing::debug!(%peer_id, ?endpoint, "connected");
+                    if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                        ctx.peer_ips.lock().expect("ips lock").insert(peer_id, ip);
+                        if !per_ip.open(connection_id, ip, ctx.config.limits.max_connections_per_ip) {
+                            ctx.metrics.reject("too_many_connections_per_ip");
+                            ctx.warn_once(peer_id, &format!("more than {} connections from {ip}", ctx.config.limits.max_connections_per_ip));
+                            swarm.close_connection(connection_id);
+                            continue;
+                        }
+                    }
                     ctx.connected.lock().expect("connected lock").insert(peer_id);
                     if endpoint.is_dialer() {
                         ctx.learn_addr(peer_id, endpoint.get_remote_address().clone());
                     }
                     ctx.refresh_gauges();
                 }
-                SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } if num_established > 0 => {
+                SwarmEvent::ConnectionClosed { peer_id, num_established, cause, connection_id, .. } if num_established > 0 => {
+                    per_ip.close(connection_id);
                     tracing::debug!(%peer_id, ?cause, "one of several connections closed");
                 }
-                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, cause, connection_id, .. } => {
+                    per_ip.close(connection_id);
                     tracing::debug!(%peer_id, ?cause, "connection closed");
                     ctx.connected.lock().expect("connected lock").remove(&peer_id);
+                    ctx.peer_ips.lock().expect("ips lock").remove(&peer_id);
                     ctx.refresh_gauges();
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
@@ -140,6 +169,11 @@ pub(crate) async fn run(
                     {
                         let mut kv = ctx.kv_peers.lock().expect("kv peers lock");
                         if bavard {
+                            if kv.len() >= MAX_KV_PEERS {
+                                // Keep the ones still in the routing table.
+                                let table = ctx.table.lock().expect("table lock");
+                                kv.retain(|p| table.iter().any(|e| e.peer == *p));
+                            }
                             kv.insert(peer_id);
                         } else {
                             kv.remove(&peer_id);
@@ -168,4 +202,51 @@ pub(crate) async fn run(
     }
     // Dropping the swarm closes every connection.
     drop(swarm);
+}
+
+/// Most peers remembered as bavard nodes.
+const MAX_KV_PEERS: usize = 10_000;
+
+/// The IP address of a multiaddr, if it has one.
+fn ip_of(addr: &libp2p::Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(ip.into()),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
+}
+
+/// Connections open per IP address (loopback is not counted: local testbeds run every node on
+/// one address).
+#[derive(Default)]
+struct PerIp {
+    by_connection: std::collections::HashMap<libp2p::swarm::ConnectionId, std::net::IpAddr>,
+    count: std::collections::HashMap<std::net::IpAddr, u32>,
+}
+
+impl PerIp {
+    /// Counts a new connection from `ip`; false (and not counted) when `ip` is at `max`.
+    fn open(&mut self, id: libp2p::swarm::ConnectionId, ip: std::net::IpAddr, max: u32) -> bool {
+        if ip.is_loopback() {
+            return true;
+        }
+        let n = self.count.entry(ip).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        self.by_connection.insert(id, ip);
+        true
+    }
+
+    fn close(&mut self, id: libp2p::swarm::ConnectionId) {
+        if let Some(ip) = self.by_connection.remove(&id)
+            && let Some(n) = self.count.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.count.remove(&ip);
+            }
+        }
+    }
 }

@@ -331,3 +331,37 @@ async fn topics_past_the_configured_maximum_are_refused_with_a_limit_error() {
     assert!(matches!(err, bavard_node::api::NodeError::Limit(_)));
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_flood_from_one_peer_is_cut_at_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path(), true);
+    config.limits.max_requests_per_sec_per_peer = 20;
+    let node = Node::start(config).await.unwrap();
+    let (_, control) = common::raw_peer(&node);
+    let mut s = open(&control, node.peer_id(), "/ipfs/kad/1.0.0").await;
+    let find = bavard_proto::kad::Message {
+        r#type: bavard_proto::kad::message::MessageType::FindNode as i32,
+        key: b"k".to_vec(),
+        ..Default::default()
+    };
+    let frame = prost::Message::encode_length_delimited_to_vec(&find);
+    let mut answered = 0;
+    for _ in 0..200 {
+        if s.write_all(&frame).await.is_err() {
+            break;
+        }
+        let read =
+            bavard_node::wire::read_message::<bavard_proto::kad::Message, _>(&mut s, 1 << 20);
+        match tokio::time::timeout(Duration::from_secs(5), read).await {
+            Ok(Ok(Some(_))) => answered += 1,
+            _ => break,
+        }
+    }
+    assert!(
+        (20..200).contains(&answered),
+        "the burst is served, the flood is cut: {answered} answered"
+    );
+    assert!(rejected(&node, "rate_limited_peer") >= 1.0);
+    node.shutdown().await;
+}

@@ -123,6 +123,7 @@ fn raw_peer_with(target: &Node, member: bool) -> (libp2p::PeerId, libp2p_stream:
         key,
         bavard_node::addresses::AddressBook::default(),
         Duration::from_secs(60),
+        bavard_node::swarm::connection_limits(&Default::default()),
     )
     .unwrap();
     let control = swarm.behaviour().stream.new_control();

@@ -62,6 +62,9 @@ async fn serve_stream(node: &Kad, peer: PeerId, mut stream: Stream) {
             .metrics
             .bytes_in
             .inc_by(prost::Message::encoded_len(&msg) as u64);
+        if !node.ctx.admit_request(peer) {
+            break;
+        }
         let key = msg.key.clone();
         let request = match Request::from_pb(msg, &peer, node.ctx.config.store.max_key_size) {
             Ok(r) => r,
@@ -224,7 +227,10 @@ async fn handle(node: &Kad, peer: PeerId, request: Request) -> Option<Response> 
                 addrs.iter().map(|a| a.to_vec()).collect(),
                 now.saturating_add(ttl_ms),
             );
-            if let Err(e) = store.add_provider(record, now) {
+            // A durable write: off the async workers.
+            let store = node.storage.store.clone();
+            let added = tokio::task::spawn_blocking(move || store.add_provider(record, now)).await;
+            if let Ok(Err(e)) = added {
                 node.ctx.metrics.reject("provider_rejected");
                 tracing::debug!(%peer, "ADD_PROVIDER rejected: {e}");
             }

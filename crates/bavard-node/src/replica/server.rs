@@ -67,6 +67,7 @@ async fn serve(node: &Replica, peer: PeerId, mut stream: Stream) {
             node.ctx.metrics.reject("not_admitted");
             break;
         }
+
         let kind = match tokio::time::timeout(timeout, handle(node, peer, req)).await {
             Ok(Ok(kind)) => kind,
             Ok(Err(msg)) => {
