@@ -192,6 +192,13 @@ pub enum NodeError {
     /// A configured limit on what clients may create was reached (429).
     #[error("{0}")]
     Limit(String),
+    /// This node's storage failed (a full or failing disk): it takes no writes and has left the
+    /// cluster until the store works again (507).
+    #[error(
+        "this node's storage failed ({0}); it takes no writes and left the cluster until its \
+         disk works again: use another node"
+    )]
+    StorageFailed(String),
 }
 
 /// A membership entry as `GET /v1/members` shows it.

@@ -1,10 +1,12 @@
-//! A store that can be closed while handles to it are still alive.
+//! A store that can be closed (and reopened) while handles to it are still alive, and that
+//! notices when its engine fails.
 //!
 //! Background tasks (lookups, read repairs, the committer thread) hold the node's store for a
 //! while after [`crate::Node::shutdown`]; redb refuses a second open of the same file while the
 //! first is alive, so a restart on the same data dir in the same process would fail. Closing drops
 //! the engine at once; later calls get a storage error.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bavard_store::{
@@ -13,14 +15,25 @@ use bavard_store::{
 };
 
 /// A [`RecordStore`] whose backend [`Closable::close`] releases.
+///
+/// Every call's result is watched: a storage-engine error (an I/O error: a full or failing
+/// disk) marks the store failed ([`Closable::failure`]) and wakes [`Closable::failed`], so the
+/// node can stop taking writes and recover; redb fails every later call after an I/O error, so
+/// recovering means reopening ([`Closable::replace`]).
 pub(crate) struct Closable {
     inner: RwLock<Option<Arc<dyn RecordStore>>>,
+    failed: AtomicBool,
+    error: std::sync::Mutex<Option<String>>,
+    wake: tokio::sync::Notify,
 }
 
 impl Closable {
     pub(crate) fn new(store: Arc<dyn RecordStore>) -> Self {
         Self {
             inner: RwLock::new(Some(store)),
+            failed: AtomicBool::new(false),
+            error: std::sync::Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -29,18 +42,54 @@ impl Closable {
         self.inner.write().expect("store lock").take();
     }
 
+    /// Installs a new backend (after [`Closable::close`]) and clears the failure.
+    pub(crate) fn replace(&self, store: Arc<dyn RecordStore>) {
+        *self.inner.write().expect("store lock") = Some(store);
+        *self.error.lock().expect("error lock") = None;
+        self.failed.store(false, Ordering::SeqCst);
+    }
+
+    /// The storage error that failed the store, if it failed.
+    pub(crate) fn failure(&self) -> Option<String> {
+        if self.failed.load(Ordering::SeqCst) {
+            self.error.lock().expect("error lock").clone()
+        } else {
+            None
+        }
+    }
+
+    /// Resolves once the store has failed.
+    pub(crate) async fn failed(&self) {
+        loop {
+            let notified = self.wake.notified();
+            if self.failed.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&dyn RecordStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let guard = self.inner.read().expect("store lock");
-        match guard.as_deref() {
+        let result = match guard.as_deref() {
             Some(store) => f(store),
-            None => Err(StoreError::storage(
-                "closed",
-                std::io::Error::other("the node has shut down"),
-            )),
+            None => {
+                return Err(StoreError::storage(
+                    "closed",
+                    std::io::Error::other("the store is closed"),
+                ));
+            }
+        };
+        if let Err(e @ StoreError::Storage { .. }) = &result {
+            *self.error.lock().expect("error lock") = Some(e.to_string());
+            if !self.failed.swap(true, Ordering::SeqCst) {
+                self.wake.notify_waiters();
+            }
         }
+        result
     }
 }
 

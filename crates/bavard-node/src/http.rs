@@ -61,6 +61,7 @@ impl From<NodeError> for ApiError {
             NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             NodeError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             NodeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+            NodeError::StorageFailed(_) => StatusCode::INSUFFICIENT_STORAGE,
         };
         Self::new(status, e.to_string())
     }

@@ -88,8 +88,13 @@ pub(crate) async fn run(kad: Kad, replica: Replica) {
             }
             _ = expire.tick() => {
                 for store in [&kad.storage.store, &kad.storage.dht] {
-                    if let Err(e) = store.expire(unix_ms()) {
-                        tracing::warn!("expiry failed: {e}");
+                    match store.expire(unix_ms()) {
+                        Ok(stats) if stats.corrupt_rows_skipped > 0 => {
+                            kad.ctx.metrics.store_corrupt_rows.inc_by(stats.corrupt_rows_skipped as u64);
+                            tracing::warn!(rows = stats.corrupt_rows_skipped, "expiry skipped corrupt rows");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("expiry failed: {e}"),
                     }
                 }
                 kad.ctx.metrics.records_stored.set(kad.storage.len() as i64);
@@ -140,6 +145,13 @@ async fn replicate_records(replica: &Replica, own_only: bool) {
             .scan(after.as_deref(), SCAN_PAGE, unix_ms())
         {
             Ok(p) => p,
+            Err(bavard_store::StoreError::Corrupt { key, .. }) => {
+                // One bad row must not stop the rest: skip past it, count it.
+                replica.ctx.metrics.store_corrupt_rows.inc();
+                tracing::warn!("skipping a corrupt record row (key {})", hex::encode(&key));
+                after = Some(key);
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("store scan failed: {e}");
                 return;

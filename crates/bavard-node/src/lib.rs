@@ -38,6 +38,7 @@ mod members;
 pub mod metrics;
 mod node;
 mod rate;
+mod recovery;
 pub mod replica;
 mod request;
 mod storage;

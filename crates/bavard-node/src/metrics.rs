@@ -88,6 +88,12 @@ pub struct Metrics {
     pub anti_entropy_keys_behind: Gauge,
     /// Differing digest ranges not compared yet.
     pub anti_entropy_ranges_pending: Gauge,
+    /// Times the node's storage failed (a full or failing disk).
+    pub storage_failures: Counter,
+    /// 1 while the storage is failed (the node takes no writes and is out of the cluster).
+    pub storage_failed: Gauge,
+    /// Corrupt rows skipped by scans and expiry.
+    pub store_corrupt_rows: Counter,
     /// Members known, by state (this node included).
     pub gossip_members: Family<MemberStateLabels, Gauge>,
     /// Topic messages published by this node.
@@ -130,6 +136,9 @@ impl Metrics {
             anti_entropy_rounds: Counter::default(),
             anti_entropy_keys: Counter::default(),
             anti_entropy_failures: Family::default(),
+            storage_failures: Counter::default(),
+            storage_failed: Gauge::default(),
+            store_corrupt_rows: Counter::default(),
             anti_entropy_bytes: Counter::default(),
             anti_entropy_keys_behind: Gauge::default(),
             anti_entropy_ranges_pending: Gauge::default(),
@@ -235,6 +244,21 @@ impl Metrics {
             "anti_entropy_ranges_pending",
             "Differing digest ranges not compared yet",
             m.anti_entropy_ranges_pending.clone(),
+        );
+        registry.register(
+            "storage_failures",
+            "Times the storage failed (full or failing disk)",
+            m.storage_failures.clone(),
+        );
+        registry.register(
+            "storage_failed",
+            "1 while the storage is failed and the node out of the cluster",
+            m.storage_failed.clone(),
+        );
+        registry.register(
+            "store_corrupt_rows",
+            "Corrupt rows skipped by scans and expiry",
+            m.store_corrupt_rows.clone(),
         );
         registry.register(
             "gossip_members",

@@ -203,6 +203,12 @@ impl Node {
             tokio::spawn(crate::jobs::run(kad.clone(), replica.clone())),
             tokio::spawn(crate::replica::antientropy::run(replica.clone())),
             tokio::spawn(crate::replica::handoff::run(replica.clone())),
+            tokio::spawn(crate::recovery::run(
+                ctx.clone(),
+                storage.clone(),
+                replica.clone(),
+                gossip.clone(),
+            )),
         ]);
         tasks.extend(gossip.spawn());
         Ok(Node {
@@ -330,6 +336,7 @@ impl Node {
         opts: PutOptions,
     ) -> Result<PutReply, NodeError> {
         self.check_key(&key)?;
+        self.inner.storage.check_writable()?;
         let config = &self.inner.ctx.config;
         let max = config.store.max_value_size;
         if value.len() > max {
@@ -354,6 +361,7 @@ impl Node {
     /// Deletes `key` by writing a tombstone to its replicas.
     pub async fn delete(&self, key: Vec<u8>, opts: PutOptions) -> Result<PutReply, NodeError> {
         self.check_key(&key)?;
+        self.inner.storage.check_writable()?;
         if let Some(condition) = opts.condition {
             self.inner.replica.check_condition(&key, condition).await?;
         }

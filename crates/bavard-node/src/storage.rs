@@ -17,6 +17,35 @@ use crate::config::{NodeConfig, secs};
 use crate::replica::commit::Committer;
 use crate::util::unix_ms;
 
+/// The persistent stores' files and settings.
+struct Files {
+    records: std::path::PathBuf,
+    records_config: BackendConfig,
+    dht: std::path::PathBuf,
+    dht_config: BackendConfig,
+}
+
+/// Opens a redb store, refusing an empty (0-byte) file: redb would silently make it an empty
+/// store, and a node that lost its data must not pretend it has none.
+fn open_redb(
+    path: &std::path::Path,
+    config: BackendConfig,
+    what: &str,
+) -> anyhow::Result<Arc<dyn RecordStore>> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() == 0
+    {
+        anyhow::bail!(
+            "the {what} {} is empty (0 bytes): refusing to start on it as if it were a new \
+             store; restore it from a backup, or delete it to start with an empty one",
+            path.display()
+        );
+    }
+    Ok(Arc::new(RedbStore::open(path, config).with_context(
+        || format!("cannot open the {what} {}", path.display()),
+    )?))
+}
+
 /// Records, the committer and the clock.
 pub(crate) struct Storage {
     /// The record store of the replicated KV store (closable, so a restart in the same process
@@ -27,6 +56,8 @@ pub(crate) struct Storage {
     pub(crate) dht: Arc<Closable>,
     /// Group commit for every local write.
     pub(crate) committer: Committer,
+    /// Where the persistent stores live, to reopen them after a storage failure.
+    files: Option<Files>,
     hlc: Mutex<Hlc>,
     /// The persisted upper bound on issued timestamps (see [`crate::clock`]); locked after
     /// `hlc`, only by [`Storage::next_version`].
@@ -51,14 +82,10 @@ impl Storage {
             .with_tombstone_grace_ms(
                 secs(config.replication.tombstone_grace_secs).as_millis() as u64
             );
-        let store: Arc<dyn RecordStore> = if config.store.in_memory {
-            Arc::new(MemoryStore::new(backend))
-        } else {
-            let path = config.data_dir.join("records.redb");
-            Arc::new(
-                RedbStore::open(&path, backend)
-                    .with_context(|| format!("cannot open the record store {}", path.display()))?,
-            )
+        let records_path = (!config.store.in_memory).then(|| config.data_dir.join("records.redb"));
+        let store: Arc<dyn RecordStore> = match &records_path {
+            None => Arc::new(MemoryStore::new(backend.clone())),
+            Some(path) => open_redb(path, backend.clone(), "record store")?,
         };
         let store = Arc::new(Closable::new(store));
         let dht_limits = StoreLimits {
@@ -73,15 +100,11 @@ impl Storage {
         let dht_backend = BackendConfig::new(peer_id.to_bytes())
             .with_fsync(config.store.fsync)
             .with_limits(dht_limits);
-        let dht: Arc<dyn RecordStore> =
-            if config.store.in_memory {
-                Arc::new(MemoryStore::new(dht_backend))
-            } else {
-                let path = config.data_dir.join("dht.redb");
-                Arc::new(RedbStore::open(&path, dht_backend).with_context(|| {
-                    format!("cannot open the DHT record store {}", path.display())
-                })?)
-            };
+        let dht_path = (!config.store.in_memory).then(|| config.data_dir.join("dht.redb"));
+        let dht: Arc<dyn RecordStore> = match &dht_path {
+            None => Arc::new(MemoryStore::new(dht_backend.clone())),
+            Some(path) => open_redb(path, dht_backend.clone(), "DHT record store")?,
+        };
         let dht = Arc::new(Closable::new(dht));
         let lease =
             crate::clock::ClockLease::open((!config.store.in_memory).then_some(&config.data_dir))?;
@@ -103,6 +126,12 @@ impl Storage {
         Ok(Self {
             store,
             dht,
+            files: records_path.zip(dht_path).map(|(records, dht)| Files {
+                records,
+                records_config: backend,
+                dht,
+                dht_config: dht_backend,
+            }),
             committer,
             hlc: Mutex::new(hlc),
             lease: Mutex::new(lease),
@@ -130,6 +159,14 @@ impl Storage {
         Version::new(ts, writer.to_bytes())
     }
 
+    /// Fails with [`NodeError::StorageFailed`] while the stores are failed.
+    pub(crate) fn check_writable(&self) -> Result<(), NodeError> {
+        match self.failure() {
+            Some(e) => Err(NodeError::StorageFailed(e)),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses a record whose version is too far ahead of our clock: it would win every later
     /// LWW comparison. Every path that stores a version from another node goes through this.
     pub(crate) fn check_clock(&self, record: Record, now_ms: u64) -> Result<Record, String> {
@@ -144,6 +181,39 @@ impl Storage {
     /// Records stored (0 when the store cannot tell).
     pub(crate) fn len(&self) -> usize {
         self.store.len().unwrap_or(0)
+    }
+
+    /// The storage error that stopped this node's stores, if one did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.store.failure().or_else(|| self.dht.failure())
+    }
+
+    /// Resolves once a store has failed.
+    pub(crate) async fn failed(&self) {
+        tokio::select! {
+            _ = self.store.failed() => {}
+            _ = self.dht.failed() => {}
+        }
+    }
+
+    /// Reopens the persistent stores (after a failure: redb fails every call after an I/O
+    /// error). Succeeds once the disk takes a commit again (opening one commits).
+    pub(crate) fn reopen(&self) -> anyhow::Result<()> {
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        self.store.close();
+        self.dht.close();
+        let store = open_redb(&files.records, files.records_config.clone(), "record store");
+        let dht = open_redb(&files.dht, files.dht_config.clone(), "DHT record store");
+        match (store, dht) {
+            (Ok(store), Ok(dht)) => {
+                self.store.replace(store);
+                self.dht.replace(dht);
+                Ok(())
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
     }
 
     /// Releases the storage engines (at shutdown).

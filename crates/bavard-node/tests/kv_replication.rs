@@ -593,3 +593,157 @@ async fn a_restarted_node_never_issues_versions_below_those_it_issued_before() {
         Err(err) => assert!(format!("{err:#}").contains("corrupt"), "{err:#}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_file_stops_the_node_instead_of_becoming_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(kv_config(dir.path(), None)).await.unwrap();
+    node.shutdown().await;
+    std::fs::write(dir.path().join("records.redb"), b"").unwrap();
+    let Err(err) = Node::start(kv_config(dir.path(), None)).await else {
+        panic!("started on a 0-byte record store");
+    };
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("records.redb") && msg.contains("0 bytes"),
+        "{msg}"
+    );
+}
+
+/// A size-limited tmpfs mounted for a test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// `None` when this process may not mount (not root): the test then says so and stops.
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gets_507_the_node_leaves_loses_nothing_and_rejoins_once_freed() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("small"), "24m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let mut c = Cluster::start(dir.path()).await;
+    // Node 4 moves onto the small disk, which ballast then almost fills.
+    c.kill(4).await;
+    let small = disk.0.join("n4");
+    copy_dir(&c.dirs[4], &small);
+    c.dirs[4] = small.clone();
+    c.restart(4).await;
+    c.wait_full_tables().await;
+    let full = c.node(4).clone();
+    eventually("node 4 is a member again", Duration::from_secs(30), || {
+        let full = full.clone();
+        async move { full.status().members_alive == N }
+    })
+    .await;
+    let ballast = disk.0.join("ballast");
+    fill(&ballast, &disk.0, 256 * 1024);
+
+    // Writes through the others go on until node 4's store fails; it then refuses writes.
+    let mut acked: Vec<String> = Vec::new();
+    for i in 0..5_000 {
+        let key = format!("disk-{i}");
+        if put(c.node(i % 4), &key, &"x".repeat(1000)).await.is_ok() {
+            acked.push(key);
+        }
+        if full.status().replication.hints_queued > 0 || i % 50 == 0 {
+            match put(&full, "probe", "v").await {
+                Err(NodeError::StorageFailed(_)) => break,
+                _ => continue,
+            }
+        }
+    }
+    let err = put(&full, "after-failure", "v").await.unwrap_err();
+    assert!(matches!(err, NodeError::StorageFailed(_)), "{err:?}");
+    // It left: the others stop placing keys on it.
+    for i in 0..4 {
+        let observer = c.node(i).clone();
+        let id = c.ids[4].to_string();
+        eventually("node 4 has left", Duration::from_secs(30), || {
+            let observer = observer.clone();
+            let id = id.clone();
+            async move {
+                observer
+                    .members()
+                    .iter()
+                    .any(|m| m.peer_id == id && (m.state == "left" || m.state == "dead"))
+            }
+        })
+        .await;
+    }
+    // Writes keep succeeding at quorum meanwhile.
+    put(c.node(0), "while-out", "v").await.unwrap();
+    acked.push("while-out".into());
+
+    // Space freed: node 4 reopens its store and rejoins.
+    std::fs::remove_file(&ballast).unwrap();
+    eventually("node 4 takes writes again", Duration::from_secs(90), || {
+        let full = full.clone();
+        async move { full.status().members_alive == N && put(&full, "back", "v").await.is_ok() }
+    })
+    .await;
+    // No acknowledged write was lost.
+    for key in &acked {
+        let got = c.node(1).get(key.as_bytes(), quorum()).await.unwrap();
+        assert!(got.is_some(), "{key} was acknowledged and is gone");
+    }
+    c.shutdown().await;
+    drop(disk);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Writes `path` until the filesystem of `dir` has about `leave` bytes free.
+fn fill(path: &Path, dir: &Path, leave: u64) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let avail: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
+        if avail <= leave + chunk.len() as u64 {
+            break;
+        }
+        if f.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    f.sync_all().unwrap();
+}

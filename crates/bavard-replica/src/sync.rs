@@ -416,8 +416,13 @@ impl<P: Clone + PartialEq> Initiator<P> {
             if records.len() >= self.config.max_batch_records {
                 break;
             }
-            let Some(r) = store.get(k, now_ms)? else {
-                // Expired or removed since the listing: nothing to push.
+            let found = match store.get(k, now_ms) {
+                // A corrupt row is not pushed (the peer's copy repairs it when pulled).
+                Err(StoreError::Corrupt { .. }) => None,
+                other => other?,
+            };
+            let Some(r) = found else {
+                // Expired, removed since the listing, or corrupt: nothing to push.
                 self.push.pop_front();
                 continue;
             };
@@ -710,7 +715,12 @@ pub fn answer<P>(
             let mut size = 0;
             let mut covered = 0;
             for key in &keys {
-                if let Some(r) = store.get(key, now_ms)? {
+                // A corrupt row is left out (as absent): one bad record must not fail the rest.
+                let found = match store.get(key, now_ms) {
+                    Err(StoreError::Corrupt { .. }) => None,
+                    other => other?,
+                };
+                if let Some(r) = found {
                     if covered > 0 && size + record_size(&r) > config.max_batch_bytes {
                         break;
                     }

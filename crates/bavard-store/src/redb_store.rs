@@ -580,16 +580,10 @@ impl RecordStore for RedbStore {
             if ik.get(..2) != Some(first.as_slice()) {
                 break;
             }
+            // A corrupt index row is left out (as if its record were absent) rather than stopping
+            // every listing of the leaf: anti-entropy then repairs the record from a peer.
             let (Some(key), Some(row)) = (key_of_index(ik), IndexRow::decode(v.value())) else {
-                return Err(StoreError::Corrupt {
-                    table: "digest",
-                    key: ik.to_vec(),
-                    source: codec::DecodeError::Truncated {
-                        field: "index row",
-                        needed: 24,
-                        remaining: v.value().len(),
-                    },
-                });
+                continue;
             };
             if !row.is_expired(now_ms) {
                 out.push(DigestEntry {

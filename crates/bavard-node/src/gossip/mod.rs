@@ -87,6 +87,8 @@ enum Command {
     Leave {
         reply: oneshot::Sender<()>,
     },
+    /// Join again after a leave: a new membership instance (it outbids the old incarnation).
+    Rejoin,
 }
 
 struct TopicEntry {
@@ -288,6 +290,16 @@ impl Driver {
             }
             Command::Leave { reply } => {
                 let _ = reply.send(());
+            }
+            Command::Rejoin => {
+                let cfg = membership_config(&self.ctx.config.gossip);
+                let meta = meta::encode_addrs(&self.ctx.listen_addrs(), cfg.max_meta_len);
+                self.membership =
+                    Membership::new(self.ctx.peer_id, meta, cfg, StdRng::from_os_rng(), now);
+                let mut seeds = self.bootstrap.clone();
+                seeds.extend(self.table_peers());
+                self.membership.join(now, seeds);
+                self.members_dirty = true;
             }
         }
     }
@@ -643,6 +655,11 @@ impl Gossip {
     /// Undoes [`Gossip::block`].
     pub(crate) fn unblock(&self, peer: PeerId) {
         self.blocked.lock().expect("blocked lock").remove(&peer);
+    }
+
+    /// Joins the membership again after [`Gossip::leave`] (a node whose storage recovered).
+    pub(crate) fn rejoin(&self) {
+        let _ = self.commands.send(Command::Rejoin);
     }
 
     /// The node is stopping like a crash: no graceful leave at shutdown.

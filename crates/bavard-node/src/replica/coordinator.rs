@@ -261,7 +261,8 @@ impl Replica {
                 for key in &keys {
                     match self.storage.store.get(key, now) {
                         Ok(Some(r)) => records.push(r),
-                        Ok(None) => {}
+                        // A corrupt row counts as absent: the read repair rewrites it.
+                        Ok(None) | Err(bavard_store::StoreError::Corrupt { .. }) => {}
                         Err(e) => return Err(Failure::Refused(e.to_string())),
                     }
                 }

@@ -18,6 +18,8 @@ use libp2p::PeerId;
 pub(crate) struct Hints {
     store: crate::closable::Closable,
     max_key: usize,
+    /// The file and settings, to reopen after a storage failure (`None`: in memory).
+    file: Option<(std::path::PathBuf, StoreConfig)>,
 }
 
 fn hint_key(owner: &PeerId, created_ms: u64, key: &[u8]) -> Vec<u8> {
@@ -62,13 +64,24 @@ impl Hints {
         };
         let config = StoreConfig::new(local.to_bytes()).with_limits(limits);
         let store: Arc<dyn RecordStore> = match path {
-            Some(p) => Arc::new(RedbStore::open(p, config)?),
-            None => Arc::new(MemoryStore::new(config)),
+            Some(p) => Arc::new(RedbStore::open(p, config.clone())?),
+            None => Arc::new(MemoryStore::new(config.clone())),
         };
         Ok(Self {
             store: crate::closable::Closable::new(store),
             max_key,
+            file: path.map(|p| (p.to_path_buf(), config)),
         })
+    }
+
+    /// Reopens the hint store's file (after a storage failure).
+    pub(crate) fn reopen(&self) -> Result<(), bavard_store::StoreError> {
+        if let Some((path, config)) = &self.file {
+            self.store.close();
+            self.store
+                .replace(Arc::new(RedbStore::open(path, config.clone())?));
+        }
+        Ok(())
     }
 
     /// Keeps `records` for `owner`, durably, in one commit.

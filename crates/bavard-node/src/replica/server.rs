@@ -135,6 +135,13 @@ impl Replica {
                 records.len()
             ));
         }
+        if let Some(e) = node.storage.failure() {
+            // The coordinator hints these to another node.
+            let refusal = StoreOutcome::Rejected(format!("this replica's storage failed: {e}"));
+            return Ok(Response::Store {
+                results: vec![refusal; records.len()],
+            });
+        }
         let now = unix_ms();
         let mut results: Vec<Option<StoreOutcome>> = Vec::with_capacity(records.len());
         let mut valid = Vec::new();
