@@ -1,7 +1,7 @@
 //! A bounded address book that tells the swarm where to dial a peer.
 //!
-//! `libp2p-stream` dials a peer by id when we open a stream to it; the swarm asks every behaviour
-//! for addresses, and this one answers from what identify, Kademlia responses and bootstrap
+//! The stream behaviour (`crate::streams`) dials a peer by id when we open a stream to it; the
+//! swarm asks every behaviour for addresses, and this one answers from what identify, Kademlia responses and bootstrap
 //! addresses taught us.
 
 use std::collections::{HashMap, VecDeque};

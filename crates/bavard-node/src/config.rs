@@ -363,6 +363,10 @@ pub struct LimitsConfig {
     pub max_connections_per_peer: u32,
     /// Connections from one IP address (loopback is exempt).
     pub max_connections_per_ip: u32,
+    /// Inbound streams of one protocol negotiated but not yet taken by its accept loop; past
+    /// this a stream is dropped (counted as `accept_queue_full`). The loops only spawn a task
+    /// per stream, so the queue is empty unless a peer floods faster than that.
+    pub max_queued_inbound_streams: usize,
 }
 
 impl Default for LimitsConfig {
@@ -380,6 +384,7 @@ impl Default for LimitsConfig {
             max_pending_connections: 128,
             max_connections_per_peer: 8,
             max_connections_per_ip: 32,
+            max_queued_inbound_streams: 1024,
         }
     }
 }

@@ -44,7 +44,7 @@ pub(crate) struct Shared {
     /// Who is a member of the cluster (certificates, revocations).
     pub(crate) admission: std::sync::Arc<crate::admission::Admission>,
     /// Opens and accepts raw protocol streams.
-    pub(crate) control: libp2p_stream::Control,
+    pub(crate) control: crate::streams::Control,
     pub(crate) book: AddressBook,
     pub(crate) table: Mutex<RoutingTable<PeerId, Vec<Multiaddr>>>,
     pub(crate) members: MembershipView,
@@ -77,7 +77,8 @@ pub(crate) struct Parts {
     pub(crate) peer_id: PeerId,
     pub(crate) config: NodeConfig,
     pub(crate) admission: std::sync::Arc<crate::admission::Admission>,
-    pub(crate) control: libp2p_stream::Control,
+    pub(crate) metrics: Metrics,
+    pub(crate) control: crate::streams::Control,
     pub(crate) book: AddressBook,
     pub(crate) table: RoutingTable<PeerId, Vec<Multiaddr>>,
     pub(crate) listen_addrs: Vec<Multiaddr>,
@@ -97,7 +98,7 @@ impl Context {
             ),
             peer_ips: Mutex::new(HashMap::new()),
             config: parts.config,
-            metrics: Metrics::new(),
+            metrics: parts.metrics,
             admission: parts.admission,
             control: parts.control,
             book: parts.book,

@@ -42,6 +42,7 @@ mod recovery;
 pub mod replica;
 mod request;
 mod storage;
+pub mod streams;
 pub mod swarm;
 pub mod util;
 pub mod wire;

@@ -288,6 +288,15 @@ impl Metrics {
         m
     }
 
+    /// The counter of inbound streams or requests rejected for `reason`.
+    pub fn rejected(&self, reason: &str) -> Counter {
+        self.inbound_rejected
+            .get_or_create(&RejectLabels {
+                reason: reason.to_string(),
+            })
+            .clone()
+    }
+
     /// Counts a rejected inbound stream or request.
     pub fn reject(&self, reason: &str) {
         self.inbound_rejected

@@ -116,11 +116,13 @@ impl Node {
         let storage = Arc::new(Storage::open(&config, &peer_id)?);
 
         let book = crate::addresses::AddressBook::default();
+        let metrics = crate::metrics::Metrics::new();
         let mut swarm = crate::swarm::build(
             keypair,
             book.clone(),
             Duration::from_secs(120),
-            crate::swarm::connection_limits(&config.limits),
+            &config.limits,
+            metrics.rejected("accept_queue_full"),
         )?;
         let control = swarm.behaviour().stream.new_control();
         for addr in &config.listen {
@@ -162,6 +164,7 @@ impl Node {
             peer_id,
             config,
             admission: Arc::new(admission),
+            metrics,
             control,
             book,
             table,

@@ -32,7 +32,7 @@ fn rejected(node: &Node, reason: &str) -> f64 {
 }
 
 async fn open(
-    control: &libp2p_stream::Control,
+    control: &bavard_node::streams::Control,
     peer: PeerId,
     proto: &'static str,
 ) -> libp2p::Stream {

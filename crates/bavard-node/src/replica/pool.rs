@@ -1,7 +1,7 @@
 //! Idle replica-protocol streams kept for reuse, per peer.
 //!
 //! Opening a stream costs a yamux stream setup, a multistream-select negotiation and a slot in
-//! the remote acceptor's queue (which libp2p-stream drops from when it falls behind a burst).
+//! the remote acceptor's queue.
 //! The replica server answers any number of requests on one stream, one at a time, so the
 //! coordinator keeps the streams of answered requests and sends the next request to that peer on
 //! one of them. A stream is only returned after a complete request and response; a stream that

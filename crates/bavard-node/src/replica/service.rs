@@ -21,7 +21,7 @@ use crate::api::ReplicationStatus;
 use crate::config::secs;
 use crate::context::{Context, peer_key};
 use crate::kad::client::Kad;
-use crate::request::{RequestError, open_stream, retry_broken_stream};
+use crate::request::{PeerLimiter, RequestError, open_stream, retry_broken_stream};
 use crate::storage::Storage;
 
 /// The replica service (cheap to clone).
@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) hints: Hints,
     /// Idle `/bavard/kv/1` streams for reuse (see [`super::pool`]).
     streams: StreamPool<libp2p::Stream>,
+    /// Requests in flight per peer: with the idle streams, within the peer's inbound limit.
+    limiter: PeerLimiter,
     /// Anti-entropy progress and views.
     pub(crate) sync: SyncState,
     /// The byte budget of background transfers (anti-entropy, hint delivery).
@@ -68,6 +70,12 @@ impl Replica {
         let rc = &config.replication;
         Ok(Self(Arc::new(Shared {
             streams: StreamPool::new(rc.max_idle_streams_per_peer, secs(rc.idle_stream_secs)),
+            limiter: PeerLimiter::new(
+                config
+                    .limits
+                    .max_inbound_streams_per_peer
+                    .saturating_sub(rc.max_idle_streams_per_peer),
+            ),
             pace: Pace::new(rc.sync_max_bytes_per_sec),
             hints,
             sync: SyncState::default(),
@@ -187,6 +195,7 @@ impl Replica {
         }
         let max = self.ctx.config.limits.max_message_size;
         let req = pb::Request { kind: Some(kind) };
+        let _permit = self.limiter.acquire(peer).await;
         if let Some(stream) = self.streams.take(&peer, std::time::Instant::now()) {
             match self.exchange(stream, &req, max).await {
                 Ok((resp, stream)) => {
