@@ -248,6 +248,37 @@ mod tests {
     }
 
     #[test]
+    fn payload_cache_keeps_the_first_message_under_an_id_and_counts_signatures_in_its_bytes() {
+        let now = Instant::now();
+        let mut cache = PayloadCache::new(Duration::from_secs(60), 10, 100);
+        cache.insert(now, id(1), msg(vec![1; 10]));
+        let other = CachedPayload {
+            publisher: 2,
+            payload: vec![2; 10],
+            signature: vec![2; 8],
+        };
+        cache.insert(now, id(1), other);
+        assert_eq!(cache.get(&id(1)), Some(&msg(vec![1; 10])), "not replaced");
+        let signed = CachedPayload {
+            signature: vec![0; 40],
+            ..msg(vec![0; 55])
+        };
+        cache.insert(now, id(2), signed);
+        assert!(
+            cache.get(&id(1)).is_none(),
+            "10 + 55 + 40 bytes exceed 100: the oldest goes"
+        );
+        assert!(cache.get(&id(2)).is_some());
+        let too_big = CachedPayload {
+            signature: vec![0; 60],
+            ..msg(vec![0; 50])
+        };
+        cache.insert(now, id(3), too_big);
+        assert!(cache.get(&id(3)).is_none(), "110 bytes never fit in 100");
+        assert!(cache.get(&id(2)).is_some());
+    }
+
+    #[test]
     fn payload_cache_respects_count_and_byte_bounds() {
         let now = Instant::now();
         let mut cache = PayloadCache::new(Duration::from_secs(60), 10, 1_000);
