@@ -226,6 +226,17 @@ fn plumtree_messages_from_a_peer_outside_the_active_view_are_refused() {
         );
     }
     assert_eq!(drain(&mut a), (vec![], vec![]));
+    // A former neighbour whose messages crossed our `Disconnect` (here: it left the active view
+    // for the passive one) is dropped the same way, but that race is no error.
+    a.handle_message(later, 2, msg(MessageBody::Disconnect { alive: true }))
+        .unwrap();
+    assert!(a.passive_view(&TOPIC).contains(&2));
+    drain(&mut a);
+    assert_eq!(
+        a.handle_message(later, 2, msg(gossip(5, 7, b"late", 7))),
+        Ok(())
+    );
+    assert_eq!(drain(&mut a), (vec![], vec![]));
     // HyParView's messages come from non-neighbours by design; once 9 is a neighbour, its
     // payloads are taken.
     a.handle_message(

@@ -56,9 +56,11 @@ pub enum BroadcastError {
         /// The configured limit.
         max: usize,
     },
-    /// A Plumtree message (`Gossip`, `IHave`, `Graft`, `Prune`) from a peer outside the topic's
-    /// active view: only neighbours take part in the broadcast tree. Doesn't affect state (a
+    /// A Plumtree message (`Gossip`, `IHave`, `Graft`, `Prune`) from a peer in neither of the
+    /// topic's views: only neighbours take part in the broadcast tree. Doesn't affect state (a
     /// payload is not delivered, not forwarded, its id not remembered; a graft is not answered).
+    /// (From a passive peer, a former neighbour whose messages crossed our `Disconnect`, the
+    /// message is dropped the same way but without an error.)
     #[error("broadcast message from a peer that is not a neighbour in this topic")]
     NotNeighbor,
     /// A received payload's publisher signature did not verify. Doesn't affect state: the copy

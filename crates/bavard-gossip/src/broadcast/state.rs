@@ -57,8 +57,9 @@ use crate::NoAuth;
 ///   forwarded, its id not remembered. [`BroadcastEvent::Received`](super::BroadcastEvent)
 ///   names the verified publisher;
 /// - Plumtree messages (`Gossip`, `IHave`, `Graft`, `Prune`) are only taken from the topic's
-///   active-view neighbours ([`BroadcastError::NotNeighbor`]); HyParView's come from anyone, as
-///   the protocol needs;
+///   active-view neighbours: from a stranger they are refused ([`BroadcastError::NotNeighbor`]),
+///   from a passive peer (a link being torn down) dropped without an error; HyParView's come
+///   from anyone, as the protocol needs;
 /// - a message id is remembered once the first genuine copy is delivered; later copies under
 ///   that id are duplicates whatever they carry, so a forged copy, before or after, neither
 ///   displaces nor blocks the genuine one.

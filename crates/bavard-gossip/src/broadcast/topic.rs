@@ -8,9 +8,11 @@
 //! The topic is also where broadcast messages are admitted. HyParView's messages (`Join`,
 //! `ForwardJoin`, `Neighbor`, `NeighborReply`, `Disconnect`, `Shuffle`, `ShuffleReply`) come
 //! from non-neighbours by design; Plumtree's (`Gossip`, `IHave`, `Graft`, `Prune`) only ever go
-//! to active-view neighbours, so one from anyone else is refused
-//! ([`BroadcastError::NotNeighbor`]): a stranger cannot inject payloads, fill the table of
-//! missing messages with announcements, or get payloads sent to it with grafts. A payload must
+//! to active-view neighbours, so one from anyone else is dropped: a stranger cannot inject
+//! payloads, fill the table of missing messages with announcements, or get payloads sent to it
+//! with grafts. From a stranger (in neither view) that is an error
+//! ([`BroadcastError::NotNeighbor`]); from a passive peer it is the normal race of a link being
+//! torn down (we evicted it and it spoke before our `Disconnect` arrived), dropped without one. A payload must
 //! also carry a valid signature of its publisher ([`BroadcastError::BadSignature`]). Both are
 //! checked before anything changes. Links are FIFO (one stream per peer in the node), and every
 //! message that makes a peer a neighbour (`Neighbor`, `NeighborReply`) is queued before the
@@ -149,6 +151,12 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Topic<P> {
             | MessageBody::Graft { .. }
             | MessageBody::Prune => {
                 if !self.hv.is_active(&from) {
+                    // A link being torn down: we dropped the peer (an eviction, a full view
+                    // answering a late reply) and it sent this before our `Disconnect` reached
+                    // it. Normal, so not an error; dropped all the same.
+                    if self.hv.is_passive(&from) {
+                        return Ok(());
+                    }
                     return Err(BroadcastError::NotNeighbor);
                 }
                 self.pt.validate(&body)?;
