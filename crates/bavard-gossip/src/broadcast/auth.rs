@@ -49,8 +49,13 @@ impl<P> SignedGossip<'_, P> {
     }
 }
 
-/// Signs the topic messages this node publishes and verifies those it receives (see the
-/// [module docs](self)).
+/// Signs the topic messages this node publishes and verifies those it receives.
+///
+/// The publisher signs (publisher, topic, id, payload) once, when it publishes; the signature
+/// travels in every copy (eager pushes and graft answers) and every node verifies it before the
+/// message is remembered, delivered or forwarded: a relay can repeat a message, not alter one or
+/// make one up in another member's name. The hop count is not signed (each relay rewrites it).
+/// The full rules are on [`Broadcast`](super::Broadcast) ("Trust").
 ///
 /// The node implements it with the publisher's ed25519 peer key; [`NoAuth`](crate::NoAuth)
 /// signs nothing and accepts everything.

@@ -66,7 +66,15 @@ impl<P> SignedFields<'_, P> {
 }
 
 /// Signs the local node's claims about itself and verifies other members' claims about
-/// themselves (see the [module docs](self)).
+/// themselves.
+///
+/// The claims a member makes about itself — `Alive` (joining, changing its metadata, refuting
+/// a suspicion) and `Left` — are signed by that member when it makes them; the signature
+/// travels with the claim and is stored with the member, so every relay (piggyback, push-pull)
+/// forwards the original signature, and every receiver verifies it before the claim changes its
+/// view: a relay can repeat a member's claim, not make one up. `Suspect` and `Dead` are about
+/// someone else and carry no signature. The full rules are on
+/// [`Membership`](super::Membership) ("Trust").
 ///
 /// The node implements it with the member's ed25519 peer key (and checks the cluster
 /// certificate carried in `meta` in [`verify`](Self::verify)); [`NoAuth`](crate::NoAuth) signs
