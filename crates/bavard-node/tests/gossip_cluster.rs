@@ -495,6 +495,7 @@ async fn hostile_gossip_frames_are_dropped_and_counted() {
                         state: pb::MemberState::Left as i32,
                         meta: vec![],
                         from: attacker.to_bytes(),
+                        signature: vec![],
                     }],
                 })),
             },

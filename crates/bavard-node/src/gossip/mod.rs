@@ -213,8 +213,12 @@ impl Driver {
         let now = Instant::now();
         let local = ctx.peer_id;
         let meta = meta::encode_addrs(&ctx.listen_addrs(), mcfg.max_meta_len);
-        let membership = Membership::new(local, meta, mcfg, StdRng::from_os_rng(), now);
-        let broadcast = Broadcast::new(local, broadcast_config(&cfg), StdRng::from_os_rng());
+        // Gossip content is not authenticated yet: NoAuth signs nothing and accepts everything.
+        // The node's real authenticators (peer keys and cluster certificates) replace these.
+        let membership = Membership::new(local, meta, mcfg, StdRng::from_os_rng(), now)
+            .with_authenticator(Box::new(bavard_gossip::NoAuth));
+        let broadcast = Broadcast::new(local, broadcast_config(&cfg), StdRng::from_os_rng())
+            .with_authenticator(Box::new(bavard_gossip::NoAuth));
         let (fail_tx, mut failures) = mpsc::unbounded_channel();
         let open_timeout = ctx.config.kad.request_timeout().min(Duration::from_secs(5));
         let outbound = transport::Outbound::new(ctx.control.clone(), fail_tx, open_timeout);
