@@ -210,10 +210,11 @@ pub struct Completion {
     /// Round trips to the replicas (an uncontended CAS: 2; a serial read: 1). A commit sent
     /// without waiting is not counted.
     pub round_trips: u32,
-    /// Prepare rounds started.
+    /// Prepare rounds started (the metric "CAS rounds").
     pub attempts: u32,
-    /// Attempts that failed and were retried after a backoff.
-    pub retries: u32,
+    /// Attempts that were followed by another because of other proposers: a higher promise,
+    /// another operation's proposal to finish first, a newer version to move above.
+    pub contention_retries: u32,
 }
 
 /// A request to send.
@@ -348,7 +349,9 @@ pub struct Proposer<P> {
     maybe_applied: bool,
     attempts: u32,
     round_trips: u32,
-    retries: u32,
+    contention_retries: u32,
+    /// Backoffs so far (the exponent of the next one).
+    backoffs: u32,
     phase: Phase,
     next_id: RequestId,
     /// The current phase's requests: id → deadline.
@@ -395,7 +398,8 @@ impl<P: Clone + PartialEq> Proposer<P> {
             maybe_applied: false,
             attempts: 0,
             round_trips: 0,
-            retries: 0,
+            contention_retries: 0,
+            backoffs: 0,
             phase: Phase::Done,
             next_id: 0,
             flight: BTreeMap::new(),
@@ -636,11 +640,14 @@ impl<P: Clone + PartialEq> Proposer<P> {
             self.finish(outcome);
             return;
         }
+        if cause == Cause::Contention {
+            self.contention_retries += 1;
+        }
         let floor = self.highest_seen.max(self.ballot.timestamp());
         if backoff {
-            self.retries += 1;
+            self.backoffs += 1;
             self.phase = Phase::Backoff {
-                until: now + self.backoff.delay(self.retries),
+                until: now + self.backoff.delay(self.backoffs),
             };
         } else {
             self.phase = Phase::NeedBallot { floor };
@@ -654,7 +661,7 @@ impl<P: Clone + PartialEq> Proposer<P> {
             outcome,
             round_trips: self.round_trips,
             attempts: self.attempts,
-            retries: self.retries,
+            contention_retries: self.contention_retries,
         });
     }
 
