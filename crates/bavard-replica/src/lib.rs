@@ -12,6 +12,8 @@
 //!   [`Coordination`].
 //! - [`handoff`]: the hinted-handoff policy — whom hints go to, in what batches, when they
 //!   expire.
+//! - [`paxos`]: linearizable compare-and-set per key — Paxos on the key's replicas
+//!   ([`paxos::Proposer`], [`paxos::Acceptor`]).
 //! - [`Request`] / [`Response`]: the replica protocol's messages as domain types.
 //! - [`LeafSet`]: which leaves of the key-hash space a round compares.
 //!
@@ -24,6 +26,7 @@
 pub mod coordinator;
 pub mod handoff;
 mod leafset;
+pub mod paxos;
 mod placement;
 mod protocol;
 pub mod sync;
