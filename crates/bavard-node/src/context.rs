@@ -37,6 +37,8 @@ pub(crate) struct Context(Arc<Shared>);
 /// What the context holds.
 pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
+    /// This node's identity key (signs its gossip claims and messages).
+    pub(crate) keypair: libp2p::identity::Keypair,
     /// SHA-256 of the peer id: this node's place in the keyspace.
     pub(crate) local_key: Key,
     pub(crate) config: NodeConfig,
@@ -78,6 +80,7 @@ pub(crate) struct Parts {
     pub(crate) config: NodeConfig,
     pub(crate) admission: std::sync::Arc<crate::admission::Admission>,
     pub(crate) metrics: Metrics,
+    pub(crate) keypair: libp2p::identity::Keypair,
     pub(crate) control: crate::streams::Control,
     pub(crate) book: AddressBook,
     pub(crate) table: RoutingTable<PeerId, Vec<Multiaddr>>,
@@ -90,6 +93,7 @@ impl Context {
         let (shutdown, _) = watch::channel(false);
         Self(Arc::new(Shared {
             peer_id: parts.peer_id,
+            keypair: parts.keypair,
             local_key: peer_key(&parts.peer_id),
             faults: crate::fault::FaultLayer::new(&parts.config.fault_injection),
             rate: crate::rate::RateLimits::new(

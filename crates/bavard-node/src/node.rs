@@ -118,7 +118,7 @@ impl Node {
         let book = crate::addresses::AddressBook::default();
         let metrics = crate::metrics::Metrics::new();
         let mut swarm = crate::swarm::build(
-            keypair,
+            keypair.clone(),
             book.clone(),
             Duration::from_secs(120),
             &config.limits,
@@ -165,6 +165,7 @@ impl Node {
             config,
             admission: Arc::new(admission),
             metrics,
+            keypair,
             control,
             book,
             table,

@@ -115,9 +115,28 @@ pub fn raw_member(target: &Node) -> (libp2p::PeerId, bavard_node::streams::Contr
     raw_peer_with(target, true)
 }
 
+/// A raw member like [`raw_member`] whose key the test holds (to sign claims by hand).
+pub fn raw_member_with(
+    target: &Node,
+    key: libp2p::identity::Keypair,
+) -> bavard_node::streams::Control {
+    raw_peer_keyed(target, true, key).1
+}
+
 fn raw_peer_with(target: &Node, member: bool) -> (libp2p::PeerId, bavard_node::streams::Control) {
+    raw_peer_keyed(
+        target,
+        member,
+        libp2p::identity::Keypair::generate_ed25519(),
+    )
+}
+
+fn raw_peer_keyed(
+    target: &Node,
+    member: bool,
+    key: libp2p::identity::Keypair,
+) -> (libp2p::PeerId, bavard_node::streams::Control) {
     use futures::StreamExt as _;
-    let key = libp2p::identity::Keypair::generate_ed25519();
     let id = key.public().to_peer_id();
     let mut swarm = bavard_node::swarm::build(
         key,
