@@ -3,6 +3,7 @@
 pub mod encoding;
 pub mod hash;
 pub mod ranges;
+pub mod store;
 
 pub use hash::BlobHash;
 pub use ranges::{BLOCK_SIZE, BlockRanges};

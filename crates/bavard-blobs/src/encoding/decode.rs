@@ -62,6 +62,11 @@ impl VerifiedBlock {
     pub fn data(&self) -> &Bytes {
         &self.data
     }
+
+    /// The tree parents received on this block's path, for the store's outboard.
+    pub(crate) fn parents(&self) -> &[Parent] {
+        &self.parents
+    }
 }
 
 impl std::fmt::Debug for VerifiedBlock {

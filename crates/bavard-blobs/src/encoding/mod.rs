@@ -71,6 +71,8 @@ pub use decode::{DecodeError, RangeDecoder, VerifiedBlock, verify_size_proof};
 pub use encode::{BlobSource, EncodeError, MemBlob, RangeEncoder, encode_size_proof};
 pub use outboard::{Outboard, OutboardError, compute_outboard, hash_reader};
 
+pub(crate) use outboard::{outboard_len, write_outboard};
+
 /// The largest frame a block is sent in: 16 KiB of data and up to 64 parents of 64 bytes (a
 /// tree over 2^64 bytes has fewer than 64 levels above the blocks).
 pub const MAX_FRAME_LEN: usize = crate::ranges::BLOCK_SIZE as usize + 64 * 64;
