@@ -15,7 +15,7 @@
 //! it is either the old or the new version, never a mix; the checksum catches the rest (a
 //! truncated copy, a disk that returns garbage).
 
-use super::bitfield::Bitfield;
+use crate::bitfield::Bitfield;
 use crate::ranges::block_count;
 
 const MAGIC: [u8; 8] = *b"bvblob\0\x01";

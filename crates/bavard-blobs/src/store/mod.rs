@@ -63,7 +63,6 @@
 //! behind a mutex and calls it from blocking tasks. Reads go through a [`BlobReader`], which
 //! needs the store only to be opened. One `Store` per directory.
 
-mod bitfield;
 mod meta;
 mod reader;
 
@@ -80,8 +79,8 @@ use bao_tree::BaoTree;
 pub use meta::MetaError;
 pub use reader::BlobReader;
 
-use self::bitfield::Bitfield;
 use self::meta::Meta;
+use crate::bitfield::Bitfield;
 use crate::encoding::{EncodeError, VerifiedBlock, outboard_len, write_outboard};
 use crate::hash::BlobHash;
 use crate::ranges::{BAO_BLOCK_SIZE, BLOCK_SIZE, BlockRanges, block_count};

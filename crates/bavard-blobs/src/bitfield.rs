@@ -1,4 +1,5 @@
-//! The set of verified blocks of a partial blob, one bit per block.
+//! A set of blocks, one bit per block: the store's verified blocks, the scheduler's
+//! verified and requested blocks.
 
 use crate::ranges::BlockRanges;
 
