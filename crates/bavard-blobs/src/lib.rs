@@ -3,6 +3,7 @@
 mod bitfield;
 pub mod encoding;
 pub mod hash;
+pub mod protocol;
 pub mod ranges;
 pub mod store;
 pub mod swarm;

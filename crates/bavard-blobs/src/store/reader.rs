@@ -66,6 +66,22 @@ impl BlobReader {
         })
     }
 
+    /// Like [`encoder`](Self::encoder), but owning the reader, to stream a response from
+    /// another thread or task.
+    pub fn into_encoder(self, ranges: &BlockRanges) -> Result<RangeEncoder<Self>, StoreError> {
+        if let Some(block) = first_missing(&self.verified, ranges) {
+            return Err(StoreError::NotAvailable {
+                hash: self.hash,
+                block,
+            });
+        }
+        let hash = self.hash;
+        RangeEncoder::new(self, ranges).map_err(|e| match e {
+            EncodeError::OutOfBounds { block, .. } => StoreError::NotAvailable { hash, block },
+            other => StoreError::Encode(other),
+        })
+    }
+
     /// The proof of this blob's size (its last block), for a size query.
     pub fn size_proof(&self) -> Result<Bytes, StoreError> {
         let last = block_count(self.size) - 1;
