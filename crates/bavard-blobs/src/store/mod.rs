@@ -367,7 +367,8 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, e.g. `DATA_DIR/blobs`, and evicts what
-    /// no longer fits a lowered quota.
+    /// no longer fits a lowered quota (as much as it can: pinned blobs and partial
+    /// downloads over the quota stay, and new blobs are refused until there is room).
     ///
     /// Fails only if the directory cannot be used; bad entries are dealt with and listed in
     /// [`open_problems`](Self::open_problems).
@@ -390,7 +391,7 @@ impl Store {
             problems: Vec::new(),
         };
         store.load()?;
-        store.make_room(0, None)?;
+        store.evict(0, None, Eviction::AsMuchAsHelps)?;
         Ok(store)
     }
 
@@ -529,8 +530,9 @@ impl Store {
     // ----- adding -----
 
     /// Adds everything `reader` yields as a blob, streaming (see the module docs), and
-    /// returns its hash and size. Adding a blob already complete here costs the read and
-    /// hash only. With `pinned`, the blob is pinned (also if it was already here).
+    /// returns its hash and size. Adding a blob already complete here costs reading,
+    /// hashing and spooling it, and keeps nothing new. With `pinned`, the blob is pinned
+    /// (also if it was already here).
     pub fn add_reader(
         &mut self,
         reader: impl Read,
@@ -972,6 +974,15 @@ impl Store {
     /// Evicts unpinned complete blobs, least recently accessed first, until `needed` more
     /// bytes fit the quota; `protect` is never evicted. All or nothing.
     fn make_room(&mut self, needed: u64, protect: Option<BlobHash>) -> Result<(), StoreError> {
+        self.evict(needed, protect, Eviction::AllOrNothing)
+    }
+
+    fn evict(
+        &mut self,
+        needed: u64,
+        protect: Option<BlobHash>,
+        mode: Eviction,
+    ) -> Result<(), StoreError> {
         let Some(quota) = self.config.quota else {
             return Ok(());
         };
@@ -986,7 +997,7 @@ impl Store {
             .map(|(h, e)| (e.last_access_ms, *h, e.footprint()))
             .collect();
         let evictable: u64 = candidates.iter().map(|c| c.2).sum();
-        if target - evictable.min(target) > quota {
+        if mode == Eviction::AllOrNothing && target - evictable.min(target) > quota {
             return Err(StoreError::QuotaExceeded {
                 needed,
                 used: self.used,
@@ -1052,6 +1063,16 @@ impl Store {
         fs::rename(&tmp, &path).map_err(io_err("renaming", &tmp))?;
         sync_dir(&self.dir)
     }
+}
+
+/// How [`Store::evict`] treats a quota it cannot reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Eviction {
+    /// Evict nothing and refuse: a new blob that would not fit anyway.
+    AllOrNothing,
+    /// Evict what can be evicted: at open, under a quota lowered below the pinned blobs,
+    /// which must not stop the node from starting.
+    AsMuchAsHelps,
 }
 
 fn info(hash: BlobHash, entry: &Entry) -> BlobInfo {

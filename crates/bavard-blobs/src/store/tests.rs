@@ -318,6 +318,34 @@ fn a_lowered_quota_evicts_at_open() {
 }
 
 #[test]
+fn a_quota_below_the_pinned_blobs_does_not_stop_the_store_from_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        random_blob(BLOCK_SIZE, 32),
+        random_blob(BLOCK_SIZE, 33),
+        random_blob(BLOCK_SIZE, 34),
+    );
+    {
+        let mut store = open(dir.path(), StoreConfig::default());
+        store.add_bytes(a.data(), true, at(1)).unwrap();
+        store.add_bytes(b.data(), true, at(2)).unwrap();
+        store.add_bytes(c.data(), false, at(3)).unwrap();
+    }
+    let config = StoreConfig {
+        quota: Some(BLOCK_SIZE),
+        ..StoreConfig::default()
+    };
+    let mut store = open(dir.path(), config);
+    // The unpinned one goes; the pinned ones stay, over the quota; new blobs are refused.
+    assert_eq!(store.poll_evicted(), Some(c.hash()));
+    assert_eq!(store.list().len(), 2);
+    assert!(matches!(
+        store.add_bytes(c.data(), false, at(4)),
+        Err(StoreError::QuotaExceeded { .. })
+    ));
+}
+
+#[test]
 fn damaged_entries_are_quarantined_at_open_and_the_rest_still_loads() {
     let dir = tempfile::tempdir().unwrap();
     let blobs: Vec<MemBlob> = (0..4)
