@@ -415,11 +415,19 @@ where
             p.last_progress = now;
         }
         let mut finished = false;
+        let mut skipped = 0..0;
         if let Some(request) = self.requests.get_mut(&id)
             && request.provider == *provider
+            && block >= request.next
         {
-            request.next = request.next.max(block + 1);
+            // Responses come in block order; a block past `next` means the ones between
+            // will not come from this request (a driver that skipped them).
+            skipped = request.next..block;
+            request.next = block + 1;
             finished = request.next >= request.blocks.end;
+        }
+        for b in skipped {
+            self.release(b);
         }
         if finished {
             self.finish_request(id, now);
@@ -538,13 +546,18 @@ where
             }
         }
         for block in request.next..request.blocks.end {
-            if self.verified.get(block) || self.covered_elsewhere(block) {
-                continue;
-            }
-            if self.requested.clear(block) {
-                self.free += 1;
-                self.cursor = self.cursor.min(self.position(block));
-            }
+            self.release(block);
+        }
+    }
+
+    /// Makes `block` free again unless it is verified or another request still covers it.
+    fn release(&mut self, block: u64) {
+        if self.verified.get(block) || self.covered_elsewhere(block) {
+            return;
+        }
+        if self.requested.clear(block) {
+            self.free += 1;
+            self.cursor = self.cursor.min(self.position(block));
         }
     }
 

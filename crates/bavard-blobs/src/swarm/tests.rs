@@ -581,3 +581,32 @@ fn a_failed_request_drops_its_provider_without_banning_it() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn blocks_a_driver_skips_are_asked_for_again() {
+    let start = Instant::now();
+    let mut fetch: Fetch<u64, _> = Fetch::new(
+        8 * BLOCK_SIZE,
+        &BlockRanges::new(),
+        FetchConfig {
+            order: PieceOrder::Sequential,
+            ..FetchConfig::default()
+        },
+        ChaCha8Rng::seed_from_u64(10),
+    );
+    fetch.add_provider(1, Availability::All, start);
+    let Some(Action::Request { id, blocks, .. }) = fetch.poll_action() else {
+        panic!("a request");
+    };
+    assert_eq!(blocks, 0..4);
+    // Block 2 arrives first: 0 and 1 will not come from this request any more.
+    fetch.handle_block(&1, id, 2, start);
+    fetch.handle_block(&1, id, 3, start);
+    let mut again = BlockRanges::new();
+    while let Some(action) = fetch.poll_action() {
+        if let Action::Request { blocks, .. } = action {
+            again.insert(blocks);
+        }
+    }
+    assert!(again.contains(0) && again.contains(1), "{again:?}");
+}
