@@ -1,4 +1,5 @@
-//! `cargo xtask bench dht`: put/get throughput and latency against a local cluster.
+//! `cargo xtask bench dht`: put/get throughput and latency against a local cluster (`bench kv`
+//! is the same run on the replicated store; `bench blobs` is in [`crate::bench_blobs`]).
 //!
 //! Starts a cluster with the `cluster` code (or reuses a running one with `--reuse`), waits until
 //! it has joined, then writes K keys through random nodes' HTTP APIs with C client threads, then
@@ -33,6 +34,9 @@ enum Bench {
     /// The replicated store: quorum writes and reads on a 5-node cluster (issue 5's targets),
     /// with fsync on every commit (default) or off (`--no-fsync`) to show what durability costs.
     Kv(KvArgs),
+    /// Content-addressed blobs: the fetch rate from one provider, two and three, next to the
+    /// raw rate of one libp2p stream between the same nodes (issue 15).
+    Blobs(crate::bench_blobs::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +124,7 @@ struct Report {
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Bench::Dht(a) => dht(a, None),
+        Bench::Blobs(b) => crate::bench_blobs::run(b),
         Bench::Kv(k) => {
             let dir = crate::workspace_root()
                 .join("target")

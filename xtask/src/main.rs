@@ -8,6 +8,7 @@
 
 mod acceptance;
 mod bench;
+mod bench_blobs;
 mod cluster;
 mod codegen;
 mod faults;
@@ -40,7 +41,7 @@ enum Command {
     /// Run a local cluster of bavard nodes: up, status, kill, pause, resume, restart,
     /// partition, isolate, heal, down.
     Cluster(cluster::Args),
-    /// Benchmarks against a local cluster (`bench dht`).
+    /// Benchmarks against a local cluster (`bench dht`, `bench kv`, `bench blobs`).
     Bench(bench::Args),
     /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause.
     Scenario(scenario::Args),
