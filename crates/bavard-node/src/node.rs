@@ -113,10 +113,10 @@ impl Node {
                 "joining cluster with a token"
             ),
         }
-        let storage = Arc::new(Storage::open(&config, &peer_id)?);
+        let metrics = crate::metrics::Metrics::new();
+        let storage = Arc::new(Storage::open(&config, &peer_id, metrics.stages.clone())?);
 
         let book = crate::addresses::AddressBook::default();
-        let metrics = crate::metrics::Metrics::new();
         let mut swarm = crate::swarm::build(
             keypair.clone(),
             book.clone(),
@@ -544,6 +544,11 @@ impl Node {
             size: table.len(),
             buckets,
         }
+    }
+
+    /// The stage timers of the request path (`bavard_stage_seconds`).
+    pub fn stages(&self) -> &crate::metrics::Stages {
+        &self.inner.ctx.metrics.stages
     }
 
     /// The Prometheus text exposition of the node's metrics.

@@ -21,6 +21,7 @@ use crate::api::ReplicationStatus;
 use crate::config::secs;
 use crate::context::{Context, peer_key};
 use crate::kad::client::Kad;
+use crate::metrics::Stage;
 use crate::request::{PeerLimiter, RequestError, open_stream, retry_broken_stream};
 use crate::storage::Storage;
 
@@ -154,10 +155,10 @@ impl Replica {
         peer: PeerId,
         request: Request<PeerId>,
     ) -> Result<Response, Failure> {
-        let answer = self
-            .request(peer, request_to_pb(request))
-            .await
-            .map_err(|e| Failure::NoAnswer(e.to_string()))?;
+        let started = std::time::Instant::now();
+        let answer = self.request(peer, request_to_pb(request)).await;
+        self.ctx.metrics.stages.since(Stage::replica_call, started);
+        let answer = answer.map_err(|e| Failure::NoAnswer(e.to_string()))?;
         response_from_pb(answer).map_err(|e| match e {
             WireError::Refused(m) => Failure::Refused(m),
             other => Failure::Refused(format!("malformed answer: {other}")),
@@ -195,7 +196,9 @@ impl Replica {
         }
         let max = self.ctx.config.limits.max_message_size;
         let req = pb::Request { kind: Some(kind) };
+        let waited = std::time::Instant::now();
         let _permit = self.limiter.acquire(peer).await;
+        self.ctx.metrics.stages.since(Stage::stream_permit, waited);
         if let Some(stream) = self.streams.take(&peer, std::time::Instant::now()) {
             match self.exchange(stream, &req, max).await {
                 Ok((resp, stream)) => {
@@ -209,8 +212,10 @@ impl Replica {
                 Err(e) => tracing::debug!(%peer, "pooled replica stream failed ({e}), opening one"),
             }
         }
-        let stream = open_stream(&self.ctx.control, peer, KV_PROTOCOL).await?;
-        let (resp, stream) = self.exchange(stream, &req, max).await?;
+        let opening = std::time::Instant::now();
+        let stream = open_stream(&self.ctx.control, peer, KV_PROTOCOL).await;
+        self.ctx.metrics.stages.since(Stage::stream_open, opening);
+        let (resp, stream) = self.exchange(stream?, &req, max).await?;
         self.streams.put(peer, stream, std::time::Instant::now());
         resp.kind
             .ok_or_else(|| RequestError::Protocol("empty response".into()))
