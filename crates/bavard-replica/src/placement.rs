@@ -85,13 +85,28 @@ impl<P: Clone + PartialEq> Placement<P> {
 
     /// The preference list of `target`: its `n` closest members, nearest first.
     pub fn preference_list(&self, target: &Key) -> Vec<P> {
+        self.nearest(target, self.n)
+    }
+
+    /// The `count` members closest to `target`, nearest first: the first `n` of
+    /// [`Placement::ranked`] are the preference list, the rest the nearest fallbacks. Costs a
+    /// selection, not a sort of every member.
+    pub fn nearest(&self, target: &Key, count: usize) -> Vec<P> {
         let mut order: Vec<&(P, Key)> = self.members.iter().collect();
-        if order.len() > self.n {
-            order.select_nth_unstable_by_key(self.n - 1, |(_, k)| k.distance(target));
-            order.truncate(self.n);
+        if count == 0 {
+            return Vec::new();
+        }
+        if order.len() > count {
+            order.select_nth_unstable_by_key(count - 1, |(_, k)| k.distance(target));
+            order.truncate(count);
         }
         order.sort_by_key(|(_, k)| k.distance(target));
         order.into_iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// The index of `id` in [`Placement::members`], if it is a member.
+    pub fn index_of(&self, id: &P) -> Option<usize> {
+        self.members.iter().position(|(p, _)| p == id)
     }
 
     /// Whether `id` is in the preference list of `target`.
@@ -158,9 +173,9 @@ impl<P: Clone + PartialEq> Placement<P> {
             })
     }
 
-    /// Calls `each(leaf, candidates)` for every leaf, computing the candidates once per class
-    /// of leaves that share them (see [`Placement::deciding_bits`]).
-    fn for_each_leaf(&self, mut each: impl FnMut(u16, &[usize])) {
+    /// Calls `each(leaf, candidates)` for every leaf, in order, computing the candidates once
+    /// per class of leaves that share them (see [`Placement::deciding_bits`]).
+    pub(crate) fn for_each_leaf(&self, mut each: impl FnMut(u16, &[usize])) {
         let mask = self.deciding_bits();
         let mut memo: std::collections::HashMap<u16, Vec<usize>> = std::collections::HashMap::new();
         for leaf in 0..=u16::MAX {
@@ -215,9 +230,6 @@ impl<P: Clone + PartialEq> Placement<P> {
             .collect()
     }
 
-    fn index_of(&self, id: &P) -> Option<usize> {
-        self.members.iter().position(|(p, _)| p == id)
-    }
 }
 
 fn top16(key: &Key) -> u16 {
@@ -255,6 +267,44 @@ mod tests {
             assert_eq!(p.is_replica(&target, i), want.contains(i));
         }
         assert!(!p.is_replica(&target, &99));
+    }
+
+    #[test]
+    fn the_nearest_members_are_the_head_of_the_ranking() {
+        let p = Placement::new(members(50), 3);
+        let target = Key::hash(b"another key");
+        let ranked = p.ranked(&target);
+        for count in [0, 1, 3, 8, 50, 60] {
+            assert_eq!(p.nearest(&target, count), ranked[..count.min(50)]);
+        }
+    }
+
+    #[test]
+    fn a_leaf_map_answers_as_shared_with_does_for_every_member() {
+        for (count, n) in [(1u64, 3), (2, 3), (5, 3), (40, 3), (200, 3), (60, 5)] {
+            let p = Placement::new(members(count), n);
+            let map = crate::LeafMap::new(&p);
+            // shared_with walks every leaf per member: check a sample of the large cases.
+            for id in (0..count).step_by(if count > 50 { 23 } else { 1 }) {
+                let me = p.index_of(&id).unwrap();
+                let want = p.shared_with(&id);
+                let partners: Vec<u64> = map
+                    .partners(me)
+                    .into_iter()
+                    .map(|i| *p.member(i).unwrap())
+                    .collect();
+                let mut want_partners: Vec<u64> = want.iter().map(|(q, _)| *q).collect();
+                let mut got_partners = partners.clone();
+                want_partners.sort_unstable();
+                got_partners.sort_unstable();
+                assert_eq!(got_partners, want_partners, "{count} members, member {id}");
+                for (q, leaves) in &want {
+                    let other = p.index_of(q).unwrap();
+                    assert_eq!(&map.shared_leaves(me, other), leaves);
+                }
+            }
+            assert!(map.leaves_of(count as usize + 7).is_empty());
+        }
     }
 
     #[test]
