@@ -14,8 +14,11 @@
 //! **Clients.** `clients` clients each run one operation at a time through a random live node
 //! (the coordinator; the client sits next to it), with 1–10 ms between operations, until
 //! `ops` operations were issued (`workload.rs`: puts, deletes and gets at every consistency
-//! level, unique values). An operation ends `ok`, `fail` (the coordinator reported a quorum
-//! error) or `unknown` (no answer within `client_timeout`: its coordinator crashed).
+//! level, unique values). An operation ends `ok`; `fail` (a get too few replicas answered);
+//! or `unknown`: a put or delete too few replicas acknowledged (the coordinator's quorum error
+//! is no refusal: the replicas that stored the record keep it and hints and anti-entropy spread
+//! it, so the write may well take effect; it is recorded with the version it tried to write), or
+//! an operation that got no answer within `client_timeout` (its coordinator crashed).
 //!
 //! **Faults** (`schedule.rs`): `partitions` partitions into two random halves for
 //! `partition_for`, and `kills` crashes of one node for `down_for`, restarted with its store,
@@ -653,6 +656,10 @@ impl<'a> Sim<'a> {
                 },
                 _ => (None, None),
             };
+            if std::env::var("KV_TRACE").ok().as_deref() == Some(key.as_str()) {
+                eprintln!("TRACE final {value:?} {version:?}");
+                for i in 0..h.len() { if let Ok(Some(r)) = h.node(i).store.get(key.as_bytes(), 0) { eprintln!("TRACE node {i} has {:?} {}", r.data().map(|d| String::from_utf8_lossy(d).into_owned()), r.version.hlc); } }
+            }
             self.finals.push(FinalRead {
                 key,
                 value,
@@ -679,6 +686,11 @@ impl<'a> Sim<'a> {
                     None => (None, None),
                 };
                 self.record(h, at, p, Outcome::Ok, value, version);
+            }
+            // The write may still reach every replica: its outcome is unknown, not a refusal,
+            // and the checker holds it to the version it tried.
+            OpResult::Unacknowledged(version) => {
+                self.record(h, at, p, Outcome::Unknown, None, Some(version));
             }
             OpResult::Failed => self.record(h, at, p, Outcome::Fail, None, None),
         }
@@ -719,6 +731,10 @@ impl<'a> Sim<'a> {
             completed_ms: at.as_micros() / 1000,
         });
         let _ = p.op;
+        if std::env::var("KV_TRACE").ok().as_deref() == Some(self.history.last().unwrap().key.as_str()) {
+            let o = self.history.last().unwrap();
+            eprintln!("TRACE {:?} {:?} {:?} {:?} v={:?} {}..{} level {:?}", o.kind, o.outcome, o.value, o.client, o.version, o.invoked_ms, o.completed_ms, p.level);
+        }
         // 1–10 ms before the next operation: a client's operations never start in the same
         // millisecond, so (client, invoked_ms) names an operation.
         let think = Duration::from_millis(self.client_rngs[p.client].random_range(1..=10));

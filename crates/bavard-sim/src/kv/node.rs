@@ -166,9 +166,12 @@ pub(crate) enum ClientOp {
 pub(crate) enum OpResult {
     /// A put or delete acknowledged by enough replicas, with the version it wrote.
     Written(u64),
+    /// A put or delete too few replicas acknowledged, with the version it tried to write. Not
+    /// a refusal: the replicas that stored it keep it, and hints and anti-entropy spread it.
+    Unacknowledged(u64),
     /// A get: the newest record of the replicas that answered (tombstones included).
     Read(Option<Record>),
-    /// Too few replicas answered.
+    /// A get too few replicas answered.
     Failed,
 }
 
@@ -226,7 +229,7 @@ impl Coord {
         Some(match self {
             Coord::Write { w, version } => match w.result()? {
                 Ok(_) => OpResult::Written(*version),
-                Err(_) => OpResult::Failed,
+                Err(_) => OpResult::Unacknowledged(*version),
             },
             Coord::Read(r) => match r.result()? {
                 Ok(found) => OpResult::Read(found.clone()),
