@@ -376,6 +376,15 @@ impl KvNode {
         };
         let _ = self.swim.handle_message(now, from, msg);
         self.flush_swim();
+        // The cluster starts in sync (every store empty): the partners of the first view are
+        // not new ones to catch up with, only the periodic rounds run.
+        let view = self.view();
+        let partners = {
+            let views = self.shared.views.borrow();
+            view.partners(self.id, &views.leaf_maps_built)
+        };
+        self.ae.seen = partners.clone();
+        self.ae.partners = Some((view, partners));
     }
 
     fn flush_swim(&mut self) {
