@@ -660,10 +660,6 @@ impl<'a> Sim<'a> {
                 },
                 _ => (None, None),
             };
-            if std::env::var("KV_TRACE").ok().as_deref() == Some(key.as_str()) {
-                eprintln!("TRACE final {value:?} {version:?}");
-                for i in 0..h.len() { if let Ok(Some(r)) = h.node(i).store.get(key.as_bytes(), 0) { eprintln!("TRACE node {i} has {:?} {}", r.data().map(|d| String::from_utf8_lossy(d).into_owned()), r.version.hlc); } }
-            }
             self.finals.push(FinalRead {
                 key,
                 value,
@@ -735,10 +731,6 @@ impl<'a> Sim<'a> {
             completed_ms: at.as_micros() / 1000,
         });
         let _ = p.op;
-        if std::env::var("KV_TRACE").ok().as_deref() == Some(self.history.last().unwrap().key.as_str()) {
-            let o = self.history.last().unwrap();
-            eprintln!("TRACE {:?} {:?} {:?} {:?} v={:?} {}..{} level {:?}", o.kind, o.outcome, o.value, o.client, o.version, o.invoked_ms, o.completed_ms, p.level);
-        }
         // 1–10 ms before the next operation: a client's operations never start in the same
         // millisecond, so (client, invoked_ms) names an operation.
         let think = Duration::from_millis(self.client_rngs[p.client].random_range(1..=10));
