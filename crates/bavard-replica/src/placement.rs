@@ -200,15 +200,32 @@ impl<P: Clone + PartialEq> Placement<P> {
             // The first n, and whoever ties with the n-th on the leaf's 16 bits.
             let cut = scratch[self.n - 1].0;
             out.clear();
-            out.extend(scratch.iter().take_while(|(d, _)| *d <= cut).map(|(_, i)| *i));
+            out.extend(
+                scratch
+                    .iter()
+                    .take_while(|(d, _)| *d <= cut)
+                    .map(|(_, i)| *i),
+            );
             each(leaf, out);
             return;
         }
         let bit = 0x8000u16 >> depth;
         let split = range.start + self.tops[range.clone()].partition_point(|t| t & bit == 0);
         for (child, sub) in [(0, range.start..split), (1, split..range.end)] {
-            let best = if sub.len() >= self.n { sub.clone() } else { best.clone() };
-            self.walk(depth + 1, prefix << 1 | child, sub, best, scratch, out, each);
+            let best = if sub.len() >= self.n {
+                sub.clone()
+            } else {
+                best.clone()
+            };
+            self.walk(
+                depth + 1,
+                prefix << 1 | child,
+                sub,
+                best,
+                scratch,
+                out,
+                each,
+            );
         }
     }
 
@@ -255,7 +272,6 @@ impl<P: Clone + PartialEq> Placement<P> {
             .map(|(p, _)| p)
             .collect()
     }
-
 }
 
 fn top16(key: &Key) -> u16 {
@@ -388,7 +404,15 @@ mod tests {
 
     #[test]
     fn the_walk_over_every_leaf_gives_each_leaf_its_candidates() {
-        for (count, n) in [(2u64, 3), (3, 3), (4, 3), (40, 3), (300, 3), (50, 5), (9, 1)] {
+        for (count, n) in [
+            (2u64, 3),
+            (3, 3),
+            (4, 3),
+            (40, 3),
+            (300, 3),
+            (50, 5),
+            (9, 1),
+        ] {
             let p = Placement::new(members(count), n);
             let mut seen = 0u32;
             p.for_each_leaf(|leaf, c| {

@@ -74,7 +74,11 @@ fn a_failed_replica_is_replaced_by_a_fallback_keeping_a_hint() {
     let hint = drain(&mut w);
     assert_eq!(hint[0].to, 5);
     w.handle_response(now, hint[0].id, stored());
-    assert_eq!(w.result(), None, "the hint is not the second acknowledgement");
+    assert_eq!(
+        w.result(),
+        None,
+        "the hint is not the second acknowledgement"
+    );
     w.handle_response(now, sent[2].id, stored());
     assert_eq!(w.result(), Some(&Ok(2)));
     assert_eq!((w.held(), w.hints_handed()), (2, 1));
@@ -116,7 +120,10 @@ fn a_quorum_write_is_not_acknowledged_by_a_hint() {
     assert_eq!(hint[0].to, 5);
     assert!(matches!(
         &hint[0].request,
-        Request::Store { hint_for: Some(3), .. }
+        Request::Store {
+            hint_for: Some(3),
+            ..
+        }
     ));
     w.handle_response(now, hint[0].id, stored());
     assert_eq!((w.held(), w.hints_handed()), (1, 2));
@@ -126,7 +133,15 @@ fn a_quorum_write_is_not_acknowledged_by_a_hint() {
 #[test]
 fn a_write_fails_as_soon_as_too_few_replicas_can_still_hold_it() {
     let now = Instant::now();
-    let mut w = Write::new(record("k", 1), 1u64, vec![1, 2, 3], vec![4], 3, now, TIMEOUT);
+    let mut w = Write::new(
+        record("k", 1),
+        1u64,
+        vec![1, 2, 3],
+        vec![4],
+        3,
+        now,
+        TIMEOUT,
+    );
     let sent = drain(&mut w);
     w.handle_response(now, sent[1].id, refused());
     assert_eq!(
@@ -137,7 +152,10 @@ fn a_write_fails_as_soon_as_too_few_replicas_can_still_hold_it() {
         })),
         "with replica 2 failed, three replicas can no longer hold it"
     );
-    assert!(!w.is_finished(), "the others and the hint are still written");
+    assert!(
+        !w.is_finished(),
+        "the others and the hint are still written"
+    );
 }
 
 #[test]
@@ -174,7 +192,13 @@ fn the_coordinators_own_failure_is_not_hinted() {
     // Replica 3's failure is hinted, the coordinator's was not.
     let hint = drain(&mut w);
     assert_eq!(hint.len(), 1);
-    assert!(matches!(&hint[0].request, Request::Store { hint_for: Some(3), .. }));
+    assert!(matches!(
+        &hint[0].request,
+        Request::Store {
+            hint_for: Some(3),
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -46,10 +46,16 @@ fn a_run_with_partitions_crashes_and_skew_is_valid_and_converges() {
     let r = run(&config);
     assert!(r.is_valid(), "{r:#?}");
     assert_eq!((r.partitions_run, r.kills_run, r.faults_skipped), (1, 2, 0));
-    assert!(r.ops_fail + r.ops_unknown > 0, "the faults cost some operations");
+    assert!(
+        r.ops_fail + r.ops_unknown > 0,
+        "the faults cost some operations"
+    );
     assert!(r.hints_handed > 0 && r.hints_delivered > 0, "{r:#?}");
     assert_eq!(r.hints_left, 0);
-    assert_eq!(r.clock_refusals, 0, "200 ms of skew stays within the 500 ms drift bound");
+    assert_eq!(
+        r.clock_refusals, 0,
+        "200 ms of skew stays within the 500 ms drift bound"
+    );
 }
 
 #[test]

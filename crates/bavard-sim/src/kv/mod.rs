@@ -50,7 +50,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bavard_gossip::membership::{Membership, MembershipConfig, MemberState, Update};
+use bavard_gossip::membership::{MemberState, Membership, MembershipConfig, Update};
 use bavard_replica::{HandoffPolicy, LeafMap, Placement, SyncConfig};
 use bavard_routing::Key;
 use bavard_store::{RecordStore as _, Version};
@@ -526,7 +526,15 @@ impl<'a> Sim<'a> {
             Phase::Workload => {
                 if std::env::var("KV_PROGRESS").is_ok() && at.as_micros() % 10_000_000 < 1_000_000 {
                     let v = self.shared.views.borrow();
-                    eprintln!("PROGRESS t={}s issued={} placements={} leafmaps={} down={:?} part={:?}", at.as_micros()/1_000_000, self.issued, v.placements_built, v.leaf_maps_built.get(), self.down, self.partition_until);
+                    eprintln!(
+                        "PROGRESS t={}s issued={} placements={} leafmaps={} down={:?} part={:?}",
+                        at.as_micros() / 1_000_000,
+                        self.issued,
+                        v.placements_built,
+                        v.leaf_maps_built.get(),
+                        self.down,
+                        self.partition_until
+                    );
                 }
                 self.start_faults(h, at);
                 if self.client_done.iter().all(|d| *d) && self.pending.is_empty() {
@@ -598,7 +606,12 @@ impl<'a> Sim<'a> {
             .collect();
         let mut touching = busy.clone();
         for &b in &busy {
-            touching.extend(self.full_map.partners(b as usize).into_iter().map(|i| i as NodeId));
+            touching.extend(
+                self.full_map
+                    .partners(b as usize)
+                    .into_iter()
+                    .map(|i| i as NodeId),
+            );
         }
         for _ in 0..100 {
             let id = self.faults_rng.random_range(0..self.config.nodes);
@@ -626,8 +639,7 @@ impl<'a> Sim<'a> {
         self.issued += 1;
         let seq = self.client_seq[c];
         self.client_seq[c] += 1;
-        let (what, level) =
-            workload::next_op(&mut self.client_rngs[c], c, seq, self.config.keys);
+        let (what, level) = workload::next_op(&mut self.client_rngs[c], c, seq, self.config.keys);
         let node = self.random_live(h);
         let op = self.next_op;
         self.next_op += 1;

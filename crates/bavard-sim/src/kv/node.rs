@@ -39,7 +39,9 @@ use bavard_replica::{
     StoreOutcome, SyncConfig, Write, answer,
 };
 use bavard_routing::Key;
-use bavard_store::{Hlc, HlcTimestamp, MemoryStore, PutOutcome, Record, RecordStore, StoreConfig, Version};
+use bavard_store::{
+    Hlc, HlcTimestamp, MemoryStore, PutOutcome, Record, RecordStore, StoreConfig, Version,
+};
 use rand_chacha::ChaCha8Rng;
 
 use super::views::{View, Views, bitset};
@@ -137,7 +139,9 @@ fn request_len(req: &Request<NodeId>) -> usize {
         Request::Fetch { keys } => keys.iter().map(|k| 8 + k.len()).sum(),
         Request::Tree { hashes, .. } => bavard_replica::LEAF_SET_BYTES + hashes.len() * 9,
         Request::Leaves { hashes } => hashes.len() * 16,
-        Request::Entries { leaves, after } => 16 + leaves.len() * 4 + after.as_ref().map_or(0, Vec::len),
+        Request::Entries { leaves, after } => {
+            16 + leaves.len() * 4 + after.as_ref().map_or(0, Vec::len)
+        }
     }
 }
 
@@ -246,8 +250,13 @@ struct Op {
 }
 
 enum Call {
-    Op { op: u64, id: RequestId },
-    Sync { deadline: Instant },
+    Op {
+        op: u64,
+        id: RequestId,
+    },
+    Sync {
+        deadline: Instant,
+    },
     Hints {
         owner: NodeId,
         keys: Vec<HintKey>,
@@ -443,7 +452,9 @@ impl KvNode {
                 let hlc = version.hlc;
                 let record = Record::new(key, value.into_bytes(), version);
                 Coord::Write {
-                    w: Write::new(record, self.id, preferred, fallbacks, required, now, timeout),
+                    w: Write::new(
+                        record, self.id, preferred, fallbacks, required, now, timeout,
+                    ),
                     version: hlc,
                 }
             }
@@ -452,7 +463,9 @@ impl KvNode {
                 let hlc = version.hlc;
                 let record = Record::tombstone(key, self.unix_ms(now), version);
                 Coord::Write {
-                    w: Write::new(record, self.id, preferred, fallbacks, required, now, timeout),
+                    w: Write::new(
+                        record, self.id, preferred, fallbacks, required, now, timeout,
+                    ),
                     version: hlc,
                 }
             }
@@ -653,7 +666,9 @@ impl KvNode {
         if now >= self.ae.next_periodic {
             self.ae.next_periodic = now + self.shared.ae_interval;
             if !partners.is_empty() && self.ae.queue.is_empty() {
-                self.ae.queue.push_back(partners[self.ae.turn % partners.len()]);
+                self.ae
+                    .queue
+                    .push_back(partners[self.ae.turn % partners.len()]);
                 self.ae.turn += 1;
             }
         }
@@ -676,7 +691,8 @@ impl KvNode {
             };
             let leaves = {
                 let views = self.shared.views.borrow();
-                view.leaf_map(&views.leaf_maps_built).shared_leaves(me, them)
+                view.leaf_map(&views.leaf_maps_built)
+                    .shared_leaves(me, them)
             };
             let init = Initiator::with_leaves(
                 placement.clone(),

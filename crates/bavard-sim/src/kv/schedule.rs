@@ -51,9 +51,10 @@ impl Schedule {
         gap: Duration,
         rng: &mut ChaCha8Rng,
     ) -> Self {
-        let mut kinds: Vec<FaultKind> = std::iter::repeat_n(FaultKind::Partition, partitions as usize)
-            .chain(std::iter::repeat_n(FaultKind::Kill, kills as usize))
-            .collect();
+        let mut kinds: Vec<FaultKind> =
+            std::iter::repeat_n(FaultKind::Partition, partitions as usize)
+                .chain(std::iter::repeat_n(FaultKind::Kill, kills as usize))
+                .collect();
         kinds.shuffle(rng);
         let f = kinds.len() as u64;
         let faults = kinds
@@ -111,7 +112,10 @@ mod tests {
             kinds.push(s.due(issued).expect("due"));
             s.started();
         }
-        assert_eq!(kinds.iter().filter(|k| **k == FaultKind::Partition).count(), 2);
+        assert_eq!(
+            kinds.iter().filter(|k| **k == FaultKind::Partition).count(),
+            2
+        );
         assert_eq!(s.remaining(), 0);
         let again = Schedule::new(2, 3, 600, Duration::from_secs(1), &mut seeded(3, 1));
         assert_eq!(again.faults, s.faults);

@@ -136,7 +136,10 @@ mod tests {
         assert!(Rc::ptr_eq(&a, &b));
         assert_eq!(views.placements_built, 1);
         assert_eq!(
-            a.placement.members().copied().collect::<std::collections::BTreeSet<_>>(),
+            a.placement
+                .members()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
             [1, 2, 5, 9].into()
         );
         let other = views.get(bitset(10, [1, 2]));

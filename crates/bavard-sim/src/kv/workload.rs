@@ -57,7 +57,10 @@ mod tests {
                 ClientOp::Get { .. } => gets += 1,
             }
         }
-        assert!(puts > 350 && deletes > 50 && gets > 350, "{puts} {deletes} {gets}");
+        assert!(
+            puts > 350 && deletes > 50 && gets > 350,
+            "{puts} {deletes} {gets}"
+        );
         assert_eq!(levels.len(), 3);
     }
 }
