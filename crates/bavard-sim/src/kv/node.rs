@@ -15,7 +15,11 @@
 //!   ([`answer`]).
 //! - **Anti-entropy**, scheduled as `bavard-node`'s driver does: every check period, partners
 //!   seen for the first time get a round at once; every interval, the next partner in turn; a
-//!   round that moved many keys is followed at once by another. One round at a time.
+//!   round that moved many keys is followed at once by another. One round at a time. One
+//!   difference: the node recomputes its partners whenever its view changed; the simulated node
+//!   waits until the view held still for two check periods (after a partition heals, deaths and
+//!   refutations change a thousand views many times a second, and each distinct view costs a
+//!   walk over the 65,536 leaves).
 //! - **Hinted handoff**: every delivery period, each owner not held for dead or departed gets
 //!   its hints in byte-bounded batches ([`HandoffPolicy`]); a hint goes once the owner holds it.
 //!
@@ -295,6 +299,11 @@ pub(crate) struct KvNode {
     /// The unskewed instant of virtual time zero: `now - epoch` is virtual time plus skew.
     epoch: Instant,
     view: Option<Rc<View>>,
+    /// The last view built, and since when (the node's time) it is the node's view.
+    last_view: Option<Rc<View>>,
+    view_since: Instant,
+    /// The time of the input being handled.
+    now: Instant,
     ops: BTreeMap<u64, Op>,
     calls: HashMap<u64, Call>,
     next_tag: u64,
@@ -337,6 +346,9 @@ impl KvNode {
             hlc: Hlc::default(),
             epoch,
             view: None,
+            last_view: None,
+            view_since: now,
+            now,
             ops: BTreeMap::new(),
             calls: HashMap::new(),
             next_tag: 0,
@@ -371,6 +383,10 @@ impl KvNode {
             .map(|m| *m.id());
         let members = bitset(self.shared.nodes, live);
         let v = self.shared.views.borrow_mut().get(members);
+        if self.last_view.as_ref().is_none_or(|old| !Rc::ptr_eq(old, &v)) {
+            self.view_since = self.now;
+            self.last_view = Some(v.clone());
+        }
         self.view = Some(v.clone());
         v
     }
@@ -378,6 +394,7 @@ impl KvNode {
     /// Tells the membership about every member at once, as the push-pull answer of a seed
     /// would (the experiment starts from a converged membership).
     pub(crate) fn bootstrap(&mut self, now: Instant, from: NodeId, states: Vec<Update<NodeId>>) {
+        self.now = now;
         let msg = SwimMessage::PushPull {
             join: false,
             reply: true,
@@ -423,6 +440,7 @@ impl KvNode {
 
     /// Starts client operation `op` at consistency `level`.
     pub(crate) fn client(&mut self, now: Instant, op: u64, what: ClientOp, level: Consistency) {
+        self.now = now;
         let n = self.shared.n;
         let required = level.required(n);
         let key = match &what {
@@ -647,6 +665,9 @@ impl KvNode {
         let view = self.view();
         let partners = match &self.ae.partners {
             Some((v, p)) if Rc::ptr_eq(v, &view) => p.clone(),
+            // A view that changed less than a check period ago is still moving (a death or a
+            // refutation spreading): the previous partners serve until it holds still.
+            Some((_, p)) if now < self.view_since + self.shared.ae_check * 2 => p.clone(),
             _ => {
                 let p = {
                     let views = self.shared.views.borrow();
@@ -950,6 +971,7 @@ impl SimNode for KvNode {
     type Error = KvError;
 
     fn handle_message(&mut self, now: Instant, from: NodeId, msg: Msg) -> Result<(), KvError> {
+        self.now = now;
         match msg {
             Msg::Swim(m) => {
                 let r = self.swim.handle_message(now, from, m);
@@ -971,6 +993,7 @@ impl SimNode for KvNode {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         self.swim.handle_timeout(now);
         self.flush_swim();
         self.flush_due(now);
