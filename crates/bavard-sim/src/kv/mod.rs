@@ -524,18 +524,6 @@ impl<'a> Sim<'a> {
     fn tick(&mut self, h: &mut Harness<KvNode, Event>, at: SimTime) {
         match self.phase {
             Phase::Workload => {
-                if std::env::var("KV_PROGRESS").is_ok() && at.as_micros() % 10_000_000 < 1_000_000 {
-                    let v = self.shared.views.borrow();
-                    eprintln!(
-                        "PROGRESS t={}s issued={} placements={} leafmaps={} down={:?} part={:?}",
-                        at.as_micros() / 1_000_000,
-                        self.issued,
-                        v.placements_built,
-                        v.leaf_maps_built.get(),
-                        self.down,
-                        self.partition_until
-                    );
-                }
                 self.start_faults(h, at);
                 if self.client_done.iter().all(|d| *d) && self.pending.is_empty() {
                     self.heal(h, at);

@@ -3,9 +3,10 @@
 //! `partitions` network partitions (the nodes cut in two random halves, healed
 //! `partition_for` later) and `kills` crashes (a random node down for `down_for`, then
 //! restarted with its state kept: the store is durable) are shuffled into one sequence from the
-//! seed. Fault `j` of `F` falls due once `(j + 1) · ops / (F + 1)` client operations were
-//! issued, so the faults are spread over the workload; a fault that is due waits until it may
-//! start, and the ones after it wait behind it:
+//! seed. Fault `j` of `F` falls due once `(j + 1) · ops / (2 (F + 1))` client operations were
+//! issued, so the faults are spread over the first half of the workload (the second half
+//! leaves room for the waits); a fault that is due waits until it may start, and the ones after
+//! it wait behind it:
 //!
 //! - **one replica set's worth down at a time**: a node is only killed if it shares no key with
 //!   a node that is down or came back less than `gap` ago (it is not one of their anti-entropy
@@ -60,7 +61,7 @@ impl Schedule {
         let faults = kinds
             .into_iter()
             .enumerate()
-            .map(|(j, k)| ((j as u64 + 1) * ops / (f + 1), k))
+            .map(|(j, k)| ((j as u64 + 1) * ops / (2 * (f + 1)), k))
             .collect();
         Self {
             faults,
@@ -104,7 +105,7 @@ mod tests {
 
     #[test]
     fn faults_are_spread_over_the_operations_in_a_seeded_order() {
-        let mut s = Schedule::new(2, 3, 600, Duration::from_secs(1), &mut seeded(3, 1));
+        let mut s = Schedule::new(2, 3, 1_200, Duration::from_secs(1), &mut seeded(3, 1));
         assert_eq!(s.remaining(), 5);
         assert_eq!(s.due(99), None);
         let mut kinds = Vec::new();
@@ -117,7 +118,7 @@ mod tests {
             2
         );
         assert_eq!(s.remaining(), 0);
-        let again = Schedule::new(2, 3, 600, Duration::from_secs(1), &mut seeded(3, 1));
+        let again = Schedule::new(2, 3, 1_200, Duration::from_secs(1), &mut seeded(3, 1));
         assert_eq!(again.faults, s.faults);
     }
 
