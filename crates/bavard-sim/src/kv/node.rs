@@ -383,7 +383,11 @@ impl KvNode {
             .map(|m| *m.id());
         let members = bitset(self.shared.nodes, live);
         let v = self.shared.views.borrow_mut().get(members);
-        if self.last_view.as_ref().is_none_or(|old| !Rc::ptr_eq(old, &v)) {
+        if self
+            .last_view
+            .as_ref()
+            .is_none_or(|old| !Rc::ptr_eq(old, &v))
+        {
             self.view_since = self.now;
             self.last_view = Some(v.clone());
         }
