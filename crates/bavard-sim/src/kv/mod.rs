@@ -490,6 +490,7 @@ impl<'a> Sim<'a> {
                 state: MemberState::Alive,
                 meta: id.to_be_bytes().to_vec(),
                 from: id,
+                signature: Vec::new(),
             })
             .collect();
         for id in 0..self.config.nodes {
