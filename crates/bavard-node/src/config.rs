@@ -242,7 +242,7 @@ impl Default for ReplicationConfig {
             hint_delivery_interval_secs: 5.0,
             read_repair: true,
             tombstone_grace_secs: 10.0 * 24.0 * 3600.0,
-            max_idle_streams_per_peer: 8,
+            max_idle_streams_per_peer: 32,
             idle_stream_secs: 10.0,
         }
     }
