@@ -37,6 +37,9 @@ enum Bench {
     /// Content-addressed blobs: the fetch rate from one provider, two and three, next to the
     /// raw rate of one libp2p stream between the same nodes (issue 15).
     Blobs(crate::bench_blobs::Args),
+    /// Anti-entropy: the CPU of an idle round on a converged store of 1,000,000 keys, and a
+    /// catch-up of 100,000 keys of 1 KiB (in-process, on the real store).
+    Antientropy(crate::antientropy::AntiEntropyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +128,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Bench::Dht(a) => dht(a, None),
         Bench::Blobs(b) => crate::bench_blobs::run(b),
+        Bench::Antientropy(a) => crate::antientropy::run(a),
         Bench::Kv(k) => {
             let dir = crate::workspace_root()
                 .join("target")

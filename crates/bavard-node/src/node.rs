@@ -115,11 +115,11 @@ impl Node {
                 "joining cluster with a token"
             ),
         }
-        let storage = Arc::new(Storage::open(&config, &peer_id)?);
-
-        let book = crate::addresses::AddressBook::default();
         let mut metrics = crate::metrics::Metrics::new();
         let blob_metrics = crate::blobs::BlobMetrics::register(metrics.registry_mut());
+        let storage = Arc::new(Storage::open(&config, &peer_id, metrics.stages.clone())?);
+
+        let book = crate::addresses::AddressBook::default();
         let mut swarm = crate::swarm::build(
             keypair.clone(),
             book.clone(),
@@ -175,6 +175,7 @@ impl Node {
             listen_addrs,
             commands,
         });
+        crate::kad::install_diversity_filter(&ctx);
         let kad = Kad::new(ctx.clone(), storage.clone());
         let replica = Replica::open(ctx.clone(), kad.clone(), storage.clone())?;
         let gossip = Gossip::new(ctx.clone(), kad.clone());
@@ -562,6 +563,11 @@ impl Node {
             size: table.len(),
             buckets,
         }
+    }
+
+    /// The stage timers of the request path (`bavard_stage_seconds`).
+    pub fn stages(&self) -> &crate::metrics::Stages {
+        &self.inner.ctx.metrics.stages
     }
 
     /// The Prometheus text exposition of the node's metrics.
