@@ -176,8 +176,8 @@ fn measure(state: &ClusterState, a: &Args) -> anyhow::Result<Report> {
             bail!("node {i} read back {bytes} bytes that do not match the blob added");
         }
         let r = http::get(&node.api, &format!("/v1/blobs/{hash}/status"), timeout)?;
-        let status: serde_json::Value = serde_json::from_slice(&r.body)
-            .with_context(|| format!("bad status from node {i}"))?;
+        let status: serde_json::Value =
+            serde_json::from_slice(&r.body).with_context(|| format!("bad status from node {i}"))?;
         let mut provider_bytes: Vec<u64> = status["providers"]
             .as_array()
             .map(|ps| ps.iter().filter_map(|p| p["bytes"].as_u64()).collect())
@@ -356,7 +356,12 @@ mod tests {
         assert!(text.contains("2 (3 + 1 MiB)"), "{text}");
         assert!(text.contains("1 provider / raw stream: 60%"), "{text}");
         let v = serde_json::to_value(&r).unwrap();
-        for f in ["size_bytes", "raw_stream", "fetches", "one_provider_over_raw"] {
+        for f in [
+            "size_bytes",
+            "raw_stream",
+            "fetches",
+            "one_provider_over_raw",
+        ] {
             assert!(v.get(f).is_some(), "missing {f}");
         }
     }

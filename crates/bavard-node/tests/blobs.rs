@@ -25,6 +25,13 @@ const MIB: usize = 1 << 20;
 /// Every await of a transfer is bounded by this.
 const LONG: Duration = Duration::from_secs(90);
 
+/// Awaits `f`, failing the test if it takes longer than [`LONG`].
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LONG, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {LONG:?}"))
+}
+
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut data = vec![0u8; len];
     rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
@@ -62,7 +69,11 @@ async fn start_nodes(
             c.bootstrap = vec![p2p_addr(first)];
         }
         tweak(i, &mut c);
-        nodes.push(Node::start(c.clone()).await.unwrap());
+        nodes.push(
+            within("a node start", Node::start(c.clone()))
+                .await
+                .unwrap(),
+        );
         configs.push(c);
     }
     for node in &nodes {
@@ -81,7 +92,7 @@ async fn read_back(node: &Node, hash: BlobHash) -> Vec<u8> {
         .expect("open in time")
         .unwrap();
     let size = read.size();
-    let mut chunks = read.into_stream(0..size);
+    let mut chunks = std::pin::pin!(read.into_stream(0..size));
     let mut out = Vec::new();
     while let Some(chunk) = tokio::time::timeout(LONG, chunks.next())
         .await
@@ -100,7 +111,12 @@ async fn fetch(node: &Node, hash: BlobHash) -> u64 {
 }
 
 async fn status(node: &Node, hash: BlobHash) -> BlobStatus {
-    node.blobs().status(hash).await.unwrap()
+    within("a status", node.blobs().status(hash)).await.unwrap()
+}
+
+/// The status, or `None` while the node knows nothing of the blob (a fetch just spawned).
+async fn status_if_known(node: &Node, hash: BlobHash) -> Option<BlobStatus> {
+    within("a status", node.blobs().status(hash)).await.ok()
 }
 
 fn delivered(status: &BlobStatus, peer: &Node) -> u64 {
@@ -142,7 +158,9 @@ async fn a_blob_swarms_from_several_providers_through_a_killed_and_a_corrupting_
     .await;
     let file = random_bytes(4 * MIB + 12_345, 1);
     let digest = sha256(&file);
-    let added = nodes[0].blobs().add_bytes(file.clone()).await.unwrap();
+    let added = within("an add", nodes[0].blobs().add_bytes(file.clone()))
+        .await
+        .unwrap();
     let hash = parse_hash(&added.hash).unwrap();
     assert_eq!(added.size, file.len() as u64);
     assert_eq!(hash, BlobHash::of(&file));
@@ -163,8 +181,9 @@ async fn a_blob_swarms_from_several_providers_through_a_killed_and_a_corrupting_
         contributing.len(),
         s.providers
     );
+    // The last block came with the size proof, before any transfer.
     assert_eq!(
-        s.providers.iter().map(|p| p.bytes).sum::<u64>(),
+        s.providers.iter().map(|p| p.bytes).sum::<u64>() + s.resumed_bytes,
         file.len() as u64,
         "every byte came from one provider, once"
     );
@@ -175,12 +194,14 @@ async fn a_blob_swarms_from_several_providers_through_a_killed_and_a_corrupting_
     let victim = nodes[1].clone();
     let verified_at_kill = AtomicU64::new(0);
     eventually("node 2 to deliver part of node 5's fetch", LONG, || async {
-        let s = status(&nodes[4], hash).await;
+        let Some(s) = status_if_known(&nodes[4], hash).await else {
+            return false;
+        };
         verified_at_kill.store(s.verified_bytes, Ordering::Relaxed);
         delivered(&s, &victim) > 0
     })
     .await;
-    victim.kill().await;
+    within("the kill", victim.kill()).await;
     assert!(
         verified_at_kill.load(Ordering::Relaxed) < file.len() as u64,
         "the provider was killed in the middle of the fetch"
@@ -204,8 +225,12 @@ async fn a_blob_swarms_from_several_providers_through_a_killed_and_a_corrupting_
     // A second file, held by node 1 and by the corrupting node 6; node 4 fetches it.
     let other = random_bytes(3 * MIB + 7, 2);
     let other_hash = BlobHash::of(&other);
-    nodes[0].blobs().add_bytes(other.clone()).await.unwrap();
-    nodes[5].blobs().add_bytes(other.clone()).await.unwrap();
+    within("an add", nodes[0].blobs().add_bytes(other.clone()))
+        .await
+        .unwrap();
+    within("an add", nodes[5].blobs().add_bytes(other.clone()))
+        .await
+        .unwrap();
     let failures_before = metric(&nodes[3], "bavard_blobs_verification_failures_total");
     fetch(&nodes[3], other_hash).await;
     let s = status(&nodes[3], other_hash).await;
@@ -230,13 +255,17 @@ async fn a_blob_swarms_from_several_providers_through_a_killed_and_a_corrupting_
     let fetcher = nodes[2].clone();
     let running = tokio::spawn(async move { fetcher.blobs().fetch(other_hash).await });
     eventually("node 3 to verify a third of the file", LONG, || async {
-        status(&nodes[2], other_hash).await.verified_bytes >= other.len() as u64 / 3
+        status_if_known(&nodes[2], other_hash)
+            .await
+            .is_some_and(|s| s.verified_bytes >= other.len() as u64 / 3)
     })
     .await;
-    nodes[2].kill().await;
+    within("the kill", nodes[2].kill()).await;
     let _ = tokio::time::timeout(LONG, running).await;
     // Restarted on its data directory, it resumes the fetch by itself.
-    nodes[2] = Node::start(configs[2].clone()).await.unwrap();
+    nodes[2] = within("the restart", Node::start(configs[2].clone()))
+        .await
+        .unwrap();
     let size = fetch(&nodes[2], other_hash).await;
     assert_eq!(size, other.len() as u64);
     let s = status(&nodes[2], other_hash).await;
@@ -264,7 +293,7 @@ async fn a_blob_swarms_from_several_providers_through_a_killed_and_a_corrupting_
 
     for (i, node) in nodes.iter().enumerate() {
         if i != 1 {
-            node.shutdown().await;
+            within("a shutdown", node.shutdown()).await;
         }
     }
 }
@@ -403,7 +432,13 @@ async fn http_uploads_ranges_and_errors() {
     if let Ok(resp) = streamed {
         assert_eq!(resp.status(), 413);
     }
-    assert_eq!(nodes[0].blobs().list().await.unwrap().len(), 1);
+    assert_eq!(
+        within("a listing", nodes[0].blobs().list())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Bad hashes, and a blob nobody has (bounded by provider_wait_secs).
     for bad in ["not-a-hash", "abc", &"g".repeat(64)] {
@@ -436,7 +471,7 @@ async fn http_uploads_ranges_and_errors() {
     assert_eq!(status.status(), 404);
 
     for node in &nodes {
-        node.shutdown().await;
+        within("a shutdown", node.shutdown()).await;
     }
 }
 
@@ -465,7 +500,9 @@ async fn bad_blob_requests_are_refused_counted_and_the_node_keeps_serving() {
     let node = &nodes[0];
     let data = random_bytes(50_000, 4);
     let hash = BlobHash::of(&data);
-    node.blobs().add_bytes(data).await.unwrap();
+    within("an add", node.blobs().add_bytes(data))
+        .await
+        .unwrap();
     let (_, control) = common::raw_peer(node);
     let protocol = libp2p::StreamProtocol::new("/bavard/blobs/1");
     let open = || {
@@ -526,7 +563,7 @@ async fn bad_blob_requests_are_refused_counted_and_the_node_keeps_serving() {
         .unwrap();
     let response = Response::decode(&frame, &Limits::default()).unwrap();
     assert!(matches!(response, Response::Size { size: 50_000, .. }));
-    node.shutdown().await;
+    within("a shutdown", node.shutdown()).await;
 }
 
 /// `bavard add`, `fetch`, `blobs` and `unpin` against the HTTP APIs of two nodes.
@@ -598,7 +635,12 @@ async fn the_cli_adds_fetches_lists_and_unpins() {
         serde_json::from_str(&bavard([vec!["blobs".into(), hash.clone()], api(1)].concat()).await)
             .unwrap();
     assert_eq!(status["state"], "complete");
-    assert_eq!(status["providers"][0]["bytes"], data.len() as u64);
+    // Every block but the last, which came with the size proof.
+    assert_eq!(
+        status["providers"][0]["bytes"].as_u64().unwrap()
+            + status["resumed_bytes"].as_u64().unwrap(),
+        data.len() as u64
+    );
 
     bavard([vec!["unpin".into(), hash.clone()], api(0)].concat()).await;
     let list: serde_json::Value =
@@ -606,6 +648,6 @@ async fn the_cli_adds_fetches_lists_and_unpins() {
     assert_eq!(list[0]["pinned"], false);
 
     for node in &nodes {
-        node.shutdown().await;
+        within("a shutdown", node.shutdown()).await;
     }
 }

@@ -395,7 +395,7 @@ async fn drive(
         }
         let wake = [
             driver.fetch.poll_timeout(),
-            driver.next_lookup_at(),
+            driver.next_lookup_at(now),
             driver.starving_since.map(|s| s + provider_wait),
         ]
         .into_iter()
@@ -518,7 +518,7 @@ impl Driver {
 
     /// When the next provider lookup is due: soon when the scheduler needs providers, at
     /// the refresh interval while below the bound, never while one is running.
-    fn next_lookup_at(&self) -> Option<Instant> {
+    fn next_lookup_at(&self, now: Instant) -> Option<Instant> {
         if self.lookup_running {
             return None;
         }
@@ -531,13 +531,15 @@ impl Driver {
         } else {
             return None;
         };
-        Some(self.last_lookup.map_or_else(Instant::now, |t| t + gap))
+        // `now`, not a fresh reading, when none ran yet: due at once for the caller that
+        // compares it with its own `now`.
+        Some(self.last_lookup.map_or(now, |t| t + gap))
     }
 
     /// Starts a provider lookup if one is due.
     fn lookup_if_needed(&mut self) {
         let now = Instant::now();
-        if !self.next_lookup_at().is_some_and(|at| now >= at) {
+        if !self.next_lookup_at(now).is_some_and(|at| now >= at) {
             return;
         }
         self.need_lookup = false;
@@ -573,7 +575,9 @@ impl Driver {
                 self.requests.remove(&id);
                 if let Err(failure) = result {
                     tracing::debug!(%provider, hash = %self.hash, "blob request failed: {}", failure.why);
-                    if failure.verification {
+                    // Transfers from a provider already banned for bad data may still
+                    // report theirs: its first bad block is the one that counts.
+                    if failure.verification && !self.fetch.is_banned(&provider) {
                         self.blobs.0.metrics.verification_failures.inc();
                         tracing::warn!(%provider, hash = %self.hash, "a provider sent data that fails verification: {}", failure.why);
                     }
@@ -705,7 +709,10 @@ impl Blobs {
     /// learnt, to dial them).
     pub(super) async fn find_providers(&self, hash: BlobHash) -> Vec<PeerId> {
         let ctx = self.ctx();
-        match self.0.kad.provider_peers(hash.as_bytes().to_vec()).await {
+        let started = Instant::now();
+        let found = self.0.kad.provider_peers(hash.as_bytes().to_vec()).await;
+        tracing::debug!(%hash, took = ?started.elapsed(), found = ?found.as_ref().map(Vec::len), "provider lookup");
+        match found {
             Ok(peers) => peers
                 .into_iter()
                 .filter(|p| p.id != ctx.peer_id)
