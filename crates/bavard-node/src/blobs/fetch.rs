@@ -539,7 +539,7 @@ impl Driver {
     /// Starts a provider lookup if one is due.
     fn lookup_if_needed(&mut self) {
         let now = Instant::now();
-        if !self.next_lookup_at(now).is_some_and(|at| now >= at) {
+        if self.next_lookup_at(now).is_none_or(|at| now < at) {
             return;
         }
         self.need_lookup = false;

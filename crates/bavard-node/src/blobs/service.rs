@@ -339,7 +339,7 @@ impl Blobs {
     pub(crate) async fn resume(self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut shutdown = std::pin::pin!(self.0.ctx.shutdown_signal());
-        while self.0.ctx.table.lock().expect("table lock").len() == 0 {
+        while self.0.ctx.table.lock().expect("table lock").is_empty() {
             if tokio::time::Instant::now() > deadline {
                 break;
             }
