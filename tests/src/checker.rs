@@ -41,7 +41,10 @@ pub struct Op {
     pub outcome: Outcome,
     /// The value written, or the value read.
     pub value: Option<String>,
-    /// The version the store returned (writes, deletes and successful reads).
+    /// The version the store returned (writes, deletes and successful reads). For a write or
+    /// delete whose outcome is unknown, the version it tried to write when the caller knows it
+    /// (a simulator does): the checker then holds it to that version instead of assuming it
+    /// could be any.
     pub version: Option<u64>,
     /// When it was invoked, ms since the start of the run.
     pub invoked_ms: u64,
@@ -111,17 +114,12 @@ pub fn check(history: &[Op], finals: &[FinalRead]) -> Verdict {
     let finals: HashMap<&str, &FinalRead> = finals.iter().map(|f| (f.key.as_str(), f)).collect();
     for (key, writes) in &writes_by_key {
         let final_state = finals.get(key);
-        // The highest version any delete may have reached; an unknown one could be anything.
+        // The highest version any delete may have reached; an unknown one without a version
+        // could be anything.
         let delete_floor = writes
             .iter()
             .filter(|w| w.kind == OpKind::Delete && w.outcome != Outcome::Fail)
-            .map(|w| {
-                if w.outcome == Outcome::Ok {
-                    w.version.unwrap_or(u64::MAX)
-                } else {
-                    u64::MAX
-                }
-            })
+            .map(|w| w.version.unwrap_or(u64::MAX))
             .max();
         for w in writes.iter().filter(|w| w.outcome == Outcome::Ok) {
             verdict.acknowledged_writes += 1;
@@ -277,6 +275,20 @@ mod tests {
         let v = check(&h, &final_state(Some("maybe"), Some(3)));
         assert_eq!(v.phantom_reads.len(), 1);
         assert!(v.phantom_reads[0].contains("ghost"));
+    }
+
+    #[test]
+    fn an_unknown_delete_excuses_only_the_writes_its_version_supersedes() {
+        let w = op(OpKind::Write, Outcome::Ok, Some("a"), Some(5));
+        let gone = final_state(None, None);
+        // Its version unknown, it may have superseded anything.
+        let anything = op(OpKind::Delete, Outcome::Unknown, None, None);
+        assert!(check(&[w.clone(), anything], &gone).is_valid());
+        // Known (a simulator knows what its coordinator tried), it is held to it.
+        let newer = op(OpKind::Delete, Outcome::Unknown, None, Some(6));
+        assert!(check(&[w.clone(), newer], &gone).is_valid());
+        let older = op(OpKind::Delete, Outcome::Unknown, None, Some(4));
+        assert_eq!(check(&[w, older], &gone).lost_writes.len(), 1);
     }
 
     #[test]

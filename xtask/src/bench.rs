@@ -40,6 +40,9 @@ enum Bench {
     /// with fsync on every commit (default) or off (`--no-fsync`) to show what durability costs;
     /// with `--wrk` or `--vs etcd`, timed wrk phases against 3 nodes (and a 3-member etcd).
     Kv(KvArgs),
+    /// Anti-entropy: the CPU of an idle round on a converged store of 1,000,000 keys, and a
+    /// catch-up of 100,000 keys of 1 KiB (in-process, on the real store).
+    Antientropy(crate::antientropy::AntiEntropyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,6 +205,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             seed: k.seed,
             json: k.json,
         }),
+        Bench::Antientropy(a) => crate::antientropy::run(a),
         Bench::Kv(k) => {
             if k.preload > 0 {
                 bail!("--preload needs --wrk or --vs");

@@ -41,7 +41,9 @@ fn body() -> impl Strategy<Value = MessageBody<u64>> {
         (id.clone(), 0..20u16, 0..100usize).prop_map(|(id, hops, n)| MessageBody::Gossip {
             id,
             hops,
-            payload: vec![0; n]
+            publisher: 3,
+            payload: vec![0; n],
+            signature: vec![],
         }),
         prop::collection::vec((id.clone(), 0..20u16), 0..70).prop_map(|e| MessageBody::IHave {
             entries: e

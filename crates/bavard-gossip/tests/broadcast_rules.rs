@@ -47,7 +47,9 @@ fn duplicate_payload_is_answered_with_prune_and_the_link_turns_lazy() {
     let gossip = MessageBody::Gossip {
         id: MessageId([1; 32]),
         hops: 0,
+        publisher: 5,
         payload: b"x".to_vec(),
+        signature: vec![],
     };
     a.handle_message(
         now,
@@ -114,7 +116,9 @@ fn oversized_publish_and_oversized_received_payload_are_rejected() {
     let big = MessageBody::Gossip {
         id: MessageId([2; 32]),
         hops: 0,
+        publisher: 5,
         payload: vec![0; max + 1],
+        signature: vec![],
     };
     assert_eq!(
         a.handle_message(
@@ -256,7 +260,9 @@ fn seen_cache_stays_bounded_under_many_messages() {
         let body = MessageBody::Gossip {
             id: MessageId(id),
             hops: 0,
+            publisher: 5,
             payload: vec![1],
+            signature: vec![],
         };
         a.handle_message(now, 1, Message { topic: TOPIC, body })
             .unwrap();

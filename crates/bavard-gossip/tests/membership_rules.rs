@@ -30,6 +30,7 @@ fn upd(member: u64, incarnation: u64, state: MemberState, from: u64) -> Update<u
         } else {
             vec![]
         },
+        signature: vec![],
         from,
     }
 }
@@ -206,6 +207,7 @@ fn suspicion_about_the_local_node_is_refuted_with_a_higher_incarnation() {
         incarnation: 6,
         state: MemberState::Alive,
         meta: b"me".to_vec(),
+        signature: vec![],
         from: 0
     }));
     // A stale suspicion (older incarnation) is ignored.
@@ -466,7 +468,7 @@ fn graceful_leave_bumps_the_incarnation_and_stops_probing() {
     let (sent, _) = drain(&mut n);
     assert!(!sent.is_empty());
     assert!(sent.iter().all(|(_, m)| matches!(m, Message::Gossip { piggyback }
-        if piggyback.contains(&Update { member: 0, incarnation: 1, state: MemberState::Left, meta: vec![], from: 0 }))));
+        if piggyback.contains(&Update { member: 0, incarnation: 1, state: MemberState::Left, meta: vec![], signature: vec![], from: 0 }))));
     // Suspicions about a departed node are not refuted, and no probes go out any more.
     gossip(&mut n, now, 1, vec![upd(0, 1, MemberState::Suspect, 1)]).unwrap();
     assert_eq!(n.local_incarnation(), 1);
@@ -491,6 +493,7 @@ fn arb_update() -> impl Strategy<Value = Update<u64>> {
                 MemberState::Left,
             ][s],
             meta: vec![7; meta],
+            signature: vec![],
             from,
         }
     })

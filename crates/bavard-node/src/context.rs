@@ -37,6 +37,10 @@ pub(crate) struct Context(Arc<Shared>);
 /// What the context holds.
 pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
+    /// When the routing table last refused a peer for IP diversity.
+    pub(crate) pressure: Arc<crate::diversity::Pressure>,
+    /// This node's identity key (signs its gossip claims and messages).
+    pub(crate) keypair: libp2p::identity::Keypair,
     /// SHA-256 of the peer id: this node's place in the keyspace.
     pub(crate) local_key: Key,
     pub(crate) config: NodeConfig,
@@ -44,7 +48,7 @@ pub(crate) struct Shared {
     /// Who is a member of the cluster (certificates, revocations).
     pub(crate) admission: std::sync::Arc<crate::admission::Admission>,
     /// Opens and accepts raw protocol streams.
-    pub(crate) control: libp2p_stream::Control,
+    pub(crate) control: crate::streams::Control,
     pub(crate) book: AddressBook,
     pub(crate) table: Mutex<RoutingTable<PeerId, Vec<Multiaddr>>>,
     pub(crate) members: MembershipView,
@@ -77,7 +81,9 @@ pub(crate) struct Parts {
     pub(crate) peer_id: PeerId,
     pub(crate) config: NodeConfig,
     pub(crate) admission: std::sync::Arc<crate::admission::Admission>,
-    pub(crate) control: libp2p_stream::Control,
+    pub(crate) metrics: Metrics,
+    pub(crate) keypair: libp2p::identity::Keypair,
+    pub(crate) control: crate::streams::Control,
     pub(crate) book: AddressBook,
     pub(crate) table: RoutingTable<PeerId, Vec<Multiaddr>>,
     pub(crate) listen_addrs: Vec<Multiaddr>,
@@ -89,6 +95,8 @@ impl Context {
         let (shutdown, _) = watch::channel(false);
         Self(Arc::new(Shared {
             peer_id: parts.peer_id,
+            keypair: parts.keypair,
+            pressure: Arc::default(),
             local_key: peer_key(&parts.peer_id),
             faults: crate::fault::FaultLayer::new(&parts.config.fault_injection),
             rate: crate::rate::RateLimits::new(
@@ -97,7 +105,7 @@ impl Context {
             ),
             peer_ips: Mutex::new(HashMap::new()),
             config: parts.config,
-            metrics: Metrics::new(),
+            metrics: parts.metrics,
             admission: parts.admission,
             control: parts.control,
             book: parts.book,
@@ -141,10 +149,21 @@ impl Context {
         self.listen_addrs.lock().expect("listen lock").clone()
     }
 
-    /// Records an address for `peer`, within the per-peer limit.
+    /// Records a confirmed address for `peer` (from the peer itself, a dialled connection or
+    /// the operator), within the per-peer limit.
     pub(crate) fn learn_addr(&self, peer: PeerId, addr: Multiaddr) {
         self.book
             .add(peer, addr, self.config.limits.max_addrs_per_peer);
+    }
+
+    /// Records an address a third party gave for `peer` (see [`crate::addresses::Source`]).
+    pub(crate) fn hear_addr(&self, peer: PeerId, addr: Multiaddr) {
+        self.book.add_from(
+            peer,
+            addr,
+            self.config.limits.max_addrs_per_peer,
+            crate::addresses::Source::Hearsay,
+        );
     }
 
     /// Admits one inbound request of `peer` under the rate limits; counts and logs a refusal.

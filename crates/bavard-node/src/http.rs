@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::Node;
 use crate::api::{Consistency, GetOptions, NodeError, PutOptions};
+use crate::metrics::Stage;
 use crate::replica::Condition;
 
 /// The header carrying a value's version on reads.
@@ -402,6 +403,18 @@ async fn kv_put(
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let result = kv_put_inner(&s, key, q, body).await;
+    s.node.stages().since(Stage::http_put, started);
+    result
+}
+
+async fn kv_put_inner(
+    s: &AppState,
+    key: String,
+    q: HashMap<String, String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     query_params(&q, &["consistency", "ttl", "if_version", "if_absent"])?;
     let ttl_secs = q
         .get("ttl")
@@ -427,6 +440,17 @@ async fn kv_get(
     State(s): State<AppState>,
     Path(key): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let result = kv_get_inner(&s, key, q).await;
+    s.node.stages().since(Stage::http_get, started);
+    result
+}
+
+async fn kv_get_inner(
+    s: &AppState,
+    key: String,
+    q: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     query_params(&q, &["consistency"])?;
     let opts = GetOptions {

@@ -1,6 +1,6 @@
 //! The one accept loop of the node's stream protocols (Kademlia, replica, gossip).
 //!
-//! Registers a protocol with libp2p-stream and serves each inbound stream in its own task until
+//! Registers a protocol with the stream behaviour ([`crate::streams`]) and serves each inbound stream in its own task until
 //! the node shuts down, after taking one of the peer's slots ([`Slots`]): a peer over its limit
 //! has the stream dropped (reset), counted under `reject_reason` and logged once.
 
@@ -24,7 +24,7 @@ where
     F: Fn(PeerId, Stream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut control = ctx.control.clone();
+    let control = ctx.control.clone();
     let mut incoming = match control.accept(protocol.clone()) {
         Ok(incoming) => incoming,
         Err(e) => {

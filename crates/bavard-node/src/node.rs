@@ -113,14 +113,16 @@ impl Node {
                 "joining cluster with a token"
             ),
         }
-        let storage = Arc::new(Storage::open(&config, &peer_id)?);
+        let metrics = crate::metrics::Metrics::new();
+        let storage = Arc::new(Storage::open(&config, &peer_id, metrics.stages.clone())?);
 
         let book = crate::addresses::AddressBook::default();
         let mut swarm = crate::swarm::build(
-            keypair,
+            keypair.clone(),
             book.clone(),
             Duration::from_secs(120),
-            crate::swarm::connection_limits(&config.limits),
+            &config.limits,
+            metrics.rejected("accept_queue_full"),
         )?;
         let control = swarm.behaviour().stream.new_control();
         for addr in &config.listen {
@@ -162,12 +164,15 @@ impl Node {
             peer_id,
             config,
             admission: Arc::new(admission),
+            metrics,
+            keypair,
             control,
             book,
             table,
             listen_addrs,
             commands,
         });
+        crate::kad::install_diversity_filter(&ctx);
         let kad = Kad::new(ctx.clone(), storage.clone());
         let replica = Replica::open(ctx.clone(), kad.clone(), storage.clone())?;
         let gossip = Gossip::new(ctx.clone(), kad.clone());
@@ -540,6 +545,11 @@ impl Node {
             size: table.len(),
             buckets,
         }
+    }
+
+    /// The stage timers of the request path (`bavard_stage_seconds`).
+    pub fn stages(&self) -> &crate::metrics::Stages {
+        &self.inner.ctx.metrics.stages
     }
 
     /// The Prometheus text exposition of the node's metrics.

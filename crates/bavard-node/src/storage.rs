@@ -67,7 +67,11 @@ pub(crate) struct Storage {
 
 impl Storage {
     /// Opens the record store, starts the committer and restores the clock above its lease.
-    pub(crate) fn open(config: &NodeConfig, peer_id: &PeerId) -> anyhow::Result<Self> {
+    pub(crate) fn open(
+        config: &NodeConfig,
+        peer_id: &PeerId,
+        stages: crate::metrics::Stages,
+    ) -> anyhow::Result<Self> {
         let limits = StoreLimits {
             max_value_bytes: config.store.max_value_size,
             max_key_bytes: config.store.max_key_size,
@@ -118,9 +122,13 @@ impl Storage {
                  replicas refuse its writes until the clock catches up"
             );
         }
+        // Background writes (repair) take at most a quarter of a commit (see `commit`).
+        let max_batch = config.replication.max_batch_records;
         let committer = Committer::start(
             store.clone() as Arc<dyn RecordStore>,
-            config.replication.max_batch_records,
+            max_batch,
+            max_batch.div_ceil(4),
+            stages,
         )
         .context("cannot start the committer thread")?;
         Ok(Self {

@@ -39,7 +39,7 @@ pub struct Behaviour {
     /// Keeps connections alive and measures round trips.
     pub ping: ping::Behaviour,
     /// Raw streams for our protocols (Kademlia, gossip, replication).
-    pub stream: libp2p_stream::Behaviour,
+    pub stream: crate::streams::Behaviour,
     /// Tells the swarm where to dial a peer.
     pub addresses: addresses::Behaviour,
     /// Peers we refuse to talk to (operator bans, and the fault injection of tests).
@@ -58,13 +58,18 @@ pub fn connection_limits(
         .with_max_established_per_peer(Some(limits.max_connections_per_peer))
 }
 
-/// Builds the swarm for `keypair`, within `limits` (see [`connection_limits`]).
+/// Builds the swarm for `keypair`, within `limits` (connections: see [`connection_limits`];
+/// streams: each protocol queues `max_queued_inbound_streams` for its accept loop, and drops
+/// past that are counted in `dropped_streams`).
 pub fn build(
     keypair: Keypair,
     book: addresses::AddressBook,
     idle_timeout: Duration,
-    limits: connection_limits::ConnectionLimits,
+    limits: &crate::config::LimitsConfig,
+    dropped_streams: prometheus_client::metrics::counter::Counter,
 ) -> anyhow::Result<Swarm<Behaviour>> {
+    let queued = limits.max_queued_inbound_streams;
+    let limits = connection_limits(limits);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -88,7 +93,7 @@ pub fn build(
                     .with_agent_version(format!("bavard/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
-            stream: libp2p_stream::Behaviour::new(),
+            stream: crate::streams::Behaviour::new(queued, dropped_streams),
             addresses: addresses::Behaviour::new(book),
             blocked: allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(limits),

@@ -32,11 +32,11 @@ fn rejected(node: &Node, reason: &str) -> f64 {
 }
 
 async fn open(
-    control: &libp2p_stream::Control,
+    control: &bavard_node::streams::Control,
     peer: PeerId,
     proto: &'static str,
 ) -> libp2p::Stream {
-    let mut control = control.clone();
+    let control = control.clone();
     tokio::time::timeout(
         Duration::from_secs(10),
         control.open_stream(peer, StreamProtocol::new(proto)),
@@ -179,7 +179,7 @@ async fn hostile_kademlia_and_replica_frames_are_dropped_and_the_node_keeps_serv
     let limit = target.config().limits.max_inbound_streams_per_peer;
     let mut held = Vec::new();
     for _ in 0..limit + 8 {
-        let mut c = control.clone();
+        let c = control.clone();
         if let Ok(Ok(s)) = tokio::time::timeout(
             Duration::from_secs(5),
             c.open_stream(peer, StreamProtocol::new("/ipfs/kad/1.0.0")),

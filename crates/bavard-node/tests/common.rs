@@ -105,25 +105,45 @@ pub fn init_tracing() {
 
 /// A raw libp2p peer (the node's own transport stack, no protocol logic) dialled to `target`,
 /// for tests that speak a protocol by hand. Returns its peer id and stream control.
-pub fn raw_peer(target: &Node) -> (libp2p::PeerId, libp2p_stream::Control) {
+pub fn raw_peer(target: &Node) -> (libp2p::PeerId, bavard_node::streams::Control) {
     raw_peer_with(target, false)
 }
 
 /// A raw peer like [`raw_peer`], but a member of the test cluster: it answers the node's
 /// `/bavard/admit/1` hello with a certificate of the test authority.
-pub fn raw_member(target: &Node) -> (libp2p::PeerId, libp2p_stream::Control) {
+pub fn raw_member(target: &Node) -> (libp2p::PeerId, bavard_node::streams::Control) {
     raw_peer_with(target, true)
 }
 
-fn raw_peer_with(target: &Node, member: bool) -> (libp2p::PeerId, libp2p_stream::Control) {
+/// A raw member like [`raw_member`] whose key the test holds (to sign claims by hand).
+pub fn raw_member_with(
+    target: &Node,
+    key: libp2p::identity::Keypair,
+) -> bavard_node::streams::Control {
+    raw_peer_keyed(target, true, key).1
+}
+
+fn raw_peer_with(target: &Node, member: bool) -> (libp2p::PeerId, bavard_node::streams::Control) {
+    raw_peer_keyed(
+        target,
+        member,
+        libp2p::identity::Keypair::generate_ed25519(),
+    )
+}
+
+fn raw_peer_keyed(
+    target: &Node,
+    member: bool,
+    key: libp2p::identity::Keypair,
+) -> (libp2p::PeerId, bavard_node::streams::Control) {
     use futures::StreamExt as _;
-    let key = libp2p::identity::Keypair::generate_ed25519();
     let id = key.public().to_peer_id();
     let mut swarm = bavard_node::swarm::build(
         key,
         bavard_node::addresses::AddressBook::default(),
         Duration::from_secs(60),
-        bavard_node::swarm::connection_limits(&Default::default()),
+        &Default::default(),
+        Default::default(),
     )
     .unwrap();
     let control = swarm.behaviour().stream.new_control();

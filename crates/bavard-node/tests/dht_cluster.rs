@@ -121,13 +121,13 @@ async fn a_kademlia_request_whose_stream_is_dropped_is_sent_again() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(test_config(dir.path(), true)).await.unwrap();
-    let (remote, mut control) = raw_peer(&node);
+    let (remote, control) = raw_peer(&node);
     let mut incoming = control
         .accept(libp2p::StreamProtocol::new("/ipfs/kad/1.0.0"))
         .unwrap();
     let streams = Arc::new(AtomicUsize::new(0));
     let seen = streams.clone();
-    // A peer whose acceptor drops the first stream (as libp2p-stream does when it falls behind a
+    // A peer whose acceptor drops the first stream (as a peer past its limits, or libp2p-stream behind a
     // burst) and answers the next ones.
     tokio::spawn(async move {
         while let Some((_, mut stream)) = incoming.next().await {

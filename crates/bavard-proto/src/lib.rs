@@ -7,6 +7,8 @@
 //!   and rust-libp2p, so bavard and stock libp2p nodes form one DHT.
 //! - [`gossip`]: bavard's own SWIM membership and HyParView/Plumtree broadcast messages
 //!   (`/bavard/gossip/1`), generated from `proto/gossip.proto`.
+//! - [`blobs`]: content-addressed blob transfers (`/bavard/blobs/1`), generated from
+//!   `proto/blobs.proto`; `bavard-blobs` converts them to its domain types.
 //! - [`framing`]: the unsigned-varint length prefix every message is sent with, an
 //!   incremental [`FrameDecoder`] that enforces a maximum message size before buffering a
 //!   body, and one-shot helpers.
@@ -46,6 +48,7 @@
 //!   directory).
 
 pub mod admission;
+pub mod blobs;
 pub mod framing;
 pub mod gossip;
 pub mod kad;

@@ -3,9 +3,14 @@
 //!
 //! - [`Write`]: sends the record to the N preferred replicas and succeeds once W of them hold it
 //!   durably. A preferred replica that fails (no answer in time, a refusal) is replaced by the
-//!   next fallback member, which keeps the record as a *hint* for it (sloppy quorum, hinted
-//!   handoff); the coordinator's own replica is never hinted. Fails with [`QuorumError`] once
-//!   every attempt ended with fewer than W holding it.
+//!   next fallback member, which keeps the record as a *hint* for it (hinted handoff); the
+//!   coordinator's own replica is never hinted. **A hint is not an acknowledgement**: only the
+//!   preferred replicas themselves count towards W, as in Cassandra (where hints count only
+//!   for consistency level `ANY`). Dynamo's sloppy quorum counts them, and then a quorum write
+//!   acknowledged by one replica and one hint holder is missed by a later quorum read of the
+//!   two other replicas until the hint is handed over: R + W > N no longer makes quorum reads
+//!   see quorum writes. Fails with [`QuorumError`] as soon as fewer than W replicas can still
+//!   hold it; the hints are still handed out, so the write reaches every replica later.
 //! - [`Read`]: asks the N preferred replicas and succeeds with the newest version (tombstones
 //!   included) once R answered. Then it waits for the stragglers (at most `repair_wait`) and
 //!   sends the newest version to every replica that answered with an older one or none (read
@@ -154,8 +159,15 @@ impl<T> Flight<T> {
 /// One preferred replica's part of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
+    /// The replica has not answered yet.
     Pending,
+    /// The replica holds the write: it counts towards W.
     Held,
+    /// The replica failed; a fallback is being asked to keep a hint for it.
+    Hinting,
+    /// A fallback keeps a hint for the replica (which does not count towards W).
+    Hinted,
+    /// The replica failed and no fallback keeps a hint for it.
     Failed,
 }
 
@@ -231,27 +243,29 @@ impl<P: Clone + PartialEq> Write<P> {
         self.result.as_ref()
     }
 
-    /// Replicas (or fallbacks holding a hint for one) that hold the write so far.
+    /// Preferred replicas that hold the write so far (hints not included).
     pub fn held(&self) -> usize {
         self.held
     }
 
-    /// Writes a fallback accepted as a hint.
+    /// Hints fallbacks accepted for preferred replicas that failed (they do not count towards
+    /// W).
     pub fn hints_handed(&self) -> usize {
         self.hints_handed
     }
 
     fn outcome(&mut self, now: Instant, slot: usize, hint: bool, held: bool) {
-        if held {
+        if held && hint {
+            self.slots[slot] = Slot::Hinted;
+            self.hints_handed += 1;
+        } else if held {
             self.slots[slot] = Slot::Held;
             self.held += 1;
-            if hint {
-                self.hints_handed += 1;
-            }
         } else if !hint && self.preferred[slot] == self.local {
             // Our own store failed: nobody else keeps a hint for us.
             self.slots[slot] = Slot::Failed;
         } else if let Some(fallback) = self.fallbacks.pop_front() {
+            self.slots[slot] = Slot::Hinting;
             let owner = self.preferred[slot].clone();
             self.send(now, slot, fallback, Some(owner));
         } else {
@@ -264,9 +278,11 @@ impl<P: Clone + PartialEq> Write<P> {
         if self.result.is_some() {
             return;
         }
+        // Only a replica that has not answered yet may still count: a hint never does.
+        let possible = self.held + self.slots.iter().filter(|s| **s == Slot::Pending).count();
         if self.held >= self.required {
             self.result = Some(Ok(self.held));
-        } else if !self.slots.contains(&Slot::Pending) {
+        } else if possible < self.required {
             self.result = Some(Err(QuorumError {
                 answered: self.held,
                 required: self.required,

@@ -12,8 +12,11 @@
 //!   [`Coordination`].
 //! - [`handoff`]: the hinted-handoff policy — whom hints go to, in what batches, when they
 //!   expire.
+//! - [`paxos`]: linearizable compare-and-set per key — Paxos on the key's replicas
+//!   ([`paxos::Proposer`], [`paxos::Acceptor`]).
 //! - [`Request`] / [`Response`]: the replica protocol's messages as domain types.
-//! - [`LeafSet`]: which leaves of the key-hash space a round compares.
+//! - [`LeafSet`]: which leaves of the key-hash space a round compares; [`LeafMap`]: every
+//!   member's partners and shared leaves from one pass over a placement's leaves.
 //!
 //! The node (`bavard-node`) drives these over libp2p streams; the simulator drives them over
 //! simulated links. Time is a parameter (`now_ms`), peers are any `Clone + PartialEq` id (tests
@@ -23,13 +26,16 @@
 
 pub mod coordinator;
 pub mod handoff;
+mod leafmap;
 mod leafset;
+pub mod paxos;
 mod placement;
 mod protocol;
 pub mod sync;
 
 pub use coordinator::{Coordination, Outgoing, QuorumError, Read, RequestId, Write};
 pub use handoff::{HandoffPolicy, HintBatch};
+pub use leafmap::LeafMap;
 pub use leafset::{LEAF_SET_BYTES, LeafSet, LeafSetSizeError};
 pub use placement::Placement;
 pub use protocol::{Failure, Request, Response, StoreOutcome};

@@ -85,13 +85,28 @@ impl<P: Clone + PartialEq> Placement<P> {
 
     /// The preference list of `target`: its `n` closest members, nearest first.
     pub fn preference_list(&self, target: &Key) -> Vec<P> {
+        self.nearest(target, self.n)
+    }
+
+    /// The `count` members closest to `target`, nearest first: the first `n` of
+    /// [`Placement::ranked`] are the preference list, the rest the nearest fallbacks. Costs a
+    /// selection, not a sort of every member.
+    pub fn nearest(&self, target: &Key, count: usize) -> Vec<P> {
         let mut order: Vec<&(P, Key)> = self.members.iter().collect();
-        if order.len() > self.n {
-            order.select_nth_unstable_by_key(self.n - 1, |(_, k)| k.distance(target));
-            order.truncate(self.n);
+        if count == 0 {
+            return Vec::new();
+        }
+        if order.len() > count {
+            order.select_nth_unstable_by_key(count - 1, |(_, k)| k.distance(target));
+            order.truncate(count);
         }
         order.sort_by_key(|(_, k)| k.distance(target));
         order.into_iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// The index of `id` in [`Placement::members`], if it is a member.
+    pub fn index_of(&self, id: &P) -> Option<usize> {
+        self.members.iter().position(|(p, _)| p == id)
     }
 
     /// Whether `id` is in the preference list of `target`.
@@ -145,29 +160,72 @@ impl<P: Clone + PartialEq> Placement<P> {
         self.members.get(i).map(|(p, _)| p)
     }
 
-    /// The bits of a leaf that decide its candidates: the XOR order of two members depends only
-    /// on the leaf's bit where their keys first differ, so leaves that agree on every such bit
-    /// (the branching depths of the member trie, found between neighbours in key order) have
-    /// the same candidates.
-    fn deciding_bits(&self) -> u16 {
-        self.tops
-            .windows(2)
-            .filter(|w| w[0] != w[1])
-            .fold(0u16, |mask, w| {
-                mask | (0x8000 >> (w[0] ^ w[1]).leading_zeros())
-            })
+    /// Calls `each(leaf, candidates)` for every leaf, in order, with the candidates of
+    /// [`Placement::leaf_candidates`], in one depth-first walk of the trie of the members' first
+    /// 16 bits: each trie node splits its members' range once (2^17 small searches in all,
+    /// instead of 32 searches from the root per leaf), and a leaf's candidates come from the
+    /// deepest range on its path that still holds `n` members.
+    pub(crate) fn for_each_leaf(&self, mut each: impl FnMut(u16, &[usize])) {
+        let m = self.members.len();
+        if m <= self.n {
+            let all: Vec<usize> = (0..m).collect();
+            for leaf in 0..=u16::MAX {
+                each(leaf, &all);
+            }
+            return;
+        }
+        let mut scratch: Vec<(u16, usize)> = Vec::new();
+        let mut out: Vec<usize> = Vec::new();
+        self.walk(0, 0, 0..m, 0..m, &mut scratch, &mut out, &mut each);
     }
 
-    /// Calls `each(leaf, candidates)` for every leaf, computing the candidates once per class
-    /// of leaves that share them (see [`Placement::deciding_bits`]).
-    fn for_each_leaf(&self, mut each: impl FnMut(u16, &[usize])) {
-        let mask = self.deciding_bits();
-        let mut memo: std::collections::HashMap<u16, Vec<usize>> = std::collections::HashMap::new();
-        for leaf in 0..=u16::MAX {
-            let c = memo
-                .entry(leaf & mask)
-                .or_insert_with(|| self.leaf_candidates(leaf));
-            each(leaf, c);
+    /// The trie node of `depth` bits `prefix`, whose members are `range`; `best` is the deepest
+    /// range on the path with at least `n` members.
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        depth: u32,
+        prefix: u32,
+        range: std::ops::Range<usize>,
+        best: std::ops::Range<usize>,
+        scratch: &mut Vec<(u16, usize)>,
+        out: &mut Vec<usize>,
+        each: &mut impl FnMut(u16, &[usize]),
+    ) {
+        if depth == 16 {
+            let leaf = prefix as u16;
+            scratch.clear();
+            scratch.extend(best.map(|i| (self.tops[i] ^ leaf, i)));
+            scratch.sort_unstable();
+            // The first n, and whoever ties with the n-th on the leaf's 16 bits.
+            let cut = scratch[self.n - 1].0;
+            out.clear();
+            out.extend(
+                scratch
+                    .iter()
+                    .take_while(|(d, _)| *d <= cut)
+                    .map(|(_, i)| *i),
+            );
+            each(leaf, out);
+            return;
+        }
+        let bit = 0x8000u16 >> depth;
+        let split = range.start + self.tops[range.clone()].partition_point(|t| t & bit == 0);
+        for (child, sub) in [(0, range.start..split), (1, split..range.end)] {
+            let best = if sub.len() >= self.n {
+                sub.clone()
+            } else {
+                best.clone()
+            };
+            self.walk(
+                depth + 1,
+                prefix << 1 | child,
+                sub,
+                best,
+                scratch,
+                out,
+                each,
+            );
         }
     }
 
@@ -214,10 +272,6 @@ impl<P: Clone + PartialEq> Placement<P> {
             .map(|(p, _)| p)
             .collect()
     }
-
-    fn index_of(&self, id: &P) -> Option<usize> {
-        self.members.iter().position(|(p, _)| p == id)
-    }
 }
 
 fn top16(key: &Key) -> u16 {
@@ -255,6 +309,44 @@ mod tests {
             assert_eq!(p.is_replica(&target, i), want.contains(i));
         }
         assert!(!p.is_replica(&target, &99));
+    }
+
+    #[test]
+    fn the_nearest_members_are_the_head_of_the_ranking() {
+        let p = Placement::new(members(50), 3);
+        let target = Key::hash(b"another key");
+        let ranked = p.ranked(&target);
+        for count in [0, 1, 3, 8, 50, 60] {
+            assert_eq!(p.nearest(&target, count), ranked[..count.min(50)]);
+        }
+    }
+
+    #[test]
+    fn a_leaf_map_answers_as_shared_with_does_for_every_member() {
+        for (count, n) in [(1u64, 3), (2, 3), (5, 3), (40, 3), (200, 3), (60, 5)] {
+            let p = Placement::new(members(count), n);
+            let map = crate::LeafMap::new(&p);
+            // shared_with walks every leaf per member: check a sample of the large cases.
+            for id in (0..count).step_by(if count > 50 { 23 } else { 1 }) {
+                let me = p.index_of(&id).unwrap();
+                let want = p.shared_with(&id);
+                let partners: Vec<u64> = map
+                    .partners(me)
+                    .into_iter()
+                    .map(|i| *p.member(i).unwrap())
+                    .collect();
+                let mut want_partners: Vec<u64> = want.iter().map(|(q, _)| *q).collect();
+                let mut got_partners = partners.clone();
+                want_partners.sort_unstable();
+                got_partners.sort_unstable();
+                assert_eq!(got_partners, want_partners, "{count} members, member {id}");
+                for (q, leaves) in &want {
+                    let other = p.index_of(q).unwrap();
+                    assert_eq!(&map.shared_leaves(me, other), leaves);
+                }
+            }
+            assert!(map.leaves_of(count as usize + 7).is_empty());
+        }
     }
 
     #[test]
@@ -311,20 +403,28 @@ mod tests {
     }
 
     #[test]
-    fn leaves_agreeing_on_the_deciding_bits_have_the_same_candidates() {
-        for count in [3u64, 5, 40] {
-            let p = Placement::new(members(count), 3);
-            let mask = p.deciding_bits();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(count);
-            for _ in 0..300 {
-                let a: u16 = rng.random();
-                let b = (a & mask) | (rng.random::<u16>() & !mask);
-                assert_eq!(
-                    p.leaf_candidates(a),
-                    p.leaf_candidates(b),
-                    "{count} members"
-                );
-            }
+    fn the_walk_over_every_leaf_gives_each_leaf_its_candidates() {
+        for (count, n) in [
+            (2u64, 3),
+            (3, 3),
+            (4, 3),
+            (40, 3),
+            (300, 3),
+            (50, 5),
+            (9, 1),
+        ] {
+            let p = Placement::new(members(count), n);
+            let mut seen = 0u32;
+            p.for_each_leaf(|leaf, c| {
+                assert_eq!(u32::from(leaf), seen, "leaves come in order");
+                seen += 1;
+                let mut want = p.leaf_candidates(leaf);
+                want.sort_unstable();
+                let mut got = c.to_vec();
+                got.sort_unstable();
+                assert_eq!(got, want, "{count} members, leaf {leaf}");
+            });
+            assert_eq!(seen, 65_536);
         }
     }
 

@@ -55,7 +55,7 @@ fn a_failed_replica_is_replaced_by_a_fallback_keeping_a_hint() {
         1u64,
         vec![1, 2, 3],
         vec![4, 5],
-        3,
+        2,
         now,
         TIMEOUT,
     );
@@ -74,14 +74,64 @@ fn a_failed_replica_is_replaced_by_a_fallback_keeping_a_hint() {
     let hint = drain(&mut w);
     assert_eq!(hint[0].to, 5);
     w.handle_response(now, hint[0].id, stored());
+    assert_eq!(
+        w.result(),
+        None,
+        "the hint is not the second acknowledgement"
+    );
     w.handle_response(now, sent[2].id, stored());
-    assert_eq!(w.result(), Some(&Ok(3)));
-    assert_eq!(w.hints_handed(), 1);
+    assert_eq!(w.result(), Some(&Ok(2)));
+    assert_eq!((w.held(), w.hints_handed()), (2, 1));
     assert!(w.is_finished());
 }
 
 #[test]
-fn the_coordinators_own_failure_is_not_hinted() {
+fn a_quorum_write_is_not_acknowledged_by_a_hint() {
+    // Replica 1 stores; 2 and 3 fail and fallbacks keep hints for them. Counting the hints
+    // (Dynamo's sloppy quorum) acknowledged this write at quorum although a quorum read of
+    // replicas 2 and 3 would not see it: only the replicas themselves count.
+    let now = Instant::now();
+    let mut w = Write::new(
+        record("k", 1),
+        1u64,
+        vec![1, 2, 3],
+        vec![4, 5],
+        2,
+        now,
+        TIMEOUT,
+    );
+    let sent = drain(&mut w);
+    w.handle_response(now, sent[0].id, stored());
+    w.handle_response(now, sent[1].id, refused());
+    let hint = drain(&mut w);
+    w.handle_response(now, hint[0].id, stored());
+    assert_eq!(w.result(), None, "replica 3 may still make a quorum");
+    w.handle_response(now, sent[2].id, refused());
+    assert_eq!(
+        w.result(),
+        Some(&Err(QuorumError {
+            answered: 1,
+            required: 2
+        }))
+    );
+    // The write still goes on to a fallback for replica 3: every replica gets it later.
+    let hint = drain(&mut w);
+    assert_eq!(hint.len(), 1);
+    assert_eq!(hint[0].to, 5);
+    assert!(matches!(
+        &hint[0].request,
+        Request::Store {
+            hint_for: Some(3),
+            ..
+        }
+    ));
+    w.handle_response(now, hint[0].id, stored());
+    assert_eq!((w.held(), w.hints_handed()), (1, 2));
+    assert!(w.is_finished());
+}
+
+#[test]
+fn a_write_fails_as_soon_as_too_few_replicas_can_still_hold_it() {
     let now = Instant::now();
     let mut w = Write::new(
         record("k", 1),
@@ -93,24 +143,62 @@ fn the_coordinators_own_failure_is_not_hinted() {
         TIMEOUT,
     );
     let sent = drain(&mut w);
+    w.handle_response(now, sent[1].id, refused());
+    assert_eq!(
+        w.result(),
+        Some(&Err(QuorumError {
+            answered: 0,
+            required: 3
+        })),
+        "with replica 2 failed, three replicas can no longer hold it"
+    );
+    assert!(
+        !w.is_finished(),
+        "the others and the hint are still written"
+    );
+}
+
+#[test]
+fn the_coordinators_own_failure_is_not_hinted() {
+    let now = Instant::now();
+    let mut w = Write::new(
+        record("k", 1),
+        1u64,
+        vec![1, 2, 3],
+        vec![4],
+        2,
+        now,
+        TIMEOUT,
+    );
+    let sent = drain(&mut w);
     w.handle_response(now, sent[0].id, refused());
     assert!(
         drain(&mut w).is_empty(),
         "no hint for the coordinator itself"
     );
     w.handle_response(now, sent[1].id, stored());
-    w.handle_response(now, sent[2].id, stored());
+    w.handle_response(now, sent[2].id, refused());
     assert_eq!(
         w.result(),
         Some(&Err(QuorumError {
-            answered: 2,
-            required: 3
+            answered: 1,
+            required: 2
         }))
     );
     assert_eq!(
         w.result().unwrap().unwrap_err().to_string(),
-        "only 2 of the 3 required replicas answered"
+        "only 1 of the 2 required replicas answered"
     );
+    // Replica 3's failure is hinted, the coordinator's was not.
+    let hint = drain(&mut w);
+    assert_eq!(hint.len(), 1);
+    assert!(matches!(
+        &hint[0].request,
+        Request::Store {
+            hint_for: Some(3),
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -35,6 +35,20 @@ pub enum SimError {
         /// Nodes in the run.
         nodes: u32,
     },
+    /// The store experiment needs at least one client.
+    #[error("--clients must be at least 1 (got 0)")]
+    NoClients,
+    /// Replicas per key must be between 1 and the number of nodes.
+    #[error("--replication must be between 1 and the {nodes} nodes (got {n})")]
+    BadReplication {
+        /// Replicas asked for.
+        n: usize,
+        /// Nodes in the run.
+        nodes: u32,
+    },
+    /// A clock offset beyond what the harness supports.
+    #[error("--skew-ms must be at most one day (got {0:?})")]
+    SkewTooLarge(std::time::Duration),
     /// The routing core refused the table or lookup parameters (k, α…).
     #[error("invalid routing parameters: {0}")]
     Routing(#[from] ConfigError),

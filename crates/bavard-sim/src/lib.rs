@@ -20,7 +20,11 @@
 //!   gossipsub-like mesh ([`run_gossip_sim`], [`GossipSimConfig`], [`GossipReport`]);
 //! - [`membership`]: the membership experiment — SWIM + Lifeguard over N members, time to detect
 //!   crashed members everywhere, false positives and cost ([`run_membership_sim`],
-//!   [`MembershipSimConfig`], [`MembershipReport`]).
+//!   [`MembershipSimConfig`], [`MembershipReport`]);
+//! - [`kv`]: the replicated-store experiment — the replica core and the membership on N nodes
+//!   under partitions, crashes and clock skew, every client operation checked by the history
+//!   checker of `bavard-tests` for lost writes, phantom and stale reads, and the time the
+//!   replicas take to converge ([`run_kv_sim`], [`KvSimConfig`], [`KvReport`]).
 //!
 //! Nodes are `u32` ids indexing `Vec`s of state, so 100,000 nodes fit in memory. A run is a pure
 //! function of its configuration and seed: everything it reports except `wall_s` replays exactly.
@@ -34,6 +38,7 @@ mod error;
 pub mod gossip;
 pub mod harness;
 pub mod keyspace;
+pub mod kv;
 pub mod latency;
 pub mod lookup;
 pub mod loss;
@@ -46,6 +51,7 @@ pub use error::SimError;
 pub use gossip::{GossipReport, GossipSimConfig, GossipStrategy, run_gossip_sim};
 pub use harness::{Harness, Network, SimNode, Step};
 pub use keyspace::KeyIndex;
+pub use kv::{KvReport, KvSimConfig, run_kv_sim};
 pub use latency::{Latency, LatencyConfig, LatencyModel};
 pub use lookup::{LookupSimConfig, Strategy, StrategyReport, run_lookup_sim};
 pub use loss::Loss;

@@ -18,8 +18,12 @@ pub mod stream {
     pub const JOIN: u64 = 2;
     /// Lookup origins and targets.
     pub const WORKLOAD: u64 = 3;
-    /// Which nodes churn.
+    /// Which nodes churn (and the store experiment's fault schedule).
     pub const CHURN: u64 = 4;
+    /// Clock offsets.
+    pub const SKEW: u64 = 5;
+    /// The first stream of the store experiment's clients: client `c` draws from `CLIENTS + c`.
+    pub const CLIENTS: u64 = 1 << 20;
     /// The first stream of the per-node cores: node `i` draws from `NODES + i`.
     pub const NODES: u64 = 1 << 32;
 }

@@ -19,6 +19,8 @@ struct Chatter {
     /// How many times the constructor built this node (state a restart may lose).
     generation: u32,
     received: u64,
+    /// Received since the last crash: what a process keeps only in memory.
+    in_memory: u64,
     next_tick: Option<Instant>,
     period: Duration,
     /// Whom each tick goes to: a fixed peer, or one drawn from `rng` when `None`.
@@ -47,6 +49,7 @@ impl Chatter {
         Self {
             generation,
             received: 0,
+            in_memory: 0,
             next_tick: None,
             period: Duration::from_millis(100),
             peer: None,
@@ -77,6 +80,7 @@ impl SimNode for Chatter {
 
     fn handle_message(&mut self, now: Instant, from: NodeId, seq: u64) -> Result<(), Infallible> {
         self.received += 1;
+        self.in_memory += 1;
         self.events.push_back(Ev::Heard {
             from,
             seq,
@@ -112,6 +116,13 @@ impl SimNode for Chatter {
 
     fn peer_unreachable(&mut self, _: Instant, peer: NodeId) {
         self.events.push_back(Ev::Unreachable(peer));
+    }
+
+    fn on_crash(&mut self) {
+        self.in_memory = 0;
+        // A dying process says nothing: the harness discards this.
+        self.send(0);
+        self.events.push_back(Ev::Unreachable(99));
     }
 }
 
@@ -213,6 +224,12 @@ fn a_restart_with_state_lost_starts_fresh_and_one_with_state_kept_resumes() {
     assert_eq!(node.generation, 1, "the same node came back");
     // 5 messages before the crash, 5 after the restart (1.5 … 1.9 s).
     assert_eq!(node.received, 10);
+    // What it kept only in memory went with the crash, and what it queued while dying never
+    // left.
+    assert_eq!(node.in_memory, 5);
+    assert!(!seen.iter().any(|(_, _, e)| *e == Ev::Unreachable(99)));
+    // Ticks at 0 … 400 and 1,450 … 1,950 ms: 11 messages, none from the crash.
+    assert_eq!(kept.node(0).received, 11);
     // Its timer resumed: it ticks again from the restart, once for the deadlines it missed.
     let ticks: Vec<SimTime> = seen
         .iter()

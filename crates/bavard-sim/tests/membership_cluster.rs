@@ -361,6 +361,7 @@ fn suspected_live_node_refutes_and_stays_alive() {
         incarnation: inc,
         state: MemberState::Suspect,
         meta: vec![],
+        signature: vec![],
         from: 1,
     };
     net.inject(
@@ -486,6 +487,7 @@ fn restarted_node_rejoins_alive_above_its_previous_incarnation() {
         incarnation: 0,
         state: MemberState::Suspect,
         meta: vec![],
+        signature: vec![],
         from: 1,
     };
     net.inject(

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::message::MessageId;
+use super::message::{MessageBody, MessageId};
 
 /// What a node remembers about a delivered message.
 #[derive(Clone, Debug)]
@@ -79,10 +79,40 @@ impl<P> SeenCache<P> {
     }
 }
 
-/// Payloads of recent messages, kept to answer `Graft`s; bounded by count, bytes and age.
+/// A delivered message as its publisher signed it: what a `Gossip` carries besides its id and
+/// hop count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CachedPayload<P> {
+    pub(crate) publisher: P,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) signature: Vec<u8>,
+}
+
+impl<P: Clone> CachedPayload<P> {
+    /// The `Gossip` that sends this message on at `hops`.
+    pub(crate) fn to_gossip(&self, id: MessageId, hops: u16) -> MessageBody<P> {
+        MessageBody::Gossip {
+            id,
+            hops,
+            publisher: self.publisher.clone(),
+            payload: self.payload.clone(),
+            signature: self.signature.clone(),
+        }
+    }
+}
+
+impl<P> CachedPayload<P> {
+    /// Bytes counted against the cache's byte bound.
+    fn weight(&self) -> usize {
+        self.payload.len() + self.signature.len()
+    }
+}
+
+/// Payloads of recent messages with their publisher and signature, kept to answer `Graft`s;
+/// bounded by count, bytes (payload and signature) and age.
 #[derive(Debug)]
-pub(crate) struct PayloadCache {
-    entries: HashMap<MessageId, Vec<u8>>,
+pub(crate) struct PayloadCache<P> {
+    entries: HashMap<MessageId, CachedPayload<P>>,
     order: VecDeque<(Instant, MessageId)>,
     bytes: usize,
     ttl: Duration,
@@ -90,7 +120,7 @@ pub(crate) struct PayloadCache {
     max_bytes: usize,
 }
 
-impl PayloadCache {
+impl<P> PayloadCache<P> {
     pub(crate) fn new(ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
         Self {
             entries: HashMap::new(),
@@ -102,25 +132,25 @@ impl PayloadCache {
         }
     }
 
-    pub(crate) fn get(&self, id: &MessageId) -> Option<&Vec<u8>> {
+    pub(crate) fn get(&self, id: &MessageId) -> Option<&CachedPayload<P>> {
         self.entries.get(id)
     }
 
-    /// Keeps `payload` for `id` if it fits the bounds, evicting the oldest entries as needed.
-    pub(crate) fn insert(&mut self, now: Instant, id: MessageId, payload: Vec<u8>) {
+    /// Keeps `message` for `id` if it fits the bounds, evicting the oldest entries as needed.
+    /// The first message kept under an id stays: a later one never replaces it.
+    pub(crate) fn insert(&mut self, now: Instant, id: MessageId, message: CachedPayload<P>) {
         self.expire(now);
-        if self.max_entries == 0 || payload.len() > self.max_bytes || self.entries.contains_key(&id)
-        {
+        let weight = message.weight();
+        if self.max_entries == 0 || weight > self.max_bytes || self.entries.contains_key(&id) {
             return;
         }
-        while self.entries.len() >= self.max_entries || self.bytes + payload.len() > self.max_bytes
-        {
+        while self.entries.len() >= self.max_entries || self.bytes + weight > self.max_bytes {
             if !self.pop_oldest() {
                 break;
             }
         }
-        self.bytes += payload.len();
-        self.entries.insert(id, payload);
+        self.bytes += weight;
+        self.entries.insert(id, message);
         self.order.push_back((now + self.ttl, id));
     }
 
@@ -139,7 +169,7 @@ impl PayloadCache {
         match self.order.pop_front() {
             Some((_, id)) => {
                 if let Some(p) = self.entries.remove(&id) {
-                    self.bytes -= p.len();
+                    self.bytes -= p.weight();
                 }
                 true
             }
@@ -156,6 +186,14 @@ impl PayloadCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn msg(payload: Vec<u8>) -> CachedPayload<u64> {
+        CachedPayload {
+            publisher: 1,
+            payload,
+            signature: vec![],
+        }
+    }
 
     fn id(n: u32) -> MessageId {
         let mut b = [0u8; 32];
@@ -210,11 +248,42 @@ mod tests {
     }
 
     #[test]
+    fn payload_cache_keeps_the_first_message_under_an_id_and_counts_signatures_in_its_bytes() {
+        let now = Instant::now();
+        let mut cache = PayloadCache::new(Duration::from_secs(60), 10, 100);
+        cache.insert(now, id(1), msg(vec![1; 10]));
+        let other = CachedPayload {
+            publisher: 2,
+            payload: vec![2; 10],
+            signature: vec![2; 8],
+        };
+        cache.insert(now, id(1), other);
+        assert_eq!(cache.get(&id(1)), Some(&msg(vec![1; 10])), "not replaced");
+        let signed = CachedPayload {
+            signature: vec![0; 40],
+            ..msg(vec![0; 55])
+        };
+        cache.insert(now, id(2), signed);
+        assert!(
+            cache.get(&id(1)).is_none(),
+            "10 + 55 + 40 bytes exceed 100: the oldest goes"
+        );
+        assert!(cache.get(&id(2)).is_some());
+        let too_big = CachedPayload {
+            signature: vec![0; 60],
+            ..msg(vec![0; 50])
+        };
+        cache.insert(now, id(3), too_big);
+        assert!(cache.get(&id(3)).is_none(), "110 bytes never fit in 100");
+        assert!(cache.get(&id(2)).is_some());
+    }
+
+    #[test]
     fn payload_cache_respects_count_and_byte_bounds() {
         let now = Instant::now();
         let mut cache = PayloadCache::new(Duration::from_secs(60), 10, 1_000);
         for n in 0..50 {
-            cache.insert(now, id(n), vec![0; 300]);
+            cache.insert(now, id(n), msg(vec![0; 300]));
             assert!(
                 cache.len() <= 3,
                 "1000 bytes hold at most three 300-byte payloads"
@@ -222,14 +291,14 @@ mod tests {
         }
         assert!(cache.get(&id(49)).is_some());
         assert!(cache.get(&id(46)).is_none());
-        cache.insert(now, id(100), vec![0; 2_000]);
+        cache.insert(now, id(100), msg(vec![0; 2_000]));
         assert!(
             cache.get(&id(100)).is_none(),
             "a payload larger than the byte bound is not kept"
         );
         let mut small = PayloadCache::new(Duration::from_secs(60), 10, 1_000_000);
         for n in 0..50 {
-            small.insert(now, id(n), vec![1]);
+            small.insert(now, id(n), msg(vec![1]));
         }
         assert_eq!(small.len(), 10);
         small.expire(now + Duration::from_secs(60));

@@ -98,6 +98,9 @@ pub struct PlumtreeConfig {
     /// Largest payload accepted from the application or the network. 64 KiB, as rust-libp2p
     /// gossipsub.
     pub max_message_size: usize,
+    /// Largest publisher signature accepted from the network (an ed25519 signature is 64
+    /// bytes); it is kept with the payload for grafts.
+    pub max_signature_len: usize,
     /// Largest number of ids in one `IHave`; larger batches are split when sending and rejected
     /// when received.
     pub max_ihave_ids: usize,
@@ -128,6 +131,7 @@ impl Default for PlumtreeConfig {
             payload_cache_capacity: 4_096,
             payload_cache_bytes: 32 * 1024 * 1024,
             max_message_size: 64 * 1024,
+            max_signature_len: 256,
             max_ihave_ids: 64,
             announce_to_new_neighbors: 256,
             max_missing: 4_096,

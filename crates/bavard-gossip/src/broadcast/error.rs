@@ -56,6 +56,27 @@ pub enum BroadcastError {
         /// The configured limit.
         max: usize,
     },
+    /// A Plumtree message (`Gossip`, `IHave`, `Graft`, `Prune`) from a peer in neither of the
+    /// topic's views: only neighbours take part in the broadcast tree. Doesn't affect state (a
+    /// payload is not delivered, not forwarded, its id not remembered; a graft is not answered).
+    /// (From a passive peer, a former neighbour whose messages crossed our `Disconnect`, the
+    /// message is dropped the same way but without an error.)
+    #[error("broadcast message from a peer that is not a neighbour in this topic")]
+    NotNeighbor,
+    /// A received payload's publisher signature did not verify. Doesn't affect state: the copy
+    /// is not delivered, not forwarded and its id is not remembered, so the genuine message is
+    /// still accepted when it comes.
+    #[error("message {0:?} does not carry a valid signature of its publisher")]
+    BadSignature(MessageId),
+    /// A received payload carries a signature larger than `max_signature_len`. Doesn't affect
+    /// state.
+    #[error("signature of {size} bytes exceeds the maximum of {max} bytes")]
+    SignatureTooLarge {
+        /// Size of the offending signature.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
     /// The message claims to come from the local peer. Doesn't affect state.
     #[error("message claims to come from the local peer")]
     FromSelf,

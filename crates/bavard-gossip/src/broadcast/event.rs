@@ -16,6 +16,10 @@ pub enum BroadcastEvent<P> {
         id: MessageId,
         /// The application payload.
         payload: Vec<u8>,
+        /// Who published it, as its signature proves (see
+        /// [`Authenticator`](super::Authenticator); with [`NoAuth`](crate::NoAuth) whoever the
+        /// message claims).
+        publisher: P,
         /// The neighbour it came from (not necessarily the publisher).
         from: P,
         /// Hops it travelled from the publisher (1 for a direct neighbour).

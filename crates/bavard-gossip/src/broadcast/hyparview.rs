@@ -104,6 +104,10 @@ impl<P: Clone + Eq + Hash + Ord + Debug> HyParView<P> {
         self.active.contains(peer)
     }
 
+    pub(crate) fn is_passive(&self, peer: &P) -> bool {
+        self.passive.contains(peer)
+    }
+
     /// A message came from `peer`: if it is a neighbour, the active view is not silent.
     pub(crate) fn heard_from(&mut self, now: Instant, peer: &P) {
         if self.is_active(peer) {

@@ -141,14 +141,21 @@ pub enum MessageBody<P> {
         /// Sample of the replier's passive view.
         peers: Vec<P>,
     },
-    /// Plumtree: the full payload, eagerly pushed along tree edges.
+    /// Plumtree: the full payload, eagerly pushed along tree edges (or resent after a graft).
+    /// Accepted only from an active-view neighbour and with a valid publisher signature.
     Gossip {
         /// The message id.
         id: MessageId,
-        /// Hops travelled before the sender (the publisher sends 0).
+        /// Hops travelled before the sender (the publisher sends 0). Not signed.
         hops: u16,
+        /// Who published the message (not necessarily the sender).
+        publisher: P,
         /// The application payload.
         payload: Vec<u8>,
+        /// The publisher's signature of (publisher, topic, id, payload) (see
+        /// [`Authenticator`](super::Authenticator)), relayed unchanged; empty with
+        /// [`NoAuth`](crate::NoAuth).
+        signature: Vec<u8>,
     },
     /// Plumtree: lazy announcement of message ids the sender has delivered.
     IHave {
@@ -196,7 +203,16 @@ impl<P> Message<P> {
             | MessageBody::Disconnect { .. } => 2,
             MessageBody::Shuffle { peers, .. } => PEER + VARINT + peers.len() * PEER,
             MessageBody::ShuffleReply { peers } => peers.len() * PEER,
-            MessageBody::Gossip { payload, .. } => ID + VARINT + 5 + payload.len(),
+            MessageBody::Gossip {
+                payload, signature, ..
+            } => {
+                let signature = if signature.is_empty() {
+                    0
+                } else {
+                    signature.len() + 3
+                };
+                ID + VARINT + 5 + PEER + payload.len() + signature
+            }
             MessageBody::IHave { entries } => entries.len() * (ID + VARINT + 2),
             MessageBody::Graft { id } => id.map_or(0, |_| ID),
         };

@@ -13,10 +13,14 @@
 //! (relative message redundancy near 0) while the lazy links keep delivery reliable under
 //! failures.
 //!
+//! Payloads are signed by their publisher and verified by every node ([`Authenticator`]), and
+//! the tree's messages are only taken from neighbours; see "Trust" on [`Broadcast`].
+//!
 //! [`Broadcast`] is the entry point; its documentation describes how a driver runs it.
 //! iroh-gossip (n0-computer, `src/proto/`) is the closest Rust implementation and was read for
 //! ideas; this one is written from the papers.
 
+mod auth;
 pub mod config;
 pub mod error;
 pub mod event;
@@ -28,6 +32,8 @@ mod plumtree;
 mod state;
 mod topic;
 
+pub use crate::NoAuth;
+pub use auth::{Authenticator, SignedGossip};
 pub use config::{BroadcastConfig, HyParViewConfig, Limits, PlumtreeConfig};
 pub use error::BroadcastError;
 pub use event::BroadcastEvent;

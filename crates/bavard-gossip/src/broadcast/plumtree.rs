@@ -19,7 +19,16 @@
 //!
 //! Hop counts: the publisher sends `hops = 0`; a node delivers at `hops + 1` and forwards with
 //! its own delivery hop count. A node delivers each message at most once: ids are remembered in
-//! a bounded, expiring seen-cache; payloads are kept in a bounded cache to answer grafts.
+//! a bounded, expiring seen-cache; payloads are kept in a bounded cache to answer grafts, with
+//! their publisher and its signature, so a graft answer carries the original signature.
+//!
+//! Only active-view neighbours take part in the tree: the [topic](super::topic) drops Plumtree
+//! messages from anyone else, and payloads whose publisher signature does not verify, before
+//! they reach this state. So a message id is only remembered once a genuine copy arrived: a
+//! forged copy, before or after, neither displaces nor blocks it. (A member that may publish can
+//! still publish under an id someone else uses, and whichever copy a node sees first wins there;
+//! content-addressed ids checked by the authenticator close that, see
+//! [`Broadcast::publish_with_id`](super::Broadcast::publish_with_id).)
 //!
 //! iroh-gossip's `proto/plumtree.rs` was read for ideas; this is our own implementation.
 
@@ -28,7 +37,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::time::Instant;
 
-use super::cache::{PayloadCache, SeenCache, SeenEntry};
+use super::cache::{CachedPayload, PayloadCache, SeenCache, SeenEntry};
 use super::config::PlumtreeConfig;
 use super::error::BroadcastError;
 use super::message::{IHaveEntry, MessageBody, MessageId};
@@ -40,6 +49,7 @@ pub(crate) enum PtOutput<P> {
     Deliver {
         id: MessageId,
         payload: Vec<u8>,
+        publisher: P,
         from: P,
         hops: u16,
     },
@@ -62,7 +72,7 @@ pub(crate) struct Plumtree<P> {
     eager: BTreeSet<P>,
     lazy: BTreeSet<P>,
     seen: SeenCache<P>,
-    payloads: PayloadCache,
+    payloads: PayloadCache<P>,
     missing: HashMap<MessageId, Missing<P>>,
     /// Graft timers: (deadline, sequence number) → message; stale ones are skipped on expiry.
     graft_timers: BTreeMap<(Instant, u64), MessageId>,
@@ -143,6 +153,14 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
                     max: self.config.max_message_size,
                 })
             }
+            MessageBody::Gossip { signature, .. }
+                if signature.len() > self.config.max_signature_len =>
+            {
+                Err(BroadcastError::SignatureTooLarge {
+                    size: signature.len(),
+                    max: self.config.max_signature_len,
+                })
+            }
             MessageBody::IHave { entries } if entries.len() > self.config.max_ihave_ids => {
                 Err(BroadcastError::TooManyIds {
                     count: entries.len(),
@@ -153,12 +171,15 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         }
     }
 
-    /// Publishes a message of ours.
+    /// Publishes a message of ours (`publisher` is the local id); `sign` is called once the
+    /// message passed the checks and returns the publisher's signature of the payload.
     pub(crate) fn broadcast(
         &mut self,
         now: Instant,
         id: MessageId,
+        publisher: P,
         payload: Vec<u8>,
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
         out: &mut Vec<PtOutput<P>>,
     ) -> Result<(), BroadcastError> {
         if payload.len() > self.config.max_message_size {
@@ -179,29 +200,44 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
                 parent: None,
             },
         );
-        self.forward(now, id, 0, &payload, None, out);
-        self.payloads.insert(now, id, payload);
+        let signature = sign(&payload);
+        let message = CachedPayload {
+            publisher,
+            payload,
+            signature,
+        };
+        self.forward(now, id, 0, &message, None, out);
+        self.payloads.insert(now, id, message);
         Ok(())
     }
 
-    /// Handles a broadcast message (validated by [`Self::validate`]) from `from`, which is an
-    /// active-view neighbour iff `from_is_neighbor`; other bodies are ignored.
+    /// Handles a broadcast message from `from`, an active-view neighbour, validated by
+    /// [`Self::validate`] and, for a payload, with its signature verified; other bodies are
+    /// ignored.
     pub(crate) fn handle(
         &mut self,
         now: Instant,
         from: P,
-        from_is_neighbor: bool,
         body: MessageBody<P>,
         out: &mut Vec<PtOutput<P>>,
     ) {
         match body {
-            MessageBody::Gossip { id, hops, payload } => {
-                self.on_gossip(now, from, from_is_neighbor, id, hops, payload, out)
+            MessageBody::Gossip {
+                id,
+                hops,
+                publisher,
+                payload,
+                signature,
+            } => {
+                let message = CachedPayload {
+                    publisher,
+                    payload,
+                    signature,
+                };
+                self.on_gossip(now, from, id, hops, message, out)
             }
-            MessageBody::IHave { entries } => {
-                self.on_ihave(now, from, from_is_neighbor, entries, out)
-            }
-            MessageBody::Graft { id } => self.on_graft(from, from_is_neighbor, id, out),
+            MessageBody::IHave { entries } => self.on_ihave(now, from, entries, out),
+            MessageBody::Graft { id } => self.on_graft(from, id, out),
             MessageBody::Prune => self.on_prune(from),
             _ => {}
         }
@@ -240,20 +276,20 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_gossip(
         &mut self,
         now: Instant,
         from: P,
-        from_is_neighbor: bool,
         id: MessageId,
         hops: u16,
-        payload: Vec<u8>,
+        message: CachedPayload<P>,
         out: &mut Vec<PtOutput<P>>,
     ) {
         self.seen.expire(now);
         if self.seen.contains(&id) {
-            // Duplicate: this link is redundant, make it lazy on both sides.
+            // Duplicate: this link is redundant, make it lazy on both sides. The copy is dropped
+            // whatever it holds: the first one delivered stays the message (and the payload
+            // kept for grafts).
             if self.eager.remove(&from) {
                 self.lazy.insert(from.clone());
             }
@@ -270,12 +306,11 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
                 parent: Some(from.clone()),
             },
         );
-        if from_is_neighbor {
-            self.lazy.remove(&from);
-            self.eager.insert(from.clone());
-        }
-        self.forward(now, id, hops, &payload, Some(&from), out);
-        self.payloads.insert(now, id, payload.clone());
+        self.lazy.remove(&from);
+        self.eager.insert(from.clone());
+        self.forward(now, id, hops, &message, Some(&from), out);
+        let (payload, publisher) = (message.payload.clone(), message.publisher.clone());
+        self.payloads.insert(now, id, message);
         // The `IHave` came first but the payload took a much longer path: optimise now (the
         // paper only looks at announcements that arrive after the payload, which on a deep
         // tree are the minority).
@@ -287,6 +322,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         out.push(PtOutput::Deliver {
             id,
             payload,
+            publisher,
             from,
             hops,
         });
@@ -296,20 +332,17 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         &mut self,
         now: Instant,
         from: P,
-        from_is_neighbor: bool,
         entries: Vec<IHaveEntry>,
         out: &mut Vec<PtOutput<P>>,
     ) {
         self.seen.expire(now);
         for IHaveEntry { id, hops } in entries {
             if self.seen.contains(&id) {
-                if from_is_neighbor {
-                    self.optimize(id, from.clone(), hops, out);
-                }
+                self.optimize(id, from.clone(), hops, out);
                 continue;
             }
             if let Some(missing) = self.missing.get_mut(&id) {
-                if from_is_neighbor && hops < missing.best.1 {
+                if hops < missing.best.1 {
                     missing.best = (from.clone(), hops);
                 }
                 if !missing.announcers.contains(&from)
@@ -327,7 +360,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
                 id,
                 Missing {
                     announcers: VecDeque::from([from.clone()]),
-                    best: (from.clone(), if from_is_neighbor { hops } else { u16::MAX }),
+                    best: (from.clone(), hops),
                 },
             );
             self.arm_graft_timer(now + self.config.graft_timeout_1, id);
@@ -370,30 +403,15 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         }
     }
 
-    fn on_graft(
-        &mut self,
-        from: P,
-        from_is_neighbor: bool,
-        id: Option<MessageId>,
-        out: &mut Vec<PtOutput<P>>,
-    ) {
-        if from_is_neighbor {
-            self.lazy.remove(&from);
-            self.eager.insert(from.clone());
-        }
+    fn on_graft(&mut self, from: P, id: Option<MessageId>, out: &mut Vec<PtOutput<P>>) {
+        self.lazy.remove(&from);
+        self.eager.insert(from.clone());
         let Some(id) = id else {
             return;
         };
         let hops = self.seen.get(&id).map_or(0, |s| s.hops);
-        if let Some(payload) = self.payloads.get(&id) {
-            out.push(PtOutput::Send(
-                from,
-                MessageBody::Gossip {
-                    id,
-                    hops,
-                    payload: payload.clone(),
-                },
-            ));
+        if let Some(message) = self.payloads.get(&id) {
+            out.push(PtOutput::Send(from, message.to_gossip(id, hops)));
         }
     }
 
@@ -432,19 +450,12 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Plumtree<P> {
         now: Instant,
         id: MessageId,
         hops: u16,
-        payload: &[u8],
+        message: &CachedPayload<P>,
         except: Option<&P>,
         out: &mut Vec<PtOutput<P>>,
     ) {
         for peer in self.eager.iter().filter(|p| Some(*p) != except) {
-            out.push(PtOutput::Send(
-                peer.clone(),
-                MessageBody::Gossip {
-                    id,
-                    hops,
-                    payload: payload.to_vec(),
-                },
-            ));
+            out.push(PtOutput::Send(peer.clone(), message.to_gossip(id, hops)));
         }
         let lazy: Vec<P> = self
             .lazy
@@ -506,9 +517,11 @@ mod tests {
         let gossip = MessageBody::Gossip {
             id: id(1),
             hops: 0,
+            publisher: 9,
             payload: vec![1],
+            signature: vec![],
         };
-        pt.handle(now, 1, true, gossip.clone(), &mut out);
+        pt.handle(now, 1, gossip.clone(), &mut out);
         assert_eq!(
             out.iter()
                 .filter(|o| matches!(o, PtOutput::Deliver { .. }))
@@ -516,7 +529,7 @@ mod tests {
             1
         );
         out.clear();
-        pt.handle(now, 2, true, gossip, &mut out);
+        pt.handle(now, 2, gossip, &mut out);
         assert_eq!(sends(&out), vec![(2, MessageBody::Prune)]);
         assert!(pt.lazy().contains(&2));
         assert!(pt.eager().contains(&1));
@@ -529,14 +542,14 @@ mod tests {
         let mut pt = Plumtree::new(config.clone());
         pt.neighbor_up(1);
         pt.neighbor_up(2);
-        pt.handle(now, 1, true, MessageBody::Prune, &mut Vec::new());
-        pt.handle(now, 2, true, MessageBody::Prune, &mut Vec::new());
+        pt.handle(now, 1, MessageBody::Prune, &mut Vec::new());
+        pt.handle(now, 2, MessageBody::Prune, &mut Vec::new());
         let mut out = Vec::new();
         let ihave = |n| MessageBody::IHave {
             entries: vec![IHaveEntry { id: id(n), hops: 2 }],
         };
-        pt.handle(now, 1, true, ihave(7), &mut out);
-        pt.handle(now, 2, true, ihave(7), &mut out);
+        pt.handle(now, 1, ihave(7), &mut out);
+        pt.handle(now, 2, ihave(7), &mut out);
         assert!(out.is_empty());
         assert_eq!(pt.poll_timeout(), Some(now + config.graft_timeout_1));
         pt.handle_timeout(now + config.graft_timeout_1, &mut out);
@@ -556,11 +569,12 @@ mod tests {
         pt.handle(
             later,
             2,
-            true,
             MessageBody::Gossip {
                 id: id(7),
                 hops: 2,
+                publisher: 9,
                 payload: vec![7],
+                signature: vec![],
             },
             &mut out,
         );
@@ -582,17 +596,12 @@ mod tests {
         let now = Instant::now();
         let mut pt = Plumtree::new(PlumtreeConfig::default());
         pt.neighbor_up(1);
-        pt.handle(now, 1, true, MessageBody::Prune, &mut Vec::new());
+        pt.handle(now, 1, MessageBody::Prune, &mut Vec::new());
         let mut out = Vec::new();
-        pt.broadcast(now, id(3), vec![3, 3], &mut out).unwrap();
+        pt.broadcast(now, id(3), 0, vec![3, 3], |_| vec![0xa5; 4], &mut out)
+            .unwrap();
         out.clear();
-        pt.handle(
-            now,
-            1,
-            true,
-            MessageBody::Graft { id: Some(id(3)) },
-            &mut out,
-        );
+        pt.handle(now, 1, MessageBody::Graft { id: Some(id(3)) }, &mut out);
         assert_eq!(
             sends(&out),
             vec![(
@@ -600,7 +609,9 @@ mod tests {
                 MessageBody::Gossip {
                     id: id(3),
                     hops: 0,
-                    payload: vec![3, 3]
+                    publisher: 0,
+                    payload: vec![3, 3],
+                    signature: vec![0xa5; 4],
                 }
             )]
         );
@@ -617,11 +628,12 @@ mod tests {
         pt.handle(
             now,
             1,
-            true,
             MessageBody::Gossip {
                 id: id(1),
                 hops: 9,
+                publisher: 9,
                 payload: vec![],
+                signature: vec![],
             },
             &mut out,
         );
@@ -629,7 +641,7 @@ mod tests {
         let ihave = MessageBody::IHave {
             entries: vec![IHaveEntry { id: id(1), hops: 2 }],
         };
-        pt.handle(now, 2, true, ihave, &mut out);
+        pt.handle(now, 2, ihave, &mut out);
         let sent = sends(&out);
         assert!(sent.contains(&(2, MessageBody::Graft { id: None })));
         assert!(sent.contains(&(1, MessageBody::Prune)));
@@ -643,25 +655,26 @@ mod tests {
         for p in [1, 2, 3] {
             pt.neighbor_up(p);
         }
-        pt.handle(now, 2, true, MessageBody::Prune, &mut Vec::new());
-        pt.handle(now, 3, true, MessageBody::Prune, &mut Vec::new());
+        pt.handle(now, 2, MessageBody::Prune, &mut Vec::new());
+        pt.handle(now, 3, MessageBody::Prune, &mut Vec::new());
         let mut out = Vec::new();
         let ihave = |hops| MessageBody::IHave {
             entries: vec![IHaveEntry { id: id(1), hops }],
         };
         // Two announcements arrive first; the shorter one (from 2) is remembered.
-        pt.handle(now, 3, true, ihave(4), &mut out);
-        pt.handle(now, 2, true, ihave(1), &mut out);
+        pt.handle(now, 3, ihave(4), &mut out);
+        pt.handle(now, 2, ihave(1), &mut out);
         assert!(out.is_empty());
         // Then the payload comes the long way from the eager parent 1.
         pt.handle(
             now,
             1,
-            true,
             MessageBody::Gossip {
                 id: id(1),
                 hops: 8,
+                publisher: 9,
                 payload: vec![],
+                signature: vec![],
             },
             &mut out,
         );
@@ -679,7 +692,7 @@ mod tests {
         let mut pt = Plumtree::new(config.clone());
         pt.neighbor_up(1);
         pt.neighbor_up(2);
-        pt.handle(now, 2, true, MessageBody::Prune, &mut Vec::new());
+        pt.handle(now, 2, MessageBody::Prune, &mut Vec::new());
         let mut out = Vec::new();
         let announced = 5;
         // Delivery via the parent at exactly one hop less than the threshold requires.
@@ -687,7 +700,6 @@ mod tests {
         pt.handle(
             now,
             2,
-            true,
             MessageBody::IHave {
                 entries: vec![IHaveEntry {
                     id: id(1),
@@ -699,11 +711,12 @@ mod tests {
         pt.handle(
             now,
             1,
-            true,
             MessageBody::Gossip {
                 id: id(1),
                 hops: parent_hops,
+                publisher: 9,
                 payload: vec![],
+                signature: vec![],
             },
             &mut out,
         );
@@ -721,7 +734,9 @@ mod tests {
         let big = MessageBody::Gossip {
             id: id(1),
             hops: 0,
+            publisher: 9,
             payload: vec![0; 64 * 1024 + 1],
+            signature: vec![],
         };
         assert!(matches!(
             pt.validate(&big),

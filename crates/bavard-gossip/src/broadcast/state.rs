@@ -8,11 +8,13 @@ use std::time::Instant;
 
 use rand::Rng;
 
+use super::auth::{AuthBox, Authenticator};
 use super::config::BroadcastConfig;
 use super::error::BroadcastError;
 use super::event::BroadcastEvent;
 use super::message::{Message, MessageId, TopicId};
 use super::topic::Topic;
+use crate::NoAuth;
 
 /// Topic broadcast (HyParView + Plumtree) for one node, across all the topics it joined.
 ///
@@ -42,6 +44,31 @@ use super::topic::Topic;
 /// [`Limits`](super::Limits)): a driver that does not drain them gets
 /// [`BroadcastError::TransmitQueueFull`] / [`BroadcastError::EventQueueFull`] and the input is
 /// dropped, state unchanged.
+///
+/// # Trust
+///
+/// Set the authenticator with [`with_authenticator`](Self::with_authenticator); the default,
+/// [`NoAuth`], signs nothing and accepts everything. The rules:
+///
+/// - a message this node publishes is signed by it (publisher, topic, id, payload) when it is
+///   published; the signature travels with every copy, eager pushes and graft answers alike;
+/// - a received `Gossip` is verified before anything else happens to it: one whose signature
+///   does not verify is dropped ([`BroadcastError::BadSignature`]): not delivered, not
+///   forwarded, its id not remembered. [`BroadcastEvent::Received`](super::BroadcastEvent)
+///   names the verified publisher;
+/// - Plumtree messages (`Gossip`, `IHave`, `Graft`, `Prune`) are only taken from the topic's
+///   active-view neighbours: from a stranger they are refused ([`BroadcastError::NotNeighbor`]),
+///   from a passive peer (a link being torn down) dropped without an error; HyParView's come
+///   from anyone, as the protocol needs;
+/// - a message id is remembered once the first genuine copy is delivered; later copies under
+///   that id are duplicates whatever they carry, so a forged copy, before or after, neither
+///   displaces nor blocks the genuine one.
+///
+/// Every refusal is an error that leaves the state unchanged, so the driver counts them. What
+/// the signatures do not give: freshness (a genuine message replayed after
+/// `message_cache_ttl` is delivered again, as before) and exclusive ids (a member allowed to
+/// publish may publish under an id another publisher uses; see
+/// [`publish_with_id`](Self::publish_with_id)).
 #[derive(Debug)]
 pub struct Broadcast<P, R> {
     me: P,
@@ -57,6 +84,7 @@ pub struct Broadcast<P, R> {
     next_seq: u64,
     /// Hash of `me`, part of generated ids.
     me_hash: u64,
+    auth: AuthBox<P>,
 }
 
 impl<P, R> Broadcast<P, R>
@@ -64,7 +92,8 @@ where
     P: Clone + Eq + Hash + Ord + Debug,
     R: Rng,
 {
-    /// A node `local` with no topic joined yet.
+    /// A node `local` with no topic joined yet, with the [`NoAuth`] authenticator (see
+    /// [`with_authenticator`](Self::with_authenticator)).
     pub fn new(local: P, config: BroadcastConfig, rng: R) -> Self {
         let mut hasher = DefaultHasher::new();
         local.hash(&mut hasher);
@@ -78,7 +107,15 @@ where
             transmit_cursor: None,
             event_cursor: None,
             next_seq: 0,
+            auth: AuthBox(Box::new(NoAuth)),
         }
+    }
+
+    /// Replaces the authenticator (by default [`NoAuth`]) that signs this node's publications and
+    /// verifies received ones (see "Trust" above).
+    pub fn with_authenticator(mut self, auth: Box<dyn Authenticator<P>>) -> Self {
+        self.auth = AuthBox(auth);
+        self
     }
 
     /// The local peer id.
@@ -148,7 +185,12 @@ where
     }
 
     /// Publishes `payload` on `topic` under an id chosen by the caller (e.g. a SHA-256 of the
-    /// content). Publishing an id already seen is refused.
+    /// content), signed by the authenticator. Publishing an id already seen is refused.
+    ///
+    /// Ids are first come, first served: a member allowed to publish can publish its own
+    /// message under an id another publisher uses, and each node keeps whichever copy it saw
+    /// first. Where that matters, derive ids from the publisher and the content (e.g. SHA-256 of
+    /// publisher ‖ topic ‖ payload) and have [`Authenticator::verify`] check the derivation.
     pub fn publish_with_id(
         &mut self,
         now: Instant,
@@ -160,11 +202,12 @@ where
             .topics
             .get_mut(&topic)
             .ok_or(BroadcastError::UnknownTopic(topic))?;
-        state.publish(now, id, payload)
+        state.publish(now, id, self.me.clone(), payload, self.auth.0.as_mut())
     }
 
     /// Handles a message received from `from`. Errors leave the state unchanged (a message for
-    /// a topic not joined, an oversized payload, too many ids, full queues…).
+    /// a topic not joined, an oversized payload, too many ids, full queues, a Plumtree message
+    /// from a non-neighbour, a payload whose signature does not verify…).
     pub fn handle_message(
         &mut self,
         now: Instant,
@@ -178,7 +221,7 @@ where
             .topics
             .get_mut(&msg.topic)
             .ok_or(BroadcastError::UnknownTopic(msg.topic))?;
-        state.handle_message(now, from, msg.body, &mut self.rng)
+        state.handle_message(now, from, msg.body, &mut self.rng, self.auth.0.as_ref())
     }
 
     /// The driver reports `peer` unreachable: it is dropped from every topic's views and the

@@ -158,6 +158,7 @@ mod tests {
             incarnation,
             state: MemberState::Alive,
             meta: vec![],
+            signature: vec![],
             from: member,
         }
     }

@@ -67,6 +67,24 @@ pub struct MembershipConfig {
     pub max_members: usize,
     /// Maximum size of a member's metadata (`addr` payload).
     pub max_meta_len: usize,
+    /// Maximum size of the signature carried by an update (an ed25519 signature is 64 bytes); a
+    /// message carrying a larger one is rejected whole. Bounds what a member entry may hold.
+    pub max_signature_len: usize,
+    /// A `Suspect` or `Dead` claim whose incarnation is more than this above the incarnation
+    /// the local node knows for the member (its own, for claims about itself) is ignored and
+    /// counted in [`RejectedUpdates::incarnation_jump`](super::RejectedUpdates). Only the
+    /// member itself raises its incarnation, one step per refutation or metadata change, so an
+    /// honest claim is at most a few steps ahead of what we know; without the bound one hostile
+    /// member could suspect another at `u64::MAX` and leave it nothing to refute with. With
+    /// 65,536 (`1 << 16`) a hostile member needs 2^48 suspicions to exhaust a victim's
+    /// incarnations, while a member would need 65,536 refutations we missed to be wrongly
+    /// ignored. Claims about members not known yet are not bounded because they are not
+    /// applied at all (suspicions and deaths of members never seen alive are ignored). A
+    /// member restarting with a fresh incarnation more than this below its previous life's
+    /// learns the old one from its own signed `Alive` or `Left` (not bounded); if the cluster
+    /// only remembers it as dead, it is taken back as new once that entry is reaped
+    /// (`gossip_to_the_dead_time`).
+    pub max_incarnation_jump: u64,
     /// Maximum number of updates waiting in the broadcast queue; the most retransmitted are
     /// dropped first.
     pub max_queued_updates: usize,
@@ -97,6 +115,8 @@ impl MembershipConfig {
             max_updates_per_message: 64,
             max_members: 65_536,
             max_meta_len: 512,
+            max_signature_len: 256,
+            max_incarnation_jump: 1 << 16,
             max_queued_updates: 4096,
             max_pending_relays: 256,
         }

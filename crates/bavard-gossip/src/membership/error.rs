@@ -32,6 +32,14 @@ pub enum MembershipError {
         /// The configured `max_meta_len`.
         limit: usize,
     },
+    /// An update carries a signature larger than `max_signature_len`. Doesn't affect state.
+    #[error("update signature of {len} bytes exceeds the limit of {limit} bytes; message ignored")]
+    SignatureTooLarge {
+        /// Size of the offending signature.
+        len: usize,
+        /// The configured `max_signature_len`.
+        limit: usize,
+    },
     /// The message claims to come from the local node itself. Doesn't affect state.
     #[error("message claims to come from the local node; message ignored")]
     FromSelf,

@@ -65,6 +65,9 @@ pub struct Member<P> {
     pub(crate) incarnation: u64,
     pub(crate) state: MemberState,
     pub(crate) meta: Vec<u8>,
+    /// The member's signature of its current `Alive` or `Left` claim, relayed with every copy
+    /// of it; empty while it is suspect or dead (those claims are not its own).
+    pub(crate) signature: Vec<u8>,
     pub(crate) state_changed: Instant,
 }
 
@@ -87,6 +90,13 @@ impl<P> Member<P> {
     /// The member's opaque metadata (the node stores its multiaddrs there).
     pub fn meta(&self) -> &[u8] {
         &self.meta
+    }
+
+    /// The member's own signature of its current `Alive` or `Left` claim (see
+    /// [`Authenticator`](super::Authenticator)); empty while it is suspect or dead, and with
+    /// [`NoAuth`](crate::NoAuth).
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
     }
 
     /// When the state last changed, as seen locally.

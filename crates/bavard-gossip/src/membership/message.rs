@@ -21,6 +21,11 @@ pub struct Update<P> {
     pub state: MemberState,
     /// The member's metadata; only meaningful (and only sent) with [`MemberState::Alive`].
     pub meta: Vec<u8>,
+    /// The member's own signature of an `Alive` or `Left` claim (see
+    /// [`Authenticator`](super::Authenticator)), made once by the member and relayed unchanged
+    /// by everyone else; empty for `Suspect` and `Dead` (ignored if present) and with
+    /// [`NoAuth`](crate::NoAuth).
+    pub signature: Vec<u8>,
     /// Who asserted the claim: the member itself for `Alive` and `Left` (anything else is
     /// ignored), the suspecting member for `Suspect` (so that independent confirmations can be
     /// counted, Lifeguard §4.2), the member that declared it for `Dead`.
@@ -28,10 +33,20 @@ pub struct Update<P> {
 }
 
 impl<P> Update<P> {
-    /// Estimated size on the wire: two ids, a varint incarnation, the state, the metadata and
-    /// protobuf framing.
+    /// Whether the claim is one only the member itself makes (and signs): `Alive` or `Left`.
+    pub(crate) fn is_self_claim(&self) -> bool {
+        matches!(self.state, MemberState::Alive | MemberState::Left)
+    }
+
+    /// Estimated size on the wire: two ids, a varint incarnation, the state, the metadata, the
+    /// signature (if any) and protobuf framing.
     pub fn encoded_len(&self) -> usize {
-        2 * ID_LEN_ESTIMATE + varint_len(self.incarnation) + 2 + self.meta.len() + 8
+        let signature = if self.signature.is_empty() {
+            0
+        } else {
+            1 + varint_len(self.signature.len() as u64) + self.signature.len()
+        };
+        2 * ID_LEN_ESTIMATE + varint_len(self.incarnation) + 2 + self.meta.len() + 8 + signature
     }
 }
 
@@ -139,6 +154,7 @@ mod tests {
             incarnation: 3,
             state: MemberState::Alive,
             meta: vec![0; 30],
+            signature: vec![],
             from: 1,
         };
         let empty: Message<u64> = Message::Ping {
@@ -153,5 +169,22 @@ mod tests {
             full.encoded_len_estimate(),
             empty.encoded_len_estimate() + 2 * (u.encoded_len() + 2)
         );
+    }
+
+    #[test]
+    fn a_signature_counts_in_the_size_estimate() {
+        let unsigned = Update {
+            member: 1u64,
+            incarnation: 3,
+            state: MemberState::Alive,
+            meta: vec![],
+            signature: vec![],
+            from: 1,
+        };
+        let signed = Update {
+            signature: vec![0; 64],
+            ..unsigned.clone()
+        };
+        assert_eq!(signed.encoded_len(), unsigned.encoded_len() + 66);
     }
 }

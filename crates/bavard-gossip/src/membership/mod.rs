@@ -22,7 +22,15 @@
 //! death at `i`, and views converge whatever the delivery order. A claim about the local node
 //! that would make it suspect, dead or out of date is refuted: the node bumps its incarnation
 //! above the claim and gossips `Alive`. `Alive` and `Left` claims are only accepted from the
-//! member itself (the `from` of the [`Update`]).
+//! member itself (the `from` of the [`Update`]), signed by it.
+//!
+//! **Trust** (ours; SWIM and memberlist trust every member). A member's claims about itself are
+//! signed by it through an [`Authenticator`] and relayed with the original signature, so a
+//! relay can repeat them but nobody can forge them; `Suspect` and `Dead` are unsigned
+//! statements about others, bounded by [`MembershipConfig::max_incarnation_jump`] so that
+//! nobody can pin a member at `u64::MAX`; incarnations only grow with checked arithmetic. The
+//! rules are listed on [`Membership`] ("Trust"); what is dropped is counted in
+//! [`RejectedUpdates`].
 //!
 //! **Lifeguard** (A. Dadgar, J. Phillips, J. Currey, *Lifeguard: Local Health Awareness for More
 //! Accurate Failure Detection*, 2018, arXiv:1707.00788) cuts false positives:
@@ -58,7 +66,8 @@
 //! # Bounds
 //!
 //! Everything received is untrusted. A message carrying more than `max_updates_per_message`
-//! updates (push-pull: `max_members`), metadata over `max_meta_len`, or enough new members to
+//! updates (push-pull: `max_members`), metadata over `max_meta_len`, a signature over
+//! `max_signature_len`, or enough new members to
 //! grow the view past `max_members` is rejected whole with a [`MembershipError`] before anything
 //! is applied. The broadcast queue holds at most `max_queued_updates` (one per member, the most
 //! retransmitted dropped first) and at most `max_pending_relays` ping-reqs are served at once.
@@ -70,6 +79,7 @@
 //! [`Membership`] is the state machine; its docs describe the driving protocol. The messages are
 //! plain Rust values ([`Message`]); the node converts them to protobuf.
 
+mod auth;
 mod awareness;
 mod broadcast_queue;
 mod config;
@@ -80,6 +90,8 @@ mod message;
 pub mod suspicion;
 mod swim;
 
+pub use crate::NoAuth;
+pub use auth::{Authenticator, RejectedUpdates, SignedFields};
 pub use config::MembershipConfig;
 pub use error::MembershipError;
 pub use event::MembershipEvent;

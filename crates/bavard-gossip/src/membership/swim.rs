@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use super::auth::{AuthBox, Authenticator, RejectedUpdates, SignedFields};
 use super::awareness::Awareness;
 use super::broadcast_queue::{BroadcastQueue, retransmit_limit};
 use super::config::MembershipConfig;
@@ -17,6 +18,7 @@ use super::event::MembershipEvent;
 use super::member::{Member, MemberState, supersedes};
 use super::message::{HEADER_LEN, ID_LEN_ESTIMATE, Message, Update};
 use super::suspicion::{Suspicion, min_suspicion_timeout};
+use crate::NoAuth;
 
 /// Estimated fixed part of a ping or ack (header and a 10-byte seq).
 const PROBE_BASE_LEN: usize = HEADER_LEN + 10;
@@ -69,10 +71,40 @@ struct JoinState<P> {
 ///   re-arm the timer with [`poll_timeout`](Self::poll_timeout);
 /// - **getters**: [`members`](Self::members), [`member`](Self::member),
 ///   [`alive_count`](Self::alive_count), [`local_incarnation`](Self::local_incarnation),
-///   [`health_score`](Self::health_score), …
+///   [`health_score`](Self::health_score), [`rejected_updates`](Self::rejected_updates), …
 ///
 /// Every `now` passed in must be monotonic. Randomness (probe order, indirect relays, gossip
 /// targets) comes only from the `R` given to [`new`](Self::new), so a seeded run replays exactly.
+///
+/// # Trust
+///
+/// Every member may relay every claim, but only a member speaks for itself (see
+/// [`Authenticator`]). Set the authenticator with
+/// [`with_authenticator`](Self::with_authenticator); the default, [`NoAuth`], signs nothing and
+/// accepts everything. The rules:
+///
+/// - every `Alive` (announcement, metadata change, refutation) and `Left` the local node makes
+///   about itself is signed when it is made; the signature is kept with the local member and
+///   sent with every copy of the claim;
+/// - a received `Alive` or `Left` is only taken from the member itself (`from == member`) and,
+///   if it would change the view (a new member, or a claim that supersedes the known one), only
+///   if [`Authenticator::verify`] accepts it; the signature is then kept with the member, so
+///   relays (piggyback, push-pull) forward the original signature unchanged. A claim that does
+///   not verify is dropped and counted in [`RejectedUpdates::bad_signature`]; the state does not
+///   change. A claim equal to or older than the known one changes nothing and is not verified.
+///   The same check applies to claims about the local node (a previous life of its id), which
+///   it would otherwise outbid: a forged one is dropped instead of raising the incarnation;
+/// - `Suspect` and `Dead` carry no signature (they are about someone else, by whoever probed;
+///   the node only takes membership messages from admitted members). One that is more than
+///   [`max_incarnation_jump`](MembershipConfig::max_incarnation_jump) above the incarnation
+///   known for its member is ignored and counted in [`RejectedUpdates::incarnation_jump`], so
+///   nobody can pin a member (or the local node) at `u64::MAX`;
+/// - incarnations are raised with checked arithmetic: a refutation that would need more than
+///   `u64::MAX` is not made (counted in [`RejectedUpdates::incarnation_exhausted`]), nothing
+///   panics.
+///
+/// A dropped claim never fails the whole message (the others in it are applied), so these are
+/// counters rather than errors.
 ///
 /// # Example
 ///
@@ -131,6 +163,8 @@ pub struct Membership<P, R> {
     reap_queue: BTreeSet<(Instant, P)>,
     broadcasts: BroadcastQueue<P>,
     awareness: Awareness,
+    auth: AuthBox<P>,
+    rejected: RejectedUpdates,
     join: Option<JoinState<P>>,
     left: bool,
     transmits: VecDeque<(P, Message<P>)>,
@@ -142,7 +176,8 @@ where
     P: Clone + Eq + Hash + Ord + Debug,
     R: Rng,
 {
-    /// A single-member view holding the local node, alive at incarnation 0 with `local_meta`.
+    /// A single-member view holding the local node, alive at incarnation 0 with `local_meta`,
+    /// with the [`NoAuth`] authenticator (see [`with_authenticator`](Self::with_authenticator)).
     ///
     /// `local_meta` should fit `config.max_meta_len`, or other members will reject the messages
     /// that carry it.
@@ -160,25 +195,17 @@ where
                 id: local.clone(),
                 incarnation: 0,
                 state: MemberState::Alive,
-                meta: local_meta.clone(),
+                meta: local_meta,
+                signature: Vec::new(),
                 state_changed: now,
             },
         );
-        // memberlist announces itself on start: the first members we talk to spread our
-        // existence, not only the seed that answers the join.
-        let mut broadcasts = BroadcastQueue::new(config.max_queued_updates);
-        broadcasts.push_urgent(Update {
-            member: local.clone(),
-            incarnation: 0,
-            state: MemberState::Alive,
-            meta: local_meta,
-            from: local.clone(),
-        });
+        let broadcasts = BroadcastQueue::new(config.max_queued_updates);
         // Random phases keep nodes started together from probing and pushing in lockstep.
         let next_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
         let next_push_pull = now + config.push_pull_interval.mul_f64(rng.random::<f64>());
         let next_seq = u64::from(rng.random::<u32>());
-        Self {
+        let mut membership = Self {
             awareness: Awareness::new(config.awareness_max_multiplier),
             broadcasts,
             next_gossip: now + config.gossip_interval,
@@ -202,7 +229,25 @@ where
             left: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-        }
+            auth: AuthBox(Box::new(NoAuth)),
+            rejected: RejectedUpdates::default(),
+        };
+        // memberlist announces itself on start: the first members we talk to spread our
+        // existence, not only the seed that answers the join.
+        let announce = membership.sign_local_claim();
+        membership.broadcasts.push_urgent(announce);
+        membership
+    }
+
+    /// Replaces the authenticator (by default [`NoAuth`]), which signs the local node's claims
+    /// about itself and verifies other members' (see "Trust" above). The local node's current
+    /// claim is signed again with it and queued for dissemination in place of the old one, so
+    /// call it right after [`new`](Self::new), before anything is sent.
+    pub fn with_authenticator(mut self, auth: Box<dyn Authenticator<P>>) -> Self {
+        self.auth = AuthBox(auth);
+        let claim = self.sign_local_claim();
+        self.broadcasts.push_urgent(claim);
+        self
     }
 
     // ----- getters -----
@@ -277,6 +322,12 @@ where
         self.broadcasts.len()
     }
 
+    /// Updates dropped by the trust rules so far (bad signatures, incarnation jumps); each of
+    /// them left the state unchanged.
+    pub fn rejected_updates(&self) -> RejectedUpdates {
+        self.rejected
+    }
+
     // ----- commands -----
 
     /// Joins a cluster through `seeds`: sends a push-pull join request to the first seed, then to
@@ -312,21 +363,19 @@ where
         self.left = true;
         self.join = None;
         self.probe = None;
-        let local = self.local.clone();
-        let m = self.members.get_mut(&local).expect("local member exists");
+        let m = self
+            .members
+            .get_mut(&self.local)
+            .expect("local member exists");
         let old = m.state;
-        m.incarnation += 1;
+        // `Left` outranks every state at the same incarnation, so at `u64::MAX` leaving without
+        // a bump still supersedes whatever others hold.
+        m.incarnation = m.incarnation.saturating_add(1);
         m.state = MemberState::Left;
         m.state_changed = now;
-        let incarnation = m.incarnation;
         self.count(old, false);
-        self.broadcasts.push_urgent(Update {
-            member: local.clone(),
-            incarnation,
-            state: MemberState::Left,
-            meta: Vec::new(),
-            from: local,
-        });
+        let claim = self.sign_local_claim();
+        self.broadcasts.push_urgent(claim);
         let targets = self.sample(self.config.gossip_nodes.max(1), |m| m.state.is_live());
         for t in targets {
             let piggyback = self.piggyback(&t, HEADER_LEN);
@@ -337,23 +386,25 @@ where
         }
     }
 
-    /// Replaces the local metadata: bumps the local incarnation and gossips the new `Alive`.
+    /// Replaces the local metadata: bumps the local incarnation and gossips the new, signed
+    /// `Alive`. At incarnation `u64::MAX` nothing can outbid the current claim: the metadata is
+    /// left as it is (counted in [`RejectedUpdates::incarnation_exhausted`]).
     pub fn set_local_meta(&mut self, meta: Vec<u8>) {
         if self.left {
             return;
         }
-        let local = self.local.clone();
-        let m = self.members.get_mut(&local).expect("local member exists");
-        m.incarnation += 1;
-        m.meta = meta.clone();
-        let incarnation = m.incarnation;
-        self.broadcasts.push_urgent(Update {
-            member: local.clone(),
-            incarnation,
-            state: MemberState::Alive,
-            meta,
-            from: local,
-        });
+        let m = self
+            .members
+            .get_mut(&self.local)
+            .expect("local member exists");
+        let Some(next) = m.incarnation.checked_add(1) else {
+            self.rejected.incarnation_exhausted += 1;
+            return;
+        };
+        m.incarnation = next;
+        m.meta = meta;
+        let claim = self.sign_local_claim();
+        self.broadcasts.push_urgent(claim);
     }
 
     // ----- inputs -----
@@ -520,6 +571,15 @@ where
                 limit: self.config.max_meta_len,
             });
         }
+        if let Some(u) = updates
+            .iter()
+            .find(|u| u.signature.len() > self.config.max_signature_len)
+        {
+            return Err(MembershipError::SignatureTooLarge {
+                len: u.signature.len(),
+                limit: self.config.max_signature_len,
+            });
+        }
         // Only an `Alive` claimed by the member itself adds an unknown member.
         let new: HashSet<&P> = updates
             .iter()
@@ -599,14 +659,7 @@ where
 
     /// Tells `to` directly that we are alive, at our current incarnation.
     fn correct(&mut self, to: P) {
-        let m = &self.members[&self.local];
-        let alive = Update {
-            member: self.local.clone(),
-            incarnation: m.incarnation,
-            state: MemberState::Alive,
-            meta: m.meta.clone(),
-            from: self.local.clone(),
-        };
+        let alive = self.local_claim();
         self.send(
             to,
             Message::Gossip {
@@ -615,9 +668,19 @@ where
         );
     }
 
-    /// Applies one claim under SWIM precedence (see [`super::member`]); true if it was an
-    /// outdated suspicion or death of the local node.
+    /// Applies one claim under SWIM precedence (see [`super::member`]) and the trust rules (see
+    /// the type's docs); true if it was an outdated suspicion or death of the local node.
     fn apply_update(&mut self, now: Instant, mut u: Update<P>, from_push_pull: bool) -> bool {
+        // Canonical form: only `Alive` has metadata, only a member's own claims are signed (a
+        // leave is signed without metadata, so every relay sends the bytes that were signed).
+        match u.state {
+            MemberState::Alive => {}
+            MemberState::Left => u.meta.clear(),
+            MemberState::Suspect | MemberState::Dead => {
+                u.meta.clear();
+                u.signature.clear();
+            }
+        }
         if u.member == self.local {
             return self.apply_about_self(u);
         }
@@ -631,17 +694,26 @@ where
             u.state = MemberState::Suspect;
         }
         let Some(m) = self.members.get(&u.member) else {
-            // Suspicions and deaths of members we never saw alive are not worth tracking.
-            if u.state == MemberState::Alive {
+            // Suspicions and deaths of members we never saw alive are not worth tracking (nor
+            // bounded: they change nothing).
+            if u.state == MemberState::Alive && self.verify(&u) {
                 self.insert_member(now, u);
             }
             return false;
         };
-        if supersedes(u.incarnation, u.state, m.incarnation, m.state) {
+        let (known_incarnation, known_state) = (m.incarnation, m.state);
+        if !u.is_self_claim() && self.jumps_too_far(u.incarnation, known_incarnation) {
+            return false;
+        }
+        if supersedes(u.incarnation, u.state, known_incarnation, known_state) {
+            // Verified only now: a claim that changes nothing costs no signature check.
+            if u.is_self_claim() && !self.verify(&u) {
+                return false;
+            }
             self.change_state(now, u);
         } else if u.state == MemberState::Suspect
-            && m.state == MemberState::Suspect
-            && u.incarnation == m.incarnation
+            && known_state == MemberState::Suspect
+            && u.incarnation == known_incarnation
             // A full-state push repeats what its sender heard, often the very suspicion we
             // already count: it is not an independent confirmation (Lifeguard counts only
             // suspicions a member raised or relayed in gossip), or a few push-pulls cut the
@@ -664,12 +736,21 @@ where
             return false;
         }
         let local_inc = self.local_incarnation();
+        let self_claim = u.is_self_claim();
+        if !self_claim && self.jumps_too_far(u.incarnation, local_inc) {
+            return false;
+        }
         let refute = match u.state {
             // Someone holds an alive claim newer than ours: a previous life of this id.
             MemberState::Alive => u.incarnation > local_inc,
             _ => u.incarnation >= local_inc,
         };
         if refute {
+            // A previous life signed it with our key; a forgery is dropped here as everywhere
+            // else, rather than outbid (which would let anyone drive our incarnation up).
+            if self_claim && (u.from != u.member || !self.verify(&u)) {
+                return false;
+            }
             self.refute(u.incarnation);
             return false;
         }
@@ -678,34 +759,105 @@ where
         // next push-pull; it costs one queued update and makes refutations stick.
         let stale = u.state != MemberState::Alive;
         if stale {
-            let m = &self.members[&self.local];
-            let alive = Update {
-                member: self.local.clone(),
-                incarnation: m.incarnation,
-                state: MemberState::Alive,
-                meta: m.meta.clone(),
-                from: self.local.clone(),
-            };
+            let alive = self.local_claim();
             self.broadcasts.push_urgent(alive);
         }
         stale
     }
 
-    /// SWIM §4.2: only the member itself refutes, by outbidding the claim's incarnation.
+    /// SWIM §4.2: only the member itself refutes, by outbidding the claim's incarnation, with a
+    /// newly signed `Alive`.
     fn refute(&mut self, claimed: u64) {
-        let local = self.local.clone();
-        let m = self.members.get_mut(&local).expect("local member exists");
-        m.incarnation = m.incarnation.max(claimed) + 1;
-        let update = Update {
-            member: local.clone(),
-            incarnation: m.incarnation,
-            state: MemberState::Alive,
-            meta: m.meta.clone(),
-            from: local,
+        let m = self
+            .members
+            .get_mut(&self.local)
+            .expect("local member exists");
+        let Some(next) = m.incarnation.max(claimed).checked_add(1) else {
+            // Only a claim at `u64::MAX` gets here (suspicions that high are bounded away, so it
+            // is our own signature from a previous life): nothing outbids it.
+            self.rejected.incarnation_exhausted += 1;
+            return;
         };
+        m.incarnation = next;
+        let update = self.sign_local_claim();
         // Lifeguard: being suspected is a hint that we are the slow one.
         self.awareness.apply(1);
         self.broadcasts.push_urgent(update);
+    }
+
+    /// Whether the authenticator accepts `u` (an `Alive` or `Left` about its own member);
+    /// counts a refusal.
+    fn verify(&mut self, u: &Update<P>) -> bool {
+        let fields = SignedFields {
+            member: &u.member,
+            incarnation: u.incarnation,
+            state: u.state,
+            meta: &u.meta,
+        };
+        let ok = self.auth.0.verify(&fields, &u.signature);
+        if !ok {
+            self.rejected.bad_signature += 1;
+        }
+        ok
+    }
+
+    /// Whether a suspicion or death at `claimed` is further above `known` than
+    /// `max_incarnation_jump`; counts it.
+    fn jumps_too_far(&mut self, claimed: u64, known: u64) -> bool {
+        let too_far = claimed > known.saturating_add(self.config.max_incarnation_jump);
+        if too_far {
+            self.rejected.incarnation_jump += 1;
+        }
+        too_far
+    }
+
+    /// Signs the local node's current claim about itself (`Alive` with its metadata, or `Left`
+    /// once it left), keeps the signature with the local member so that every later copy
+    /// carries it, and returns the claim.
+    fn sign_local_claim(&mut self) -> Update<P> {
+        let m = &self.members[&self.local];
+        let (incarnation, state) = (m.incarnation, m.state);
+        let meta = if state == MemberState::Alive {
+            m.meta.clone()
+        } else {
+            Vec::new()
+        };
+        let signature = self.auth.0.sign(&SignedFields {
+            member: &self.local,
+            incarnation,
+            state,
+            meta: &meta,
+        });
+        let m = self
+            .members
+            .get_mut(&self.local)
+            .expect("local member exists");
+        m.signature = signature.clone();
+        Update {
+            member: self.local.clone(),
+            incarnation,
+            state,
+            meta,
+            signature,
+            from: self.local.clone(),
+        }
+    }
+
+    /// The local node's current claim about itself, with the signature made when it was.
+    fn local_claim(&self) -> Update<P> {
+        let m = &self.members[&self.local];
+        Update {
+            member: self.local.clone(),
+            incarnation: m.incarnation,
+            state: m.state,
+            meta: if m.state == MemberState::Alive {
+                m.meta.clone()
+            } else {
+                Vec::new()
+            },
+            signature: m.signature.clone(),
+            from: self.local.clone(),
+        }
     }
 
     fn insert_member(&mut self, now: Instant, u: Update<P>) {
@@ -717,6 +869,7 @@ where
                 incarnation: u.incarnation,
                 state: MemberState::Alive,
                 meta: u.meta.clone(),
+                signature: u.signature.clone(),
                 state_changed: now,
             },
         );
@@ -744,6 +897,9 @@ where
         if u.state == MemberState::Alive {
             m.meta = u.meta.clone();
         }
+        // The member's own signature while its own claim stands; a suspicion or death is not
+        // its claim, and only a newer signed one can replace it.
+        m.signature = u.signature.clone();
         let meta = m.meta.clone();
         self.count(old, false);
         self.count(u.state, true);
@@ -916,6 +1072,7 @@ where
             incarnation: m.incarnation,
             state: MemberState::Suspect,
             meta: Vec::new(),
+            signature: Vec::new(),
             from: self.local.clone(),
         };
         self.apply_update(now, u.clone(), false);
@@ -1069,6 +1226,7 @@ where
                     incarnation: s.incarnation,
                     state: MemberState::Suspect,
                     meta: Vec::new(),
+                    signature: Vec::new(),
                     from: self.local.clone(),
                 };
                 self.send(
@@ -1089,6 +1247,7 @@ where
                     incarnation: m.incarnation,
                     state: MemberState::Dead,
                     meta: Vec::new(),
+                    signature: Vec::new(),
                     from: self.local.clone(),
                 };
                 self.apply_update(now, u, false);
@@ -1152,13 +1311,7 @@ where
         // Whoever still talks to a departed node learns that it left, even once the leave has
         // used up its retransmissions.
         if self.left {
-            let u = Update {
-                member: self.local.clone(),
-                incarnation: self.local_incarnation(),
-                state: MemberState::Left,
-                meta: Vec::new(),
-                from: self.local.clone(),
-            };
+            let u = self.local_claim();
             budget = budget.saturating_sub(u.encoded_len() + 2);
             out.push(u);
         }
@@ -1173,6 +1326,7 @@ where
                 incarnation: m.incarnation,
                 state: m.state,
                 meta: Vec::new(),
+                signature: Vec::new(),
                 from: self.local.clone(),
             };
             budget = budget.saturating_sub(u.encoded_len() + 2);
@@ -1184,24 +1338,29 @@ where
         out
     }
 
-    /// The local view as a list of claims, for push-pull.
+    /// The local view as a list of claims, for push-pull: members' own claims with their own
+    /// signatures, suspicions and deaths as ours.
     fn full_state(&self) -> Vec<Update<P>> {
         self.members
             .values()
-            .map(|m| Update {
-                member: m.id.clone(),
-                incarnation: m.incarnation,
-                state: m.state,
-                meta: if m.state == MemberState::Alive {
-                    m.meta.clone()
-                } else {
-                    Vec::new()
-                },
-                from: if matches!(m.state, MemberState::Alive | MemberState::Left) {
-                    m.id.clone()
-                } else {
-                    self.local.clone()
-                },
+            .map(|m| {
+                let own = matches!(m.state, MemberState::Alive | MemberState::Left);
+                Update {
+                    member: m.id.clone(),
+                    incarnation: m.incarnation,
+                    state: m.state,
+                    meta: if m.state == MemberState::Alive {
+                        m.meta.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    signature: if own { m.signature.clone() } else { Vec::new() },
+                    from: if own {
+                        m.id.clone()
+                    } else {
+                        self.local.clone()
+                    },
+                }
             })
             .collect()
     }

@@ -24,6 +24,7 @@
 //! **Fault injection (tests only).** [`crate::Node::gossip_block`] makes the transport drop every gossip
 //! frame to and from a peer, to cut a cluster in two; it does not touch the DHT.
 
+mod auth;
 mod meta;
 mod transport;
 pub mod wire;
@@ -187,6 +188,22 @@ impl Gossip {
     }
 }
 
+/// This node's membership metadata: its certificate and listen addresses ([`meta`]).
+fn local_meta(ctx: &Context, max_len: usize) -> Vec<u8> {
+    meta::encode(
+        &ctx.admission.own_certificate(),
+        &ctx.listen_addrs(),
+        max_len,
+    )
+}
+
+fn member_auth(ctx: &Context) -> Box<auth::MemberAuth> {
+    Box::new(auth::MemberAuth {
+        keypair: ctx.keypair.clone(),
+        admission: ctx.admission.clone(),
+    })
+}
+
 struct Driver {
     gossip: Gossip,
     ctx: Context,
@@ -199,6 +216,8 @@ struct Driver {
     next_rejoin: Instant,
     next_dht_sync: Instant,
     bootstrap: Vec<PeerId>,
+    /// The membership's rejected-claim counts already added to the metrics.
+    rejected: bavard_gossip::membership::RejectedUpdates,
 }
 
 impl Driver {
@@ -212,9 +231,15 @@ impl Driver {
         let mcfg = membership_config(&cfg);
         let now = Instant::now();
         let local = ctx.peer_id;
-        let meta = meta::encode_addrs(&ctx.listen_addrs(), mcfg.max_meta_len);
-        let membership = Membership::new(local, meta, mcfg, StdRng::from_os_rng(), now);
-        let broadcast = Broadcast::new(local, broadcast_config(&cfg), StdRng::from_os_rng());
+        let meta = local_meta(&ctx, mcfg.max_meta_len);
+        let membership = Membership::new(local, meta, mcfg, StdRng::from_os_rng(), now)
+            .with_authenticator(member_auth(&ctx));
+        let broadcast = Broadcast::new(local, broadcast_config(&cfg), StdRng::from_os_rng())
+            .with_authenticator(Box::new(auth::TopicAuth {
+                keypair: ctx.keypair.clone(),
+                me: local,
+                admission: ctx.admission.clone(),
+            }));
         let (fail_tx, mut failures) = mpsc::unbounded_channel();
         let open_timeout = ctx.config.kad.request_timeout().min(Duration::from_secs(5));
         let outbound = transport::Outbound::new(ctx.control.clone(), fail_tx, open_timeout);
@@ -231,6 +256,7 @@ impl Driver {
             next_rejoin: now,
             next_dht_sync: now + secs(cfg.push_pull_interval_secs),
             bootstrap,
+            rejected: Default::default(),
         };
         d.membership.join(now, d.bootstrap.clone());
         d.flush();
@@ -293,9 +319,10 @@ impl Driver {
             }
             Command::Rejoin => {
                 let cfg = membership_config(&self.ctx.config.gossip);
-                let meta = meta::encode_addrs(&self.ctx.listen_addrs(), cfg.max_meta_len);
+                let meta = local_meta(&self.ctx, cfg.max_meta_len);
                 self.membership =
-                    Membership::new(self.ctx.peer_id, meta, cfg, StdRng::from_os_rng(), now);
+                    Membership::new(self.ctx.peer_id, meta, cfg, StdRng::from_os_rng(), now)
+                        .with_authenticator(member_auth(&self.ctx));
                 let mut seeds = self.bootstrap.clone();
                 seeds.extend(self.table_peers());
                 self.membership.join(now, seeds);
@@ -358,6 +385,16 @@ impl Driver {
         self.membership.handle_timeout(now);
         self.broadcast.handle_timeout(now);
         self.members_dirty = true;
+        self.count_rejected_updates();
+        // A certificate that arrived (a join finished) or addresses that changed: announce them.
+        let meta = local_meta(&self.ctx, self.membership.config().max_meta_len);
+        if self
+            .membership
+            .member(&self.ctx.peer_id)
+            .is_some_and(|m| m.meta() != meta.as_slice())
+        {
+            self.membership.set_local_meta(meta);
+        }
         let cfg = &self.ctx.config.gossip;
         if now >= self.next_rejoin {
             self.next_rejoin = now + secs(cfg.join_retry_secs).max(Duration::from_millis(50));
@@ -435,6 +472,36 @@ impl Driver {
         delivered
     }
 
+    /// Adds the membership's newly rejected claims to `bavard_inbound_rejected`.
+    fn count_rejected_updates(&mut self) {
+        let now = self.membership.rejected_updates();
+        let before = std::mem::replace(&mut self.rejected, now);
+        let metrics = &self.ctx.metrics;
+        for (reason, n, was) in [
+            (
+                "gossip_bad_signature",
+                now.bad_signature,
+                before.bad_signature,
+            ),
+            (
+                "gossip_incarnation_jump",
+                now.incarnation_jump,
+                before.incarnation_jump,
+            ),
+            (
+                "gossip_incarnation_exhausted",
+                now.incarnation_exhausted,
+                before.incarnation_exhausted,
+            ),
+        ] {
+            // A rejoin starts a fresh membership (counts from 0): count what is new since.
+            let new = if n >= was { n - was } else { n };
+            if new > 0 {
+                metrics.rejected(reason).inc_by(new);
+            }
+        }
+    }
+
     /// Drains both state machines: sends their messages, applies their events.
     fn flush(&mut self) {
         let now = Instant::now();
@@ -444,7 +511,7 @@ impl Driver {
             match ev {
                 MembershipEvent::MemberUp { id, meta }
                 | MembershipEvent::MemberMetaChanged { id, meta } => {
-                    for a in meta::decode_addrs(&meta, max_addrs) {
+                    for a in meta::addrs(&meta, max_addrs) {
                         self.ctx.book.add(id, a, max_addrs);
                     }
                 }
@@ -511,7 +578,7 @@ impl Driver {
                     key,
                     state: m.state(),
                     incarnation: m.incarnation(),
-                    addrs: meta::decode_addrs(m.meta(), max_addrs),
+                    addrs: meta::addrs(m.meta(), max_addrs),
                 }
             })
             .collect();

@@ -39,7 +39,7 @@ const INBOUND_IDLE: Duration = Duration::from_secs(60);
 
 /// The outbound half: one sender task per peer.
 pub(crate) struct Outbound {
-    control: libp2p_stream::Control,
+    control: crate::streams::Control,
     senders: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
     failures: mpsc::UnboundedSender<PeerId>,
     open_timeout: Duration,
@@ -54,7 +54,7 @@ pub(crate) enum Sent {
 
 impl Outbound {
     pub(crate) fn new(
-        control: libp2p_stream::Control,
+        control: crate::streams::Control,
         failures: mpsc::UnboundedSender<PeerId>,
         open_timeout: Duration,
     ) -> Self {
@@ -102,7 +102,7 @@ impl Outbound {
 }
 
 async fn open(
-    control: &mut libp2p_stream::Control,
+    control: &mut crate::streams::Control,
     peer: PeerId,
     timeout: Duration,
 ) -> Option<Stream> {
@@ -113,7 +113,7 @@ async fn open(
 }
 
 async fn run_sender(
-    mut control: libp2p_stream::Control,
+    mut control: crate::streams::Control,
     peer: PeerId,
     mut rx: mpsc::Receiver<Vec<u8>>,
     failures: mpsc::UnboundedSender<PeerId>,
@@ -156,7 +156,7 @@ async fn run_sender(
 /// Sends frames straight away, each on its own stream, all within `deadline` (used for the
 /// goodbye messages on shutdown, when the driver is about to stop).
 pub(crate) async fn send_now(
-    control: &libp2p_stream::Control,
+    control: &crate::streams::Control,
     frames: Vec<(PeerId, Vec<u8>)>,
     deadline: Duration,
 ) {

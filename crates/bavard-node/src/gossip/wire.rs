@@ -3,8 +3,14 @@
 //! Decoding is `TryFrom` for [`Frame`] (and plain functions for the parts, as both sides of those
 //! conversions are foreign types): every malformed field (a peer id that is not a multihash, an unknown or
 //! unspecified enum value, a message or topic id that is not 32 bytes, a hop count over `u16`, a
-//! frame without a body) is a [`WireError`], never a panic. The sender of a frame is not part of
-//! it: the transport passes the authenticated remote peer to the state machines.
+//! signature over [`MAX_SIGNATURE_LEN`], a frame without a body) is a [`WireError`], never a
+//! panic. The sender of a frame is not part of it: the transport passes the authenticated remote
+//! peer to the state machines.
+//!
+//! Signatures (a member's on its own `Alive`/`Left` updates, a publisher's on its topic messages)
+//! are carried as opaque bytes, absent meaning empty; checking them is the state machines' job,
+//! through their authenticators. A topic message's publisher is required: it names whose
+//! signature to check.
 
 use bavard_gossip::broadcast::{
     IHaveEntry, Message as BMessage, MessageBody, MessageId, Priority, TopicId,
@@ -55,6 +61,31 @@ pub enum WireError {
         /// The value.
         value: u32,
     },
+    /// A signature is longer than [`MAX_SIGNATURE_LEN`].
+    #[error("field {field} is a signature of {len} bytes, over the limit of {max}")]
+    SignatureTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Largest signature accepted in a frame: an ed25519 signature is 64 bytes, so 256 leaves room
+/// for other schemes while bounding what a member entry or a cached payload may hold.
+pub const MAX_SIGNATURE_LEN: usize = 256;
+
+fn signature(bytes: Vec<u8>, field: &'static str) -> Result<Vec<u8>, WireError> {
+    if bytes.len() > MAX_SIGNATURE_LEN {
+        return Err(WireError::SignatureTooLong {
+            field,
+            len: bytes.len(),
+            max: MAX_SIGNATURE_LEN,
+        });
+    }
+    Ok(bytes)
 }
 
 fn peer(bytes: &[u8], field: &'static str) -> Result<PeerId, WireError> {
@@ -101,6 +132,7 @@ fn update_to_pb(u: &Update<PeerId>) -> pb::Update {
         state: state_to_pb(u.state) as i32,
         meta: u.meta.clone(),
         from: u.from.to_bytes(),
+        signature: u.signature.clone(),
     }
 }
 
@@ -115,6 +147,7 @@ pub fn update_from_pb(u: pb::Update) -> Result<Update<PeerId>, WireError> {
         incarnation: u.incarnation,
         state: state_from_pb(u.state)?,
         meta: u.meta,
+        signature: signature(u.signature, "update.signature")?,
         from: peer(&u.from, "update.from")?,
     })
 }
@@ -225,10 +258,18 @@ fn broadcast_to_pb(m: &BMessage<PeerId>) -> pb::BroadcastMessage {
         MessageBody::ShuffleReply { peers } => Kind::ShuffleReply(pb::ShuffleReply {
             peers: peers_to_pb(peers),
         }),
-        MessageBody::Gossip { id, hops, payload } => Kind::Gossip(pb::PlumtreeGossip {
+        MessageBody::Gossip {
+            id,
+            hops,
+            publisher,
+            payload,
+            signature,
+        } => Kind::Gossip(pb::PlumtreeGossip {
             id: id.as_bytes().to_vec(),
             hops: u32::from(*hops),
             payload: payload.clone(),
+            publisher: publisher.to_bytes(),
+            signature: signature.clone(),
         }),
         MessageBody::IHave { entries } => Kind::Ihave(pb::IHave {
             entries: entries
@@ -288,7 +329,9 @@ pub fn broadcast_from_pb(m: pb::BroadcastMessage) -> Result<BMessage<PeerId>, Wi
             Kind::Gossip(g) => MessageBody::Gossip {
                 id: MessageId(id32(&g.id, "gossip.id")?),
                 hops: u16_of(g.hops, "gossip.hops")?,
+                publisher: peer(&g.publisher, "gossip.publisher")?,
                 payload: g.payload,
+                signature: signature(g.signature, "gossip.signature")?,
             },
             Kind::Ihave(h) => MessageBody::IHave {
                 entries: h
@@ -357,6 +400,11 @@ mod tests {
             incarnation: 7,
             state,
             meta: b"meta".to_vec(),
+            signature: if matches!(state, MemberState::Alive | MemberState::Left) {
+                vec![0x5a; 64]
+            } else {
+                vec![]
+            },
             from: p,
         }
     }
@@ -423,7 +471,16 @@ mod tests {
             MessageBody::Gossip {
                 id,
                 hops: 2,
+                publisher: b,
                 payload: b"hello".to_vec(),
+                signature: vec![0xa5; 64],
+            },
+            MessageBody::Gossip {
+                id,
+                hops: 0,
+                publisher: a,
+                payload: vec![],
+                signature: vec![],
             },
             MessageBody::IHave {
                 entries: vec![IHaveEntry { id, hops: 1 }],
@@ -445,6 +502,7 @@ mod tests {
             state: 1,
             meta: vec![],
             from: good.clone(),
+            signature: vec![],
         };
         assert_eq!(
             update_from_pb(bad_peer),
@@ -457,6 +515,7 @@ mod tests {
                 state,
                 meta: vec![],
                 from: good.clone(),
+                signature: vec![],
             };
             assert_eq!(
                 update_from_pb(u),
@@ -483,6 +542,8 @@ mod tests {
                 id: vec![0; 33],
                 hops: 0,
                 payload: vec![],
+                publisher: good.clone(),
+                signature: vec![],
             })),
         };
         assert!(matches!(
@@ -523,5 +584,81 @@ mod tests {
             Frame::try_from(empty),
             Err(WireError::MissingBody("membership"))
         );
+    }
+
+    fn pb_gossip(publisher: Vec<u8>, signature: Vec<u8>) -> pb::BroadcastMessage {
+        pb::BroadcastMessage {
+            topic: vec![0; 32],
+            kind: Some(pb::broadcast_message::Kind::Gossip(pb::PlumtreeGossip {
+                id: vec![1; 32],
+                hops: 0,
+                payload: b"x".to_vec(),
+                publisher,
+                signature,
+            })),
+        }
+    }
+
+    #[test]
+    fn signatures_of_any_length_up_to_the_limit_roundtrip_and_longer_ones_are_refused() {
+        let p = PeerId::random();
+        for len in [0, 64, MAX_SIGNATURE_LEN] {
+            let decoded = broadcast_from_pb(pb_gossip(p.to_bytes(), vec![7; len])).unwrap();
+            assert!(matches!(
+                decoded.body,
+                MessageBody::Gossip { publisher, ref signature, .. }
+                    if publisher == p && signature.len() == len
+            ));
+            let mut u = update(p, MemberState::Alive);
+            u.signature = vec![7; len];
+            assert_eq!(update_from_pb(update_to_pb(&u)), Ok(u));
+        }
+        let too_long = MAX_SIGNATURE_LEN + 1;
+        assert_eq!(
+            broadcast_from_pb(pb_gossip(p.to_bytes(), vec![7; too_long])),
+            Err(WireError::SignatureTooLong {
+                field: "gossip.signature",
+                len: too_long,
+                max: MAX_SIGNATURE_LEN
+            })
+        );
+        let mut u = update_to_pb(&update(p, MemberState::Left));
+        u.signature = vec![7; too_long];
+        assert_eq!(
+            update_from_pb(u),
+            Err(WireError::SignatureTooLong {
+                field: "update.signature",
+                len: too_long,
+                max: MAX_SIGNATURE_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn a_topic_message_without_a_valid_publisher_is_refused() {
+        for publisher in [vec![], vec![1, 2, 3]] {
+            assert_eq!(
+                broadcast_from_pb(pb_gossip(publisher, vec![])),
+                Err(WireError::BadPeerId("gossip.publisher"))
+            );
+        }
+    }
+
+    #[test]
+    fn frames_without_the_new_fields_decode_with_empty_signatures() {
+        // What a node from before signatures sends: field 6 of Update absent.
+        let p = PeerId::random();
+        let old = pb::Update {
+            member: p.to_bytes(),
+            incarnation: 3,
+            state: pb::MemberState::Alive as i32,
+            meta: b"m".to_vec(),
+            from: p.to_bytes(),
+            signature: vec![],
+        };
+        // proto3 leaves an empty field off the wire: these are the bytes an old node sends.
+        let bytes = prost::Message::encode_to_vec(&old);
+        let back: pb::Update = prost::Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!(update_from_pb(back).unwrap().signature, Vec::<u8>::new());
     }
 }

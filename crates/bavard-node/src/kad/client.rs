@@ -9,7 +9,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::{KAD_PROTOCOL, KadPeer, Request, Response};
 use crate::context::{Context, peer_key};
-use crate::request::{RequestError, open_stream, retry_broken_stream};
+use crate::request::{PeerLimiter, RequestError, open_stream, retry_broken_stream};
 use crate::storage::Storage;
 
 /// The Kademlia client service (cheap to clone).
@@ -17,11 +17,20 @@ use crate::storage::Storage;
 pub(crate) struct Kad {
     pub(crate) ctx: Context,
     pub(crate) storage: Arc<Storage>,
+    /// Our streams per peer stay within the peer's inbound limit (same configuration assumed).
+    limiter: Arc<PeerLimiter>,
 }
 
 impl Kad {
     pub(crate) fn new(ctx: Context, storage: Arc<Storage>) -> Self {
-        Self { ctx, storage }
+        let limiter = Arc::new(PeerLimiter::new(
+            ctx.config.limits.max_inbound_streams_per_peer,
+        ));
+        Self {
+            ctx,
+            storage,
+            limiter,
+        }
     }
 
     /// Sends one Kademlia request to `peer` and waits for its response (`None` for requests that
@@ -67,6 +76,7 @@ impl Kad {
             // A lost request looks like an unanswered one: the caller's timeout ends it.
             std::future::pending::<()>().await;
         }
+        let _permit = self.limiter.acquire(peer).await;
         let mut stream = open_stream(&self.ctx.control, peer, KAD_PROTOCOL).await?;
         let sent = crate::wire::write_message(&mut stream, &req.to_pb())
             .await
@@ -91,7 +101,7 @@ impl Kad {
             .map_err(|e| RequestError::Protocol(e.to_string()))?;
         for p in response_peers(&resp) {
             for a in &p.addrs {
-                self.ctx.learn_addr(p.id, a.clone());
+                self.ctx.hear_addr(p.id, a.clone());
             }
         }
         Ok(Some(resp))
@@ -103,12 +113,19 @@ impl Kad {
         if peer == self.ctx.peer_id {
             return;
         }
-        let outcome = self.ctx.table.lock().expect("table lock").insert(
-            Instant::now(),
-            peer,
-            peer_key(&peer),
-            addrs,
-        );
+        let mut table = self.ctx.table.lock().expect("table lock");
+        let max = self.ctx.config.kad.max_peers_per_ip_group;
+        if !self.ctx.admission.is_admitted(&peer) && super::group_full(&table, &peer, &addrs, max) {
+            drop(table);
+            self.ctx.pressure.refused(Instant::now());
+            self.ctx.metrics.reject("ip_diversity");
+            return;
+        }
+        let outcome = table.insert(Instant::now(), peer, peer_key(&peer), addrs);
+        drop(table);
+        if let InsertOutcome::Rejected(bavard_routing::RejectReason::Filtered) = outcome {
+            self.ctx.metrics.reject("ip_diversity");
+        }
         if let InsertOutcome::PingOldest { oldest } = outcome {
             let kad = self.clone();
             tokio::spawn(async move {

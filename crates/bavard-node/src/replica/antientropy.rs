@@ -246,7 +246,7 @@ async fn drive(
                 let stored = node
                     .storage
                     .committer
-                    .put_many(valid)
+                    .put_many(valid, crate::replica::commit::Priority::Background)
                     .await
                     .into_iter()
                     .filter(|o| {

@@ -20,6 +20,7 @@ use super::service::Replica;
 use crate::api::{Consistency, NodeError, PutReply};
 use crate::context::peer_key;
 use crate::kad::lookup::LookupKind;
+use crate::metrics::Stage;
 use crate::util::unix_ms;
 
 /// What a conditional write expects to find.
@@ -89,7 +90,11 @@ impl Replica {
         consistency: Consistency,
     ) -> Result<PutReply, NodeError> {
         let required = consistency.required(self.ctx.config.kad.replication_factor);
+        let stages = &self.ctx.metrics.stages;
+        let started = Instant::now();
         let (preferred, fallbacks) = self.place(&record.key).await?;
+        stages.since(Stage::place, started);
+        let started = Instant::now();
         let key = String::from_utf8_lossy(&record.key).into_owned();
         let version = record.version.hlc.to_string();
         let write = Write::new(
@@ -114,6 +119,7 @@ impl Replica {
                 },
             )
             .await?;
+        stages.since(Stage::coordinate_put, started);
         match result {
             Ok(acks) => Ok(PutReply { key, version, acks }),
             Err(e) => Err(self.unavailable(e)),
@@ -128,7 +134,11 @@ impl Replica {
         consistency: Consistency,
     ) -> Result<Option<Record>, NodeError> {
         let required = consistency.required(self.ctx.config.kad.replication_factor);
+        let stages = &self.ctx.metrics.stages;
+        let started = Instant::now();
         let (preferred, _) = self.place(key).await?;
+        stages.since(Stage::place, started);
+        let started = Instant::now();
         let read = Read::new(
             key.to_vec(),
             preferred,
@@ -147,6 +157,7 @@ impl Replica {
                 },
             )
             .await?;
+        stages.since(Stage::coordinate_get, started);
         result.map_err(|e| self.unavailable(e))
     }
 

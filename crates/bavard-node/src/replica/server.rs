@@ -10,11 +10,13 @@ use futures::AsyncWriteExt as _;
 use libp2p::{PeerId, Stream};
 
 use super::KV_PROTOCOL;
+use super::commit::Priority;
 use super::service::Replica;
 use super::wire::{request_from_pb, response_to_pb};
 use crate::config::secs;
 use crate::context::Slots;
 use crate::inbound::Limit;
+use crate::metrics::Stage;
 use crate::util::unix_ms;
 
 /// Serves `/bavard/kv/1` until the node shuts down; inbound streams count against `slots`
@@ -68,7 +70,10 @@ async fn serve(node: &Replica, peer: PeerId, mut stream: Stream) {
             break;
         }
 
-        let kind = match tokio::time::timeout(timeout, handle(node, peer, req)).await {
+        let started = std::time::Instant::now();
+        let handled = tokio::time::timeout(timeout, handle(node, peer, req)).await;
+        node.ctx.metrics.stages.since(Stage::replica_serve, started);
+        let kind = match handled {
             Ok(Ok(kind)) => kind,
             Ok(Err(msg)) => {
                 node.ctx.metrics.reject("bad_replica_request");
@@ -142,6 +147,13 @@ impl Replica {
                 results: vec![refusal; records.len()],
             });
         }
+        // A client's write stores one record; repair traffic (anti-entropy, hint delivery)
+        // comes in batches and waits behind client writes at the committer.
+        let priority = if records.len() == 1 {
+            Priority::Foreground
+        } else {
+            Priority::Background
+        };
         let now = unix_ms();
         let mut results: Vec<Option<StoreOutcome>> = Vec::with_capacity(records.len());
         let mut valid = Vec::new();
@@ -157,7 +169,13 @@ impl Replica {
         let stored: Vec<StoreOutcome> = match hint_for {
             Some(owner) => {
                 let count = valid.len();
-                let outcome = match node.hints.add_many(owner, valid, now) {
+                // A hint write is a commit of its own (fsync): off the async workers.
+                let replica = self.clone();
+                let added =
+                    tokio::task::spawn_blocking(move || replica.hints.add_many(owner, valid, now))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("hint write failed: {e}")));
+                let outcome = match added {
                     Ok(()) => StoreOutcome::Stored,
                     Err(e) => StoreOutcome::Rejected(e),
                 };
@@ -166,7 +184,7 @@ impl Replica {
             None => node
                 .storage
                 .committer
-                .put_many(valid)
+                .put_many(valid, priority)
                 .await
                 .into_iter()
                 .map(|o| match o {

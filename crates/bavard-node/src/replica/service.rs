@@ -21,8 +21,10 @@ use crate::api::ReplicationStatus;
 use crate::config::secs;
 use crate::context::{Context, peer_key};
 use crate::kad::client::Kad;
-use crate::request::{RequestError, open_stream, retry_broken_stream};
+use crate::metrics::Stage;
+use crate::request::{PeerLimiter, RequestError, open_stream, retry_broken_stream};
 use crate::storage::Storage;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The replica service (cheap to clone).
 #[derive(Clone)]
@@ -36,7 +38,9 @@ pub(crate) struct Shared {
     /// Hints kept for replicas that were down.
     pub(crate) hints: Hints,
     /// Idle `/bavard/kv/1` streams for reuse (see [`super::pool`]).
-    streams: StreamPool<libp2p::Stream>,
+    streams: StreamPool<(libp2p::Stream, OwnedSemaphorePermit)>,
+    /// Streams per peer, busy or idle (each holds a permit): within the peer's inbound limit.
+    limiter: PeerLimiter,
     /// Anti-entropy progress and views.
     pub(crate) sync: SyncState,
     /// The byte budget of background transfers (anti-entropy, hint delivery).
@@ -68,6 +72,7 @@ impl Replica {
         let rc = &config.replication;
         Ok(Self(Arc::new(Shared {
             streams: StreamPool::new(rc.max_idle_streams_per_peer, secs(rc.idle_stream_secs)),
+            limiter: PeerLimiter::new(config.limits.max_inbound_streams_per_peer),
             pace: Pace::new(rc.sync_max_bytes_per_sec),
             hints,
             sync: SyncState::default(),
@@ -146,10 +151,10 @@ impl Replica {
         peer: PeerId,
         request: Request<PeerId>,
     ) -> Result<Response, Failure> {
-        let answer = self
-            .request(peer, request_to_pb(request))
-            .await
-            .map_err(|e| Failure::NoAnswer(e.to_string()))?;
+        let started = std::time::Instant::now();
+        let answer = self.request(peer, request_to_pb(request)).await;
+        self.ctx.metrics.stages.since(Stage::replica_call, started);
+        let answer = answer.map_err(|e| Failure::NoAnswer(e.to_string()))?;
         response_from_pb(answer).map_err(|e| match e {
             WireError::Refused(m) => Failure::Refused(m),
             other => Failure::Refused(format!("malformed answer: {other}")),
@@ -187,22 +192,43 @@ impl Replica {
         }
         let max = self.ctx.config.limits.max_message_size;
         let req = pb::Request { kind: Some(kind) };
-        if let Some(stream) = self.streams.take(&peer, std::time::Instant::now()) {
+        // An idle stream (with its permit), else a free permit for a new stream, else wait
+        // for whichever comes first.
+        let waited = std::time::Instant::now();
+        let (pooled, permit) = loop {
+            let returned = self.streams.returned();
+            if let Some((stream, permit)) = self.streams.take(&peer, std::time::Instant::now()) {
+                break (Some(stream), permit);
+            }
+            if let Some(permit) = self.limiter.try_acquire(peer) {
+                break (None, permit);
+            }
+            tokio::select! {
+                permit = self.limiter.acquire(peer) => break (None, permit),
+                () = returned => {}
+            }
+        };
+        self.ctx.metrics.stages.since(Stage::stream_permit, waited);
+        if let Some(stream) = pooled {
             match self.exchange(stream, &req, max).await {
                 Ok((resp, stream)) => {
-                    self.streams.put(peer, stream, std::time::Instant::now());
+                    self.streams
+                        .put(peer, (stream, permit), std::time::Instant::now());
                     return resp
                         .kind
                         .ok_or_else(|| RequestError::Protocol("empty response".into()));
                 }
                 // A pooled stream the peer closed meanwhile (or that broke): the request is
-                // idempotent, send it on a new stream.
+                // idempotent, send it on a new stream (under the same permit).
                 Err(e) => tracing::debug!(%peer, "pooled replica stream failed ({e}), opening one"),
             }
         }
-        let stream = open_stream(&self.ctx.control, peer, KV_PROTOCOL).await?;
-        let (resp, stream) = self.exchange(stream, &req, max).await?;
-        self.streams.put(peer, stream, std::time::Instant::now());
+        let opening = std::time::Instant::now();
+        let stream = open_stream(&self.ctx.control, peer, KV_PROTOCOL).await;
+        self.ctx.metrics.stages.since(Stage::stream_open, opening);
+        let (resp, stream) = self.exchange(stream?, &req, max).await?;
+        self.streams
+            .put(peer, (stream, permit), std::time::Instant::now());
         resp.kind
             .ok_or_else(|| RequestError::Protocol("empty response".into()))
     }

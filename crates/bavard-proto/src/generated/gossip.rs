@@ -30,6 +30,12 @@ pub struct Update {
     pub meta: ::prost::alloc::vec::Vec<u8>,
     #[prost(bytes = "vec", tag = "5")]
     pub from: ::prost::alloc::vec::Vec<u8>,
+    /// With ALIVE and LEFT: the member's own signature of (member, incarnation, state, meta), made
+    /// once by the member and relayed unchanged by everyone else (see bavard-gossip's
+    /// membership::SignedFields::signing_bytes); empty (absent) with SUSPECT and DEAD, and where
+    /// the cluster does not sign. At most 256 bytes.
+    #[prost(bytes = "vec", tag = "6")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
 }
 /// Direct probe.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -151,6 +157,15 @@ pub struct PlumtreeGossip {
     pub hops: u32,
     #[prost(bytes = "vec", tag = "3")]
     pub payload: ::prost::alloc::vec::Vec<u8>,
+    /// The peer id of the publisher (not necessarily the sender). Required: a frame without a
+    /// valid peer id here is rejected.
+    #[prost(bytes = "vec", tag = "4")]
+    pub publisher: ::prost::alloc::vec::Vec<u8>,
+    /// The publisher's signature of (publisher, topic, id, payload) (see bavard-gossip's
+    /// broadcast::SignedGossip::signing_bytes), relayed unchanged; empty (absent) where the
+    /// cluster does not sign. At most 256 bytes.
+    #[prost(bytes = "vec", tag = "5")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct IHaveEntry {

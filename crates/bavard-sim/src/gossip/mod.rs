@@ -566,7 +566,9 @@ fn run_baseline(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
         body: MessageBody::Gossip {
             id: MessageId([0; 32]),
             hops: 0,
+            publisher: 0,
             payload: vec![0; config.payload_len()],
+            signature: vec![],
         },
     }
     .encoded_len_estimate();

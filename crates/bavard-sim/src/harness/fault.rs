@@ -10,7 +10,8 @@ use crate::NodeId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// The node stops: it receives nothing, its timers do not fire, it takes no command. Messages
-    /// it sent before still arrive. No effect on a node already down.
+    /// it sent before still arrive. It is told with [`SimNode::on_crash`](super::SimNode::on_crash),
+    /// to drop what a process loses in a crash. No effect on a node already down.
     Crash(NodeId),
     /// A crashed node starts again, keeping or losing its state (see [`Restart`]), and is driven
     /// at once (its outputs drained, its timer armed). No effect on a node that is up.

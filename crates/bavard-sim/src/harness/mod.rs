@@ -380,6 +380,10 @@ impl<N: SimNode, X> Harness<N, X> {
                 if std::mem::replace(&mut self.up[i], false) {
                     self.up_count -= 1;
                     self.armed[i] = None;
+                    let node = &mut self.nodes[i];
+                    node.on_crash();
+                    while node.poll_transmit().is_some() {}
+                    while node.poll_event().is_some() {}
                 }
             }
             Fault::Restart(id, restart) => {

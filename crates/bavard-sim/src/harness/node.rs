@@ -15,7 +15,8 @@ use crate::NodeId;
 ///   the experiment observes), [`poll_timeout`](Self::poll_timeout) (one deadline);
 /// - **accounting**: [`message_len`](Self::message_len) for the byte counts,
 ///   [`loss_key`](Self::loss_key) to name a message for the loss decision,
-///   [`on_sent`](Self::on_sent) to observe what actually left.
+///   [`on_sent`](Self::on_sent) to observe what actually left;
+/// - **faults**: [`on_crash`](Self::on_crash) to forget what a crash loses.
 ///
 /// Every `now` passed in is the node's own clock (virtual time plus its skew), never earlier than
 /// a `now` it was given before. Commands specific to a core (join, publish, put…) are not part of
@@ -67,4 +68,11 @@ pub trait SimNode {
     /// On a [connection transport](super::Transport::Connection), a send to `peer` failed
     /// because it is down; the message was not sent. Default: nothing.
     fn peer_unreachable(&mut self, _now: Instant, _peer: NodeId) {}
+
+    /// The node crashed ([`Fault::Crash`](super::Fault::Crash)): drop what a real process keeps
+    /// only in memory (requests in flight, unflushed buffers) and keep what it keeps on disk.
+    /// What remains is what [`Restart::StateKept`](super::Restart::StateKept) brings back.
+    /// Anything it queues meanwhile is discarded: a crashed process sends and reports nothing.
+    /// Default: nothing is lost (the crash is a pause).
+    fn on_crash(&mut self) {}
 }
