@@ -177,6 +177,82 @@ pub(crate) struct Report {
     /// The `*_seconds` histograms counted during the run (`--profile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) profile: Option<Vec<crate::versus::ProfileRow>>,
+    /// What the put phase cost the network, from the nodes' /metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) put_path: Option<PathCost>,
+    /// What the get phase cost the network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) get_path: Option<PathCost>,
+}
+
+/// The network cost of a phase per successful operation, from the difference of two scrapes of
+/// every node's /metrics (so it includes what background work sent during the phase).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct PathCost {
+    /// Requests served by the nodes: Kademlia requests (`bavard_kad_requests_served`) plus
+    /// replica-protocol requests (`bavard_stage_seconds{stage="replica_serve"}`).
+    pub(crate) messages_per_op: f64,
+    /// DHT lookups started (`bavard_lookup_hops` observations).
+    pub(crate) lookups_per_op: f64,
+    /// Mean hops of those lookups; `None` when there was none.
+    pub(crate) hops_mean: Option<f64>,
+}
+
+/// One scrape of every node: histograms summed over the nodes, and the Kademlia requests served.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Snapshot {
+    pub(crate) hists: Vec<crate::prom::Histogram>,
+    pub(crate) kad_served: f64,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from the /metrics text of each node.
+    pub(crate) fn from_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> anyhow::Result<Self> {
+        let mut hists = Vec::new();
+        let mut kad_served = 0.0;
+        for t in texts {
+            hists.extend(crate::prom::parse_histograms(t)?);
+            kad_served += crate::prom::counter_sum(t, "bavard_kad_requests_served");
+        }
+        Ok(Self {
+            hists: crate::prom::merge(hists),
+            kad_served,
+        })
+    }
+
+    /// Scrapes every node of `state`.
+    fn scrape(state: &ClusterState) -> anyhow::Result<Self> {
+        let mut texts = Vec::new();
+        for n in &state.nodes {
+            let r = http::get(&n.api, "/metrics", Duration::from_secs(10))?;
+            if r.status != 200 {
+                bail!("GET /metrics on node {}: HTTP {}", n.index, r.status);
+            }
+            texts.push(String::from_utf8_lossy(&r.body).into_owned());
+        }
+        Self::from_texts(texts.iter().map(String::as_str))
+    }
+}
+
+/// What happened between `before` and `after`, per one of `ops` operations.
+pub(crate) fn path_cost(before: &Snapshot, after: &Snapshot, ops: usize) -> PathCost {
+    let d = crate::prom::delta(&after.hists, &before.hists);
+    let find = |name: &str, stage: Option<&str>| {
+        d.iter().find(|h| {
+            h.name == name
+                && stage.is_none_or(|st| h.labels.iter().any(|(k, v)| k == "stage" && v == st))
+        })
+    };
+    let replica = find("bavard_stage_seconds", Some("replica_serve")).map_or(0.0, |h| h.count);
+    let (lookups, hops_sum) =
+        find("bavard_lookup_hops", None).map_or((0.0, 0.0), |h| (h.count, h.sum));
+    let kad = (after.kad_served - before.kad_served).max(0.0);
+    let ops = ops.max(1) as f64;
+    PathCost {
+        messages_per_op: (kad + replica) / ops,
+        lookups_per_op: lookups / ops,
+        hops_mean: (lookups > 0.0).then(|| hops_sum / lookups),
+    }
 }
 
 /// Runs `cargo xtask bench …`.
@@ -288,20 +364,25 @@ pub(crate) fn dht_report(
         (cluster::up(&dir, &up)?, Some(guard))
     };
     wait_converged(&state, Duration::from_secs(60));
-    let scrape = |state: &ClusterState| -> Option<Vec<crate::prom::Histogram>> {
-        if !profile {
-            return None;
+    // Scrapes before the put phase, between the phases and after the get phase.
+    let mut snaps: Vec<Option<Snapshot>> = Vec::new();
+    let mut report = measure(&state, a, &dir, &mut || {
+        snaps.push(
+            Snapshot::scrape(&state)
+                .map_err(|e| eprintln!("could not scrape /metrics: {e:#}"))
+                .ok(),
+        );
+    })?;
+    if let [Some(s0), Some(s1), Some(s2)] = &snaps[..] {
+        let put_ok = report.keys.saturating_sub(report.put_errors);
+        let get_ok = report.keys.saturating_sub(report.get_errors);
+        report.put_path = Some(path_cost(s0, s1, put_ok));
+        report.get_path = Some(path_cost(s1, s2, get_ok));
+        if profile {
+            report.profile = Some(crate::versus::profile_rows(&crate::prom::delta(
+                &s2.hists, &s0.hists,
+            )));
         }
-        crate::versus::scrape(state)
-            .map_err(|e| eprintln!("profile: could not scrape /metrics: {e:#}"))
-            .ok()
-    };
-    let before = scrape(&state);
-    let mut report = measure(&state, a, &dir)?;
-    if let (Some(before), Some(after)) = (before, scrape(&state)) {
-        report.profile = Some(crate::versus::profile_rows(&crate::prom::delta(
-            &after, &before,
-        )));
     }
     Ok(report)
 }
@@ -433,7 +514,13 @@ fn phase(
     (lat, errs.len(), wall, errs)
 }
 
-fn measure(state: &ClusterState, a: &DhtArgs, dir: &Path) -> anyhow::Result<Report> {
+/// The put phase, then the get phase; `between` runs before, between and after them.
+fn measure(
+    state: &ClusterState,
+    a: &DhtArgs,
+    dir: &Path,
+    between: &mut dyn FnMut(),
+) -> anyhow::Result<Report> {
     let n = state.nodes.len();
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -446,6 +533,7 @@ fn measure(state: &ClusterState, a: &DhtArgs, dir: &Path) -> anyhow::Result<Repo
     let timeout = Duration::from_secs(30);
     let q = &a.consistency;
 
+    between();
     let (put_lat, put_errors, put_wall, put_msgs) = phase(a.keys, a.concurrency, "put", |i| {
         let node = &state.nodes[plan[i].0];
         let path = format!("/v1/kv/{}?consistency={q}", key(i));
@@ -460,6 +548,7 @@ fn measure(state: &ClusterState, a: &DhtArgs, dir: &Path) -> anyhow::Result<Repo
         }
         Ok(())
     });
+    between();
     let (get_lat, get_errors, get_wall, get_msgs) = phase(a.keys, a.concurrency, "get", |i| {
         let node = &state.nodes[plan[i].1];
         let path = format!("/v1/kv/{}?consistency={q}", key(i));
@@ -477,6 +566,7 @@ fn measure(state: &ClusterState, a: &DhtArgs, dir: &Path) -> anyhow::Result<Repo
         }
         Ok(())
     });
+    between();
     for (what, msgs) in [("put", &put_msgs), ("get", &get_msgs)] {
         for m in msgs.iter().take(5) {
             eprintln!("{what} error: {m}");
@@ -503,11 +593,13 @@ fn measure(state: &ClusterState, a: &DhtArgs, dir: &Path) -> anyhow::Result<Repo
         nodes: n,
         keys: a.keys,
         profile: None,
+        put_path: None,
+        get_path: None,
     })
 }
 
 fn human(r: &Report, a: &DhtArgs, label: &str) -> String {
-    format!(
+    let mut out = format!(
         "bench {label}: {} nodes, {} keys, {} clients, {}-byte values, consistency {}\n\
          put  {:>8.1} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}\n\
          get  {:>8.1} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}\n",
@@ -524,7 +616,27 @@ fn human(r: &Report, a: &DhtArgs, label: &str) -> String {
         r.get_p50_ms,
         r.get_p99_ms,
         r.get_errors,
-    )
+    );
+    for (phase, cost) in [("put", &r.put_path), ("get", &r.get_path)] {
+        if let Some(c) = cost {
+            out.push_str(&format!("{phase}  network: {}\n", c.describe()));
+        }
+    }
+    out
+}
+
+impl PathCost {
+    /// `4.00 requests served/op, 0.01 lookups/op (2.0 hops)`.
+    pub(crate) fn describe(&self) -> String {
+        let mut s = format!(
+            "{:.2} requests served/op (Kademlia + replica), {:.2} DHT lookups/op",
+            self.messages_per_op, self.lookups_per_op
+        );
+        if let Some(h) = self.hops_mean {
+            s.push_str(&format!(" of {h:.1} hops on average"));
+        }
+        s
+    }
 }
 
 #[cfg(test)]
@@ -557,6 +669,42 @@ mod tests {
         // Past k = 20 peers, a full table is enough.
         assert!(converged(&status(30, 20), 30));
         assert!(converged(&status(1, 0), 1));
+    }
+
+    #[test]
+    fn the_network_cost_of_a_phase_is_the_difference_of_two_scrapes_per_operation() {
+        let scrape = |served: u32, serves: u32, lookups: u32, hops: u32| {
+            format!(
+                "bavard_kad_requests_served_total {served}\n\
+                 bavard_stage_seconds_bucket{{stage=\"replica_serve\",le=\"0.001\"}} {serves}\n\
+                 bavard_stage_seconds_bucket{{stage=\"replica_serve\",le=\"+Inf\"}} {serves}\n\
+                 bavard_stage_seconds_count{{stage=\"replica_serve\"}} {serves}\n\
+                 bavard_stage_seconds_bucket{{stage=\"commit\",le=\"+Inf\"}} 1000\n\
+                 bavard_lookup_hops_bucket{{le=\"1.0\"}} {lookups}\n\
+                 bavard_lookup_hops_bucket{{le=\"+Inf\"}} {lookups}\n\
+                 bavard_lookup_hops_sum {hops}\n\
+                 bavard_lookup_hops_count {lookups}\n"
+            )
+        };
+        // Two nodes, scraped before and after 100 operations.
+        let before =
+            Snapshot::from_texts([scrape(10, 5, 1, 2).as_str(), &scrape(0, 5, 0, 0)]).unwrap();
+        let after =
+            Snapshot::from_texts([scrape(20, 205, 3, 6).as_str(), &scrape(10, 105, 0, 0)]).unwrap();
+        assert_eq!(before.kad_served, 10.0);
+        let c = path_cost(&before, &after, 100);
+        assert_eq!(c.messages_per_op, (20.0 + 300.0) / 100.0);
+        assert_eq!(c.lookups_per_op, 0.02);
+        assert_eq!(c.hops_mean, Some(2.0));
+        assert!(
+            c.describe().contains("3.20 requests served/op"),
+            "{}",
+            c.describe()
+        );
+        // Without lookups there is no mean, and no operation does not divide by zero.
+        let c = path_cost(&before, &before, 0);
+        assert_eq!((c.messages_per_op, c.hops_mean), (0.0, None));
+        assert!(!c.describe().contains("hops"));
     }
 
     #[test]
@@ -596,6 +744,8 @@ mod tests {
             nodes: 20,
             keys: 200,
             profile: None,
+            put_path: None,
+            get_path: None,
         };
         let v = serde_json::to_value(&r).unwrap();
         for f in [

@@ -181,6 +181,19 @@ pub(crate) fn parse_histograms(text: &str) -> anyhow::Result<Vec<Histogram>> {
     Ok(out)
 }
 
+/// The sum over every label set of the counter or gauge `name` (OpenMetrics writes a counter
+/// as `NAME_total`; either spelling counts). Lines that do not parse are skipped.
+pub(crate) fn counter_sum(text: &str, name: &str) -> f64 {
+    let total = format!("{name}_total");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| parse_sample(l).ok())
+        .filter(|(n, _, _)| *n == name || *n == total)
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
 /// Sums histograms with the same name, labels and bounds (e.g. one scrape per node).
 pub(crate) fn merge(all: impl IntoIterator<Item = Histogram>) -> Vec<Histogram> {
     let mut by_key: BTreeMap<(String, Labels), Histogram> = BTreeMap::new();
@@ -382,6 +395,19 @@ bavard_records_stored 12
         assert_eq!(d[1].buckets, one[1].buckets);
         // A series that appeared between the scrapes counts from zero.
         assert_eq!(delta(&one, &[])[0], one[0]);
+    }
+
+    #[test]
+    fn counters_sum_over_label_sets_with_or_without_the_total_suffix() {
+        let text = "# TYPE bavard_kad_requests_served counter\n\
+            bavard_kad_requests_served_total{kind=\"find_node\"} 3\n\
+            bavard_kad_requests_served_total{kind=\"get\"} 4.5\n\
+            bavard_kad_requests_served_created 1700000000\n\
+            bavard_records_stored 12\n\
+            garbage line\n";
+        assert_eq!(counter_sum(text, "bavard_kad_requests_served"), 7.5);
+        assert_eq!(counter_sum(text, "bavard_records_stored"), 12.0);
+        assert_eq!(counter_sum(text, "absent"), 0.0);
     }
 
     #[test]

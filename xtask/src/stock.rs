@@ -26,6 +26,12 @@ pub(crate) struct StockReport {
     pub(crate) get_ops_s: f64,
     pub(crate) get_p50_ms: f64,
     pub(crate) get_p99_ms: f64,
+    /// Kademlia requests a put's query sent, on average.
+    #[serde(default)]
+    pub(crate) put_messages_per_op: f64,
+    /// Kademlia requests a get's query had sent when it answered, on average.
+    #[serde(default)]
+    pub(crate) get_messages_per_op: f64,
     pub(crate) put_errors: usize,
     pub(crate) get_errors: usize,
     pub(crate) nodes: usize,
@@ -127,7 +133,8 @@ fn notes(a: &DhtArgs) -> Vec<String> {
     vec![
         format!(
             "bavard: through its HTTP API (a new TCP connection per request) into the KV store at \
-             {}: N = 3 replicas found by its routing (one hop once membership has converged)",
+             {}: its N = 3 replicas placed from the converged membership (no lookup, see \
+             lookups/op), then written or read over the replica protocol",
             a.consistency
         ),
         format!(
@@ -143,6 +150,15 @@ fn notes(a: &DhtArgs) -> Vec<String> {
                  (--stock-get-until last waits for the query's end)"
             }
         ),
+        "messages/op: bavard, the requests its nodes served during the phase (Kademlia and \
+         replica protocol, background work included) per operation; stock, the Kademlia \
+         requests each query had sent when it answered (QueryStats), averaged"
+            .into(),
+        "lookups/op (hops): bavard, DHT lookups started per operation and their mean hops \
+         (bavard_lookup_hops; a converged cluster places keys from its membership, without a \
+         lookup); stock, every operation is one Kademlia query, whose hops libp2p-kad does \
+         not report"
+            .into(),
         "the two networks run one after the other on the same machine, never at once".into(),
     ]
 }
@@ -150,6 +166,19 @@ fn notes(a: &DhtArgs) -> Vec<String> {
 fn human(b: &Both, a: &DhtArgs) -> String {
     let (x, s) = (&b.bavard, &b.stock);
     let f = |v: f64| crate::prom::short(v);
+    let messages = |c: &Option<bench::PathCost>| {
+        c.as_ref()
+            .map_or_else(|| "-".into(), |c| format!("{:.1}", c.messages_per_op))
+    };
+    let lookups = |c: &Option<bench::PathCost>| {
+        c.as_ref().map_or_else(
+            || "-".into(),
+            |c| match c.hops_mean {
+                Some(h) => format!("{:.2} ({h:.1})", c.lookups_per_op),
+                None => format!("{:.2} (-)", c.lookups_per_op),
+            },
+        )
+    };
     let rows = vec![
         vec![
             "put ops/s".into(),
@@ -158,6 +187,16 @@ fn human(b: &Both, a: &DhtArgs) -> String {
         ],
         vec!["put p50 ms".into(), f(x.put_p50_ms), f(s.put_p50_ms)],
         vec!["put p99 ms".into(), f(x.put_p99_ms), f(s.put_p99_ms)],
+        vec![
+            "put messages/op".into(),
+            messages(&x.put_path),
+            format!("{:.1}", s.put_messages_per_op),
+        ],
+        vec![
+            "put lookups/op (hops)".into(),
+            lookups(&x.put_path),
+            "1 (-)".into(),
+        ],
         vec![
             "put errors".into(),
             x.put_errors.to_string(),
@@ -170,6 +209,16 @@ fn human(b: &Both, a: &DhtArgs) -> String {
         ],
         vec!["get p50 ms".into(), f(x.get_p50_ms), f(s.get_p50_ms)],
         vec!["get p99 ms".into(), f(x.get_p99_ms), f(s.get_p99_ms)],
+        vec![
+            "get messages/op".into(),
+            messages(&x.get_path),
+            format!("{:.1}", s.get_messages_per_op),
+        ],
+        vec![
+            "get lookups/op (hops)".into(),
+            lookups(&x.get_path),
+            "1 (-)".into(),
+        ],
         vec![
             "get errors".into(),
             x.get_errors.to_string(),
@@ -212,6 +261,8 @@ mod tests {
             get_ops_s: 2000.0,
             get_p50_ms: 3.0,
             get_p99_ms: 9.5,
+            put_messages_per_op: 23.0,
+            get_messages_per_op: 3.5,
             put_errors: 0,
             get_errors: 1,
             nodes: 20,
@@ -265,6 +316,12 @@ mod tests {
             nodes: 20,
             keys: 200,
             profile: None,
+            put_path: Some(bench::PathCost {
+                messages_per_op: 4.0,
+                lookups_per_op: 0.0,
+                hops_mean: None,
+            }),
+            get_path: None,
         };
         let a = args();
         let b = Both {
@@ -285,6 +342,9 @@ mod tests {
         assert_eq!(line("put p99 ms"), ["351", "80.0"]);
         assert_eq!(line("get p50 ms"), ["4.30", "3.00"]);
         assert_eq!(line("get errors"), ["0", "1"]);
+        assert_eq!(line("put messages/op"), ["4.0", "23.0"]);
+        assert_eq!(line("get messages/op"), ["-", "3.5"]);
+        assert_eq!(line("put lookups/op (hops)"), ["0.00", "(-)", "1", "(-)"]);
         assert!(text.contains("in process"));
         assert!(text.contains("favours stock slightly"));
         assert!(text.contains("stock error: get: wrong value"));

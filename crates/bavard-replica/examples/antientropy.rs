@@ -55,9 +55,11 @@ fn parse() -> Result<Args, String> {
             "--dir" => a.dir = PathBuf::from(value("--dir")?),
             "--json" => a.json = true,
             "-h" | "--help" => {
-                return Err("usage: antientropy [--keys N] [--catch-up N] [--value-size B] \
+                return Err(
+                    "usage: antientropy [--keys N] [--catch-up N] [--value-size B] \
                             [--rounds R] [--dir DIR] [--json]"
-                    .into());
+                        .into(),
+                );
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -94,7 +96,10 @@ fn filled(path: &Path, n: usize, value_size: usize, prefix: &str) -> RedbStore {
     let store = RedbStore::open(path, config).expect("create the store");
     let started = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
-        let batch = chunk.iter().map(|&i| record(i, value_size, prefix)).collect();
+        let batch = chunk
+            .iter()
+            .map(|&i| record(i, value_size, prefix))
+            .collect();
         store.put_batch(batch, NOW).expect("fill");
     }
     eprintln!(
@@ -187,7 +192,11 @@ fn main() {
         let w0 = Instant::now();
         idle = round(&placement, &left, &right);
         wall_ms.push(w0.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(idle.pulled + idle.pushed, 0, "identical stores exchange nothing");
+        assert_eq!(
+            idle.pulled + idle.pushed,
+            0,
+            "identical stores exchange nothing"
+        );
     }
     let cpu_per_round_ms = match (cpu_before, thread_cpu()) {
         (Some(c0), Some(c1)) => Some((c1 - c0).as_secs_f64() * 1e3 / a.rounds as f64),

@@ -24,7 +24,7 @@
 mod node;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -75,6 +75,10 @@ struct Report {
     get_ops_s: f64,
     get_p50_ms: f64,
     get_p99_ms: f64,
+    /// Kademlia requests a put's query sent, on average (its lookup and its PUT_VALUEs).
+    put_messages_per_op: f64,
+    /// Kademlia requests a get's query had sent when it answered, on average.
+    get_messages_per_op: f64,
     errors: usize,
     put_errors: usize,
     get_errors: usize,
@@ -156,7 +160,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     let key = |i: usize| format!("bench-{run_id}-{i}").into_bytes();
     let timeout = Duration::from_secs(args.op_timeout);
     let nodes = &nodes;
-    let (put_lat, put_errs, put_wall) = phase(args.keys, args.concurrency, |i| {
+    let (put_lat, put_msgs, put_errs, put_wall) = phase(args.keys, args.concurrency, |i| {
         let (node, k, v) = (&nodes[plan[i].0], key(i), value(i, args.value_size));
         async move {
             match tokio::time::timeout(timeout, node.put(&k, &v)).await {
@@ -166,14 +170,14 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         }
     })
     .await;
-    let (get_lat, get_errs, get_wall) = phase(args.keys, args.concurrency, |i| {
+    let (get_lat, get_msgs, get_errs, get_wall) = phase(args.keys, args.concurrency, |i| {
         let (node, k, v) = (&nodes[plan[i].1], key(i), value(i, args.value_size));
         async move {
             match tokio::time::timeout(timeout, node.get(&k, args.get_until)).await {
                 Err(_) => Err(format!("get: no answer within {timeout:?}")),
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(found)) if found != v => Err("get: wrong value".to_string()),
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok((found, _))) if found != v => Err("get: wrong value".to_string()),
+                Ok(Ok((_, sent))) => Ok(sent),
             }
         }
     })
@@ -192,6 +196,8 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         get_ops_s: rate(get_lat.len(), get_wall),
         get_p50_ms: quantile_ms(&get_lat, 0.50),
         get_p99_ms: quantile_ms(&get_lat, 0.99),
+        put_messages_per_op: put_msgs as f64 / put_lat.len().max(1) as f64,
+        get_messages_per_op: get_msgs as f64 / get_lat.len().max(1) as f64,
         errors: put_errs.len() + get_errs.len(),
         put_errors: put_errs.len(),
         get_errors: get_errs.len(),
@@ -208,17 +214,18 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
 }
 
 /// Runs `op(i)` for every i in 0..n, `concurrency` at a time; returns the sorted latencies of
-/// the successes, the errors and the wall time.
+/// the successes, the sum of the message counts they returned, the errors and the wall time.
 async fn phase<F, Fut>(
     n: usize,
     concurrency: usize,
     op: F,
-) -> (Vec<Duration>, Vec<String>, Duration)
+) -> (Vec<Duration>, u64, Vec<String>, Duration)
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<u32, String>>,
 {
     let next = AtomicUsize::new(0);
+    let messages = AtomicU64::new(0);
     let lat = Mutex::new(Vec::with_capacity(n));
     let errs = Mutex::new(Vec::new());
     let start = Instant::now();
@@ -230,7 +237,10 @@ where
             }
             let t = Instant::now();
             match op(i).await {
-                Ok(()) => lat.lock().expect("lock").push(t.elapsed()),
+                Ok(sent) => {
+                    lat.lock().expect("lock").push(t.elapsed());
+                    messages.fetch_add(u64::from(sent), Ordering::Relaxed);
+                }
                 Err(e) => errs.lock().expect("lock").push(e),
             }
         }
@@ -239,7 +249,12 @@ where
     let wall = start.elapsed();
     let mut lat = lat.into_inner().expect("lock");
     lat.sort_unstable();
-    (lat, errs.into_inner().expect("lock"), wall)
+    (
+        lat,
+        messages.into_inner(),
+        errs.into_inner().expect("lock"),
+        wall,
+    )
 }
 
 /// A small xorshift generator, as `cargo xtask bench` uses to spread requests over nodes.
@@ -293,8 +308,8 @@ fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
 fn human(r: &Report) -> String {
     let mut out = format!(
         "stock rust-libp2p kad: {} nodes (routing tables: min {}, mean {:.1}, after {:.1} s), {} keys, {} in flight, {}-byte values\n\
-         put  {:>8.1} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}\n\
-         get  {:>8.1} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}\n",
+         put  {:>8.1} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  {:>5.1} requests/op  errors {}\n\
+         get  {:>8.1} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  {:>5.1} requests/op  errors {}\n",
         r.nodes,
         r.routing_min,
         r.routing_mean,
@@ -305,10 +320,12 @@ fn human(r: &Report) -> String {
         r.put_ops_s,
         r.put_p50_ms,
         r.put_p99_ms,
+        r.put_messages_per_op,
         r.put_errors,
         r.get_ops_s,
         r.get_p50_ms,
         r.get_p99_ms,
+        r.get_messages_per_op,
         r.get_errors,
     );
     for e in &r.error_samples {
@@ -358,6 +375,9 @@ mod tests {
         let r = run(&args).await.unwrap();
         assert_eq!(r.errors, 0, "{:?}", r.error_samples);
         assert_eq!(r.routing_min, 2);
+        // A query sends at least one request to another node.
+        assert!(r.put_messages_per_op >= 1.0, "{}", r.put_messages_per_op);
+        assert!(r.get_messages_per_op >= 1.0, "{}", r.get_messages_per_op);
         let v = serde_json::to_value(&r).unwrap();
         for f in [
             "put_ops_s",

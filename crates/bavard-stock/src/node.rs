@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
-use libp2p::kad::{self, GetRecordOk, Mode, QueryId, QueryResult, Quorum};
+use libp2p::kad::{self, GetRecordOk, Mode, QueryId, QueryResult, QueryStats, Quorum};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, tcp, yamux};
@@ -33,8 +33,8 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 enum Command {
     AddAddress(PeerId, Multiaddr),
     Bootstrap,
-    Put(Vec<u8>, Vec<u8>, Reply<()>),
-    Get(Vec<u8>, GetUntil, Reply<Vec<u8>>),
+    Put(Vec<u8>, Vec<u8>, Reply<u32>),
+    Get(Vec<u8>, GetUntil, Reply<(Vec<u8>, u32)>),
     RoutingTableSize(oneshot::Sender<usize>),
 }
 
@@ -48,12 +48,12 @@ pub(crate) enum GetUntil {
     Last,
 }
 
-/// A query waiting for its answer.
+/// A query waiting for its answer (with the number of Kademlia requests it sent).
 enum Pending {
-    Put(Reply<()>),
-    Get(Reply<Vec<u8>>),
+    Put(Reply<u32>),
+    Get(Reply<(Vec<u8>, u32)>),
     /// A `GetUntil::Last` get, with the first remote record found so far.
-    GetAll(Option<Vec<u8>>, Reply<Vec<u8>>),
+    GetAll(Option<Vec<u8>>, Reply<(Vec<u8>, u32)>),
 }
 
 /// A handle on a running node; dropping it stops the node.
@@ -130,8 +130,9 @@ impl Node {
     }
 
     /// `put_record` with `Quorum::One`, answered when the query finishes: after the lookup of
-    /// the 20 closest peers and the first of their PUT_VALUE acknowledgements.
-    pub(crate) async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+    /// the 20 closest peers and the first of their PUT_VALUE acknowledgements. Returns the
+    /// Kademlia requests the query sent (lookup and PUT_VALUE).
+    pub(crate) async fn put(&self, key: &[u8], value: &[u8]) -> Result<u32, String> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Put(key.to_vec(), value.to_vec(), tx))?;
         rx.await
@@ -140,8 +141,9 @@ impl Node {
 
     /// `get_record`, answered by the first record another peer returns (the query is then
     /// finished) or, with `GetUntil::Last`, when the query ends; the node's own copy does not
-    /// count (see the crate docs).
-    pub(crate) async fn get(&self, key: &[u8], until: GetUntil) -> Result<Vec<u8>, String> {
+    /// count (see the crate docs). Returns the value and the Kademlia requests the query had
+    /// sent by then.
+    pub(crate) async fn get(&self, key: &[u8], until: GetUntil) -> Result<(Vec<u8>, u32), String> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Get(key.to_vec(), until, tx))?;
         rx.await
@@ -201,8 +203,8 @@ async fn drive(mut swarm: Swarm<StockBehaviour>, mut commands: mpsc::UnboundedRe
                     }
                 }
                 SwarmEvent::Behaviour(StockBehaviourEvent::Kad(
-                    kad::Event::OutboundQueryProgressed { id, result, step, .. },
-                )) => progress(&mut swarm, &mut pending, id, result, step.last),
+                    kad::Event::OutboundQueryProgressed { id, result, step, stats },
+                )) => progress(&mut swarm, &mut pending, id, result, &stats, step.last),
                 _ => {}
             },
         }
@@ -250,8 +252,10 @@ fn progress(
     pending: &mut HashMap<QueryId, Pending>,
     id: QueryId,
     result: QueryResult,
+    stats: &QueryStats,
     last: bool,
 ) {
+    let sent = stats.num_requests();
     match (pending.get_mut(&id), result) {
         (
             Some(Pending::GetAll(found, _)),
@@ -259,14 +263,14 @@ fn progress(
         ) if r.peer.is_some() => {
             found.get_or_insert(r.record.value);
             if last {
-                finish_get_all(pending, id);
+                finish_get_all(pending, id, sent);
             }
         }
         (Some(Pending::Get(_)), QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(r))))
             if r.peer.is_some() =>
         {
             if let Some(Pending::Get(tx)) = pending.remove(&id) {
-                let _ = tx.send(Ok(r.record.value));
+                let _ = tx.send(Ok((r.record.value, sent)));
             }
             if let Some(mut q) = swarm.behaviour_mut().kad.query_mut(&id) {
                 q.finish();
@@ -275,10 +279,12 @@ fn progress(
         _ if !last => {}
         (Some(Pending::Put(_)), QueryResult::PutRecord(r)) => {
             if let Some(Pending::Put(tx)) = pending.remove(&id) {
-                let _ = tx.send(r.map(|_| ()).map_err(|e| format!("put_record: {e}")));
+                let _ = tx.send(r.map(|_| sent).map_err(|e| format!("put_record: {e}")));
             }
         }
-        (Some(Pending::GetAll(..)), QueryResult::GetRecord(_)) => finish_get_all(pending, id),
+        (Some(Pending::GetAll(..)), QueryResult::GetRecord(_)) => {
+            finish_get_all(pending, id, sent);
+        }
         (Some(Pending::Get(_)), QueryResult::GetRecord(r)) => {
             if let Some(Pending::Get(tx)) = pending.remove(&id) {
                 let why = match r {
@@ -293,9 +299,12 @@ fn progress(
 }
 
 /// Answers a `GetUntil::Last` get whose query ended.
-fn finish_get_all(pending: &mut HashMap<QueryId, Pending>, id: QueryId) {
+fn finish_get_all(pending: &mut HashMap<QueryId, Pending>, id: QueryId, sent: u32) {
     if let Some(Pending::GetAll(found, tx)) = pending.remove(&id) {
-        let _ = tx
-            .send(found.ok_or_else(|| "get_record: no other peer returned the record".to_string()));
+        let _ = tx.send(
+            found
+                .map(|v| (v, sent))
+                .ok_or_else(|| "get_record: no other peer returned the record".to_string()),
+        );
     }
 }
