@@ -103,53 +103,6 @@ impl AddressBook {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(port: u16) -> Multiaddr {
-        format!("/ip4/203.0.113.7/tcp/{port}").parse().unwrap()
-    }
-
-    #[test]
-    fn hearsay_never_displaces_confirmed_addresses_and_is_capped() {
-        let book = AddressBook::default();
-        let peer = PeerId::random();
-        book.add(peer, addr(1), 8);
-        book.add(peer, addr(2), 8);
-        // A lookup answer claims 8 made-up addresses for the peer.
-        for port in 100..108 {
-            book.add_from(peer, addr(port), 8, Source::Hearsay);
-        }
-        let known = book.get(&peer);
-        assert_eq!(
-            &known[..2],
-            &[addr(2), addr(1)],
-            "the real ones come first, kept"
-        );
-        assert_eq!(known.len(), 2 + MAX_HEARSAY, "hearsay is capped");
-        // Hearsay that the peer later confirms moves over (and leaves the hearsay list).
-        book.add(peer, addr(107), 8);
-        let known = book.get(&peer);
-        assert_eq!(known[0], addr(107));
-        assert_eq!(known.iter().filter(|a| **a == addr(107)).count(), 1);
-        // Hearsay repeating a confirmed address changes nothing.
-        book.add_from(peer, addr(1), 8, Source::Hearsay);
-        assert_eq!(book.get(&peer).iter().filter(|a| **a == addr(1)).count(), 1);
-    }
-
-    #[test]
-    fn confirmed_addresses_are_bounded_newest_first() {
-        let book = AddressBook::default();
-        let peer = PeerId::random();
-        for port in 0..10 {
-            book.add(peer, addr(port), 3);
-        }
-        assert_eq!(book.get(&peer), vec![addr(9), addr(8), addr(7)]);
-        assert!(book.get(&PeerId::random()).is_empty());
-    }
-}
-
 /// The behaviour half of the address book: answers the swarm's "where is this peer?".
 pub struct Behaviour {
     book: AddressBook,
@@ -210,5 +163,52 @@ impl NetworkBehaviour for Behaviour {
 
     fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> Multiaddr {
+        format!("/ip4/203.0.113.7/tcp/{port}").parse().unwrap()
+    }
+
+    #[test]
+    fn hearsay_never_displaces_confirmed_addresses_and_is_capped() {
+        let book = AddressBook::default();
+        let peer = PeerId::random();
+        book.add(peer, addr(1), 8);
+        book.add(peer, addr(2), 8);
+        // A lookup answer claims 8 made-up addresses for the peer.
+        for port in 100..108 {
+            book.add_from(peer, addr(port), 8, Source::Hearsay);
+        }
+        let known = book.get(&peer);
+        assert_eq!(
+            &known[..2],
+            &[addr(2), addr(1)],
+            "the real ones come first, kept"
+        );
+        assert_eq!(known.len(), 2 + MAX_HEARSAY, "hearsay is capped");
+        // Hearsay that the peer later confirms moves over (and leaves the hearsay list).
+        book.add(peer, addr(107), 8);
+        let known = book.get(&peer);
+        assert_eq!(known[0], addr(107));
+        assert_eq!(known.iter().filter(|a| **a == addr(107)).count(), 1);
+        // Hearsay repeating a confirmed address changes nothing.
+        book.add_from(peer, addr(1), 8, Source::Hearsay);
+        assert_eq!(book.get(&peer).iter().filter(|a| **a == addr(1)).count(), 1);
+    }
+
+    #[test]
+    fn confirmed_addresses_are_bounded_newest_first() {
+        let book = AddressBook::default();
+        let peer = PeerId::random();
+        for port in 0..10 {
+            book.add(peer, addr(port), 3);
+        }
+        assert_eq!(book.get(&peer), vec![addr(9), addr(8), addr(7)]);
+        assert!(book.get(&PeerId::random()).is_empty());
     }
 }

@@ -135,6 +135,9 @@ impl Kad {
             disjoint_paths,
             termination: Termination::Beta(cfg.beta),
             burst_quorum: cfg.burst_quorum,
+            // Requests travel on streams, not datagrams: `KadClient::request` already retries a
+            // broken stream and times out a stalled peer, which then counts as failed.
+            attempts: 1,
             ..LookupConfig::default()
         };
         let mut lookup = Lookup::new(started, target, seeds, config)
