@@ -79,6 +79,12 @@ pub struct PutReply {
     pub version: String,
     /// Replicas that acknowledged it durably.
     pub acks: usize,
+    /// How the request wrote the key (`utf8`, `hex`, `base64url`); set by the HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_encoding: Option<String>,
+    /// The key's bytes in hex; set by the HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hex: Option<String>,
 }
 
 /// A value read.

@@ -121,7 +121,13 @@ impl Replica {
             .await?;
         stages.since(Stage::coordinate_put, started);
         match result {
-            Ok(acks) => Ok(PutReply { key, version, acks }),
+            Ok(acks) => Ok(PutReply {
+                key,
+                version,
+                acks,
+                key_encoding: None,
+                key_hex: None,
+            }),
             Err(e) => Err(self.unavailable(e)),
         }
     }
