@@ -271,6 +271,7 @@ struct NodeArgs {
 }
 
 fn main() -> ExitCode {
+    bavard_node::util::quiet_broken_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

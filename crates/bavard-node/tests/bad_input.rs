@@ -279,6 +279,12 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
         ),
         (http.get(format!("{base}/v1/nope")), 404, "no such endpoint"),
         (
+            // A lone node cannot meet a quorum: the error says why and what to do.
+            http.put(format!("{base}/v1/kv/lonely")).body("v"),
+            503,
+            "knows 1 live member (itself) and keys have 3 replicas; write with consistency one",
+        ),
+        (
             http.get(format!("{base}/v1/providers/%12%20%ff%fe")),
             400,
             "%12%20%ff%fe",

@@ -169,9 +169,14 @@ impl Replica {
 
     fn unavailable(&self, e: QuorumError) -> NodeError {
         self.ctx.metrics.quorum_failures.inc();
+        let (mut live, _) = super::placement_members(&self.ctx);
+        live.sort();
+        live.dedup();
         NodeError::Unavailable {
             answered: e.answered,
             required: e.required,
+            live_members: live.len().max(1),
+            replication_factor: self.ctx.config.kad.replication_factor,
         }
     }
 
