@@ -212,64 +212,27 @@ impl From<StoreError> for BlobError {
     }
 }
 
-/// Parses a blob hash: 64 hex digits, or the base32 CIDv1 of raw content (`b…`, the form
-/// IPFS prints) whose multihash is a 32-byte BLAKE3 one.
+/// Parses a blob hash: 64 hex digits, or a CIDv1 of raw content (`bafkr4i…`, any multibase,
+/// the form IPFS prints) whose multihash is a 32-byte BLAKE3 one.
 pub fn parse_hash(text: &str) -> Result<BlobHash, BlobError> {
     let bad = || BlobError::BadHash(text.chars().take(100).collect());
     if text.len() == 64 {
         return text.parse().map_err(|_| bad());
     }
-    let cid = text
-        .strip_prefix('b')
-        .and_then(base32_decode)
-        .ok_or_else(bad)?;
-    match cid.as_slice() {
-        [0x01, bavard_blobs::hash::MULTICODEC_RAW, multihash @ ..] => {
-            BlobHash::from_multihash(multihash).map_err(|_| bad())
-        }
-        _ => Err(bad()),
+    let cid = cid::Cid::try_from(text).map_err(|_| bad())?;
+    if cid.version() != cid::Version::V1
+        || cid.codec() != u64::from(bavard_blobs::hash::MULTICODEC_RAW)
+    {
+        return Err(bad());
     }
+    BlobHash::from_multihash(&cid.hash().to_bytes()).map_err(|_| bad())
 }
 
-/// The base32 CIDv1 (raw content) text form of `hash`, as [`parse_hash`] reads it.
+/// The CIDv1 (raw content, base32) text form of `hash`, as [`parse_hash`] reads it.
 pub fn cid_text(hash: &BlobHash) -> String {
-    let mut out = String::from("b");
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for byte in hash.cid_v1_raw() {
-        acc = (acc << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(BASE32[((acc >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(BASE32[((acc << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
-/// RFC 4648 base32, lowercase, as multibase `b` uses it.
-const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-
-/// Decodes unpadded lowercase base32; `None` for any other character or leftover bits.
-fn base32_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 5 / 8);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let value = BASE32.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 5) | value;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-        acc &= (1 << bits) - 1;
-    }
-    // Leftover bits must be zero padding, fewer than 5 of them.
-    (bits < 5 && acc == 0).then_some(out)
+    cid::Cid::try_from(&hash.cid_v1_raw()[..])
+        .expect("a raw CIDv1 of a blake3 multihash is a valid CID")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -298,19 +261,13 @@ mod tests {
         // A CID of another codec (dag-pb, 0x70) is not a blob.
         let mut other = hash.cid_v1_raw().to_vec();
         other[1] = 0x70;
-        let mut text = String::from("b");
-        let (mut acc, mut bits) = (0u32, 0);
-        for byte in other {
-            acc = (acc << 8) | u32::from(byte);
-            bits += 8;
-            while bits >= 5 {
-                bits -= 5;
-                text.push(BASE32[((acc >> bits) & 31) as usize] as char);
-            }
-        }
-        if bits > 0 {
-            text.push(BASE32[((acc << (5 - bits)) & 31) as usize] as char);
-        }
+        let text = cid::Cid::try_from(&other[..]).unwrap().to_string();
         assert!(parse_hash(&text).is_err());
+        // The same CID in another multibase (base58btc, `z…`) names the same blob.
+        let z = cid::Cid::try_from(&hash.cid_v1_raw()[..])
+            .unwrap()
+            .to_string_of_base(cid::multibase::Base::Base58Btc)
+            .unwrap();
+        assert_eq!(parse_hash(&z).unwrap(), hash);
     }
 }
