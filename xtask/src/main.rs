@@ -18,6 +18,7 @@ mod runs;
 mod scenario;
 mod schedule;
 mod sim;
+mod soak;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -42,7 +43,8 @@ enum Command {
     Cluster(cluster::Args),
     /// Benchmarks against a local cluster (`bench dht`).
     Bench(bench::Args),
-    /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause.
+    /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause,
+    /// outage, soak.
     Scenario(scenario::Args),
     /// Run the bavard simulator (`bavard-sim`, release build), forwarding every argument.
     Sim(sim::Args),

@@ -275,6 +275,7 @@ pub fn router(node: Node, access: Access) -> Router {
             std::sync::Arc::new(access),
             guard,
         ))
+        .layer(axum::middleware::from_fn(crate::http_errors::json_errors))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

@@ -30,6 +30,7 @@ mod context;
 pub mod fault;
 pub mod gossip;
 pub mod http;
+mod http_errors;
 pub mod identity;
 mod inbound;
 mod jobs;
