@@ -32,12 +32,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bavard_tests::{OpKind, Outcome, check};
-use rand::Rng as _;
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::cluster::{self, ClusterState, ProcState, UpArgs};
+use crate::cluster::{self, ClusterState, UpArgs};
 use crate::runs::{NODE_CONFIG, Teardown, quantile};
 use crate::scenario;
 use crate::schedule::{Action, PAUSE_FOR};
@@ -343,7 +342,7 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
     let mut rss_max = vec![0u64; n];
     let mut restarted = vec![false; n];
     let started = Instant::now();
-    let warm_up_s;
+    let mut warm_up_s = 0.0;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         struct StopOnDrop<'a>(&'a Shared);
         impl Drop for StopOnDrop<'_> {

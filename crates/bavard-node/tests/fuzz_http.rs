@@ -164,7 +164,8 @@ fn path_and_query() -> impl Strategy<Value = String> {
                 p.push_str(&q);
             }
             p
-        });
+        })
+        .boxed();
     prop_oneof![
         3 => structured.clone(),
         1 => fuzz::mutants(structured.prop_map(String::into_bytes))

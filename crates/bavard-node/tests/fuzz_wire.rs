@@ -90,7 +90,7 @@ fn wire_record() -> impl Strategy<Value = WireRecord> {
 /// A valid request from the sender `keys()[0]`.
 fn kad_request() -> impl Strategy<Value = Request> {
     let sender = keys()[0].public().to_peer_id();
-    let key = blob(1..MAX_KEY);
+    let key = blob(1..MAX_KEY).boxed();
     prop_oneof![
         key.clone().prop_map(|key| Request::FindNode { key }),
         key.clone().prop_map(|key| Request::GetValue { key }),
@@ -427,7 +427,7 @@ proptest! {
 fn replica_store() -> &'static MemoryStore {
     static STORE: OnceLock<MemoryStore> = OnceLock::new();
     STORE.get_or_init(|| {
-        let store = MemoryStore::new(Default::default());
+        let store = MemoryStore::new(bavard_store::StoreConfig::new(vec![0u8]));
         for i in 0u8..16 {
             let r = Record::new(vec![i], vec![i; 8], Version { hlc: 1 + u64::from(i), writer: vec![1] });
             store.put(r, 0).unwrap();

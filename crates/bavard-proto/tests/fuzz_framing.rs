@@ -70,8 +70,8 @@ fn decodes_consistently<M: prost::Message + Default + PartialEq + std::fmt::Debu
 ) -> Result<bool, TestCaseError> {
     match decode_message::<M>(payload) {
         Ok(m) => {
-            let again = decode_message::<M>(&m.encode_to_vec());
-            prop_assert_eq!(again.ok().as_ref(), Some(&m), "re-encoding round-trips");
+            let again = decode_message::<M>(&m.encode_to_vec()).ok();
+            prop_assert_eq!(again.as_ref(), Some(&m), "re-encoding round-trips");
             // prost never makes more of a message than its input held.
             prop_assert!(m.encoded_len() <= 10 * payload.len() + 16);
             Ok(true)
