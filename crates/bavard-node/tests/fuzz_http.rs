@@ -3,8 +3,9 @@
 //! keys), query strings (`consistency`, `ttl`, conditions, signed-record parameters, unknown and
 //! repeated ones), headers (`Host`, `Authorization`, `Range`, content types) and bodies (up to
 //! past the size limit), sent through the axum router in memory (`tower::ServiceExt::oneshot`)
-//! of a running single node. Asserts: no panic; every 4xx and 5xx has a JSON `{"error": …}` body;
-//! every request is answered within a bound (the node's request deadline is 1 s here).
+//! of a running single node. Asserts: no panic; every 4xx and 5xx has a JSON
+//! `{"error": …, "code": …}` body whose code is an `ErrorCode` that goes with the status; every
+//! request is answered within a bound (the node's request deadline is 1 s here).
 //!
 //! `BAVARD_FUZZ_CASES=100000 cargo test --release -p bavard-node --test fuzz_http`
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, Uri, header};
 use bavard_node::Node;
+use bavard_node::http::ErrorCode;
 use bavard_tests::fuzz;
 use proptest::prelude::*;
 use tower::ServiceExt as _;
@@ -285,21 +287,40 @@ proptest! {
                 c.method, c.path, String::from_utf8_lossy(&body)
             );
             prop_assert!(content_type.is_some_and(|t| t.starts_with("application/json")));
+            let code = json.as_ref().ok().map(|v| v["code"].clone());
+            let code: Option<ErrorCode> = code.and_then(|c| serde_json::from_value(c).ok());
+            prop_assert!(
+                code.is_some_and(|code| code_fits_status(code, status)),
+                "{} {} -> {status} with code {code:?}", c.method, c.path
+            );
         }
     }
 }
 
+/// Whether `code` goes with `status` (most codes have one status; a few statuses have two).
+fn code_fits_status(code: ErrorCode, status: StatusCode) -> bool {
+    match code {
+        ErrorCode::NoSuchEndpoint => status == StatusCode::NOT_FOUND,
+        ErrorCode::ShuttingDown => status == StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::StorageError => status == StatusCode::INTERNAL_SERVER_ERROR,
+        code => ErrorCode::for_status(status) == code,
+    }
+}
+
 #[test]
-fn fuzz_known_plain_text_rejections_are_json_errors() {
+fn fuzz_known_plain_text_rejections_are_json_errors_with_typed_codes() {
     // Regressions: axum's own rejections (a path segment that is not UTF-8, a body over the
     // limit, a method a route does not take) used to answer in plain text or with no body.
     let f = fixture();
     let cases = [
-        (Method::GET, "/v1/kv/%FF", Vec::new(), StatusCode::BAD_REQUEST),
-        (Method::PUT, "/v1/kv/a", vec![b'v'; 5000], StatusCode::PAYLOAD_TOO_LARGE),
-        (Method::PATCH, "/v1/kv/a", Vec::new(), StatusCode::METHOD_NOT_ALLOWED),
+        (Method::GET, "/v1/kv/%FF", Vec::new(), StatusCode::BAD_REQUEST, "bad_request"),
+        (Method::PUT, "/v1/kv/a", vec![b'v'; 5000], StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        (Method::PATCH, "/v1/kv/a", Vec::new(), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        (Method::GET, "/v1/nothing-here", Vec::new(), StatusCode::NOT_FOUND, "no_such_endpoint"),
+        (Method::GET, "/v1/kv/absent-key?consistency=one", Vec::new(), StatusCode::NOT_FOUND, "not_found"),
+        (Method::GET, "/v1/kv/a?colour=red", Vec::new(), StatusCode::BAD_REQUEST, "bad_request"),
     ];
-    for (method, path, body, expected) in cases {
+    for (method, path, body, expected, code) in cases {
         let c = Case {
             method,
             path: path.to_string(),
@@ -313,5 +334,26 @@ fn fuzz_known_plain_text_rejections_are_json_errors() {
         let v: serde_json::Value = serde_json::from_slice(&body)
             .unwrap_or_else(|e| panic!("{path}: {e}: {:?}", String::from_utf8_lossy(&body)));
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+        assert_eq!(v["code"], code, "{path}: {v}");
     }
+    // The host check and the token check answer before any handler.
+    let mut c = Case {
+        method: Method::GET,
+        path: "/v1/status".to_string(),
+        host: Some("evil.example".to_string()),
+        auth: None,
+        extra: Vec::new(),
+        body: Vec::new(),
+    };
+    let (status, _, body) = f.rt.block_on(send(f.router.clone(), &c)).unwrap();
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "host_not_allowed", "{v}");
+    c.host = None;
+    c.path = "/v1/admin/cluster/token".to_string();
+    c.method = Method::POST;
+    let (status, _, body) = f.rt.block_on(send(f.router.clone(), &c)).unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "unauthorized", "{v}");
 }
