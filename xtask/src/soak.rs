@@ -42,6 +42,62 @@ use crate::scenario;
 use crate::schedule::{Action, PAUSE_FOR};
 use crate::workload::{self, Shared};
 
+/// Arguments of `cargo xtask soak` (the same run as `cargo xtask scenario soak`, with the
+/// soak's own defaults).
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Seconds of run (warm-up included; at least 60).
+    #[arg(long, default_value_t = 600)]
+    duration: u64,
+    /// Seed of the episode order and of the clients' choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Use this bavard binary instead of building a release one (the hostile_peer example is
+    /// looked for in its `examples/` directory).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Cluster directory [default: target/scenario].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Concurrent kv clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Number of distinct keys the clients use.
+    #[arg(long, default_value_t = 32)]
+    keys: usize,
+    /// Consistency of puts and gets (one, quorum, all).
+    #[arg(long, default_value = "quorum")]
+    consistency: String,
+    /// Seconds allowed, after the run, for the cluster to converge.
+    #[arg(long, default_value_t = 45)]
+    converge_timeout: u64,
+}
+
+/// Runs `cargo xtask soak`.
+pub(crate) fn run_args(a: &Args) -> anyhow::Result<()> {
+    run(&Settings {
+        nodes: a.nodes,
+        duration: Duration::from_secs(a.duration),
+        seed: a.seed,
+        json: a.json,
+        bin: a.bin.clone(),
+        dir: a
+            .dir
+            .clone()
+            .unwrap_or_else(|| crate::workspace_root().join("target").join("scenario")),
+        clients: a.clients,
+        keys: a.keys,
+        consistency: a.consistency.clone(),
+        converge_timeout: Duration::from_secs(a.converge_timeout),
+    })
+}
+
 /// The settings of one soak run.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
