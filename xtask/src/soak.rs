@@ -152,13 +152,23 @@ pub(crate) struct Planned {
 
 /// The episodes of a run of `total` after the warm-up, on `n` nodes with `victim` (never killed
 /// or paused): every kind once per round, in a seeded order, until the time is used. Pure.
-pub(crate) fn plan(n: usize, victim: usize, total: Duration, rng: &mut impl rand::Rng) -> Vec<Planned> {
+pub(crate) fn plan(
+    n: usize,
+    victim: usize,
+    total: Duration,
+    rng: &mut impl rand::Rng,
+) -> Vec<Planned> {
     use rand::seq::SliceRandom as _;
     let others: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
     let mut out = Vec::new();
     let mut used = Duration::ZERO;
     'rounds: loop {
-        let mut round = [Episode::Flood, Episode::Kill, Episode::Pause, Episode::Partition];
+        let mut round = [
+            Episode::Flood,
+            Episode::Kill,
+            Episode::Pause,
+            Episode::Partition,
+        ];
         round.shuffle(rng);
         for episode in round {
             let p = match episode {
@@ -358,7 +368,14 @@ fn hostile_binary(bin: Option<&Path>) -> anyhow::Result<PathBuf> {
     eprintln!("building the hostile_peer example (release)…");
     let status = Command::new(cargo)
         .current_dir(crate::workspace_root())
-        .args(["build", "--release", "-p", "bavard-node", "--example", "hostile_peer"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "bavard-node",
+            "--example",
+            "hostile_peer",
+        ])
         .status()
         .context("cannot run cargo build")?;
     if !status.success() {
@@ -412,7 +429,8 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
             scope.spawn(move || workload::subscriber(shared, slot, node));
         }
         for id in 0..s.clients {
-            let (shared, consistency, seed, keys) = (&shared, s.consistency.as_str(), s.seed, s.keys);
+            let (shared, consistency, seed, keys) =
+                (&shared, s.consistency.as_str(), s.seed, s.keys);
             scope.spawn(move || workload::client(shared, id, seed, keys, consistency));
         }
         {
@@ -421,8 +439,19 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
         }
         // Warm-up, with a short flood in it.
         std::thread::sleep(warm_up / 4);
-        let line = flood(s, &state, victim, hostile, warm_up / 4, &mut FloodWatch::default(), &mut flood_stats);
-        log.push(format!("{:>6.1}s warm-up {line}", started.elapsed().as_secs_f64()));
+        let line = flood(
+            s,
+            &state,
+            victim,
+            hostile,
+            warm_up / 4,
+            &mut FloodWatch::default(),
+            &mut flood_stats,
+        );
+        log.push(format!(
+            "{:>6.1}s warm-up {line}",
+            started.elapsed().as_secs_f64()
+        ));
         sleep_until(started + warm_up);
         start_samples = state.nodes.iter().map(|x| sample(x.pid)).collect();
         warm_up_s = started.elapsed().as_secs_f64();
@@ -434,12 +463,25 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
             let line = match p.episode {
                 Episode::Flood => {
                     floods += 1;
-                    flood(s, &state, victim, hostile, p.lasts, &mut watch, &mut flood_stats)
+                    flood(
+                        s,
+                        &state,
+                        victim,
+                        hostile,
+                        p.lasts,
+                        &mut watch,
+                        &mut flood_stats,
+                    )
                 }
                 Episode::Kill => {
                     let node = p.nodes[0];
                     restarted[node] = true;
-                    let a = apply(&s.dir, &mut state, &shared, &Action::Kill { node, hard: true });
+                    let a = apply(
+                        &s.dir,
+                        &mut state,
+                        &shared,
+                        &Action::Kill { node, hard: true },
+                    );
                     std::thread::sleep(p.lasts);
                     let b = apply(&s.dir, &mut state, &shared, &Action::Restart(node));
                     format!("{a}; {b}")
@@ -453,7 +495,12 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
                 }
                 Episode::Partition => {
                     let other: Vec<usize> = (0..n).filter(|i| !p.nodes.contains(i)).collect();
-                    let a = apply(&s.dir, &mut state, &shared, &Action::Partition(p.nodes.clone(), other));
+                    let a = apply(
+                        &s.dir,
+                        &mut state,
+                        &shared,
+                        &Action::Partition(p.nodes.clone(), other),
+                    );
                     std::thread::sleep(p.lasts);
                     let b = apply(&s.dir, &mut state, &shared, &Action::Heal);
                     format!("{a}; {b}")
@@ -523,7 +570,10 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
         .iter()
         .filter_map(|x| x.rss_growth_pct)
         .fold(f64::MIN, f64::max);
-    let judged_nodes = per_node.iter().filter(|x| x.rss_growth_pct.is_some()).count();
+    let judged_nodes = per_node
+        .iter()
+        .filter(|x| x.rss_growth_pct.is_some())
+        .count();
     let mut status = watch.status_ms.clone();
     status.sort_by(f64::total_cmp);
     let attempted = history.len();
@@ -532,7 +582,12 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
         .lost_writes
         .iter()
         .take(5)
-        .map(|w| format!("lost write: client {} wrote {:?} to {} (version {:?})", w.client, w.value, w.key, w.version))
+        .map(|w| {
+            format!(
+                "lost write: client {} wrote {:?} to {} (version {:?})",
+                w.client, w.value, w.key, w.version
+            )
+        })
         .chain(verdict.phantom_reads.iter().take(5).cloned())
         .collect();
     Ok(Report {
@@ -559,7 +614,11 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
         per_node,
         ops_attempted: attempted,
         ops_ok: ok,
-        availability: if attempted == 0 { 0.0 } else { 100.0 * ok as f64 / attempted as f64 },
+        availability: if attempted == 0 {
+            0.0
+        } else {
+            100.0 * ok as f64 / attempted as f64
+        },
         acknowledged_writes: verdict.acknowledged_writes,
         reads_checked: verdict.reads_checked,
         lost_writes: verdict.lost_writes.len(),
@@ -661,9 +720,13 @@ fn flood(
         done.store(true, Ordering::Relaxed);
         output
     });
-    watch.status_ms.extend(status_ms.into_inner().expect("lock"));
+    watch
+        .status_ms
+        .extend(status_ms.into_inner().expect("lock"));
     watch.status_failures += failures.into_inner().expect("lock");
-    watch.suspicions.extend(suspicions.into_inner().expect("lock"));
+    watch
+        .suspicions
+        .extend(suspicions.into_inner().expect("lock"));
     let Ok(output) = output else {
         return "flood: the hostile peer could not be waited for".to_string();
     };
@@ -671,7 +734,10 @@ fn flood(
     let stats: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
     if let Some(map) = stats["stats"].as_object() {
         for (k, v) in map {
-            let sum = totals.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0)
+            let sum = totals
+                .get(k)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
                 + v.as_u64().unwrap_or(0);
             totals.insert(k.clone(), sum.into());
         }
@@ -717,7 +783,15 @@ fn human(r: &Report) -> String {
         })
         .collect();
     out += &cluster::table(
-        &["node", "RSS start MiB", "RSS end MiB", "RSS max MiB", "growth", "fds start", "fds end"],
+        &[
+            "node",
+            "RSS start MiB",
+            "RSS end MiB",
+            "RSS max MiB",
+            "growth",
+            "fds start",
+            "fds end",
+        ],
         &rows,
     );
     out += &format!(
@@ -736,7 +810,11 @@ fn human(r: &Report) -> String {
         r.status_ms_p99,
         r.status_ms_max,
         r.victim_suspected,
-        if r.suspicions.is_empty() { String::new() } else { format!(" ({:?})", r.suspicions) },
+        if r.suspicions.is_empty() {
+            String::new()
+        } else {
+            format!(" ({:?})", r.suspicions)
+        },
         r.max_rss_growth_pct,
         if r.memory_flat { "flat" } else { "NOT flat" },
         r.availability,
@@ -767,8 +845,16 @@ mod tests {
             let p = plan(5, 1, total, &mut ChaCha8Rng::seed_from_u64(seed));
             let used: Duration = p.iter().map(|e| e.lasts + e.settle).sum();
             assert!(used <= total);
-            for kind in [Episode::Kill, Episode::Pause, Episode::Partition, Episode::Flood] {
-                assert!(p.iter().any(|e| e.episode == kind), "{kind:?} missing, seed {seed}");
+            for kind in [
+                Episode::Kill,
+                Episode::Pause,
+                Episode::Partition,
+                Episode::Flood,
+            ] {
+                assert!(
+                    p.iter().any(|e| e.episode == kind),
+                    "{kind:?} missing, seed {seed}"
+                );
             }
             for e in &p {
                 match e.episode {
@@ -778,10 +864,28 @@ mod tests {
                 }
             }
         }
-        let a = plan(5, 1, Duration::from_secs(300), &mut ChaCha8Rng::seed_from_u64(3));
-        let b = plan(5, 1, Duration::from_secs(300), &mut ChaCha8Rng::seed_from_u64(3));
+        let a = plan(
+            5,
+            1,
+            Duration::from_secs(300),
+            &mut ChaCha8Rng::seed_from_u64(3),
+        );
+        let b = plan(
+            5,
+            1,
+            Duration::from_secs(300),
+            &mut ChaCha8Rng::seed_from_u64(3),
+        );
         assert_eq!(a, b, "a seed replays");
-        assert!(plan(5, 1, Duration::from_secs(10), &mut ChaCha8Rng::seed_from_u64(3)).is_empty());
+        assert!(
+            plan(
+                5,
+                1,
+                Duration::from_secs(10),
+                &mut ChaCha8Rng::seed_from_u64(3)
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -833,16 +937,42 @@ mod tests {
         };
         assert!(base.passed());
         let v = serde_json::to_value(&base).unwrap();
-        for key in ["status_ms_max", "status_ms_p99", "victim_suspected", "per_node", "max_rss_growth_pct", "lost_writes", "phantom_reads"] {
+        for key in [
+            "status_ms_max",
+            "status_ms_p99",
+            "victim_suspected",
+            "per_node",
+            "max_rss_growth_pct",
+            "lost_writes",
+            "phantom_reads",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         for broken in [
-            Report { lost_writes: 1, ..base.clone() },
-            Report { phantom_reads: 1, ..base.clone() },
-            Report { memory_flat: false, ..base.clone() },
-            Report { victim_suspected: true, ..base.clone() },
-            Report { converged: false, ..base.clone() },
-            Report { floods: 0, ..base.clone() },
+            Report {
+                lost_writes: 1,
+                ..base.clone()
+            },
+            Report {
+                phantom_reads: 1,
+                ..base.clone()
+            },
+            Report {
+                memory_flat: false,
+                ..base.clone()
+            },
+            Report {
+                victim_suspected: true,
+                ..base.clone()
+            },
+            Report {
+                converged: false,
+                ..base.clone()
+            },
+            Report {
+                floods: 0,
+                ..base.clone()
+            },
         ] {
             assert!(!broken.passed());
         }

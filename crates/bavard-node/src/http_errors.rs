@@ -192,6 +192,9 @@ mod tests {
         );
         let v: serde_json::Value =
             serde_json::from_str(&body(ErrorCode::Timeout, "too slow")).unwrap();
-        assert_eq!(v, serde_json::json!({"error": "too slow", "code": "timeout"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"error": "too slow", "code": "timeout"})
+        );
     }
 }

@@ -57,17 +57,19 @@ async fn call(router: &axum::Router, req: Request<Body>) -> (StatusCode, Vec<u8>
         .unwrap_or_else(|_| panic!("{what} answered within {HONEST_WITHIN:?} during the flood"))
         .unwrap();
     let status = resp.status();
-    let body = tokio::time::timeout(HONEST_WITHIN, axum::body::to_bytes(resp.into_body(), 1 << 20))
-        .await
-        .expect("body in time")
-        .unwrap()
-        .to_vec();
+    let body = tokio::time::timeout(
+        HONEST_WITHIN,
+        axum::body::to_bytes(resp.into_body(), 1 << 20),
+    )
+    .await
+    .expect("body in time")
+    .unwrap()
+    .to_vec();
     (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_flooding_the_victim_is_refused_by_its_limits_while_honest_requests_are_served()
-{
+async fn a_member_flooding_the_victim_is_refused_by_its_limits_while_honest_requests_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_cluster_with(dir.path(), 3, 2, |_, c| {
         c.limits.max_requests_per_sec_per_peer = RATE_PER_PEER;
@@ -109,11 +111,27 @@ async fn a_member_flooding_the_victim_is_refused_by_its_limits_while_honest_requ
     let victim_peer = victim.peer_id();
     let (me, control) = common::raw_member(victim);
     let streams_flood = tokio::spawn(async move {
-        flood::flood(control, me, victim_peer, flood::Target::Replica, REPLICA_STREAMS, FLOOD_FOR).await
+        flood::flood(
+            control,
+            me,
+            victim_peer,
+            flood::Target::Replica,
+            REPLICA_STREAMS,
+            FLOOD_FOR,
+        )
+        .await
     });
     let (me, control) = common::raw_member(victim);
     let rate_flood = tokio::spawn(async move {
-        flood::flood(control, me, victim_peer, flood::Target::Kademlia, KAD_STREAMS, FLOOD_FOR).await
+        flood::flood(
+            control,
+            me,
+            victim_peer,
+            flood::Target::Kademlia,
+            KAD_STREAMS,
+            FLOOD_FOR,
+        )
+        .await
     });
     let flood = async {
         let a = streams_flood.await.unwrap();
@@ -131,14 +149,31 @@ async fn a_member_flooding_the_victim_is_refused_by_its_limits_while_honest_requ
     let mut i = 0;
     let (stats, kad_stats) = loop {
         // An honest client: a status call, a write and a read of what it wrote.
-        let (status, _) = call(&router, Request::get("/v1/status").body(Body::empty()).unwrap()).await;
+        let (status, _) = call(
+            &router,
+            Request::get("/v1/status").body(Body::empty()).unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "status during the flood");
         let key = format!("/v1/kv/honest-{i}");
         let value = format!("value {i}");
-        let (status, body) = call(&router, Request::put(&key).body(Body::from(value.clone())).unwrap()).await;
-        assert!(status.is_success(), "PUT {key} during the flood: {status} {}", String::from_utf8_lossy(&body));
+        let (status, body) = call(
+            &router,
+            Request::put(&key).body(Body::from(value.clone())).unwrap(),
+        )
+        .await;
+        assert!(
+            status.is_success(),
+            "PUT {key} during the flood: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
         let (status, body) = call(&router, Request::get(&key).body(Body::empty()).unwrap()).await;
-        assert_eq!(status, StatusCode::OK, "GET {key} during the flood: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "GET {key} during the flood: {}",
+            String::from_utf8_lossy(&body)
+        );
         assert_eq!(body, value.as_bytes(), "GET {key} reads what was written");
         honest_ops += 3;
         i += 1;
@@ -157,12 +192,18 @@ async fn a_member_flooding_the_victim_is_refused_by_its_limits_while_honest_requ
         suspected.is_empty(),
         "the victim was suspected: {suspected:?}"
     );
-    assert!(honest_ops >= 6, "the honest client ran throughout ({honest_ops} requests)");
+    assert!(
+        honest_ops >= 6,
+        "the honest client ran throughout ({honest_ops} requests)"
+    );
     assert!(
         stats.requests >= 100 && stats.answers >= 50,
         "the replica flood ran: {stats:?}"
     );
-    assert!(kad_stats.requests >= 100, "the Kademlia flood ran: {kad_stats:?}");
+    assert!(
+        kad_stats.requests >= 100,
+        "the Kademlia flood ran: {kad_stats:?}"
+    );
     // The limits refused part of the flood, counted it, and the flood saw it.
     let streams_refused = rejected(victim, "too_many_streams") - streams_refused_before;
     let rate_limited = rejected(victim, "rate_limited_peer") - rate_limited_before;
@@ -196,7 +237,10 @@ async fn a_member_flooding_the_victim_is_refused_by_its_limits_while_honest_requ
         .await
         .expect("read in time")
         .expect("read");
-    assert_eq!(value.map(|v| v.value), Some(format!("value {}", i - 1).into_bytes()));
+    assert_eq!(
+        value.map(|v| v.value),
+        Some(format!("value {}", i - 1).into_bytes())
+    );
     eprintln!(
         "flood: {stats:?}, {kad_stats:?}; victim refused {streams_refused} streams and rate-limited \
          {rate_limited} requests; honest client: {honest_ops} requests, all served"

@@ -146,7 +146,13 @@ fn query() -> impl Strategy<Value = String> {
     prop::collection::vec((name, query_value(), any::<bool>()), 0..4).prop_map(|pairs| {
         pairs
             .iter()
-            .map(|(k, v, bare)| if *bare { k.to_string() } else { format!("{k}={v}") })
+            .map(|(k, v, bare)| {
+                if *bare {
+                    k.to_string()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("&")
     })
@@ -261,11 +267,14 @@ async fn send(router: axum::Router, case: &Case) -> Option<(StatusCode, Option<S
     if content_type.as_deref() == Some("text/event-stream") {
         return Some((status, content_type, Vec::new()));
     }
-    let body = tokio::time::timeout(ANSWER_WITHIN, axum::body::to_bytes(resp.into_body(), 1 << 24))
-        .await
-        .expect("the body arrives within the deadline")
-        .unwrap_or_default()
-        .to_vec();
+    let body = tokio::time::timeout(
+        ANSWER_WITHIN,
+        axum::body::to_bytes(resp.into_body(), 1 << 24),
+    )
+    .await
+    .expect("the body arrives within the deadline")
+    .unwrap_or_default()
+    .to_vec();
     Some((status, content_type, body))
 }
 
@@ -313,12 +322,48 @@ fn fuzz_known_plain_text_rejections_are_json_errors_with_typed_codes() {
     // limit, a method a route does not take) used to answer in plain text or with no body.
     let f = fixture();
     let cases = [
-        (Method::GET, "/v1/kv/%FF", Vec::new(), StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::PUT, "/v1/kv/a", vec![b'v'; 5000], StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        (Method::PATCH, "/v1/kv/a", Vec::new(), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-        (Method::GET, "/v1/nothing-here", Vec::new(), StatusCode::NOT_FOUND, "no_such_endpoint"),
-        (Method::GET, "/v1/kv/absent-key?consistency=one", Vec::new(), StatusCode::NOT_FOUND, "not_found"),
-        (Method::GET, "/v1/kv/a?colour=red", Vec::new(), StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            Method::GET,
+            "/v1/kv/%FF",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::PUT,
+            "/v1/kv/a",
+            vec![b'v'; 5000],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Method::PATCH,
+            "/v1/kv/a",
+            Vec::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::GET,
+            "/v1/nothing-here",
+            Vec::new(),
+            StatusCode::NOT_FOUND,
+            "no_such_endpoint",
+        ),
+        (
+            Method::GET,
+            "/v1/kv/absent-key?consistency=one",
+            Vec::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/v1/kv/a?colour=red",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
     ];
     for (method, path, body, expected, code) in cases {
         let c = Case {

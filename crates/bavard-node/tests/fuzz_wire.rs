@@ -155,15 +155,13 @@ fn record() -> impl Strategy<Value = Record> {
         prop::option::of(1u64..u64::MAX),
         version(),
     )
-        .prop_map(
-            |(key, value, publisher, expires_at_ms, version)| Record {
-                key,
-                value,
-                publisher,
-                expires_at_ms,
-                version,
-            },
-        )
+        .prop_map(|(key, value, publisher, expires_at_ms, version)| Record {
+            key,
+            value,
+            publisher,
+            expires_at_ms,
+            version,
+        })
 }
 
 fn replica_request() -> impl Strategy<Value = bavard_replica::Request<PeerId>> {
@@ -281,18 +279,30 @@ fn gossip_frame() -> impl Strategy<Value = Frame> {
             .prop_map(|priority| MessageBody::Neighbor { priority }),
         any::<bool>().prop_map(|accepted| MessageBody::NeighborReply { accepted }),
         any::<bool>().prop_map(|alive| MessageBody::Disconnect { alive }),
-        (peer_id(), any::<u16>(), prop::collection::vec(peer_id(), 0..4))
+        (
+            peer_id(),
+            any::<u16>(),
+            prop::collection::vec(peer_id(), 0..4)
+        )
             .prop_map(|(origin, ttl, peers)| MessageBody::Shuffle { origin, ttl, peers }),
-        prop::collection::vec(peer_id(), 0..4).prop_map(|peers| MessageBody::ShuffleReply { peers }),
-        (id.clone(), any::<u16>(), peer_id(), blob(0..64), blob(0..80)).prop_map(
-            |(id, hops, publisher, payload, signature)| MessageBody::Gossip {
-                id,
-                hops,
-                publisher,
-                payload,
-                signature
-            }
-        ),
+        prop::collection::vec(peer_id(), 0..4)
+            .prop_map(|peers| MessageBody::ShuffleReply { peers }),
+        (
+            id.clone(),
+            any::<u16>(),
+            peer_id(),
+            blob(0..64),
+            blob(0..80)
+        )
+            .prop_map(
+                |(id, hops, publisher, payload, signature)| MessageBody::Gossip {
+                    id,
+                    hops,
+                    publisher,
+                    payload,
+                    signature
+                }
+            ),
         prop::collection::vec(
             (id.clone(), any::<u16>()).prop_map(|(id, hops)| IHaveEntry { id, hops }),
             0..4
@@ -429,7 +439,14 @@ fn replica_store() -> &'static MemoryStore {
     STORE.get_or_init(|| {
         let store = MemoryStore::new(bavard_store::StoreConfig::new(vec![0u8]));
         for i in 0u8..16 {
-            let r = Record::new(vec![i], vec![i; 8], Version { hlc: 1 + u64::from(i), writer: vec![1] });
+            let r = Record::new(
+                vec![i],
+                vec![i; 8],
+                Version {
+                    hlc: 1 + u64::from(i),
+                    writer: vec![1],
+                },
+            );
             store.put(r, 0).unwrap();
         }
         store
@@ -450,7 +467,10 @@ fn signed() -> &'static Signed {
     SIGNED.get_or_init(|| {
         let authority = Authority::from_secret(&[9u8; 32]).unwrap();
         let member = keys()[1].public().to_peer_id();
-        let revoked = keys()[2..].iter().map(|k| k.public().to_peer_id()).collect();
+        let revoked = keys()[2..]
+            .iter()
+            .map(|k| k.public().to_peer_id())
+            .collect();
         let owner = ed25519::Keypair::from(ed25519::SecretKey::try_from_bytes([7u8; 32]).unwrap());
         Signed {
             cert: authority.certify(member, 5_000).encode(),
@@ -458,7 +478,10 @@ fn signed() -> &'static Signed {
             token: JoinToken {
                 authority: authority.public(),
                 admin: keys()[0].public().to_peer_id(),
-                addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap(), "/memory/9".parse().unwrap()],
+                addrs: vec![
+                    "/ip4/127.0.0.1/tcp/4001".parse().unwrap(),
+                    "/memory/9".parse().unwrap(),
+                ],
                 secret: [5; 16],
                 not_after_ms: 77,
             },

@@ -29,15 +29,20 @@ fn peer() -> impl Strategy<Value = Peer> {
 }
 
 fn kad_message() -> impl Strategy<Value = Message> {
-    let record = (blob(0..32), blob(0..64), ".{0,8}", blob(0..40), any::<u32>()).prop_map(
-        |(key, value, time_received, publisher, ttl)| Record {
+    let record = (
+        blob(0..32),
+        blob(0..64),
+        ".{0,8}",
+        blob(0..40),
+        any::<u32>(),
+    )
+        .prop_map(|(key, value, time_received, publisher, ttl)| Record {
             key,
             value,
             time_received,
             publisher,
             ttl,
-        },
-    );
+        });
     (
         -1i32..7,
         blob(0..48),

@@ -120,15 +120,15 @@ async fn one_stream(
 ) {
     let mut n = slot * 1_000_000;
     while Instant::now() < deadline {
-        let mut stream = match timeout(STEP, control.clone().open_stream(victim, protocol.clone())).await
-        {
-            Ok(Ok(s)) => s,
-            _ => {
-                c.opens_failed.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let mut stream =
+            match timeout(STEP, control.clone().open_stream(victim, protocol.clone())).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    c.opens_failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
         c.streams_opened.fetch_add(1, Ordering::Relaxed);
         while Instant::now() < deadline {
             n += 1;
@@ -161,7 +161,9 @@ async fn kv_request(stream: &mut libp2p::Stream, n: u64, c: &Counters) -> bool {
             after: Vec::new(),
         }),
         _ => Kind::Fetch(spb::FetchRequest {
-            keys: (0..64).map(|k| format!("k{}", (n + k) % 1000).into_bytes()).collect(),
+            keys: (0..64)
+                .map(|k| format!("k{}", (n + k) % 1000).into_bytes())
+                .collect(),
         }),
     };
     let req = spb::Request { kind: Some(kind) };

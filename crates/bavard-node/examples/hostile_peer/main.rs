@@ -112,7 +112,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Redeems `token` with the cluster's authority: the certificate.
-async fn join(control: &bavard_node::streams::Control, token: &JoinToken) -> anyhow::Result<Vec<u8>> {
+async fn join(
+    control: &bavard_node::streams::Control,
+    token: &JoinToken,
+) -> anyhow::Result<Vec<u8>> {
     let run = async {
         let mut s = control.clone().open_stream(token.admin, ADMIT).await?;
         let req = pb::Request {
@@ -146,10 +149,11 @@ fn answer_hellos(control: &bavard_node::streams::Control, cert: Vec<u8>) -> anyh
             let cert = cert.clone();
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                    let _: Option<pb::Request> = bavard_node::wire::read_message(&mut stream, 1 << 20)
-                        .await
-                        .ok()
-                        .flatten();
+                    let _: Option<pb::Request> =
+                        bavard_node::wire::read_message(&mut stream, 1 << 20)
+                            .await
+                            .ok()
+                            .flatten();
                     let hello = pb::Response {
                         kind: Some(pb::response::Kind::Hello(pb::Hello {
                             certificate: cert,

@@ -21,16 +21,18 @@ fn record() -> impl Strategy<Value = Record> {
         prop::option::of(any::<u64>()),
         (any::<u64>(), any::<u16>(), blob(0..40)),
     )
-        .prop_map(|(key, value, publisher, expires_at_ms, (ms, counter, writer))| {
-            let version = Version::new(HlcTimestamp::new(ms >> 16, counter), writer);
-            Record {
-                key,
-                value,
-                publisher,
-                expires_at_ms,
-                version,
-            }
-        })
+        .prop_map(
+            |(key, value, publisher, expires_at_ms, (ms, counter, writer))| {
+                let version = Version::new(HlcTimestamp::new(ms >> 16, counter), writer);
+                Record {
+                    key,
+                    value,
+                    publisher,
+                    expires_at_ms,
+                    version,
+                }
+            },
+        )
 }
 
 fn provider() -> impl Strategy<Value = ProviderRecord> {
