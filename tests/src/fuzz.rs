@@ -77,14 +77,14 @@ pub enum Mutation {
 pub fn mutation() -> impl Strategy<Value = Mutation> {
     let pos = any::<usize>();
     prop_oneof![
-        4 => (pos.clone(), 0u8..8).prop_map(|(p, b)| Mutation::FlipBit(p, b)),
-        3 => (pos.clone(), any::<u8>()).prop_map(|(p, v)| Mutation::Set(p, v)),
-        2 => (pos.clone(), 0u8..4).prop_map(|(p, v)| Mutation::Boundary(p, v)),
-        2 => (pos.clone(), prop::collection::vec(any::<u8>(), 1..16))
+        4 => (pos, 0u8..8).prop_map(|(p, b)| Mutation::FlipBit(p, b)),
+        3 => (pos, any::<u8>()).prop_map(|(p, v)| Mutation::Set(p, v)),
+        2 => (pos, 0u8..4).prop_map(|(p, v)| Mutation::Boundary(p, v)),
+        2 => (pos, prop::collection::vec(any::<u8>(), 1..16))
             .prop_map(|(p, b)| Mutation::Insert(p, b)),
-        2 => (pos.clone(), 1usize..16).prop_map(|(p, n)| Mutation::Delete(p, n)),
-        2 => pos.clone().prop_map(Mutation::Truncate),
-        1 => (pos.clone(), 1usize..32).prop_map(|(p, n)| Mutation::Duplicate(p, n)),
+        2 => (pos, 1usize..16).prop_map(|(p, n)| Mutation::Delete(p, n)),
+        2 => pos.prop_map(Mutation::Truncate),
+        1 => (pos, 1usize..32).prop_map(|(p, n)| Mutation::Duplicate(p, n)),
         1 => (pos, prop_oneof![Just(u64::MAX), Just(1 << 32), Just(1 << 31), 1u64 << 20..1 << 40])
             .prop_map(|(p, v)| Mutation::HugeVarint(p, v)),
     ]

@@ -405,7 +405,7 @@ fn drive(s: &Settings, mut state: ClusterState, hostile: &Path) -> anyhow::Resul
     let run_for = s.duration.mul_f64(0.85).saturating_sub(warm_up);
     let episodes = plan(n, victim, run_for, &mut rng);
     let apis = state.nodes.iter().map(|x| x.api.clone()).collect();
-    let subs = vec![0, victim];
+    let subs = [0, victim];
     let shared = Shared::new(apis, subs.len(), CLIENT_TIMEOUT);
     let mut log = Vec::new();
     let mut watch = FloodWatch::default();

@@ -191,7 +191,7 @@ async fn kv_request(stream: &mut libp2p::Stream, n: u64, c: &Counters) -> bool {
 async fn kad_request(stream: &mut libp2p::Stream, me: PeerId, n: u64, c: &Counters) -> bool {
     use kpb::message::MessageType as T;
     let key = format!("flood-{}", n % PROVIDER_KEYS).into_bytes();
-    let add = n % 2 == 0;
+    let add = n.is_multiple_of(2);
     let msg = kpb::Message {
         r#type: if add { T::AddProvider } else { T::GetProviders } as i32,
         key,
