@@ -7,19 +7,26 @@
 //! The xtask stays small: few dependencies and no logic that the product itself needs.
 
 mod acceptance;
+mod antientropy;
 mod bench;
 mod cluster;
 mod codegen;
+mod etcd;
 mod faults;
 mod http;
+mod interrupt;
 mod netns;
 mod outage;
+mod prom;
 mod runs;
 mod scenario;
 mod schedule;
 mod sim;
 mod soak;
+mod stock;
+mod versus;
 mod workload;
+mod wrk;
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +48,7 @@ enum Command {
     /// Run a local cluster of bavard nodes: up, status, kill, pause, resume, restart,
     /// partition, isolate, heal, down.
     Cluster(cluster::Args),
-    /// Benchmarks against a local cluster (`bench dht`).
+    /// Benchmarks against a local cluster (`bench dht [--vs-stock]`, `bench kv [--vs etcd]`).
     Bench(bench::Args),
     /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause,
     /// outage, soak.
@@ -58,7 +65,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match &cli.command {
+    let result = match &cli.command {
         Command::Codegen(args) => codegen::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Bench(args) => bench::run(args),
@@ -66,7 +73,10 @@ fn main() -> anyhow::Result<()> {
         Command::Soak(args) => soak::run_args(args),
         Command::Sim(args) => sim::run(args),
         Command::Acceptance(args) => acceptance::run(args),
-    }
+    };
+    // An error caused by a Ctrl-C (a killed child) waits for the teardown to finish.
+    interrupt::hold_if_interrupted();
+    result
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
