@@ -118,6 +118,10 @@ fn query_value() -> impl Strategy<Value = String> {
         Just("quorum".to_string()),
         Just("all".to_string()),
         Just("most".to_string()),
+        Just("utf8".to_string()),
+        Just("hex".to_string()),
+        Just("base64url".to_string()),
+        Just("cid".to_string()),
         Just(String::new()),
         Just("true".to_string()),
         Just("0".to_string()),
@@ -141,6 +145,7 @@ fn query() -> impl Strategy<Value = String> {
         Just("sig"),
         Just("cas"),
         Just("colour"),
+        Just("key_encoding"),
         Just(""),
     ];
     prop::collection::vec((name, query_value(), any::<bool>()), 0..4).prop_map(|pairs| {
