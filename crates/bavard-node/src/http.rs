@@ -400,7 +400,7 @@ fn key_from_parts(
         .uri
         .query()
         .into_iter()
-        .flat_map(|q| url_pairs(q))
+        .flat_map(url_pairs)
         .find(|(k, _)| k == "key_encoding")
         .map(|(_, v)| v.parse::<KeyEncoding>())
         .transpose()

@@ -273,7 +273,7 @@ mod tests {
             }
             let err = content(raw, encoding).unwrap_err();
             assert_eq!(err, want, "{raw}");
-            if raw.len() > 0 {
+            if !raw.is_empty() {
                 assert!(err.to_string().contains(raw), "{err} names {raw}");
             }
         }
