@@ -675,7 +675,9 @@ pub(crate) fn up_with(dir: &Path, args: &UpArgs, with_netns: bool) -> anyhow::Re
         bail!("--nodes must be at least 1");
     }
     if with_netns {
+        // Before building or creating anything: root, `ip` and `nft`.
         netns::ensure_root()?;
+        netns::ensure_tools()?;
     }
     ensure_not_running(dir)?;
     let binary = match &args.bin {
