@@ -20,6 +20,8 @@
 //! write.
 
 pub mod checker;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod linearizable;
 
 pub use checker::{FinalRead, Op, OpKind, Outcome, Verdict, check, stale_reads};

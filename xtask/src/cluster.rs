@@ -532,7 +532,7 @@ fn spawn_node(
 }
 
 /// A join token from `admin`, the node holding the cluster's authority.
-fn join_token(admin: &NodeEntry) -> anyhow::Result<String> {
+pub(crate) fn join_token(admin: &NodeEntry) -> anyhow::Result<String> {
     let r = http::request(
         &admin.api,
         "POST",

@@ -23,6 +23,7 @@ mod runs;
 mod scenario;
 mod schedule;
 mod sim;
+mod soak;
 mod stock;
 mod versus;
 mod workload;
@@ -51,8 +52,13 @@ enum Command {
     /// Benchmarks against a local cluster (`bench dht [--vs-stock]`, `bench kv [--vs etcd]`,
     /// `bench blobs`).
     Bench(bench::Args),
-    /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause.
+    /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause,
+    /// outage, soak.
     Scenario(scenario::Args),
+    /// A long run of churn, partitions and a hostile peer's request flood under client load,
+    /// reporting memory, descriptors and the victim's responsiveness (`scenario soak`, with a
+    /// default of 600 s).
+    Soak(soak::Args),
     /// Run the bavard simulator (`bavard-sim`, release build), forwarding every argument.
     Sim(sim::Args),
     /// Acceptance checks on real processes, as a new user would try them: `gossip`.
@@ -67,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster(args) => cluster::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Scenario(args) => scenario::run(args),
+        Command::Soak(args) => soak::run_args(args),
         Command::Sim(args) => sim::run(args),
         Command::Acceptance(args) => acceptance::run(args),
     };

@@ -153,6 +153,20 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| crate::workspace_root().join("target").join("scenario"));
+    if args.name == Kind::Soak {
+        return crate::soak::run(&crate::soak::Settings {
+            nodes: args.nodes,
+            duration: Duration::from_secs(args.duration),
+            seed: args.seed.unwrap_or(1),
+            json: args.json,
+            bin: args.bin.clone(),
+            dir,
+            clients: args.clients.unwrap_or(4),
+            keys: args.keys.unwrap_or(32),
+            consistency: args.consistency.clone(),
+            converge_timeout: Duration::from_secs(args.converge_timeout),
+        });
+    }
     if args.name == Kind::Outage {
         return crate::outage::run(&crate::outage::Settings {
             nodes: args.nodes,
@@ -378,7 +392,12 @@ fn warm_up(shared: &Shared, seed: u64) {
 }
 
 /// Applies one fault; returns a line describing it.
-fn apply(dir: &Path, state: &mut ClusterState, action: &Action, shared: &Shared) -> String {
+pub(crate) fn apply(
+    dir: &Path,
+    state: &mut ClusterState,
+    action: &Action,
+    shared: &Shared,
+) -> String {
     let result = match action {
         Action::Kill { node, hard } => {
             let sig = if *hard { "KILL" } else { "TERM" };
@@ -403,7 +422,7 @@ fn apply(dir: &Path, state: &mut ClusterState, action: &Action, shared: &Shared)
 }
 
 /// Resumes paused nodes, restarts dead ones and heals every link.
-fn restore_all(dir: &Path, state: &mut ClusterState, log: &mut Vec<String>) {
+pub(crate) fn restore_all(dir: &Path, state: &mut ClusterState, log: &mut Vec<String>) {
     for i in 0..state.nodes.len() {
         match cluster::proc_state(state.nodes[i].pid) {
             ProcState::Running => {}
@@ -452,7 +471,11 @@ fn alive_members(api: &str, me: &str) -> Option<BTreeSet<String>> {
 }
 
 /// Waits until every node lists every node alive; returns the seconds since `since`.
-fn wait_membership(state: &ClusterState, since: Instant, deadline: Instant) -> Option<f64> {
+pub(crate) fn wait_membership(
+    state: &ClusterState,
+    since: Instant,
+    deadline: Instant,
+) -> Option<f64> {
     let all: BTreeSet<String> = state.nodes.iter().map(|n| n.peer_id.clone()).collect();
     loop {
         let agree = state
@@ -489,7 +512,7 @@ fn read_final(api: &str, key: &str, c: &str) -> Option<FinalRead> {
 
 /// Waits until every key reads the same version from every node at `consistency=all`; returns
 /// the agreed final state.
-fn wait_replicas(
+pub(crate) fn wait_replicas(
     state: &ClusterState,
     keys: &BTreeSet<String>,
     deadline: Instant,
@@ -521,7 +544,7 @@ fn wait_replicas(
 }
 
 /// The final state of each key by a quorum read through any node that answers.
-fn quorum_finals(state: &ClusterState, keys: &BTreeSet<String>) -> Vec<FinalRead> {
+pub(crate) fn quorum_finals(state: &ClusterState, keys: &BTreeSet<String>) -> Vec<FinalRead> {
     keys.iter()
         .filter_map(|k| {
             state
@@ -532,7 +555,7 @@ fn quorum_finals(state: &ClusterState, keys: &BTreeSet<String>) -> Vec<FinalRead
         .collect()
 }
 
-fn save_history(path: &Path, history: &[Op]) -> anyhow::Result<()> {
+pub(crate) fn save_history(path: &Path, history: &[Op]) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);

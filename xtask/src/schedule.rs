@@ -25,6 +25,10 @@ pub(crate) enum Kind {
     /// Kill one node, write many keys, restart it and measure how it catches up (its own
     /// driver, `crate::outage`, not a fault schedule).
     Outage,
+    /// A long run of mixed kills, pauses, partitions and a hostile peer's request flood under
+    /// client load, reporting memory, descriptors and the victim's responsiveness (its own
+    /// driver, `crate::soak`).
+    Soak,
 }
 
 /// One fault action.
@@ -142,7 +146,7 @@ pub(crate) fn schedule(
             }
         }
         // The outage run kills and restarts its node itself.
-        Kind::Outage => {}
+        Kind::Outage | Kind::Soak => {}
     }
     out
 }

@@ -1,5 +1,6 @@
-//! The HTTP API (axum). Every request has a deadline; every error is `{"error": "…"}` with a
-//! fitting status. See DESIGN.md for the contract.
+//! The HTTP API (axum). Every request has a deadline; every error is
+//! `{"error": "…", "code": "…"}` with a fitting status and a stable [`ErrorCode`] (see
+//! `crate::http_errors`). See DESIGN.md for the contract.
 //!
 //! **Access** ([`Access`]). On a loopback address the API is open to local clients; bound to any
 //! other address, every request needs the node's bearer token (`Authorization: Bearer TOKEN`,
@@ -33,17 +34,25 @@ pub const SEQ_HEADER: &str = "x-bavard-seq";
 /// The header carrying a signed record's signature (hex) on reads.
 pub const SIGNATURE_HEADER: &str = "x-bavard-signature";
 
-/// An API error: a status and a message naming what was wrong.
+pub use crate::http_errors::ErrorCode;
+
+/// An API error: a status, a code and a message naming what was wrong.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
+    code: ErrorCode,
     message: String,
 }
 
 impl ApiError {
+    /// An error with the code of its status ([`ErrorCode::for_status`]).
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::with_code(status, ErrorCode::for_status(status), message)
+    }
+    fn with_code(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
+            code,
             message: message.into(),
         }
     }
@@ -54,24 +63,35 @@ impl ApiError {
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        let status = match &e {
-            NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            NodeError::Unavailable { .. } | NodeError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
+        let (status, code) = match &e {
+            NodeError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            NodeError::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }
-            NodeError::Conflict { .. } => StatusCode::CONFLICT,
-            NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            NodeError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            NodeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
-            NodeError::StorageFailed(_) => StatusCode::INSUFFICIENT_STORAGE,
+            NodeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown),
+            NodeError::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            NodeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Timeout),
+            NodeError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::StorageError),
+            NodeError::Limit(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::LimitExceeded),
+            NodeError::StorageFailed(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFailed)
+            }
         };
-        Self::new(status, e.to_string())
+        Self::with_code(status, code, e.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            crate::http_errors::body(self.code, &self.message),
+        )
+            .into_response()
     }
 }
 
@@ -281,6 +301,7 @@ pub fn router(node: Node, access: Access) -> Router {
             std::sync::Arc::new(access),
             guard,
         ))
+        .layer(axum::middleware::from_fn(crate::http_errors::json_errors))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -358,7 +379,11 @@ async fn unblock_peer(
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+    ApiError::with_code(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NoSuchEndpoint,
+        "no such endpoint",
+    )
 }
 
 /// The key of a KV route (`/v1/kv/{key}`), read from the raw path segment so binary keys

@@ -32,6 +32,7 @@ pub mod diversity;
 pub mod fault;
 pub mod gossip;
 pub mod http;
+mod http_errors;
 pub mod identity;
 mod inbound;
 mod jobs;

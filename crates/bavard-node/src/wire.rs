@@ -31,7 +31,8 @@ pub enum WireError {
 /// Reads one frame; `Ok(None)` when the stream ended cleanly between frames.
 ///
 /// The prefix is read byte by byte and decoded with `bavard_proto::varint` (the same strict
-/// decoder as the synchronous framing); the body is read only once its length is within `max`.
+/// decoder as the synchronous framing); the body is read only once its length is within `max`,
+/// into a buffer that grows with the bytes that arrive.
 pub async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     max: usize,
@@ -54,10 +55,29 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
     if len > max as u64 {
         return Err(WireError::TooLarge { len, max });
     }
-    let mut buf = vec![0u8; len as usize];
-    stream.read_exact(&mut buf).await?;
+    // The buffer grows with the bytes that arrive (doubling, up to the announced length), rather
+    // than being allocated at the announced length: a peer that announces a large frame and
+    // sends little of it costs what it sent, not the limit (4 MiB on `/bavard/admit/1`, which
+    // strangers may open).
+    let len = len as usize;
+    let mut buf = Vec::with_capacity(len.min(INITIAL_BUFFER));
+    while buf.len() < len {
+        if buf.len() == buf.capacity() {
+            buf.reserve_exact(buf.capacity().min(len - buf.len()));
+        }
+        let start = buf.len();
+        buf.resize(buf.capacity().min(len), 0);
+        let n = stream.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
     Ok(Some(buf))
 }
+
+/// The buffer a frame body starts with; it grows as the body arrives.
+const INITIAL_BUFFER: usize = 4096;
 
 /// Reads and decodes one protobuf message.
 pub async fn read_message<M: prost::Message + Default, S: AsyncRead + Unpin>(

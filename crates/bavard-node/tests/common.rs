@@ -72,16 +72,27 @@ where
 /// Starts `n` nodes, node 0 the bootstrap of the others, and waits until every routing table
 /// holds at least `min_peers` entries.
 pub async fn start_cluster(root: &Path, n: usize, min_peers: usize) -> Vec<Node> {
+    start_cluster_with(root, n, min_peers, |_, _| {}).await
+}
+
+/// [`start_cluster`] with `tweak(i, config)` applied to node `i`'s config before it starts.
+pub async fn start_cluster_with(
+    root: &Path,
+    n: usize,
+    min_peers: usize,
+    tweak: impl Fn(usize, &mut NodeConfig),
+) -> Vec<Node> {
     init_tracing();
     let mut nodes = Vec::new();
-    let first = Node::start(test_config(&root.join("n0"), true))
-        .await
-        .unwrap();
+    let mut c = test_config(&root.join("n0"), true);
+    tweak(0, &mut c);
+    let first = Node::start(c).await.unwrap();
     let boot = p2p_addr(&first);
     nodes.push(first);
     for i in 1..n {
         let mut c = test_config(&root.join(format!("n{i}")), true);
         c.bootstrap = vec![boot.clone()];
+        tweak(i, &mut c);
         nodes.push(Node::start(c).await.unwrap());
     }
     for node in &nodes {

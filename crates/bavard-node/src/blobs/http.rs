@@ -50,7 +50,13 @@ impl BlobError {
 
 impl IntoResponse for BlobError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        let status = self.status();
+        let code = crate::http_errors::ErrorCode::for_status(status).as_str();
+        let mut resp = (
+            status,
+            Json(json!({ "error": self.to_string(), "code": code })),
+        )
+            .into_response();
         if let BlobError::BadRange { size, .. } = &self
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
         {
@@ -232,7 +238,10 @@ async fn probe(
     Path(peer): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, Response> {
-    let bad = |m: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": m }))).into_response();
+    let bad = |m: String| {
+        let body = json!({ "error": m, "code": "bad_request" });
+        (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    };
     let peer: libp2p::PeerId = peer
         .parse()
         .map_err(|_| bad(format!("{peer:?} is not a peer id")))?;

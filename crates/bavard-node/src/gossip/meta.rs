@@ -63,6 +63,9 @@ pub(crate) fn addrs(mut meta: &[u8], max: usize) -> Vec<Multiaddr> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
