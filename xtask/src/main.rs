@@ -8,6 +8,7 @@
 
 mod acceptance;
 mod bench;
+mod cas;
 mod cluster;
 mod codegen;
 mod faults;

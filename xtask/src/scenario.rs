@@ -59,10 +59,11 @@ pub(crate) struct Args {
     /// Cluster directory [default: target/scenario].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Concurrent kv clients [default: 4; outage: 32 writers].
+    /// Concurrent kv clients [default: 4; outage: 32 writers; cas: 4].
     #[arg(long)]
     clients: Option<usize>,
-    /// Number of distinct keys the clients use [default: 32; outage: keys written, 100000].
+    /// Number of distinct keys the clients use [default: 32; outage: keys written, 100000;
+    /// cas: 3 hot keys].
     #[arg(long)]
     keys: Option<usize>,
     /// Outage: bytes per value written.
@@ -165,6 +166,20 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             json: args.json,
             bin: args.bin.clone(),
             dir,
+        });
+    }
+    if args.name == Kind::Cas {
+        return crate::cas::run(&crate::cas::Settings {
+            nodes: args.nodes,
+            duration: Duration::from_secs(args.duration),
+            seed: args.seed,
+            clients: args.clients.unwrap_or(4),
+            keys: args.keys.unwrap_or(3),
+            netns: args.netns,
+            json: args.json,
+            bin: args.bin.clone(),
+            dir,
+            converge_timeout: Duration::from_secs(args.converge_timeout),
         });
     }
     let (clients, keys) = (args.clients.unwrap_or(4), args.keys.unwrap_or(32));
@@ -347,7 +362,7 @@ fn drive(
     ))
 }
 
-fn sleep_until(t: Instant) {
+pub(crate) fn sleep_until(t: Instant) {
     let now = Instant::now();
     if t > now {
         std::thread::sleep(t - now);
@@ -378,7 +393,7 @@ fn warm_up(shared: &Shared, seed: u64) {
 }
 
 /// Applies one fault; returns a line describing it.
-fn apply(dir: &Path, state: &mut ClusterState, action: &Action, shared: &Shared) -> String {
+pub(crate) fn apply(dir: &Path, state: &mut ClusterState, action: &Action, shared: &Shared) -> String {
     let result = match action {
         Action::Kill { node, hard } => {
             let sig = if *hard { "KILL" } else { "TERM" };
@@ -403,7 +418,7 @@ fn apply(dir: &Path, state: &mut ClusterState, action: &Action, shared: &Shared)
 }
 
 /// Resumes paused nodes, restarts dead ones and heals every link.
-fn restore_all(dir: &Path, state: &mut ClusterState, log: &mut Vec<String>) {
+pub(crate) fn restore_all(dir: &Path, state: &mut ClusterState, log: &mut Vec<String>) {
     for i in 0..state.nodes.len() {
         match cluster::proc_state(state.nodes[i].pid) {
             ProcState::Running => {}
@@ -452,7 +467,7 @@ fn alive_members(api: &str, me: &str) -> Option<BTreeSet<String>> {
 }
 
 /// Waits until every node lists every node alive; returns the seconds since `since`.
-fn wait_membership(state: &ClusterState, since: Instant, deadline: Instant) -> Option<f64> {
+pub(crate) fn wait_membership(state: &ClusterState, since: Instant, deadline: Instant) -> Option<f64> {
     let all: BTreeSet<String> = state.nodes.iter().map(|n| n.peer_id.clone()).collect();
     loop {
         let agree = state
@@ -532,7 +547,7 @@ fn quorum_finals(state: &ClusterState, keys: &BTreeSet<String>) -> Vec<FinalRead
         .collect()
 }
 
-fn save_history(path: &Path, history: &[Op]) -> anyhow::Result<()> {
+pub(crate) fn save_history<T: Serialize>(path: &Path, history: &[T]) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);

@@ -150,4 +150,23 @@ impl RecordStore for Closable {
     fn stats(&self) -> Result<StoreStats, StoreError> {
         self.with(|s| s.stats())
     }
+    fn paxos_row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|s| s.paxos_row(key))
+    }
+    fn paxos_write(
+        &self,
+        key: &[u8],
+        row: Option<&[u8]>,
+        record: Option<Record>,
+        now_ms: u64,
+    ) -> Result<Option<PutOutcome>, StoreError> {
+        self.with(|s| s.paxos_write(key, row, record, now_ms))
+    }
+    fn paxos_rows(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.with(|s| s.paxos_rows(after, limit))
+    }
 }

@@ -32,11 +32,13 @@ pub const SEQ_HEADER: &str = "x-bavard-seq";
 /// The header carrying a signed record's signature (hex) on reads.
 pub const SIGNATURE_HEADER: &str = "x-bavard-signature";
 
-/// An API error: a status and a message naming what was wrong.
+/// An API error: a status and a message naming what was wrong (and, for compare-and-set, what
+/// the client may assume: `outcome`, `current_version`).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -44,6 +46,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            extra: serde_json::Map::new(),
         }
     }
     fn bad_request(message: impl Into<String>) -> Self {
@@ -63,14 +66,30 @@ impl From<NodeError> for ApiError {
             NodeError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             NodeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             NodeError::StorageFailed(_) => StatusCode::INSUFFICIENT_STORAGE,
+            NodeError::Undecided { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
-        Self::new(status, e.to_string())
+        let mut err = Self::new(status, e.to_string());
+        match &e {
+            // A failed condition wrote nothing; the client learns the version to compare with.
+            NodeError::Conflict { current } => {
+                err.extra.insert("outcome".into(), "condition_failed".into());
+                let current = (current != "none").then(|| current.clone());
+                err.extra.insert("current_version".into(), current.into());
+            }
+            NodeError::Undecided { outcome, .. } => {
+                err.extra.insert("outcome".into(), outcome.as_str().into());
+            }
+            _ => {}
+        }
+        err
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut body = self.extra;
+        body.insert("error".into(), self.message.into());
+        (self.status, Json(serde_json::Value::Object(body))).into_response()
     }
 }
 

@@ -221,6 +221,43 @@ impl Replica {
             .ok_or_else(|| RequestError::Protocol("empty response".into()))
     }
 
+    /// Sends one request to `peer` **at most once**, under the request timeout: on an idle
+    /// pooled stream if there is one, else on a new stream, and never again on another if the
+    /// exchange fails (the answer is then an error, whatever the peer did). For requests that
+    /// must not be duplicated: a repeated Paxos proposal could turn an acceptance into a later
+    /// refusal and hide it from the proposer (see [`super::paxos`]).
+    pub(crate) async fn request_at_most_once(
+        &self,
+        peer: PeerId,
+        kind: pb::request::Kind,
+    ) -> Result<pb::response::Kind, RequestError> {
+        if peer == self.ctx.peer_id {
+            return Err(RequestError::SelfRequest);
+        }
+        let timeout = self.ctx.config.kad.request_timeout();
+        let once = async {
+            if let Some(faults) = &self.ctx.faults
+                && faults.outbound(&peer).await.is_err()
+            {
+                std::future::pending::<()>().await;
+            }
+            let max = self.ctx.config.limits.max_message_size;
+            let req = pb::Request { kind: Some(kind) };
+            let _permit = self.limiter.acquire(peer).await;
+            let stream = match self.streams.take(&peer, std::time::Instant::now()) {
+                Some(stream) => stream,
+                None => open_stream(&self.ctx.control, peer, KV_PROTOCOL).await?,
+            };
+            let (resp, stream) = self.exchange(stream, &req, max).await?;
+            self.streams.put(peer, stream, std::time::Instant::now());
+            resp.kind
+                .ok_or_else(|| RequestError::Protocol("empty response".into()))
+        };
+        tokio::time::timeout(timeout, once)
+            .await
+            .unwrap_or(Err(RequestError::Timeout))
+    }
+
     /// Sends one request on `stream` and reads its response; the stream is handed back only
     /// after a complete exchange, so it can carry the next request.
     async fn exchange(
