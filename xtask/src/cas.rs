@@ -27,7 +27,7 @@
 //! (`unknown`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -235,7 +235,7 @@ fn drive(
             let (op, value) = serial_read(&shared, &mut rng, &key, usize::MAX);
             if let Some(op) = op {
                 records.history.push(op);
-                break Some(value);
+                break value;
             }
             if Instant::now() > deadline {
                 break None;

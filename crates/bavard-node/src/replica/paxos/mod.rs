@@ -40,7 +40,6 @@ use bavard_replica::paxos::Acceptor;
 use bavard_store::{HlcTimestamp, RecordStore};
 
 pub use metrics::CasMetrics;
-pub(crate) use proposer::cause_text;
 
 /// One lock per key, so that the acceptor steps of a key never run concurrently (each is a
 /// read-modify-write of the key's row). Entries are dropped when no one holds or waits for

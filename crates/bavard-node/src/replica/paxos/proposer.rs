@@ -22,7 +22,7 @@ use crate::replica::service::Replica;
 use crate::replica::wire::{WireError, paxos_request_to_pb, paxos_response_from_pb};
 
 /// What a client is told about why an operation was not decided.
-pub(crate) fn cause_text(cause: &Cause) -> String {
+fn cause_text(cause: &Cause) -> String {
     match cause {
         Cause::Contention => {
             "other writers kept winning the key's consensus rounds (contention)".into()
