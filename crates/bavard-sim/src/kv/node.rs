@@ -98,6 +98,10 @@ pub struct Broken {
     pub read_one_replica: bool,
     /// This node answers every fetch with a value nobody wrote, newer than what it holds.
     pub liar: Option<NodeId>,
+    /// Each coordinator runs its compare-and-set rounds on one replica of the key's N, a
+    /// different one per coordinator: "majorities" that do not intersect, so two coordinators
+    /// can both commit on the version they read.
+    pub disjoint_cas_quorums: bool,
 }
 
 /// What every node shares: parameters and the view cache.
@@ -602,7 +606,11 @@ impl KvNode {
             .members()
             .filter(|m| m.state() != MemberState::Left)
             .map(|m| (*m.id(), node_key(*m.id())));
-        Placement::new(members, self.shared.n).preference_list(&Key::hash(key))
+        let replicas = Placement::new(members, self.shared.n).preference_list(&Key::hash(key));
+        if self.shared.broken.disjoint_cas_quorums && !replicas.is_empty() {
+            return vec![replicas[self.id as usize % replicas.len()]];
+        }
+        replicas
     }
 
     fn start_cas(&mut self, now: Instant, op: u64, key: Vec<u8>, operation: Operation) {
