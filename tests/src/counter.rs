@@ -99,8 +99,9 @@ pub fn check_counters(
         let u = unknown.get(key.as_str()).copied().unwrap_or(0);
         if value < a {
             v.lost_increments += a - value;
-            v.problems
-                .push(format!("{key}: counter {value}, {a} increments acknowledged"));
+            v.problems.push(format!(
+                "{key}: counter {value}, {a} increments acknowledged"
+            ));
         }
         if value > a + u {
             v.phantom_increments += value - a - u;

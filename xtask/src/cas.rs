@@ -275,13 +275,17 @@ fn serial_read(
     (op, seen.map(|s| s.map(|(v, _)| v)))
 }
 
+/// What a serial read saw: `None` when it observed nothing (it failed), `Some(None)` when the
+/// key is absent, else the counter's value and version.
+type Seen = Option<Option<(u64, String)>>;
+
 /// A serial read returning the value and its version.
 fn serial_read_versioned(
     shared: &Shared,
     rng: &mut ChaCha8Rng,
     key: &str,
     client: usize,
-) -> (Option<RegisterOp<u64>>, Option<Option<(u64, String)>>) {
+) -> (Option<RegisterOp<u64>>, Seen) {
     let path = format!("/v1/kv/{key}?consistency=serial");
     let invoked = shared.ms();
     let (reply, _) = call_any_node(shared, rng, "GET", &path, &[]);
@@ -289,11 +293,8 @@ fn serial_read_versioned(
     let seen = match reply {
         Call::Reply(200, Some(version), body) => {
             let value = String::from_utf8_lossy(&body).parse::<u64>().ok();
-            match value {
-                Some(v) => Some(Some((v, version))),
-                // Not a counter: nothing this scenario wrote.
-                None => None,
-            }
+            // Not a counter (`None`): nothing this scenario wrote.
+            value.map(|v| Some((v, version)))
         }
         Call::Reply(404, ..) => Some(None),
         _ => None,
@@ -551,17 +552,36 @@ mod tests {
     fn replies_are_classified_as_the_checker_needs() {
         let body = |s: &str| s.as_bytes().to_vec();
         assert_eq!(
-            classify_cas(&Call::Reply(200, None, body(r#"{"version":"9","round_trips":2}"#))),
+            classify_cas(&Call::Reply(
+                200,
+                None,
+                body(r#"{"version":"9","round_trips":2}"#)
+            )),
             (Return::Ok, Some(2.0))
         );
-        assert_eq!(classify_cas(&Call::Reply(409, None, vec![])).0, Return::Mismatch);
+        assert_eq!(
+            classify_cas(&Call::Reply(409, None, vec![])).0,
+            Return::Mismatch
+        );
         let not_applied = body(r#"{"error":"x","outcome":"not_applied"}"#);
-        assert_eq!(classify_cas(&Call::Reply(503, None, not_applied)).0, Return::Fail);
+        assert_eq!(
+            classify_cas(&Call::Reply(503, None, not_applied)).0,
+            Return::Fail
+        );
         let unknown = body(r#"{"error":"x","outcome":"unknown"}"#);
-        assert_eq!(classify_cas(&Call::Reply(503, None, unknown)).0, Return::Unknown);
+        assert_eq!(
+            classify_cas(&Call::Reply(503, None, unknown)).0,
+            Return::Unknown
+        );
         // A 503 that says nothing, a 504, a dropped connection: may have happened.
-        assert_eq!(classify_cas(&Call::Reply(503, None, vec![])).0, Return::Unknown);
-        assert_eq!(classify_cas(&Call::Reply(504, None, vec![])).0, Return::Unknown);
+        assert_eq!(
+            classify_cas(&Call::Reply(503, None, vec![])).0,
+            Return::Unknown
+        );
+        assert_eq!(
+            classify_cas(&Call::Reply(504, None, vec![])).0,
+            Return::Unknown
+        );
         assert_eq!(classify_cas(&Call::Unknown).0, Return::Unknown);
         assert_eq!(classify_cas(&Call::NotSent).0, Return::Fail);
     }
@@ -583,7 +603,15 @@ mod tests {
             ..Records::default()
         };
         let finals = BTreeMap::from([(key(0), Some(2))]);
-        let r = report(&settings(), 1, vec![], &records, finals, Some(1.0), "h".into());
+        let r = report(
+            &settings(),
+            1,
+            vec![],
+            &records,
+            finals,
+            Some(1.0),
+            "h".into(),
+        );
         let v = serde_json::to_value(&r).unwrap();
         for k in [
             "linearizable",
@@ -602,7 +630,15 @@ mod tests {
         assert!(r.passed());
         // The counter lost one of its two acknowledged increments.
         let finals = BTreeMap::from([(key(0), Some(1))]);
-        let r = report(&settings(), 1, vec![], &records, finals, Some(1.0), "h".into());
+        let r = report(
+            &settings(),
+            1,
+            vec![],
+            &records,
+            finals,
+            Some(1.0),
+            "h".into(),
+        );
         assert_eq!(r.counters.lost_increments, 1);
         assert_eq!(r.linearizable, Tristate::Yes, "the history alone is fine");
         assert!(!r.passed());

@@ -393,7 +393,12 @@ fn warm_up(shared: &Shared, seed: u64) {
 }
 
 /// Applies one fault; returns a line describing it.
-pub(crate) fn apply(dir: &Path, state: &mut ClusterState, action: &Action, shared: &Shared) -> String {
+pub(crate) fn apply(
+    dir: &Path,
+    state: &mut ClusterState,
+    action: &Action,
+    shared: &Shared,
+) -> String {
     let result = match action {
         Action::Kill { node, hard } => {
             let sig = if *hard { "KILL" } else { "TERM" };
@@ -467,7 +472,11 @@ fn alive_members(api: &str, me: &str) -> Option<BTreeSet<String>> {
 }
 
 /// Waits until every node lists every node alive; returns the seconds since `since`.
-pub(crate) fn wait_membership(state: &ClusterState, since: Instant, deadline: Instant) -> Option<f64> {
+pub(crate) fn wait_membership(
+    state: &ClusterState,
+    since: Instant,
+    deadline: Instant,
+) -> Option<f64> {
     let all: BTreeSet<String> = state.nodes.iter().map(|n| n.peer_id.clone()).collect();
     loop {
         let agree = state

@@ -274,7 +274,13 @@ mod tests {
 
     #[test]
     fn faults_are_in_time_order_within_the_fault_window() {
-        for kind in [Kind::Crash, Kind::Churn, Kind::Pause, Kind::Partition, Kind::Cas] {
+        for kind in [
+            Kind::Crash,
+            Kind::Churn,
+            Kind::Pause,
+            Kind::Partition,
+            Kind::Cas,
+        ] {
             let faults = sched(kind, 5, 60, 7);
             assert!(faults.windows(2).all(|w| w[0].at <= w[1].at), "{kind:?}");
             assert!(faults.iter().all(|f| f.at >= Duration::from_secs(9)));

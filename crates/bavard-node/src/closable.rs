@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bavard_store::{
-    DigestEntry, ExpireStats, LeafDigest, ProviderRecord, PutOutcome, Record, RecordStore,
-    StoreError, StoreStats,
+    DigestEntry, ExpireStats, LeafDigest, PaxosRow, ProviderRecord, PutOutcome, Record,
+    RecordStore, StoreError, StoreStats,
 };
 
 /// A [`RecordStore`] whose backend [`Closable::close`] releases.
@@ -162,11 +162,7 @@ impl RecordStore for Closable {
     ) -> Result<Option<PutOutcome>, StoreError> {
         self.with(|s| s.paxos_write(key, row, record, now_ms))
     }
-    fn paxos_rows(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn paxos_rows(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<PaxosRow>, StoreError> {
         self.with(|s| s.paxos_rows(after, limit))
     }
 }

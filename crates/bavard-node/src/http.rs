@@ -72,7 +72,8 @@ impl From<NodeError> for ApiError {
         match &e {
             // A failed condition wrote nothing; the client learns the version to compare with.
             NodeError::Conflict { current } => {
-                err.extra.insert("outcome".into(), "condition_failed".into());
+                err.extra
+                    .insert("outcome".into(), "condition_failed".into());
                 let current = (current != "none").then(|| current.clone());
                 err.extra.insert("current_version".into(), current.into());
             }

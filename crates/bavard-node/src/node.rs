@@ -27,8 +27,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::admission::{Admission, JoinToken, Startup};
 use crate::api::{
-    BucketInfo, Consistency, GetOptions, GetReply, MemberInfo, NodeError, PeerInfo, PutOptions, PutReply,
-    RoutingInfo, Status, TopicEvent,
+    BucketInfo, Consistency, GetOptions, GetReply, MemberInfo, NodeError, PeerInfo, PutOptions,
+    PutReply, RoutingInfo, Status, TopicEvent,
 };
 use crate::config::{NodeConfig, secs};
 use crate::context::{Context, Parts, Slots, SwarmCommand, peer_key};

@@ -225,8 +225,12 @@ fn main() -> ExitCode {
 fn kv(args: &KvArgs) -> ExitCode {
     // The compare-and-set run has its own defaults: few clients on a few hot keys (every
     // operation contends), with partitions, crashes and skew.
-    let pick = |given: Option<u64>, plain: u64, cas: u64| given.unwrap_or(if args.cas { cas } else { plain });
-    let pick32 = |given: Option<u32>, plain: u32, cas: u32| given.unwrap_or(if args.cas { cas } else { plain });
+    let pick = |given: Option<u64>, plain: u64, cas: u64| {
+        given.unwrap_or(if args.cas { cas } else { plain })
+    };
+    let pick32 = |given: Option<u32>, plain: u32, cas: u32| {
+        given.unwrap_or(if args.cas { cas } else { plain })
+    };
     let config = KvSimConfig {
         nodes: args.nodes,
         clients: pick32(args.clients, 50, 10),

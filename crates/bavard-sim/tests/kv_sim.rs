@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use bavard_sim::kv::Broken;
-use bavard_tests::counter::Tristate;
 use bavard_sim::{KvReport, KvSimConfig, SimError, run_kv_sim};
+use bavard_tests::counter::Tristate;
 
 fn small(seed: u64) -> KvSimConfig {
     KvSimConfig {
@@ -167,17 +167,26 @@ fn small_cas(seed: u64) -> KvSimConfig {
 fn cas_increments_under_partitions_crashes_and_skew_are_linearizable_and_none_is_lost() {
     let r = run(&small_cas(7));
     assert!(r.is_valid(), "{r:#?}");
-    let cas = r.cas.as_ref().expect("a compare-and-set run reports its figures");
+    let cas = r
+        .cas
+        .as_ref()
+        .expect("a compare-and-set run reports its figures");
     assert_eq!(cas.linearizable, Tristate::Yes, "{r:#?}");
     assert!(cas.cas_ok > 50, "{cas:#?}");
-    assert!(cas.cas_condition_failed > 0, "hot keys make clients contend: {cas:#?}");
+    assert!(
+        cas.cas_condition_failed > 0,
+        "hot keys make clients contend: {cas:#?}"
+    );
     assert_eq!((cas.lost_increments, cas.phantom_increments), (0, 0));
     assert!(
         cas.final_counter >= cas.acknowledged_increments
             && cas.final_counter <= cas.acknowledged_increments + cas.cas_unknown,
         "{cas:#?}"
     );
-    assert_eq!(cas.round_trips_per_cas_p50, 2.0, "prepare-and-read, then propose");
+    assert_eq!(
+        cas.round_trips_per_cas_p50, 2.0,
+        "prepare-and-read, then propose"
+    );
     assert_eq!(cas.round_trips_per_serial_read_p50, 1.0);
 }
 
@@ -199,7 +208,10 @@ fn cas_rounds_on_quorums_that_do_not_intersect_are_caught_by_the_checker() {
     assert_eq!(cas.linearizable, Tristate::No, "{broken:#?}");
     assert!(!broken.is_valid());
     assert!(
-        broken.examples.iter().any(|e| e.contains("not linearizable")),
+        broken
+            .examples
+            .iter()
+            .any(|e| e.contains("not linearizable")),
         "{:?}",
         broken.examples
     );

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::merge::plan_batch;
 use crate::provider::ProviderRecord;
 use crate::record::Record;
-use crate::store::{ExpireStats, PutOutcome, RecordStore, StoreStats};
+use crate::store::{ExpireStats, PaxosRow, PutOutcome, RecordStore, StoreStats};
 
 /// An in-memory [`RecordStore`]. Same semantics and limits as [`crate::RedbStore`], no
 /// durability.
@@ -176,11 +176,7 @@ impl RecordStore for MemoryStore {
         Ok(outcome)
     }
 
-    fn paxos_rows(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn paxos_rows(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<PaxosRow>, StoreError> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(self
             .lock()

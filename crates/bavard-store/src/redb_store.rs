@@ -41,7 +41,7 @@ use crate::error::StoreError;
 use crate::merge::plan_batch;
 use crate::provider::ProviderRecord;
 use crate::record::Record;
-use crate::store::{ExpireStats, PutOutcome, RecordStore, StoreStats};
+use crate::store::{ExpireStats, PaxosRow, PutOutcome, RecordStore, StoreStats};
 
 const RECORDS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("records");
 const PROVIDERS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("providers");
@@ -419,11 +419,7 @@ impl RecordStore for RedbStore {
         Ok(outcome)
     }
 
-    fn paxos_rows(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn paxos_rows(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<PaxosRow>, StoreError> {
         let txn = self.db.begin_read().map_err(storage("paxos_rows"))?;
         let table = txn.open_table(PAXOS).map_err(storage("paxos_rows"))?;
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);

@@ -63,6 +63,9 @@ pub struct StoreStats {
     pub provided_keys: usize,
 }
 
+/// A consensus row as [`RecordStore::paxos_rows`] lists it: the key, then the row's bytes.
+pub type PaxosRow = (Vec<u8>, Vec<u8>);
+
 /// Record storage: value records under LWW, provider records, expiry.
 ///
 /// All methods are atomic: on `Err`, nothing was written. Writes are durable when they return
@@ -250,11 +253,7 @@ pub trait RecordStore: Send + Sync {
     /// # Errors
     ///
     /// [`StoreError::Storage`].
-    fn paxos_rows(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn paxos_rows(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<PaxosRow>, StoreError>;
 
     /// Counts of stored rows. May scan the whole store (O(n)).
     ///

@@ -670,7 +670,9 @@ mod cases {
         assert_eq!(f.store.paxos_row(b"k").unwrap(), None);
         // A promise: the row alone.
         assert_eq!(
-            f.store.paxos_write(b"k", Some(b"promised"), None, 0).unwrap(),
+            f.store
+                .paxos_write(b"k", Some(b"promised"), None, 0)
+                .unwrap(),
             None
         );
         assert_eq!(f.store.paxos_row(b"k").unwrap().unwrap(), b"promised");
@@ -698,7 +700,13 @@ mod cases {
         assert_eq!(f.store.paxos_row(b"k").unwrap().unwrap(), b"late");
         assert_eq!(f.store.get(b"k", 0).unwrap(), Some(r));
         // The record is indexed like any other.
-        assert_eq!(f.store.leaf_entries(digest::leaf_of(b"k"), None, 10, 0).unwrap().len(), 1);
+        assert_eq!(
+            f.store
+                .leaf_entries(digest::leaf_of(b"k"), None, 10, 0)
+                .unwrap()
+                .len(),
+            1
+        );
         // Nothing to write is no write.
         assert_eq!(f.store.paxos_write(b"k", None, None, 0).unwrap(), None);
         assert_eq!(f.store.paxos_row(b"k").unwrap().unwrap(), b"late");
@@ -729,8 +737,12 @@ mod cases {
             Err(StoreError::TooManyRecords { .. })
         ));
         assert!(matches!(
-            f.store
-                .paxos_write(b"k", Some(b"row"), Some(data(b"k", b"too large", 2, b"a")), 0),
+            f.store.paxos_write(
+                b"k",
+                Some(b"row"),
+                Some(data(b"k", b"too large", 2, b"a")),
+                0
+            ),
             Err(StoreError::ValueTooLarge { .. })
         ));
         assert_eq!(f.store.paxos_row(b"k").unwrap(), None);
@@ -746,7 +758,10 @@ mod cases {
         let first = f.store.paxos_rows(None, 2).unwrap();
         assert_eq!(
             first,
-            vec![(b"a".to_vec(), b"a".to_vec()), (b"b".to_vec(), b"b".to_vec())]
+            vec![
+                (b"a".to_vec(), b"a".to_vec()),
+                (b"b".to_vec(), b"b".to_vec())
+            ]
         );
         let rest = f.store.paxos_rows(Some(b"b"), 2).unwrap();
         assert_eq!(rest, vec![(b"c".to_vec(), b"c".to_vec())]);

@@ -346,10 +346,12 @@ pub fn is_paxos_request(kind: &pb::request::Kind) -> bool {
 /// A Paxos request on the wire.
 pub fn paxos_request_to_pb(req: &PaxosRequest) -> pb::request::Kind {
     match req {
-        PaxosRequest::Prepare { key, ballot } => pb::request::Kind::PaxosPrepare(pb::PaxosPrepare {
-            key: key.clone(),
-            ballot: Some(ballot_to_pb(ballot)),
-        }),
+        PaxosRequest::Prepare { key, ballot } => {
+            pb::request::Kind::PaxosPrepare(pb::PaxosPrepare {
+                key: key.clone(),
+                ballot: Some(ballot_to_pb(ballot)),
+            })
+        }
         PaxosRequest::Propose { ballot, proposal } => {
             pb::request::Kind::PaxosPropose(pb::PaxosPropose {
                 ballot: Some(ballot_to_pb(ballot)),
@@ -657,7 +659,10 @@ mod tests {
             let bad = pb::Version { hlc: 1, writer };
             assert!(matches!(
                 paxos_request_from_pb(prepare(b"k", Some(bad))),
-                Err(WireError::BallotNode { max: MAX_BALLOT_NODE_BYTES, .. })
+                Err(WireError::BallotNode {
+                    max: MAX_BALLOT_NODE_BYTES,
+                    ..
+                })
             ));
         }
         let propose = pb::request::Kind::PaxosPropose(pb::PaxosPropose {

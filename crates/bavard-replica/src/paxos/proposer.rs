@@ -985,10 +985,7 @@ mod tests {
             p.handle_response(now, out.id, Ok(promise()));
         }
         p.handle_deadline();
-        assert_eq!(
-            p.result().unwrap().outcome,
-            Outcome::Read { current: None }
-        );
+        assert_eq!(p.result().unwrap().outcome, Outcome::Read { current: None });
     }
 
     #[test]

@@ -89,7 +89,10 @@ enum Next {
     /// A serial read of a key of its choosing.
     Read,
     /// The compare-and-set of `key` from what it read.
-    Cas { key: String, seen: Option<(u64, u64)> },
+    Cas {
+        key: String,
+        seen: Option<(u64, u64)>,
+    },
 }
 
 /// An operation in flight.
@@ -382,7 +385,11 @@ mod tests {
             }
         );
         let v = Version::default();
-        clients.done(f, 9, Some(&completion(Outcome::Committed { version: v }, 2)));
+        clients.done(
+            f,
+            9,
+            Some(&completion(Outcome::Committed { version: v }, 2)),
+        );
         let (_, f) = clients.next_op(0, &mut rng, 10);
         let current = Some(record(1, 77));
         clients.done(f, 12, Some(&completion(Outcome::Read { current }, 1)));
@@ -397,12 +404,18 @@ mod tests {
         );
         // Its coordinator crashed: unknown.
         clients.done(f, 20, None);
-        clients.final_read(9, "k0".into(), 30, 31, Some(&completion(
-            Outcome::Read {
-                current: Some(record(2, 90)),
-            },
-            1,
-        )));
+        clients.final_read(
+            9,
+            "k0".into(),
+            30,
+            31,
+            Some(&completion(
+                Outcome::Read {
+                    current: Some(record(2, 90)),
+                },
+                1,
+            )),
+        );
         let (r, examples) = clients.report();
         assert!(examples.is_empty(), "{examples:?}");
         assert_eq!(r.linearizable, Tristate::Yes);
@@ -431,12 +444,18 @@ mod tests {
         };
         let (_, f) = clients.next_op(0, &mut rng, 4);
         clients.done(f, 5, Some(&completion(not_applied, 3)));
-        clients.final_read(9, "k0".into(), 10, 11, Some(&completion(
-            Outcome::Read {
-                current: Some(record(1, 5)),
-            },
-            1,
-        )));
+        clients.final_read(
+            9,
+            "k0".into(),
+            10,
+            11,
+            Some(&completion(
+                Outcome::Read {
+                    current: Some(record(1, 5)),
+                },
+                1,
+            )),
+        );
         let (r, examples) = clients.report();
         assert_eq!(r.linearizable, Tristate::No);
         assert_eq!(r.lost_increments, 1);

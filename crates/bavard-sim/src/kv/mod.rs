@@ -61,8 +61,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 pub use self::cas::CasReport;
-pub use self::node::{Broken, Consistency};
 use self::cas::{CasClients, InFlight};
+pub use self::node::{Broken, Consistency};
 use self::node::{ClientOp, KvNode, OpResult, Out, Shared};
 use self::schedule::{FaultKind, Schedule, halves};
 use self::views::{Views, node_key};
@@ -483,9 +483,7 @@ impl<'a> Sim<'a> {
             at_heal: (0, 0),
             finals: Vec::new(),
             final_pending: BTreeMap::new(),
-            cas: config
-                .cas
-                .then(|| CasClients::new(clients, config.keys)),
+            cas: config.cas.then(|| CasClients::new(clients, config.keys)),
             cas_finals: BTreeMap::new(),
         }
     }

@@ -38,13 +38,13 @@ use bavard_gossip::membership::{
     MemberState, Membership, MembershipError, MembershipEvent, Message as SwimMessage, Update,
 };
 use bavard_replica::paxos::{
-    Acceptor, Completion, Condition, Operation, PaxosConfig, PaxosRequest, PaxosResponse,
-    Proposer, Update as CasUpdate,
+    Acceptor, Completion, Condition, Operation, PaxosConfig, PaxosRequest, PaxosResponse, Proposer,
+    Update as CasUpdate,
 };
 use bavard_replica::sync::record_size;
 use bavard_replica::{
-    Coordination, Failure, HandoffPolicy, Initiator, Placement, Read, Request, RequestId,
-    Response, Step, StoreOutcome, SyncConfig, Write, answer,
+    Coordination, Failure, HandoffPolicy, Initiator, Placement, Read, Request, RequestId, Response,
+    Step, StoreOutcome, SyncConfig, Write, answer,
 };
 use bavard_routing::Key;
 use bavard_store::{

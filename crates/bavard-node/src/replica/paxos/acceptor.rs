@@ -135,20 +135,29 @@ mod tests {
             step(&store, b"k", prepare, 0).unwrap(),
             PaxosResponse::Promise { current: None, .. }
         ));
-        let row = store.paxos_row(b"k").unwrap().expect("the promise is persisted");
+        let row = store
+            .paxos_row(b"k")
+            .unwrap()
+            .expect("the promise is persisted");
         assert_eq!(Acceptor::decode(b"k", &row).unwrap().promised(), Some(&b));
         let record = Record::new(b"k".to_vec(), b"v".to_vec(), b.as_version().clone());
         let propose = PaxosRequest::Propose {
             ballot: b.clone(),
             proposal: record.clone(),
         };
-        assert_eq!(step(&store, b"k", propose, 0).unwrap(), PaxosResponse::Accepted);
+        assert_eq!(
+            step(&store, b"k", propose, 0).unwrap(),
+            PaxosResponse::Accepted
+        );
         assert_eq!(store.get(b"k", 0).unwrap(), None, "accepted is not applied");
         let commit = PaxosRequest::Commit {
             ballot: b.clone(),
             proposal: record.clone(),
         };
-        assert_eq!(step(&store, b"k", commit, 0).unwrap(), PaxosResponse::Committed);
+        assert_eq!(
+            step(&store, b"k", commit, 0).unwrap(),
+            PaxosResponse::Committed
+        );
         assert_eq!(store.get(b"k", 0).unwrap(), Some(record));
         let row = store.paxos_row(b"k").unwrap().unwrap();
         let state = Acceptor::decode(b"k", &row).unwrap();

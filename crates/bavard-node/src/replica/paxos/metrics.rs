@@ -34,7 +34,9 @@ impl Default for CasMetrics {
             rounds: Family::default(),
             attempts: Counter::default(),
             contention_retries: Counter::default(),
-            round_trips: Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0]),
+            round_trips: Histogram::new([
+                1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0,
+            ]),
         }
     }
 }

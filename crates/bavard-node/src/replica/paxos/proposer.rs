@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use bavard_gossip::membership::MemberState;
-use bavard_replica::{Failure, Placement, RequestId};
-use bavard_routing::Key;
 use bavard_replica::paxos::{
     Cause, Completion, Condition, Operation, Outcome, Outgoing, PaxosConfig, PaxosRequest,
     PaxosResponse, Proposer, Update,
 };
+use bavard_replica::{Failure, Placement, RequestId};
+use bavard_routing::Key;
 use bavard_store::{HlcTimestamp, Record};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
@@ -54,7 +54,9 @@ impl Replica {
         update: Update,
     ) -> Result<PutReply, NodeError> {
         let shown = String::from_utf8_lossy(&key).into_owned();
-        let (done, quorum) = self.paxos(key, Operation::Cas { condition, update }).await?;
+        let (done, quorum) = self
+            .paxos(key, Operation::Cas { condition, update })
+            .await?;
         match done.outcome {
             Outcome::Committed { version } => Ok(PutReply {
                 key: shown,
