@@ -90,9 +90,21 @@ impl PeerLimiter {
         }
     }
 
+    /// A permit for one stream to `peer` if one is free now.
+    pub(crate) fn try_acquire(&self, peer: PeerId) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.semaphore(peer).try_acquire_owned().ok()
+    }
+
     /// A permit for one stream to `peer`, waiting while `max` are in use.
     pub(crate) async fn acquire(&self, peer: PeerId) -> tokio::sync::OwnedSemaphorePermit {
-        let semaphore = {
+        self.semaphore(peer)
+            .acquire_owned()
+            .await
+            .expect("the limiter never closes its semaphores")
+    }
+
+    fn semaphore(&self, peer: PeerId) -> std::sync::Arc<tokio::sync::Semaphore> {
+        {
             let mut peers = self.peers.lock().expect("limiter lock");
             if peers.len() > LIMITER_PURGE_ABOVE && !peers.contains_key(&peer) {
                 // Held by a permit or a waiter means more than our one reference.
@@ -102,11 +114,7 @@ impl PeerLimiter {
                 .entry(peer)
                 .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(self.max)))
                 .clone()
-        };
-        semaphore
-            .acquire_owned()
-            .await
-            .expect("the limiter never closes its semaphores")
+        }
     }
 }
 

@@ -10,6 +10,11 @@
 //!
 //! Memory is bounded: at most `max_per_peer` idle streams per peer, and expired entries of
 //! every peer are purged whenever the pool holds streams for more than `PURGE_ABOVE_PEERS` peers.
+//!
+//! The replica service keeps each stream's permit (its share of the peer's inbound stream
+//! limit) with it in the pool, so idle and busy streams together stay within the limit, and a
+//! request that finds neither an idle stream nor a free permit waits for whichever comes first
+//! ([`StreamPool::returned`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,6 +31,8 @@ pub(crate) struct StreamPool<S> {
     idle: Mutex<HashMap<PeerId, Vec<(S, Instant)>>>,
     max_per_peer: usize,
     max_idle: Duration,
+    /// Woken whenever a stream is returned (for requests waiting for a stream to a peer).
+    returned: tokio::sync::Notify,
 }
 
 impl<S> StreamPool<S> {
@@ -34,7 +41,14 @@ impl<S> StreamPool<S> {
             idle: Mutex::new(HashMap::new()),
             max_per_peer,
             max_idle,
+            returned: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves at the next [`put`](Self::put) (create it before checking the pool, so that a
+    /// stream returned in between is not missed).
+    pub(crate) fn returned(&self) -> tokio::sync::futures::Notified<'_> {
+        self.returned.notified()
     }
 
     /// The most recently returned idle stream to `peer` that has not expired.
@@ -73,6 +87,8 @@ impl<S> StreamPool<S> {
         if streams.len() < self.max_per_peer {
             streams.push((stream, now));
         }
+        drop(idle);
+        self.returned.notify_waiters();
     }
 
     /// Idle streams held, over all peers.

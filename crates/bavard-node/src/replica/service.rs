@@ -24,6 +24,7 @@ use crate::kad::client::Kad;
 use crate::metrics::Stage;
 use crate::request::{PeerLimiter, RequestError, open_stream, retry_broken_stream};
 use crate::storage::Storage;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The replica service (cheap to clone).
 #[derive(Clone)]
@@ -37,8 +38,8 @@ pub(crate) struct Shared {
     /// Hints kept for replicas that were down.
     pub(crate) hints: Hints,
     /// Idle `/bavard/kv/1` streams for reuse (see [`super::pool`]).
-    streams: StreamPool<libp2p::Stream>,
-    /// Requests in flight per peer: with the idle streams, within the peer's inbound limit.
+    streams: StreamPool<(libp2p::Stream, OwnedSemaphorePermit)>,
+    /// Streams per peer, busy or idle (each holds a permit): within the peer's inbound limit.
     limiter: PeerLimiter,
     /// Anti-entropy progress and views.
     pub(crate) sync: SyncState,
@@ -71,12 +72,7 @@ impl Replica {
         let rc = &config.replication;
         Ok(Self(Arc::new(Shared {
             streams: StreamPool::new(rc.max_idle_streams_per_peer, secs(rc.idle_stream_secs)),
-            limiter: PeerLimiter::new(
-                config
-                    .limits
-                    .max_inbound_streams_per_peer
-                    .saturating_sub(rc.max_idle_streams_per_peer),
-            ),
+            limiter: PeerLimiter::new(config.limits.max_inbound_streams_per_peer),
             pace: Pace::new(rc.sync_max_bytes_per_sec),
             hints,
             sync: SyncState::default(),
@@ -196,19 +192,34 @@ impl Replica {
         }
         let max = self.ctx.config.limits.max_message_size;
         let req = pb::Request { kind: Some(kind) };
+        // An idle stream (with its permit), else a free permit for a new stream, else wait
+        // for whichever comes first.
         let waited = std::time::Instant::now();
-        let _permit = self.limiter.acquire(peer).await;
+        let (pooled, permit) = loop {
+            let returned = self.streams.returned();
+            if let Some((stream, permit)) = self.streams.take(&peer, std::time::Instant::now()) {
+                break (Some(stream), permit);
+            }
+            if let Some(permit) = self.limiter.try_acquire(peer) {
+                break (None, permit);
+            }
+            tokio::select! {
+                permit = self.limiter.acquire(peer) => break (None, permit),
+                () = returned => {}
+            }
+        };
         self.ctx.metrics.stages.since(Stage::stream_permit, waited);
-        if let Some(stream) = self.streams.take(&peer, std::time::Instant::now()) {
+        if let Some(stream) = pooled {
             match self.exchange(stream, &req, max).await {
                 Ok((resp, stream)) => {
-                    self.streams.put(peer, stream, std::time::Instant::now());
+                    self.streams
+                        .put(peer, (stream, permit), std::time::Instant::now());
                     return resp
                         .kind
                         .ok_or_else(|| RequestError::Protocol("empty response".into()));
                 }
                 // A pooled stream the peer closed meanwhile (or that broke): the request is
-                // idempotent, send it on a new stream.
+                // idempotent, send it on a new stream (under the same permit).
                 Err(e) => tracing::debug!(%peer, "pooled replica stream failed ({e}), opening one"),
             }
         }
@@ -216,7 +227,8 @@ impl Replica {
         let stream = open_stream(&self.ctx.control, peer, KV_PROTOCOL).await;
         self.ctx.metrics.stages.since(Stage::stream_open, opening);
         let (resp, stream) = self.exchange(stream?, &req, max).await?;
-        self.streams.put(peer, stream, std::time::Instant::now());
+        self.streams
+            .put(peer, (stream, permit), std::time::Instant::now());
         resp.kind
             .ok_or_else(|| RequestError::Protocol("empty response".into()))
     }
