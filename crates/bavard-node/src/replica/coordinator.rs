@@ -128,6 +128,8 @@ impl Replica {
                 version,
                 acks,
                 round_trips: None,
+                key_encoding: None,
+                key_hex: None,
             }),
             Err(e) => Err(self.unavailable(e)),
         }
@@ -170,9 +172,14 @@ impl Replica {
 
     fn unavailable(&self, e: QuorumError) -> NodeError {
         self.ctx.metrics.quorum_failures.inc();
+        let (mut live, _) = super::placement_members(&self.ctx);
+        live.sort();
+        live.dedup();
         NodeError::Unavailable {
             answered: e.answered,
             required: e.required,
+            live_members: live.len().max(1),
+            replication_factor: self.ctx.config.kad.replication_factor,
         }
     }
 

@@ -63,6 +63,8 @@ impl Replica {
                 version: version.hlc.to_string(),
                 acks: quorum,
                 round_trips: Some(done.round_trips),
+                key_encoding: None,
+                key_hex: None,
             }),
             Outcome::ConditionFailed { current } => Err(NodeError::Conflict {
                 current: current.map_or_else(|| "none".into(), |r| r.version.hlc.to_string()),
