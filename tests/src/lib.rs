@@ -1,6 +1,6 @@
 //! Black-box test support for bavard: the history checkers of the replicated store (this page:
 //! lost writes and stale reads; [`linearizable`]: linearizability of register histories with
-//! compare-and-set).
+//! compare-and-set; [`counter`]: counters built from compare-and-set increments).
 //!
 //! A test (or `cargo xtask scenario`) records every client operation it runs against a cluster
 //! as an [`Op`]: what it invoked, how it ended (`ok`, `fail`, or `unknown` when the client cannot
@@ -20,6 +20,7 @@
 //! write.
 
 pub mod checker;
+pub mod counter;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 pub mod linearizable;

@@ -10,6 +10,7 @@ mod acceptance;
 mod antientropy;
 mod bench;
 mod bench_blobs;
+mod cas;
 mod cluster;
 mod codegen;
 mod etcd;

@@ -59,10 +59,11 @@ pub(crate) struct Args {
     /// Cluster directory [default: target/scenario].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Concurrent kv clients [default: 4; outage: 32 writers].
+    /// Concurrent kv clients [default: 4; outage: 32 writers; cas: 4].
     #[arg(long)]
     clients: Option<usize>,
-    /// Number of distinct keys the clients use [default: 32; outage: keys written, 100000].
+    /// Number of distinct keys the clients use [default: 32; outage: keys written, 100000;
+    /// cas: 3 hot keys].
     #[arg(long)]
     keys: Option<usize>,
     /// Outage: bytes per value written.
@@ -179,6 +180,20 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             json: args.json,
             bin: args.bin.clone(),
             dir,
+        });
+    }
+    if args.name == Kind::Cas {
+        return crate::cas::run(&crate::cas::Settings {
+            nodes: args.nodes,
+            duration: Duration::from_secs(args.duration),
+            seed: args.seed,
+            clients: args.clients.unwrap_or(4),
+            keys: args.keys.unwrap_or(3),
+            netns: args.netns,
+            json: args.json,
+            bin: args.bin.clone(),
+            dir,
+            converge_timeout: Duration::from_secs(args.converge_timeout),
         });
     }
     let (clients, keys) = (args.clients.unwrap_or(4), args.keys.unwrap_or(32));
@@ -361,7 +376,7 @@ fn drive(
     ))
 }
 
-fn sleep_until(t: Instant) {
+pub(crate) fn sleep_until(t: Instant) {
     let now = Instant::now();
     if t > now {
         std::thread::sleep(t - now);
@@ -555,7 +570,7 @@ pub(crate) fn quorum_finals(state: &ClusterState, keys: &BTreeSet<String>) -> Ve
         .collect()
 }
 
-pub(crate) fn save_history(path: &Path, history: &[Op]) -> anyhow::Result<()> {
+pub(crate) fn save_history<T: Serialize>(path: &Path, history: &[T]) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);

@@ -4,7 +4,8 @@
 //! Safety rule: with a replication factor of 3, a quorum survives one replica down, so the
 //! process-fault schedules (`crash`, `churn`, `pause`) never have more than one node down or
 //! paused at a time; every fault is undone before the schedule ends. `partition` splits the
-//! cluster in two random halves, then heals.
+//! cluster in two random halves, then heals. `cas` runs one fault at a time too: a hard kill, a
+//! pause, a partition, in turn.
 
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ pub(crate) enum Kind {
     /// client load, reporting memory, descriptors and the victim's responsiveness (its own
     /// driver, `crate::soak`).
     Soak,
+    /// Linearizable counters (serial read, then compare-and-set) on a few hot keys while nodes
+    /// are killed, paused and partitioned, one fault at a time; judged by the linearizability
+    /// checker (its own driver, `crate::cas`).
+    Cas,
 }
 
 /// One fault action.
@@ -147,6 +152,55 @@ pub(crate) fn schedule(
         }
         // The outage run kills and restarts its node itself.
         Kind::Outage | Kind::Soak => {}
+        Kind::Cas => {
+            // One fault at a time, each kind in turn from a random start: a hard kill, a pause
+            // past the failure detector, a partition into halves; then a few calm seconds.
+            let mut t = start;
+            let mut kind = rng.random_range(0..3u32);
+            loop {
+                let (hold, action, undo) = match kind % 3 {
+                    0 => {
+                        let node = rng.random_range(0..nodes);
+                        (
+                            rng.random_range(2_000..5_000),
+                            Action::Kill { node, hard: true },
+                            Action::Restart(node),
+                        )
+                    }
+                    1 => {
+                        let node = rng.random_range(0..nodes);
+                        (
+                            ms(PAUSE_FOR) / 2 + rng.random_range(0..2_000),
+                            Action::Pause(node),
+                            Action::Resume(node),
+                        )
+                    }
+                    _ => {
+                        let mut order: Vec<usize> = (0..nodes).collect();
+                        order.shuffle(rng);
+                        let (a, b) = order.split_at(nodes / 2);
+                        let (mut a, mut b) = (a.to_vec(), b.to_vec());
+                        a.sort_unstable();
+                        b.sort_unstable();
+                        (
+                            rng.random_range(3_000..6_000),
+                            Action::Partition(a, b),
+                            Action::Heal,
+                        )
+                    }
+                };
+                if t + hold > end {
+                    break;
+                }
+                out.push(Fault { at: at(t), action });
+                out.push(Fault {
+                    at: at(t + hold),
+                    action: undo,
+                });
+                t += hold + rng.random_range(2_000..4_000);
+                kind += 1;
+            }
+        }
     }
     out
 }
@@ -193,7 +247,7 @@ mod tests {
     #[test]
     fn process_faults_take_down_at_most_one_node_at_a_time_and_are_all_undone() {
         for seed in 0..50 {
-            for kind in [Kind::Crash, Kind::Churn, Kind::Pause] {
+            for kind in [Kind::Crash, Kind::Churn, Kind::Pause, Kind::Cas] {
                 let faults = sched(kind, 5, 60, seed);
                 assert!(!faults.is_empty(), "{kind:?} seed {seed} has no fault");
                 assert_eq!(max_down(&faults, 5), 1, "{kind:?} seed {seed}");
@@ -202,8 +256,35 @@ mod tests {
     }
 
     #[test]
+    fn the_cas_schedule_kills_pauses_and_partitions_one_at_a_time() {
+        let faults = sched(Kind::Cas, 5, 60, 1);
+        let has = |f: fn(&Action) -> bool| faults.iter().any(|x| f(&x.action));
+        assert!(has(|a| matches!(a, Action::Kill { hard: true, .. })));
+        assert!(has(|a| matches!(a, Action::Pause(_))));
+        assert!(has(|a| matches!(a, Action::Partition(..))));
+        // Every fault is undone before the next one starts.
+        for pair in faults.chunks(2) {
+            let undone = matches!(
+                (&pair[0].action, &pair[1].action),
+                (Action::Kill { node: a, .. }, Action::Restart(b)) | (Action::Pause(a), Action::Resume(b))
+                    if a == b
+            ) || matches!(
+                (&pair[0].action, &pair[1].action),
+                (Action::Partition(..), Action::Heal)
+            );
+            assert!(undone, "{pair:?}");
+        }
+    }
+
+    #[test]
     fn faults_are_in_time_order_within_the_fault_window() {
-        for kind in [Kind::Crash, Kind::Churn, Kind::Pause, Kind::Partition] {
+        for kind in [
+            Kind::Crash,
+            Kind::Churn,
+            Kind::Pause,
+            Kind::Partition,
+            Kind::Cas,
+        ] {
             let faults = sched(kind, 5, 60, 7);
             assert!(faults.windows(2).all(|w| w[0].at <= w[1].at), "{kind:?}");
             assert!(faults.iter().all(|f| f.at >= Duration::from_secs(9)));

@@ -64,19 +64,19 @@ impl Shared {
         }
     }
 
-    fn api(&self, i: usize) -> String {
+    pub(crate) fn api(&self, i: usize) -> String {
         self.apis.read().expect("lock")[i].clone()
     }
 
-    fn nodes(&self) -> usize {
+    pub(crate) fn nodes(&self) -> usize {
         self.apis.read().expect("lock").len()
     }
 
-    fn ms(&self) -> u64 {
+    pub(crate) fn ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 }
@@ -150,7 +150,7 @@ fn call_any(shared: &Shared, rng: &mut ChaCha8Rng, method: &str, path: &str, bod
 }
 
 /// [`call_any`], also returning the node that was reached.
-fn call_any_node(
+pub(crate) fn call_any_node(
     shared: &Shared,
     rng: &mut ChaCha8Rng,
     method: &str,

@@ -14,6 +14,10 @@ pub enum Consistency {
     Quorum,
     /// Every replica.
     All,
+    /// Linearizable: a consensus round (Paxos) on a majority of the key's replicas. A serial
+    /// read sees every committed compare-and-set; a serial write is a compare-and-set without a
+    /// condition, ordered with every other one (see [`crate::replica`]).
+    Serial,
 }
 
 impl Consistency {
@@ -21,7 +25,7 @@ impl Consistency {
     pub fn required(self, n: usize) -> usize {
         match self {
             Consistency::One => 1,
-            Consistency::Quorum => n / 2 + 1,
+            Consistency::Quorum | Consistency::Serial => n / 2 + 1,
             Consistency::All => n,
         }
         .max(1)
@@ -35,8 +39,9 @@ impl std::str::FromStr for Consistency {
             "one" => Ok(Consistency::One),
             "quorum" => Ok(Consistency::Quorum),
             "all" => Ok(Consistency::All),
+            "serial" => Ok(Consistency::Serial),
             other => Err(format!(
-                "unknown consistency level {other:?} (expected one, quorum or all)"
+                "unknown consistency level {other:?} (expected one, quorum, all or serial)"
             )),
         }
     }
@@ -48,6 +53,7 @@ impl std::fmt::Display for Consistency {
             Consistency::One => "one",
             Consistency::Quorum => "quorum",
             Consistency::All => "all",
+            Consistency::Serial => "serial",
         })
     }
 }
@@ -59,7 +65,8 @@ pub struct PutOptions {
     pub consistency: Consistency,
     /// Lifetime of the record in seconds; the configured default when `None`.
     pub ttl_secs: Option<u64>,
-    /// Apply only if the newest version a quorum reports matches (conditional write).
+    /// Apply only if the key's current value matches: a compare-and-set, decided by a
+    /// consensus round on the key's replicas (linearizable; `consistency` does not apply).
     pub condition: Option<crate::replica::Condition>,
 }
 
@@ -77,8 +84,13 @@ pub struct PutReply {
     pub key: String,
     /// The version the write created, as a decimal string (HLC timestamp).
     pub version: String,
-    /// Replicas that acknowledged it durably.
+    /// Replicas that acknowledged it durably (for a compare-and-set: the majority that
+    /// accepted it).
     pub acks: usize,
+    /// Round trips to the replicas a compare-and-set took (2 when uncontended); absent for a
+    /// plain write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_trips: Option<u32>,
     /// How the request wrote the key (`utf8`, `hex`, `base64url`); set by the HTTP API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_encoding: Option<String>,
@@ -190,8 +202,18 @@ pub enum NodeError {
     /// A conditional write found another version (409).
     #[error("version conflict: current version is {current}")]
     Conflict {
-        /// The version found.
+        /// The version found (`none` when the key is absent).
         current: String,
+    },
+    /// A linearizable operation (a conditional write, a serial read or write) could not be
+    /// decided: too few replicas answered, or other writers kept winning (503). `outcome` says
+    /// whether the write may still take effect.
+    #[error("{reason} ({})", outcome.explain())]
+    Undecided {
+        /// Whether the write may still take effect.
+        outcome: Undecided,
+        /// What went wrong.
+        reason: String,
     },
     /// The operation did not finish in time (504).
     #[error("timed out: {0}")]
@@ -212,6 +234,34 @@ pub enum NodeError {
          disk works again: use another node"
     )]
     StorageFailed(String),
+}
+
+/// What a client may assume about a compare-and-set that could not be decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Undecided {
+    /// The write may have been accepted by some replicas: a later round that finds it will
+    /// finish it, so it may still take effect, or never.
+    Unknown,
+    /// The write was accepted nowhere and never takes effect (for a read: the read failed).
+    NotApplied,
+}
+
+impl Undecided {
+    /// `unknown` or `not_applied`, as the HTTP API's `outcome` field says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Undecided::Unknown => "unknown",
+            Undecided::NotApplied => "not_applied",
+        }
+    }
+
+    fn explain(self) -> &'static str {
+        match self {
+            Undecided::Unknown => "outcome unknown: the write may still take effect",
+            Undecided::NotApplied => "not applied: the write never takes effect",
+        }
+    }
 }
 
 /// A membership entry as `GET /v1/members` shows it.

@@ -7,6 +7,38 @@ use reqwest::StatusCode;
 
 use crate::api::{MemberInfo, PeerInfo, PublishReply, PutReply, RoutingInfo, Status};
 
+/// The options of a KV write (`PUT` or `DELETE /v1/kv/{key}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// `one`, `quorum`, `all` or `serial` (the node's default when `None`).
+    pub consistency: Option<String>,
+    /// Lifetime in seconds (puts only).
+    pub ttl: Option<u64>,
+    /// Write only if the current value has this version: a compare-and-set.
+    pub if_version: Option<String>,
+    /// Write only if the key has no live value: a compare-and-set.
+    pub if_absent: bool,
+}
+
+impl WriteOptions {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        if let Some(c) = &self.consistency {
+            query.push(("consistency", c.clone()));
+        }
+        if let Some(t) = self.ttl {
+            query.push(("ttl", t.to_string()));
+        }
+        if let Some(v) = &self.if_version {
+            query.push(("if_version", v.clone()));
+        }
+        if self.if_absent {
+            query.push(("if_absent", "true".to_string()));
+        }
+        query
+    }
+}
+
 /// A client of one node's HTTP API.
 #[derive(Clone)]
 pub struct Client {
@@ -114,17 +146,26 @@ impl Client {
         consistency: Option<&str>,
         ttl: Option<u64>,
     ) -> anyhow::Result<PutReply> {
-        let mut query = Vec::new();
-        if let Some(c) = consistency {
-            query.push(("consistency", c.to_string()));
-        }
-        if let Some(t) = ttl {
-            query.push(("ttl", t.to_string()));
-        }
+        let opts = WriteOptions {
+            consistency: consistency.map(str::to_string),
+            ttl,
+            ..WriteOptions::default()
+        };
+        self.put_with(key, value, &opts).await
+    }
+
+    /// `PUT /v1/kv/{key}` with every option: a condition makes it a compare-and-set (an error
+    /// naming the current version when the condition fails, HTTP 409).
+    pub async fn put_with(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        opts: &WriteOptions,
+    ) -> anyhow::Result<PutReply> {
         let req = self
             .http
             .put(self.key_url("/v1/kv/", key))
-            .query(&query)
+            .query(&opts.query())
             .body(value);
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
@@ -249,10 +290,24 @@ impl Client {
 
     /// `DELETE /v1/kv/{key}`.
     pub async fn delete(&self, key: &str, consistency: Option<&str>) -> anyhow::Result<PutReply> {
-        let mut req = self.http.delete(self.key_url("/v1/kv/", key));
-        if let Some(c) = consistency {
-            req = req.query(&[("consistency", c)]);
-        }
+        let opts = WriteOptions {
+            consistency: consistency.map(str::to_string),
+            ..WriteOptions::default()
+        };
+        self.delete_with(key, &opts).await
+    }
+
+    /// `DELETE /v1/kv/{key}` with every option (a condition makes it a compare-and-set; `ttl`
+    /// does not apply).
+    pub async fn delete_with(&self, key: &str, opts: &WriteOptions) -> anyhow::Result<PutReply> {
+        let opts = WriteOptions {
+            ttl: None,
+            ..opts.clone()
+        };
+        let req = self
+            .http
+            .delete(self.key_url("/v1/kv/", key))
+            .query(&opts.query());
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
 
@@ -489,5 +544,31 @@ mod tests {
         let c = Client::new("127.0.0.1:5001", Duration::from_secs(1)).unwrap();
         assert_eq!(c.base(), "http://127.0.0.1:5001");
         assert!(Client::new("http://[::1", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn write_options_become_the_documented_query_parameters() {
+        let cas = WriteOptions {
+            if_version: Some("42".into()),
+            ttl: Some(9),
+            ..WriteOptions::default()
+        };
+        assert_eq!(
+            cas.query(),
+            [("ttl", "9".to_string()), ("if_version", "42".to_string())]
+        );
+        let absent = WriteOptions {
+            if_absent: true,
+            consistency: Some("serial".into()),
+            ..WriteOptions::default()
+        };
+        assert_eq!(
+            absent.query(),
+            [
+                ("consistency", "serial".to_string()),
+                ("if_absent", "true".to_string())
+            ]
+        );
+        assert!(WriteOptions::default().query().is_empty());
     }
 }

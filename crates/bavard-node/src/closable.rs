@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bavard_store::{
-    DigestEntry, ExpireStats, LeafDigest, ProviderRecord, PutOutcome, Record, RecordStore,
-    StoreError, StoreStats,
+    DigestEntry, ExpireStats, LeafDigest, PaxosRow, ProviderRecord, PutOutcome, Record,
+    RecordStore, StoreError, StoreStats,
 };
 
 /// A [`RecordStore`] whose backend [`Closable::close`] releases.
@@ -149,5 +149,20 @@ impl RecordStore for Closable {
     }
     fn stats(&self) -> Result<StoreStats, StoreError> {
         self.with(|s| s.stats())
+    }
+    fn paxos_row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|s| s.paxos_row(key))
+    }
+    fn paxos_write(
+        &self,
+        key: &[u8],
+        row: Option<&[u8]>,
+        record: Option<Record>,
+        now_ms: u64,
+    ) -> Result<Option<PutOutcome>, StoreError> {
+        self.with(|s| s.paxos_write(key, row, record, now_ms))
+    }
+    fn paxos_rows(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<PaxosRow>, StoreError> {
+        self.with(|s| s.paxos_rows(after, limit))
     }
 }

@@ -36,12 +36,14 @@ pub const SIGNATURE_HEADER: &str = "x-bavard-signature";
 
 pub use crate::http_errors::ErrorCode;
 
-/// An API error: a status, a code and a message naming what was wrong.
+/// An API error: a status, a code and a message naming what was wrong (and, for
+/// compare-and-set, what the client may assume: `outcome`, `current_version`).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     message: String,
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -54,6 +56,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            extra: serde_json::Map::new(),
         }
     }
     fn bad_request(message: impl Into<String>) -> Self {
@@ -76,22 +79,34 @@ impl From<NodeError> for ApiError {
             NodeError::StorageFailed(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFailed)
             }
+            NodeError::Undecided { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
         };
-        Self::with_code(status, code, e.to_string())
+        let mut err = Self::with_code(status, code, e.to_string());
+        match &e {
+            // A failed condition wrote nothing; the client learns the version to compare with.
+            NodeError::Conflict { current } => {
+                err.extra
+                    .insert("outcome".into(), "condition_failed".into());
+                let current = (current != "none").then(|| current.clone());
+                err.extra.insert("current_version".into(), current.into());
+            }
+            NodeError::Undecided { outcome, .. } => {
+                err.extra.insert("outcome".into(), outcome.as_str().into());
+            }
+            _ => {}
+        }
+        err
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            crate::http_errors::body(self.code, &self.message),
-        )
-            .into_response()
+        let mut body = self.extra;
+        body.insert("error".into(), self.message.into());
+        body.insert("code".into(), self.code.as_str().into());
+        (self.status, Json(serde_json::Value::Object(body))).into_response()
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bavard_node::client::Client;
+use bavard_node::client::{Client, WriteOptions};
 use bavard_node::{Node, NodeConfig};
 use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
@@ -103,6 +103,30 @@ enum ClusterCommand {
     },
 }
 
+/// The condition of a compare-and-set (`put` and `delete`): exits 1 with the current version
+/// when it does not hold.
+#[derive(clap::Args)]
+struct ConditionArg {
+    /// Write only if the key's current version is this one (as `put` prints it): a
+    /// linearizable compare-and-set.
+    #[arg(long, conflicts_with = "if_absent")]
+    if_version: Option<String>,
+    /// Write only if the key has no value: a linearizable compare-and-set.
+    #[arg(long)]
+    if_absent: bool,
+}
+
+impl ConditionArg {
+    fn options(self, consistency: Option<String>, ttl: Option<u64>) -> WriteOptions {
+        WriteOptions {
+            consistency,
+            ttl,
+            if_version: self.if_version,
+            if_absent: self.if_absent,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a node.
@@ -116,12 +140,15 @@ enum Command {
         key: String,
         /// The value.
         value: String,
-        /// one, quorum or all.
+        /// one, quorum, all or serial (a linearizable write: a compare-and-set without a
+        /// condition).
         #[arg(long)]
         consistency: Option<String>,
         /// Lifetime in seconds.
         #[arg(long)]
         ttl: Option<u64>,
+        #[command(flatten)]
+        condition: ConditionArg,
         #[command(flatten)]
         api: ApiArg,
     },
@@ -129,7 +156,8 @@ enum Command {
     Get {
         /// The key.
         key: String,
-        /// one, quorum or all.
+        /// one, quorum, all or serial (a linearizable read: sees every committed
+        /// compare-and-set).
         #[arg(long)]
         consistency: Option<String>,
         #[command(flatten)]
@@ -139,9 +167,11 @@ enum Command {
     Delete {
         /// The key.
         key: String,
-        /// one, quorum or all.
+        /// one, quorum, all or serial.
         #[arg(long)]
         consistency: Option<String>,
+        #[command(flatten)]
+        condition: ConditionArg,
         #[command(flatten)]
         api: ApiArg,
     },
@@ -378,10 +408,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             value,
             consistency,
             ttl,
+            condition,
             api,
         } => print_json(
             &api.client()?
-                .put(&key, value.into_bytes(), consistency.as_deref(), ttl)
+                .put_with(
+                    &key,
+                    value.into_bytes(),
+                    &condition.options(consistency, ttl),
+                )
                 .await?,
         ),
         Command::Get {
@@ -397,8 +432,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete {
             key,
             consistency,
+            condition,
             api,
-        } => print_json(&api.client()?.delete(&key, consistency.as_deref()).await?),
+        } => print_json(
+            &api.client()?
+                .delete_with(&key, &condition.options(consistency, None))
+                .await?,
+        ),
         Command::Provide { key, api } => print_json(&api.client()?.provide(&key).await?),
         Command::Providers { key, api } => print_json(&api.client()?.providers(&key).await?),
         Command::Peers { api } => print_json(&api.client()?.peers().await?),

@@ -173,6 +173,8 @@ pub struct Metrics {
     pub gossip_duplicates: Counter,
     /// Membership probe acks received (direct or relayed round trips).
     pub gossip_probe_acks: Counter,
+    /// The compare-and-set path (`bavard_cas_*`).
+    pub cas: crate::replica::paxos::CasMetrics,
 }
 
 impl Default for Metrics {
@@ -217,6 +219,7 @@ impl Metrics {
             gossip_delivered: Counter::default(),
             gossip_duplicates: Counter::default(),
             gossip_probe_acks: Counter::default(),
+            cas: Default::default(),
         };
         let registry = &mut m.registry;
         registry.register(
@@ -360,6 +363,7 @@ impl Metrics {
             "Membership probe acks received",
             m.gossip_probe_acks.clone(),
         );
+        m.cas.register(registry);
         m
     }
 

@@ -28,8 +28,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::admission::{Admission, JoinToken, Startup};
 use crate::api::{
-    BucketInfo, GetOptions, GetReply, MemberInfo, NodeError, PeerInfo, PutOptions, PutReply,
-    RoutingInfo, Status, TopicEvent,
+    BucketInfo, Consistency, GetOptions, GetReply, MemberInfo, NodeError, PeerInfo, PutOptions,
+    PutReply, RoutingInfo, Status, TopicEvent,
 };
 use crate::config::{NodeConfig, secs};
 use crate::context::{Context, Parts, Slots, SwarmCommand, peer_key};
@@ -65,6 +65,18 @@ async fn join(ctx: &Context, token: &JoinToken) -> anyhow::Result<()> {
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+/// The compare-and-set condition of a write that goes through a consensus round: its own
+/// condition, or none for a serial write; `None` for a plain (last-writer-wins) write.
+fn serial_condition(opts: &PutOptions) -> Option<bavard_replica::paxos::Condition> {
+    use bavard_replica::paxos::Condition as Paxos;
+    match opts.condition {
+        Some(crate::replica::Condition::Version(v)) => Some(Paxos::Version(v)),
+        Some(crate::replica::Condition::Absent) => Some(Paxos::Absent),
+        None if opts.consistency == Consistency::Serial => Some(Paxos::Always),
+        None => None,
     }
 }
 
@@ -351,7 +363,10 @@ impl Node {
     }
 
     /// Stores `value` under `key` on the `replication_factor` closest nodes and returns once
-    /// `opts.consistency` of them acknowledged it durably.
+    /// `opts.consistency` of them acknowledged it durably. With a condition, or at
+    /// [`Consistency::Serial`], the write is a compare-and-set decided by a consensus round on
+    /// the key's replicas (linearizable; see [`crate::replica`]): a failed condition is
+    /// [`NodeError::Conflict`], an undecided round [`NodeError::Undecided`].
     pub async fn put(
         &self,
         key: Vec<u8>,
@@ -368,25 +383,32 @@ impl Node {
                 value.len()
             )));
         }
-        if let Some(condition) = opts.condition {
-            self.inner.replica.check_condition(&key, condition).await?;
-        }
         let ttl = opts
             .ttl_secs
             .map(Duration::from_secs)
             .unwrap_or_else(|| secs(config.kad.record_ttl_secs));
+        let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
+        if let Some(condition) = serial_condition(&opts) {
+            let update = bavard_replica::paxos::Update::put(value)
+                .with_publisher(self.peer_id().to_bytes())
+                .with_expiry(expires_at_ms);
+            return self.inner.replica.cas(key, condition, update).await;
+        }
         let record = Record::new(key, value, self.inner.storage.next_version()?)
             .with_publisher(self.peer_id().to_bytes())
-            .with_expiry(unix_ms().saturating_add(ttl.as_millis() as u64));
+            .with_expiry(expires_at_ms);
         self.inner.replica.write(record, opts.consistency).await
     }
 
-    /// Deletes `key` by writing a tombstone to its replicas.
+    /// Deletes `key` by writing a tombstone to its replicas (a compare-and-set with a condition
+    /// or at [`Consistency::Serial`], as [`Node::put`]).
     pub async fn delete(&self, key: Vec<u8>, opts: PutOptions) -> Result<PutReply, NodeError> {
         self.check_key(&key)?;
         self.inner.storage.check_writable()?;
-        if let Some(condition) = opts.condition {
-            self.inner.replica.check_condition(&key, condition).await?;
+        if let Some(condition) = serial_condition(&opts) {
+            let update = bavard_replica::paxos::Update::delete(unix_ms())
+                .with_publisher(self.peer_id().to_bytes());
+            return self.inner.replica.cas(key, condition, update).await;
         }
         let record = Record::tombstone(key, unix_ms(), self.inner.storage.next_version()?)
             .with_publisher(self.peer_id().to_bytes());
@@ -394,11 +416,16 @@ impl Node {
     }
 
     /// Reads `key` from its replicas and returns the newest version once `opts.consistency` of
-    /// them answered. `Ok(None)` when absent or deleted. Only the KV store answers: DHT records
+    /// them answered (at [`Consistency::Serial`], through a consensus round that sees every
+    /// committed compare-and-set). `Ok(None)` when absent or deleted. Only the KV store answers: DHT records
     /// ([`Node::dht_get`]) never do.
     pub async fn get(&self, key: &[u8], opts: GetOptions) -> Result<Option<GetReply>, NodeError> {
         self.check_key(key)?;
-        let best = self.inner.replica.read(key, opts.consistency).await?;
+        let best = if opts.consistency == Consistency::Serial {
+            self.inner.replica.serial_read(key.to_vec()).await?
+        } else {
+            self.inner.replica.read(key, opts.consistency).await?
+        };
         Ok(best.and_then(|r| {
             let version = r.version.hlc.to_string();
             r.data().map(|v| GetReply {

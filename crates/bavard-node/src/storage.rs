@@ -1,6 +1,7 @@
 //! The node's local storage: the record store (`records.redb`), the group committer every local
-//! write goes through, and the hybrid logical clock with its durable lease, which stamps this
-//! node's versions and bounds the versions it accepts from others.
+//! write goes through, the per-key locks of the compare-and-set acceptors (whose state lives in
+//! the record store's `paxos` table), and the hybrid logical clock with its durable lease, which
+//! stamps this node's versions and ballots and bounds the versions it accepts from others.
 
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +57,8 @@ pub(crate) struct Storage {
     pub(crate) dht: Arc<Closable>,
     /// Group commit for every local write.
     pub(crate) committer: Committer,
+    /// One compare-and-set acceptor step at a time per key (see [`crate::replica::paxos`]).
+    pub(crate) acceptor_locks: crate::replica::paxos::KeyLocks,
     /// Where the persistent stores live, to reopen them after a storage failure.
     files: Option<Files>,
     hlc: Mutex<Hlc>,
@@ -114,6 +117,10 @@ impl Storage {
             crate::clock::ClockLease::open((!config.store.in_memory).then_some(&config.data_dir))?;
         let mut hlc = Hlc::new(bavard_store::hlc::DEFAULT_MAX_DRIFT_MS);
         hlc.observe_persisted(HlcTimestamp::new(lease.until_ms(), 0));
+        // Ballots this node promised to others were only observed by the clock, never issued,
+        // so the lease does not cover them: start above every ballot in the acceptor table, so
+        // that this node's own next ballots are not refused at once.
+        hlc.observe_persisted(crate::replica::paxos::highest_ballot(&*store));
         let behind_ms = lease.until_ms().saturating_sub(unix_ms());
         if behind_ms > hlc.max_drift_ms() {
             tracing::warn!(
@@ -141,6 +148,7 @@ impl Storage {
                 dht_config: dht_backend,
             }),
             committer,
+            acceptor_locks: crate::replica::paxos::KeyLocks::default(),
             hlc: Mutex::new(hlc),
             lease: Mutex::new(lease),
             writer: peer_id.to_bytes(),
@@ -158,6 +166,33 @@ impl Storage {
             .map_err(|e| NodeError::Storage(format!("cannot extend the clock lease: {e:#}")))?;
         drop(hlc);
         Ok(Version::new(ts, self.writer.clone()))
+    }
+
+    /// A fresh timestamp for a compare-and-set ballot, above `floor` (the highest ballot or
+    /// version the proposer saw) and covered by the durable clock lease: a ballot is never
+    /// reused, across restarts included.
+    pub(crate) fn next_ballot(&self, floor: HlcTimestamp) -> Result<HlcTimestamp, NodeError> {
+        let mut hlc = self.hlc.lock().expect("hlc lock");
+        hlc.observe_persisted(floor);
+        let ts = hlc.now(unix_ms());
+        self.lease
+            .lock()
+            .expect("lease lock")
+            .cover(ts.physical_ms())
+            .map_err(|e| NodeError::Storage(format!("cannot extend the clock lease: {e:#}")))?;
+        drop(hlc);
+        Ok(ts)
+    }
+
+    /// Refuses a timestamp (a ballot, a proposal's version) too far ahead of our clock, and
+    /// otherwise makes the clock observe it.
+    pub(crate) fn check_timestamp(&self, ts: HlcTimestamp, now_ms: u64) -> Result<(), String> {
+        self.hlc
+            .lock()
+            .expect("hlc lock")
+            .update(ts, now_ms)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// A version for a record that arrives without one (a Kademlia PUT_VALUE), written by

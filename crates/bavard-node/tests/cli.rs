@@ -130,6 +130,56 @@ fn put_on_one_node_get_on_another_and_a_missing_key_says_not_found() {
     let get = until_ok(&["get", "greeting", "--api", &others[1].api]);
     assert_eq!(get.stdout, b"hello world");
 
+    // Compare-and-set: a failed condition exits 1 naming the current version; the right
+    // version swaps the value, which a serial read through another node sees.
+    let version = reply["version"].as_str().unwrap().to_string();
+    let taken = bavard(&[
+        "put",
+        "greeting",
+        "again",
+        "--if-absent",
+        "--api",
+        &first.api,
+    ]);
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains(&version),
+        "the error names the current version: {}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let swapped = until_ok(&[
+        "put",
+        "greeting",
+        "swapped",
+        "--if-version",
+        &version,
+        "--api",
+        &others[0].api,
+    ]);
+    let swapped: serde_json::Value = serde_json::from_slice(&swapped.stdout).unwrap();
+    assert!(swapped["round_trips"].as_u64() >= Some(2), "{swapped}");
+    let serial = until_ok(&[
+        "get",
+        "greeting",
+        "--consistency",
+        "serial",
+        "--api",
+        &others[1].api,
+    ]);
+    assert_eq!(serial.stdout, b"swapped");
+    let stale = bavard(&[
+        "delete",
+        "greeting",
+        "--if-version",
+        &version,
+        "--api",
+        &first.api,
+    ]);
+    assert_eq!(
+        stale.status.code(),
+        Some(1),
+        "the old version no longer matches"
+    );
     // A binary key, written in hex on one node and in base64url on another.
     let put = until_ok(&[
         "put",

@@ -5,10 +5,12 @@
 //! bavard-sim gossip --nodes 1000 --messages 100 --seed 7 [--loss P] [--kill F] [--baseline] [--json]
 //! bavard-sim membership --nodes 1000 --kill 10 --loss 0.1 --seed 7 [--json]
 //! bavard-sim kv --nodes 1000 --clients 50 --ops 100000 --partitions 3 --kill 20 --skew-ms 200 --seed 7 [--json]
+//! bavard-sim kv --cas --nodes 100 --seed 7 [--json]
 //! ```
 //!
 //! `kv` exits with 1 when the checker finds a lost write, a phantom or stale read, or the
-//! replicas do not converge; every subcommand exits with 2 on bad parameters.
+//! replicas do not converge (with `--cas`: a history that is not linearizable, a lost or
+//! invented increment); every subcommand exits with 2 on bad parameters.
 //!
 //! Also reachable as `cargo xtask sim ARGS…`. One subcommand per experiment.
 
@@ -48,36 +50,45 @@ struct KvArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 1_000)]
     nodes: u32,
-    /// Concurrent clients, each one operation at a time through a random live node.
-    #[arg(long, default_value_t = 50)]
-    clients: u32,
-    /// Operations issued in all.
-    #[arg(long, default_value_t = 100_000)]
-    ops: u64,
-    /// Distinct keys.
-    #[arg(long, default_value_t = 1_000)]
-    keys: u32,
-    /// Network partitions into two random halves during the workload.
-    #[arg(long, default_value_t = 0)]
-    partitions: u32,
+    /// Concurrent clients, each one operation at a time through a random live node
+    /// [default: 50; with --cas: 10].
+    #[arg(long)]
+    clients: Option<u32>,
+    /// Operations issued in all [default: 100000; with --cas: 6000].
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Distinct keys [default: 1000; with --cas: 5 hot keys].
+    #[arg(long)]
+    keys: Option<u32>,
+    /// Network partitions into two random halves during the workload [default: 0; with
+    /// --cas: 2].
+    #[arg(long)]
+    partitions: Option<u32>,
     /// Seconds each partition lasts.
     #[arg(long, default_value_t = 5.0)]
     partition_s: f64,
-    /// Node crashes during the workload, each followed by a restart with the state kept.
-    #[arg(long, default_value_t = 0)]
-    kill: u32,
+    /// Node crashes during the workload, each followed by a restart with the state kept
+    /// [default: 0; with --cas: 3].
+    #[arg(long)]
+    kill: Option<u32>,
     /// Seconds a crashed node stays down.
     #[arg(long, default_value_t = 20.0)]
     down_s: f64,
-    /// Largest clock offset of a node, either way, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    skew_ms: u64,
+    /// Largest clock offset of a node, either way, in milliseconds [default: 0; with --cas:
+    /// 200].
+    #[arg(long)]
+    skew_ms: Option<u64>,
     /// Replicas per key.
     #[arg(long, default_value_t = 3)]
     replication: usize,
     /// Seed of every random choice: a run replays exactly from it.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Linearizable counters instead of the mixed workload: clients increment hot keys by
+    /// serial read then compare-and-set (Paxos), and the linearizability checker judges the
+    /// history.
+    #[arg(long)]
+    cas: bool,
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -245,18 +256,27 @@ fn main() -> ExitCode {
 }
 
 fn kv(args: &KvArgs) -> ExitCode {
+    // The compare-and-set run has its own defaults: few clients on a few hot keys (every
+    // operation contends), with partitions, crashes and skew.
+    let pick = |given: Option<u64>, plain: u64, cas: u64| {
+        given.unwrap_or(if args.cas { cas } else { plain })
+    };
+    let pick32 = |given: Option<u32>, plain: u32, cas: u32| {
+        given.unwrap_or(if args.cas { cas } else { plain })
+    };
     let config = KvSimConfig {
         nodes: args.nodes,
-        clients: args.clients,
-        ops: args.ops,
-        keys: args.keys,
-        partitions: args.partitions,
+        clients: pick32(args.clients, 50, 10),
+        ops: pick(args.ops, 100_000, 6_000),
+        keys: pick32(args.keys, 1_000, 5),
+        partitions: pick32(args.partitions, 0, 2),
         partition_for: Duration::from_secs_f64(args.partition_s.max(0.0)),
-        kills: args.kill,
+        kills: pick32(args.kill, 0, 3),
         down_for: Duration::from_secs_f64(args.down_s.max(0.0)),
-        skew: Duration::from_millis(args.skew_ms),
+        skew: Duration::from_millis(pick(args.skew_ms, 0, 200)),
         replication: args.replication,
         seed: args.seed,
+        cas: args.cas,
         ..KvSimConfig::default()
     };
     let report = match run_kv_sim(&config) {
@@ -276,6 +296,17 @@ fn kv(args: &KvArgs) -> ExitCode {
     }
     if report.is_valid() {
         ExitCode::SUCCESS
+    } else if let Some(cas) = &report.cas {
+        eprintln!(
+            "bavard-sim kv --cas: linearizable {:?}, lost increments {}, phantom increments {}, \
+             finals unread {}, converged {}",
+            cas.linearizable,
+            cas.lost_increments,
+            cas.phantom_increments,
+            cas.finals_unread,
+            report.converged
+        );
+        ExitCode::from(1)
     } else {
         eprintln!(
             "bavard-sim kv: the history checker found problems (lost {}, phantom {}, stale {}, converged {})",
@@ -347,6 +378,28 @@ fn print_kv_table(config: &KvSimConfig, r: &KvReport) {
         r.peak_rss_mb,
         r.wall_s
     );
+    if let Some(c) = &r.cas {
+        println!(
+            "cas: linearizable {:?}; ok {}, failed {} ({} condition), unknown {}; serial reads ok {}, \
+             failed {}; round trips per CAS p50 {} p99 {}, per serial read p50 {}; contention \
+             retries {}; counters {} for {} acknowledged increments (lost {}, phantom {})",
+            c.linearizable,
+            c.cas_ok,
+            c.cas_failed,
+            c.cas_condition_failed,
+            c.cas_unknown,
+            c.serial_reads_ok,
+            c.serial_reads_failed,
+            c.round_trips_per_cas_p50,
+            c.round_trips_per_cas_p99,
+            c.round_trips_per_serial_read_p50,
+            c.contention_retries,
+            c.final_counter,
+            c.acknowledged_increments,
+            c.lost_increments,
+            c.phantom_increments
+        );
+    }
     for e in &r.examples {
         println!("  {e}");
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bavard_sim::kv::Broken;
 use bavard_sim::{KvReport, KvSimConfig, SimError, run_kv_sim};
+use bavard_tests::counter::Tristate;
 
 fn small(seed: u64) -> KvSimConfig {
     KvSimConfig {
@@ -145,4 +146,75 @@ fn a_run_without_clients_or_with_more_replicas_than_nodes_is_refused() {
         run_kv_sim(&too_many),
         Err(SimError::BadReplication { n: 21, nodes: 20 })
     ));
+}
+
+fn small_cas(seed: u64) -> KvSimConfig {
+    KvSimConfig {
+        nodes: 20,
+        clients: 6,
+        ops: 1_200,
+        keys: 3,
+        partitions: 1,
+        kills: 2,
+        skew: Duration::from_millis(200),
+        cas: true,
+        seed,
+        ..KvSimConfig::default()
+    }
+}
+
+#[test]
+fn cas_increments_under_partitions_crashes_and_skew_are_linearizable_and_none_is_lost() {
+    let r = run(&small_cas(7));
+    assert!(r.is_valid(), "{r:#?}");
+    let cas = r
+        .cas
+        .as_ref()
+        .expect("a compare-and-set run reports its figures");
+    assert_eq!(cas.linearizable, Tristate::Yes, "{r:#?}");
+    assert!(cas.cas_ok > 50, "{cas:#?}");
+    assert!(
+        cas.cas_condition_failed > 0,
+        "hot keys make clients contend: {cas:#?}"
+    );
+    assert_eq!((cas.lost_increments, cas.phantom_increments), (0, 0));
+    assert!(
+        cas.final_counter >= cas.acknowledged_increments
+            && cas.final_counter <= cas.acknowledged_increments + cas.cas_unknown,
+        "{cas:#?}"
+    );
+    assert_eq!(
+        cas.round_trips_per_cas_p50, 2.0,
+        "prepare-and-read, then propose"
+    );
+    assert_eq!(cas.round_trips_per_serial_read_p50, 1.0);
+}
+
+#[test]
+fn cas_rounds_on_quorums_that_do_not_intersect_are_caught_by_the_checker() {
+    let config = KvSimConfig {
+        partitions: 0,
+        kills: 0,
+        ..small_cas(8)
+    };
+    let broken = run(&KvSimConfig {
+        broken: Broken {
+            disjoint_cas_quorums: true,
+            ..Broken::default()
+        },
+        ..config.clone()
+    });
+    let cas = broken.cas.as_ref().expect("cas figures");
+    assert_eq!(cas.linearizable, Tristate::No, "{broken:#?}");
+    assert!(!broken.is_valid());
+    assert!(
+        broken
+            .examples
+            .iter()
+            .any(|e| e.contains("not linearizable")),
+        "{:?}",
+        broken.examples
+    );
+    let sound = run(&config);
+    assert_eq!(sound.cas.expect("cas figures").linearizable, Tristate::Yes);
 }

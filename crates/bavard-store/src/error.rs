@@ -83,6 +83,15 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// A consensus row ([`crate::RecordStore::paxos_write`]) is longer than
+    /// [`crate::StoreLimits::max_paxos_row_bytes`]. Nothing was written.
+    #[error("consensus row of {len} bytes exceeds the maximum of {max} bytes")]
+    PaxosRowTooLarge {
+        /// The row's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A stored row could not be decoded (disk corruption, or a newer format). The operation
     /// was abandoned and nothing was written; [`crate::RecordStore::remove`] (or
     /// [`crate::RecordStore::remove_provider`]) deletes the row without decoding it.

@@ -64,5 +64,5 @@ pub use memory::MemoryStore;
 pub use provider::ProviderRecord;
 pub use record::{Record, Value};
 pub use redb_store::RedbStore;
-pub use store::{ExpireStats, PutOutcome, RecordStore, StoreStats};
+pub use store::{ExpireStats, PaxosRow, PutOutcome, RecordStore, StoreStats};
 pub use version::Version;

@@ -128,6 +128,32 @@ impl StoreLimits {
         Ok(())
     }
 
+    /// The largest consensus row ([`crate::RecordStore::paxos_write`]) a store accepts:
+    /// `bavard_replica::paxos`'s acceptor row holds at most three ballots (a timestamp and a
+    /// peer id each) and one proposed record (value, writer, publisher, expiry), so this is
+    /// `max_value_bytes + 5 · max_id_bytes` and 256 bytes of framing.
+    pub fn max_paxos_row_bytes(&self) -> usize {
+        self.max_value_bytes
+            .saturating_add(self.max_id_bytes.saturating_mul(5))
+            .saturating_add(256)
+    }
+
+    /// Checks a consensus row's key and size.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::KeyTooLarge`] or [`StoreError::PaxosRowTooLarge`].
+    pub fn check_paxos_row(&self, key: &[u8], row: &[u8]) -> Result<(), StoreError> {
+        self.check_key(key)?;
+        if row.len() > self.max_paxos_row_bytes() {
+            return Err(StoreError::PaxosRowTooLarge {
+                len: row.len(),
+                max: self.max_paxos_row_bytes(),
+            });
+        }
+        Ok(())
+    }
+
     fn check_id(&self, what: &'static str, id: &[u8]) -> Result<(), StoreError> {
         if id.len() > self.max_id_bytes {
             return Err(StoreError::IdTooLarge {

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::merge::plan_batch;
 use crate::provider::ProviderRecord;
 use crate::record::Record;
-use crate::store::{ExpireStats, PutOutcome, RecordStore, StoreStats};
+use crate::store::{ExpireStats, PaxosRow, PutOutcome, RecordStore, StoreStats};
 
 /// An in-memory [`RecordStore`]. Same semantics and limits as [`crate::RedbStore`], no
 /// durability.
@@ -35,6 +35,8 @@ struct Inner {
     /// The digest index: `SHA-256(key) ‖ key` → entry hash, version, expiry.
     index: BTreeMap<Vec<u8>, IndexRow>,
     leaves: Leaves,
+    /// Consensus rows (see [`RecordStore::paxos_write`]).
+    paxos: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -133,6 +135,56 @@ impl RecordStore for MemoryStore {
     fn remove_batch(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         Ok(keys.iter().filter(|k| inner.remove_record(k)).count())
+    }
+
+    fn paxos_row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().paxos.get(key).cloned())
+    }
+
+    fn paxos_write(
+        &self,
+        key: &[u8],
+        row: Option<&[u8]>,
+        record: Option<Record>,
+        now_ms: u64,
+    ) -> Result<Option<PutOutcome>, StoreError> {
+        let limits = &self.config.limits;
+        if let Some(row) = row {
+            limits.check_paxos_row(key, row)?;
+        }
+        if let Some(record) = &record {
+            limits.check_record(record)?;
+        }
+        let mut inner = self.lock();
+        // Plan first: a refused record writes nothing, the row included.
+        let outcome = match record {
+            None => None,
+            Some(record) => {
+                let len = inner.records.len();
+                let plan = plan_batch(vec![record], now_ms, limits, len, |key| {
+                    Ok(inner.records.get(key).cloned())
+                })?;
+                for (key, record) in plan.writes {
+                    inner.insert_record(key, record);
+                }
+                plan.outcomes.into_iter().next()
+            }
+        };
+        if let Some(row) = row {
+            inner.paxos.insert(key.to_vec(), row.to_vec());
+        }
+        Ok(outcome)
+    }
+
+    fn paxos_rows(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<PaxosRow>, StoreError> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .lock()
+            .paxos
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn add_provider(&self, record: ProviderRecord, now_ms: u64) -> Result<(), StoreError> {

@@ -11,7 +11,10 @@
 //!   in the same transaction as the record (see [`crate::digest`]). The leaf digests are
 //!   computed from it at open and then kept in memory. A file without the table (written by an
 //!   older version), or whose index does not count as many rows as `records`, has its index
-//!   rebuilt at open.
+//!   rebuilt at open;
+//! - `paxos`: key → consensus row (opaque to the store: `bavard_replica::paxos`'s acceptor
+//!   state), written in the same transaction as the record a commit applies
+//!   ([`RecordStore::paxos_write`]). Created empty in a file from an older version.
 //!
 //! Every write method is one redb write transaction committed with `Durability::Immediate`;
 //! read methods use read transactions (MVCC snapshots that never block the writer).
@@ -38,18 +41,20 @@ use crate::error::StoreError;
 use crate::merge::plan_batch;
 use crate::provider::ProviderRecord;
 use crate::record::Record;
-use crate::store::{ExpireStats, PutOutcome, RecordStore, StoreStats};
+use crate::store::{ExpireStats, PaxosRow, PutOutcome, RecordStore, StoreStats};
 
 const RECORDS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("records");
 const PROVIDERS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("providers");
 const PROVIDED: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("provided");
 const DIGEST: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("digest");
+const PAXOS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("paxos");
 
 /// A persistent [`RecordStore`] in one redb file.
 ///
 /// # Durability
 ///
-/// A write (`put`, `put_batch`, `remove`, `add_provider`, `remove_provider`, `expire`) is one
+/// A write (`put`, `put_batch`, `remove`, `add_provider`, `remove_provider`, `expire`,
+/// `paxos_write`) is one
 /// redb transaction committed with [`Durability::Immediate`]: when it returns `Ok`, its data
 /// and the new commit slot have been `fsync`ed, so the write survives a process kill or an OS
 /// crash and is found by [`RedbStore::open`] afterwards. When it returns `Err`, or when the
@@ -91,7 +96,7 @@ impl RedbStore {
     pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(storage("open"))?;
         let txn = db.begin_write().map_err(storage("open"))?;
-        for table in [RECORDS, PROVIDERS, PROVIDED, DIGEST] {
+        for table in [RECORDS, PROVIDERS, PROVIDED, DIGEST, PAXOS] {
             txn.open_table(table).map_err(storage("open"))?;
         }
         txn.commit().map_err(storage("open"))?;
@@ -352,6 +357,87 @@ impl RecordStore for RedbStore {
         txn.commit().map_err(storage("remove"))?;
         self.apply(&changes);
         Ok(removed)
+    }
+
+    fn paxos_row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("paxos_row"))?;
+        let table = txn.open_table(PAXOS).map_err(storage("paxos_row"))?;
+        Ok(table
+            .get(key)
+            .map_err(storage("paxos_row"))?
+            .map(|row| row.value().to_vec()))
+    }
+
+    fn paxos_write(
+        &self,
+        key: &[u8],
+        row: Option<&[u8]>,
+        record: Option<Record>,
+        now_ms: u64,
+    ) -> Result<Option<PutOutcome>, StoreError> {
+        let limits = &self.config.limits;
+        if let Some(row) = row {
+            limits.check_paxos_row(key, row)?;
+        }
+        if let Some(record) = &record {
+            limits.check_record(record)?;
+        }
+        if row.is_none() && record.is_none() {
+            return Ok(None);
+        }
+        let txn = self.begin_write("paxos_write")?;
+        let mut changes = Vec::new();
+        let outcome = {
+            let mut table = txn.open_table(RECORDS).map_err(storage("paxos_write"))?;
+            let mut digest = txn.open_table(DIGEST).map_err(storage("paxos_write"))?;
+            let mut paxos = txn.open_table(PAXOS).map_err(storage("paxos_write"))?;
+            let outcome = match record {
+                None => None,
+                Some(record) => {
+                    let len = len_of(&table, "paxos_write")?;
+                    // On error the transaction is dropped, which aborts it: nothing is written,
+                    // the row included.
+                    let plan = plan_batch(vec![record], now_ms, limits, len, |key| {
+                        get_record(&table, key)
+                    })?;
+                    for (key, record) in &plan.writes {
+                        table
+                            .insert(key.as_slice(), encode_record(record).as_slice())
+                            .map_err(storage("paxos_write"))?;
+                        index_put(&mut digest, record, &mut changes, "paxos_write")?;
+                    }
+                    plan.outcomes.into_iter().next()
+                }
+            };
+            if let Some(row) = row {
+                paxos.insert(key, row).map_err(storage("paxos_write"))?;
+            }
+            outcome
+        };
+        txn.commit().map_err(storage("paxos_write"))?;
+        self.apply(&changes);
+        Ok(outcome)
+    }
+
+    fn paxos_rows(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<PaxosRow>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage("paxos_rows"))?;
+        let table = txn.open_table(PAXOS).map_err(storage("paxos_rows"))?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for entry in table
+            .range::<&[u8]>((start, Bound::Unbounded))
+            .map_err(storage("paxos_rows"))?
+        {
+            let (k, v) = entry.map_err(storage("paxos_rows"))?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     fn add_provider(&self, record: ProviderRecord, now_ms: u64) -> Result<(), StoreError> {

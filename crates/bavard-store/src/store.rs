@@ -63,6 +63,9 @@ pub struct StoreStats {
     pub provided_keys: usize,
 }
 
+/// A consensus row as [`RecordStore::paxos_rows`] lists it: the key, then the row's bytes.
+pub type PaxosRow = (Vec<u8>, Vec<u8>);
+
 /// Record storage: value records under LWW, provider records, expiry.
 ///
 /// All methods are atomic: on `Err`, nothing was written. Writes are durable when they return
@@ -214,6 +217,43 @@ pub trait RecordStore: Send + Sync {
         limit: usize,
         now_ms: u64,
     ) -> Result<Vec<DigestEntry>, StoreError>;
+
+    /// The consensus row of `key`: the per-key state of a compare-and-set protocol
+    /// (`bavard_replica::paxos`'s acceptor), opaque bytes to the store. `None` when none was
+    /// written.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`].
+    fn paxos_row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Writes the consensus row of `key` (when `row` is `Some`) and puts `record` under
+    /// last-writer-wins (when `Some`; its key need not be `key`'s, but is in practice), in
+    /// **one** atomic, durable commit (one fsync, as [`RecordStore::put_batch`]): a replica that
+    /// crashes never keeps a record without the consensus state that applied it, or the
+    /// reverse. Returns the record's outcome (`None` without a record).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::KeyTooLarge`] or [`StoreError::PaxosRowTooLarge`] for the row, what
+    /// [`RecordStore::put`] refuses for the record, [`StoreError::Storage`]. Nothing was
+    /// written.
+    fn paxos_write(
+        &self,
+        key: &[u8],
+        row: Option<&[u8]>,
+        record: Option<Record>,
+        now_ms: u64,
+    ) -> Result<Option<PutOutcome>, StoreError>;
+
+    /// Up to `limit` consensus rows `(key, row)` with keys strictly after `after` (from the
+    /// first when `None`), in key order; an empty page is the end. A node reads them at start to
+    /// put its clock above every ballot it promised.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`].
+    fn paxos_rows(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<PaxosRow>, StoreError>;
 
     /// Counts of stored rows. May scan the whole store (O(n)).
     ///

@@ -664,6 +664,112 @@ mod cases {
             5
         );
     }
+
+    pub(super) fn a_consensus_row_and_its_record_are_written_together(make: Make) {
+        let f = make(config());
+        assert_eq!(f.store.paxos_row(b"k").unwrap(), None);
+        // A promise: the row alone.
+        assert_eq!(
+            f.store
+                .paxos_write(b"k", Some(b"promised"), None, 0)
+                .unwrap(),
+            None
+        );
+        assert_eq!(f.store.paxos_row(b"k").unwrap().unwrap(), b"promised");
+        assert_eq!(f.store.get(b"k", 0).unwrap(), None);
+        // A commit: the row and the record, applied under last-writer-wins.
+        let r = data(b"k", b"v1", 20, b"a");
+        assert_eq!(
+            f.store
+                .paxos_write(b"k", Some(b"committed"), Some(r.clone()), 0)
+                .unwrap(),
+            Some(PutOutcome::Stored)
+        );
+        assert_eq!(f.store.paxos_row(b"k").unwrap().unwrap(), b"committed");
+        assert_eq!(f.store.get(b"k", 0).unwrap(), Some(r.clone()));
+        // A late commit of an older value keeps the newer record but still writes the row.
+        let old = data(b"k", b"v0", 10, b"a");
+        assert_eq!(
+            f.store
+                .paxos_write(b"k", Some(b"late"), Some(old), 0)
+                .unwrap(),
+            Some(PutOutcome::Stale {
+                current: version(20, b"a")
+            })
+        );
+        assert_eq!(f.store.paxos_row(b"k").unwrap().unwrap(), b"late");
+        assert_eq!(f.store.get(b"k", 0).unwrap(), Some(r));
+        // The record is indexed like any other.
+        assert_eq!(
+            f.store
+                .leaf_entries(digest::leaf_of(b"k"), None, 10, 0)
+                .unwrap()
+                .len(),
+            1
+        );
+        // Nothing to write is no write.
+        assert_eq!(f.store.paxos_write(b"k", None, None, 0).unwrap(), None);
+        assert_eq!(f.store.paxos_row(b"k").unwrap().unwrap(), b"late");
+    }
+
+    pub(super) fn a_refused_consensus_write_writes_neither_row_nor_record(make: Make) {
+        let limits = StoreLimits {
+            max_value_bytes: 8,
+            max_records: 1,
+            ..StoreLimits::default()
+        };
+        let f = make(config().with_limits(limits.clone()));
+        f.store.put(data(b"full", b"x", 1, b"a"), 0).unwrap();
+        let big = vec![0u8; limits.max_paxos_row_bytes() + 1];
+        assert!(matches!(
+            f.store.paxos_write(b"k", Some(&big), None, 0),
+            Err(StoreError::PaxosRowTooLarge { .. })
+        ));
+        let long_key = vec![b'k'; limits.max_key_bytes + 1];
+        assert!(matches!(
+            f.store.paxos_write(&long_key, Some(b"row"), None, 0),
+            Err(StoreError::KeyTooLarge { .. })
+        ));
+        // The record is refused (the store is full): the row is not written either.
+        assert!(matches!(
+            f.store
+                .paxos_write(b"k", Some(b"row"), Some(data(b"k", b"v", 2, b"a")), 0),
+            Err(StoreError::TooManyRecords { .. })
+        ));
+        assert!(matches!(
+            f.store.paxos_write(
+                b"k",
+                Some(b"row"),
+                Some(data(b"k", b"too large", 2, b"a")),
+                0
+            ),
+            Err(StoreError::ValueTooLarge { .. })
+        ));
+        assert_eq!(f.store.paxos_row(b"k").unwrap(), None);
+        assert_eq!(f.store.get(b"k", 0).unwrap(), None);
+        assert_eq!(f.store.paxos_rows(None, 10).unwrap(), vec![]);
+    }
+
+    pub(super) fn consensus_rows_page_in_key_order(make: Make) {
+        let f = make(config());
+        for k in [b"c", b"a", b"b"] {
+            f.store.paxos_write(k, Some(k), None, 0).unwrap();
+        }
+        let first = f.store.paxos_rows(None, 2).unwrap();
+        assert_eq!(
+            first,
+            vec![
+                (b"a".to_vec(), b"a".to_vec()),
+                (b"b".to_vec(), b"b".to_vec())
+            ]
+        );
+        let rest = f.store.paxos_rows(Some(b"b"), 2).unwrap();
+        assert_eq!(rest, vec![(b"c".to_vec(), b"c".to_vec())]);
+        assert!(f.store.paxos_rows(Some(b"c"), 2).unwrap().is_empty());
+        assert!(f.store.paxos_rows(None, 0).unwrap().is_empty());
+        // Consensus rows are not records.
+        assert_eq!(f.store.len().unwrap(), 0);
+    }
 }
 
 macro_rules! suite {
@@ -707,6 +813,9 @@ both!(
     leaf_digests_follow_every_write_remove_and_expiry,
     same_records_give_the_same_digests_whatever_the_order,
     leaf_entries_list_one_leaf_in_pages_without_expired_ones,
+    a_consensus_row_and_its_record_are_written_together,
+    a_refused_consensus_write_writes_neither_row_nor_record,
+    consensus_rows_page_in_key_order,
 );
 
 mod properties {
@@ -827,6 +936,22 @@ fn redb_store_finds_everything_after_reopen() {
         store.put(data(b"c", b"old", 5, b"w"), 0).unwrap(),
         PutOutcome::Stale { .. }
     ));
+}
+
+#[test]
+fn redb_store_keeps_consensus_rows_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    {
+        let store = RedbStore::open(&path, config()).unwrap();
+        store
+            .paxos_write(b"k", Some(b"state"), Some(data(b"k", b"v", 5, b"a")), 0)
+            .unwrap();
+    }
+    let store = RedbStore::open(&path, config()).unwrap();
+    assert_eq!(store.paxos_row(b"k").unwrap().unwrap(), b"state");
+    assert_eq!(store.get(b"k", 0).unwrap().unwrap().data(), Some(&b"v"[..]));
+    assert_eq!(store.paxos_rows(None, 10).unwrap().len(), 1);
 }
 
 #[test]

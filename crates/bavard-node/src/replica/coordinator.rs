@@ -23,10 +23,12 @@ use crate::kad::lookup::LookupKind;
 use crate::metrics::Stage;
 use crate::util::unix_ms;
 
-/// What a conditional write expects to find.
+/// What a conditional write expects to find: it is a compare-and-set, decided by a consensus
+/// round on the key's replicas (see [`super::paxos`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Condition {
-    /// The newest version a quorum reports has this HLC timestamp.
+    /// The current live value's version has this HLC timestamp (as `x-bavard-version` and a
+    /// write's `version` show it).
     Version(u64),
     /// No live value (absent or deleted).
     Absent,
@@ -40,7 +42,7 @@ impl Replica {
     /// cluster computes the same list without a round trip). Before that, the N closest among
     /// the live bavard peers a lookup finds, the routing table (which may still hold a replica
     /// that is down) and this node.
-    async fn place(&self, key: &[u8]) -> Result<(Vec<PeerId>, Vec<PeerId>), NodeError> {
+    pub(super) async fn place(&self, key: &[u8]) -> Result<(Vec<PeerId>, Vec<PeerId>), NodeError> {
         let n = self.ctx.config.kad.replication_factor;
         let target = Key::hash(key);
         let (placement, converged) = self.placement_view();
@@ -125,6 +127,7 @@ impl Replica {
                 key,
                 version,
                 acks,
+                round_trips: None,
                 key_encoding: None,
                 key_hex: None,
             }),
@@ -177,31 +180,6 @@ impl Replica {
             required: e.required,
             live_members: live.len().max(1),
             replication_factor: self.ctx.config.kad.replication_factor,
-        }
-    }
-
-    /// Checks a conditional write's expectation against the newest version a quorum reports.
-    pub(crate) async fn check_condition(
-        &self,
-        key: &[u8],
-        condition: Condition,
-    ) -> Result<(), NodeError> {
-        let current = self.read(key, Consistency::Quorum).await?;
-        let live = current.filter(|r| !r.is_tombstone());
-        let ok = match (condition, &live) {
-            (Condition::Absent, None) => true,
-            (Condition::Absent, Some(_)) => false,
-            (Condition::Version(v), Some(r)) => r.version.hlc == v,
-            (Condition::Version(_), None) => false,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(NodeError::Conflict {
-                current: live
-                    .map(|r| r.version.hlc.to_string())
-                    .unwrap_or_else(|| "none".into()),
-            })
         }
     }
 

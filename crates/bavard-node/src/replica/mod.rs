@@ -26,9 +26,11 @@
 //!   id), so every replica picks the same winner. Timestamps more than `max_clock_drift_ms` ahead
 //!   of the local clock are refused. **Concurrent writes to one key resolve by LWW**: one of them
 //!   wins and the others are silently superseded. Clients that must not lose an update use
-//!   conditional writes (`if_version` / `if_absent`), which apply only when the newest version a
-//!   quorum reports is the expected one (a check-then-write, not a consensus round: two
-//!   conditional writers racing inside one round trip can both succeed, and LWW then keeps one).
+//!   conditional writes (`if_version` / `if_absent`), which are a consensus round on the key's
+//!   replicas (single-decree Paxos, [`paxos`]): linearizable compare-and-set — of two writers
+//!   conditioned on one version exactly one succeeds. `consistency=serial` reads and writes go
+//!   through the same rounds. Mixing them with plain LWW writes on one key loses the guarantee
+//!   (see [`paxos`] and `docs/OPERATIONS.md`).
 //! - **Deletes** are tombstones, replicated and repaired like values, purged after the tombstone
 //!   grace period.
 //! - **Durability.** A replica answers a store only after its commit is fsynced (group commit
@@ -41,6 +43,7 @@ pub(crate) mod coordinator;
 pub(crate) mod handoff;
 pub(crate) mod hints;
 pub(crate) mod pace;
+pub mod paxos;
 pub(crate) mod pool;
 pub(crate) mod progress;
 pub(crate) mod server;

@@ -101,6 +101,10 @@ async fn handle(
     req: pb::Request,
 ) -> Result<pb::response::Kind, String> {
     let kind = req.kind.ok_or("empty request")?;
+    if super::wire::is_paxos_request(&kind) {
+        // Compare-and-set rounds: the acceptor (see `super::paxos`).
+        return node.serve_paxos_pb(peer, kind).await;
+    }
     let req = request_from_pb(kind).map_err(|e| e.to_string())?;
     let resp = match req {
         Request::Store { records, hint_for } => node.store(records, hint_for).await?,

@@ -192,23 +192,7 @@ impl Replica {
         }
         let max = self.ctx.config.limits.max_message_size;
         let req = pb::Request { kind: Some(kind) };
-        // An idle stream (with its permit), else a free permit for a new stream, else wait
-        // for whichever comes first.
-        let waited = std::time::Instant::now();
-        let (pooled, permit) = loop {
-            let returned = self.streams.returned();
-            if let Some((stream, permit)) = self.streams.take(&peer, std::time::Instant::now()) {
-                break (Some(stream), permit);
-            }
-            if let Some(permit) = self.limiter.try_acquire(peer) {
-                break (None, permit);
-            }
-            tokio::select! {
-                permit = self.limiter.acquire(peer) => break (None, permit),
-                () = returned => {}
-            }
-        };
-        self.ctx.metrics.stages.since(Stage::stream_permit, waited);
+        let (pooled, permit) = self.stream_slot(peer).await;
         if let Some(stream) = pooled {
             match self.exchange(stream, &req, max).await {
                 Ok((resp, stream)) => {
@@ -231,6 +215,65 @@ impl Replica {
             .put(peer, (stream, permit), std::time::Instant::now());
         resp.kind
             .ok_or_else(|| RequestError::Protocol("empty response".into()))
+    }
+
+    /// A slot for one request to `peer`: an idle stream (with its permit), else a free permit
+    /// for a new stream, else whichever of the two comes first.
+    async fn stream_slot(&self, peer: PeerId) -> (Option<libp2p::Stream>, OwnedSemaphorePermit) {
+        let waited = std::time::Instant::now();
+        let slot = loop {
+            let returned = self.streams.returned();
+            if let Some((stream, permit)) = self.streams.take(&peer, std::time::Instant::now()) {
+                break (Some(stream), permit);
+            }
+            if let Some(permit) = self.limiter.try_acquire(peer) {
+                break (None, permit);
+            }
+            tokio::select! {
+                permit = self.limiter.acquire(peer) => break (None, permit),
+                () = returned => {}
+            }
+        };
+        self.ctx.metrics.stages.since(Stage::stream_permit, waited);
+        slot
+    }
+
+    /// Sends one request to `peer` **at most once**, under the request timeout: on an idle
+    /// pooled stream if there is one, else on a new stream, and never again on another if the
+    /// exchange fails (the answer is then an error, whatever the peer did). For requests that
+    /// must not be duplicated: a repeated Paxos proposal could turn an acceptance into a later
+    /// refusal and hide it from the proposer (see [`super::paxos`]).
+    pub(crate) async fn request_at_most_once(
+        &self,
+        peer: PeerId,
+        kind: pb::request::Kind,
+    ) -> Result<pb::response::Kind, RequestError> {
+        if peer == self.ctx.peer_id {
+            return Err(RequestError::SelfRequest);
+        }
+        let timeout = self.ctx.config.kad.request_timeout();
+        let once = async {
+            if let Some(faults) = &self.ctx.faults
+                && faults.outbound(&peer).await.is_err()
+            {
+                std::future::pending::<()>().await;
+            }
+            let max = self.ctx.config.limits.max_message_size;
+            let req = pb::Request { kind: Some(kind) };
+            let (pooled, permit) = self.stream_slot(peer).await;
+            let stream = match pooled {
+                Some(stream) => stream,
+                None => open_stream(&self.ctx.control, peer, KV_PROTOCOL).await?,
+            };
+            let (resp, stream) = self.exchange(stream, &req, max).await?;
+            self.streams
+                .put(peer, (stream, permit), std::time::Instant::now());
+            resp.kind
+                .ok_or_else(|| RequestError::Protocol("empty response".into()))
+        };
+        tokio::time::timeout(timeout, once)
+            .await
+            .unwrap_or(Err(RequestError::Timeout))
     }
 
     /// Sends one request on `stream` and reads its response; the stream is handed back only

@@ -1,8 +1,10 @@
-//! Conversions between the `/bavard/kv/1` wire structs and the store's domain types.
+//! Conversions between the `/bavard/kv/1` wire structs and the store's domain types, and the
+//! replica core's Paxos messages ([`PaxosRequest`], [`PaxosResponse`]).
 //!
 //! Every malformed field is a [`WireError`]; nothing here panics on hostile input.
 
 use bavard_proto::store as pb;
+use bavard_replica::paxos::{Accepted, Ballot, PaxosRequest, PaxosResponse};
 use bavard_replica::{LeafSet, LeafSetSizeError, Request, Response, StoreOutcome};
 use bavard_store::{DigestEntry, Record, Value, Version};
 use libp2p::PeerId;
@@ -37,7 +39,30 @@ pub enum WireError {
     /// The peer refused the request.
     #[error("refused: {0}")]
     Refused(String),
+    /// A Paxos message without its ballot.
+    #[error("{0} without a ballot")]
+    MissingBallot(&'static str),
+    /// A ballot without a node id, or with one longer than [`MAX_BALLOT_NODE_BYTES`].
+    #[error("ballot node id of {len} bytes (must be 1 to {max})")]
+    BallotNode {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A Paxos message without the record it is about.
+    #[error("{0} without its proposal")]
+    MissingProposal(&'static str),
+    /// A message of another kind than the exchange expects (a Paxos answer to a store, a store
+    /// answer to a prepare…).
+    #[error("unexpected {0} message")]
+    UnexpectedKind(&'static str),
 }
+
+/// The longest ballot node id accepted from the network: a ballot's node is the proposer's
+/// peer id (38 bytes for an ed25519 libp2p `PeerId`), as a record's writer is, and the store
+/// bounds writers at 128 bytes.
+pub const MAX_BALLOT_NODE_BYTES: usize = 128;
 
 fn leaf(l: u32) -> Result<u16, WireError> {
     u16::try_from(l).map_err(|_| WireError::Leaf(l))
@@ -199,6 +224,11 @@ pub fn request_from_pb(kind: pb::request::Kind) -> Result<Request<PeerId>, WireE
                 .collect::<Result<_, WireError>>()?,
             after: (!e.after.is_empty()).then_some(e.after),
         },
+        pb::request::Kind::PaxosPrepare(_)
+        | pb::request::Kind::PaxosPropose(_)
+        | pb::request::Kind::PaxosCommit(_) => {
+            return Err(WireError::UnexpectedKind("paxos request"));
+        }
     })
 }
 
@@ -274,6 +304,146 @@ pub fn response_from_pb(kind: pb::response::Kind) -> Result<Response, WireError>
             more: e.more,
         },
         pb::response::Kind::Error(e) => return Err(WireError::Refused(e)),
+        pb::response::Kind::PaxosPromise(_)
+        | pb::response::Kind::PaxosAccepted(_)
+        | pb::response::Kind::PaxosCommitted(_)
+        | pb::response::Kind::PaxosRejected(_) => {
+            return Err(WireError::UnexpectedKind("paxos answer"));
+        }
+    })
+}
+
+fn ballot_to_pb(b: &Ballot) -> pb::Version {
+    version_to_pb(b.as_version())
+}
+
+fn ballot_from_pb(v: Option<pb::Version>, what: &'static str) -> Result<Ballot, WireError> {
+    let v = v.ok_or(WireError::MissingBallot(what))?;
+    if v.writer.is_empty() || v.writer.len() > MAX_BALLOT_NODE_BYTES {
+        return Err(WireError::BallotNode {
+            len: v.writer.len(),
+            max: MAX_BALLOT_NODE_BYTES,
+        });
+    }
+    Ok(Ballot::from(version_from_pb(v)))
+}
+
+fn proposal_from_pb(r: Option<pb::Record>, what: &'static str) -> Result<Record, WireError> {
+    record_from_pb(r.ok_or(WireError::MissingProposal(what))?)
+}
+
+/// Whether a wire request is one of the Paxos messages (served by the acceptor, not by
+/// [`request_from_pb`]).
+pub fn is_paxos_request(kind: &pb::request::Kind) -> bool {
+    matches!(
+        kind,
+        pb::request::Kind::PaxosPrepare(_)
+            | pb::request::Kind::PaxosPropose(_)
+            | pb::request::Kind::PaxosCommit(_)
+    )
+}
+
+/// A Paxos request on the wire.
+pub fn paxos_request_to_pb(req: &PaxosRequest) -> pb::request::Kind {
+    match req {
+        PaxosRequest::Prepare { key, ballot } => {
+            pb::request::Kind::PaxosPrepare(pb::PaxosPrepare {
+                key: key.clone(),
+                ballot: Some(ballot_to_pb(ballot)),
+            })
+        }
+        PaxosRequest::Propose { ballot, proposal } => {
+            pb::request::Kind::PaxosPropose(pb::PaxosPropose {
+                ballot: Some(ballot_to_pb(ballot)),
+                proposal: Some(record_to_pb(proposal)),
+            })
+        }
+        PaxosRequest::Commit { ballot, proposal } => {
+            pb::request::Kind::PaxosCommit(pb::PaxosCommit {
+                ballot: Some(ballot_to_pb(ballot)),
+                proposal: Some(record_to_pb(proposal)),
+            })
+        }
+    }
+}
+
+/// A wire request as a Paxos request; every malformed field (and any other kind of request) is
+/// a [`WireError`].
+pub fn paxos_request_from_pb(kind: pb::request::Kind) -> Result<PaxosRequest, WireError> {
+    Ok(match kind {
+        pb::request::Kind::PaxosPrepare(p) => {
+            if p.key.is_empty() {
+                return Err(WireError::EmptyKey);
+            }
+            PaxosRequest::Prepare {
+                ballot: ballot_from_pb(p.ballot, "prepare")?,
+                key: p.key,
+            }
+        }
+        pb::request::Kind::PaxosPropose(p) => PaxosRequest::Propose {
+            ballot: ballot_from_pb(p.ballot, "proposal")?,
+            proposal: proposal_from_pb(p.proposal, "proposal")?,
+        },
+        pb::request::Kind::PaxosCommit(c) => PaxosRequest::Commit {
+            ballot: ballot_from_pb(c.ballot, "commit")?,
+            proposal: proposal_from_pb(c.proposal, "commit")?,
+        },
+        _ => return Err(WireError::UnexpectedKind("replica request")),
+    })
+}
+
+/// A Paxos answer on the wire.
+pub fn paxos_response_to_pb(resp: PaxosResponse) -> pb::response::Kind {
+    match resp {
+        PaxosResponse::Promise {
+            current,
+            accepted,
+            committed,
+        } => pb::response::Kind::PaxosPromise(pb::PaxosPromise {
+            current: current.as_ref().map(record_to_pb),
+            accepted: accepted.map(|a| pb::PaxosAccepted {
+                ballot: Some(ballot_to_pb(&a.ballot)),
+                proposal: Some(record_to_pb(&a.proposal)),
+            }),
+            committed: committed.as_ref().map(ballot_to_pb),
+        }),
+        PaxosResponse::Accepted => pb::response::Kind::PaxosAccepted(pb::PaxosAck {}),
+        PaxosResponse::Committed => pb::response::Kind::PaxosCommitted(pb::PaxosAck {}),
+        PaxosResponse::Rejected { promised } => {
+            pb::response::Kind::PaxosRejected(pb::PaxosRejected {
+                promised: Some(ballot_to_pb(&promised)),
+            })
+        }
+    }
+}
+
+/// A wire answer as a Paxos answer; a refusal is [`WireError::Refused`], every malformed field
+/// (and any other kind of answer) a [`WireError`].
+pub fn paxos_response_from_pb(kind: pb::response::Kind) -> Result<PaxosResponse, WireError> {
+    Ok(match kind {
+        pb::response::Kind::PaxosPromise(p) => PaxosResponse::Promise {
+            current: p.current.map(record_from_pb).transpose()?,
+            accepted: p
+                .accepted
+                .map(|a| {
+                    Ok::<_, WireError>(Accepted {
+                        ballot: ballot_from_pb(a.ballot, "accepted proposal")?,
+                        proposal: proposal_from_pb(a.proposal, "accepted proposal")?,
+                    })
+                })
+                .transpose()?,
+            committed: p
+                .committed
+                .map(|c| ballot_from_pb(Some(c), "committed ballot"))
+                .transpose()?,
+        },
+        pb::response::Kind::PaxosAccepted(_) => PaxosResponse::Accepted,
+        pb::response::Kind::PaxosCommitted(_) => PaxosResponse::Committed,
+        pb::response::Kind::PaxosRejected(r) => PaxosResponse::Rejected {
+            promised: ballot_from_pb(r.promised, "refusal")?,
+        },
+        pb::response::Kind::Error(e) => return Err(WireError::Refused(e)),
+        _ => return Err(WireError::UnexpectedKind("replica answer")),
     })
 }
 
@@ -404,5 +574,158 @@ mod tests {
         ));
         r.key.clear();
         assert!(matches!(record_from_pb(r), Err(WireError::EmptyKey)));
+    }
+
+    fn ballot(t: u64, node: &[u8]) -> Ballot {
+        Ballot::new(HlcTimestamp::new(t, 0), node.to_vec())
+    }
+
+    #[test]
+    fn paxos_messages_round_trip() {
+        let b = ballot(10, b"node-a");
+        let r = Record::new(b"k".to_vec(), b"v".to_vec(), b.as_version().clone());
+        let tomb = Record::tombstone(b"k".to_vec(), 5, ballot(9, b"node-b").into_version());
+        let reqs = [
+            PaxosRequest::Prepare {
+                key: b"k".to_vec(),
+                ballot: b.clone(),
+            },
+            PaxosRequest::Propose {
+                ballot: b.clone(),
+                proposal: r.clone(),
+            },
+            PaxosRequest::Commit {
+                ballot: b.clone(),
+                proposal: tomb.clone(),
+            },
+        ];
+        for req in reqs {
+            let kind = paxos_request_to_pb(&req);
+            assert!(is_paxos_request(&kind));
+            assert_eq!(paxos_request_from_pb(kind).unwrap(), req);
+        }
+        let resps = [
+            PaxosResponse::Promise {
+                current: Some(tomb),
+                accepted: Some(Accepted {
+                    ballot: b.clone(),
+                    proposal: r,
+                }),
+                committed: Some(ballot(8, b"node-c")),
+            },
+            PaxosResponse::Promise {
+                current: None,
+                accepted: None,
+                committed: None,
+            },
+            PaxosResponse::Accepted,
+            PaxosResponse::Committed,
+            PaxosResponse::Rejected { promised: b },
+        ];
+        for resp in resps {
+            assert_eq!(
+                paxos_response_from_pb(paxos_response_to_pb(resp.clone())).unwrap(),
+                resp
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_paxos_messages_are_typed_errors() {
+        let good = pb::Version {
+            hlc: 1,
+            writer: b"n".to_vec(),
+        };
+        let record = Some(record_to_pb(&Record::new(
+            b"k".to_vec(),
+            b"v".to_vec(),
+            Version::default(),
+        )));
+        let prepare = |key: &[u8], ballot: Option<pb::Version>| {
+            pb::request::Kind::PaxosPrepare(pb::PaxosPrepare {
+                key: key.to_vec(),
+                ballot,
+            })
+        };
+        assert!(matches!(
+            paxos_request_from_pb(prepare(b"k", None)),
+            Err(WireError::MissingBallot("prepare"))
+        ));
+        assert!(matches!(
+            paxos_request_from_pb(prepare(b"", Some(good.clone()))),
+            Err(WireError::EmptyKey)
+        ));
+        for writer in [Vec::new(), vec![7; MAX_BALLOT_NODE_BYTES + 1]] {
+            let bad = pb::Version { hlc: 1, writer };
+            assert!(matches!(
+                paxos_request_from_pb(prepare(b"k", Some(bad))),
+                Err(WireError::BallotNode {
+                    max: MAX_BALLOT_NODE_BYTES,
+                    ..
+                })
+            ));
+        }
+        let propose = pb::request::Kind::PaxosPropose(pb::PaxosPropose {
+            ballot: Some(good.clone()),
+            proposal: None,
+        });
+        assert!(matches!(
+            paxos_request_from_pb(propose),
+            Err(WireError::MissingProposal("proposal"))
+        ));
+        let mut unversioned = record.clone().unwrap();
+        unversioned.version = None;
+        let commit = pb::request::Kind::PaxosCommit(pb::PaxosCommit {
+            ballot: Some(good.clone()),
+            proposal: Some(unversioned),
+        });
+        assert!(matches!(
+            paxos_request_from_pb(commit),
+            Err(WireError::MissingVersion)
+        ));
+        // A store is not a Paxos request, and a Paxos request is not a replica request.
+        let store = pb::request::Kind::Fetch(pb::FetchRequest { keys: vec![] });
+        assert!(!is_paxos_request(&store));
+        assert!(matches!(
+            paxos_request_from_pb(store),
+            Err(WireError::UnexpectedKind(_))
+        ));
+        assert!(matches!(
+            request_from_pb(prepare(b"k", Some(good.clone()))),
+            Err(WireError::UnexpectedKind("paxos request"))
+        ));
+        // Answers: a promise whose accepted proposal lacks its ballot, a refusal without one,
+        // an error, an answer of another protocol.
+        let promise = pb::response::Kind::PaxosPromise(pb::PaxosPromise {
+            current: None,
+            accepted: Some(pb::PaxosAccepted {
+                ballot: None,
+                proposal: record,
+            }),
+            committed: None,
+        });
+        assert!(matches!(
+            paxos_response_from_pb(promise),
+            Err(WireError::MissingBallot("accepted proposal"))
+        ));
+        let refusal = pb::response::Kind::PaxosRejected(pb::PaxosRejected { promised: None });
+        assert!(matches!(
+            paxos_response_from_pb(refusal),
+            Err(WireError::MissingBallot("refusal"))
+        ));
+        assert!(matches!(
+            paxos_response_from_pb(pb::response::Kind::Error("no".into())),
+            Err(WireError::Refused(m)) if m == "no"
+        ));
+        assert!(matches!(
+            paxos_response_from_pb(pb::response::Kind::Tree(pb::TreeResponse {
+                differing: vec![]
+            })),
+            Err(WireError::UnexpectedKind(_))
+        ));
+        assert!(matches!(
+            response_from_pb(pb::response::Kind::PaxosAccepted(pb::PaxosAck {})),
+            Err(WireError::UnexpectedKind("paxos answer"))
+        ));
     }
 }

@@ -133,9 +133,62 @@ pub struct EntriesResponse {
     #[prost(bool, tag = "2")]
     pub more: bool,
 }
+/// Phase 1 with the read: promise to refuse lower ballots and send back the key's record and any
+/// proposal accepted and not committed.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PaxosPrepare {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub ballot: ::core::option::Option<Version>,
+}
+/// Phase 2: accept `proposal` (for the key `proposal.key`) under `ballot`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PaxosPropose {
+    #[prost(message, optional, tag = "1")]
+    pub ballot: ::core::option::Option<Version>,
+    #[prost(message, optional, tag = "2")]
+    pub proposal: ::core::option::Option<Record>,
+}
+/// `proposal` was chosen under `ballot`: apply it and forget it as in progress.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PaxosCommit {
+    #[prost(message, optional, tag = "1")]
+    pub ballot: ::core::option::Option<Version>,
+    #[prost(message, optional, tag = "2")]
+    pub proposal: ::core::option::Option<Record>,
+}
+/// A proposal accepted under `ballot` and not seen committed.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PaxosAccepted {
+    #[prost(message, optional, tag = "1")]
+    pub ballot: ::core::option::Option<Version>,
+    #[prost(message, optional, tag = "2")]
+    pub proposal: ::core::option::Option<Record>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PaxosPromise {
+    /// The key's record in the replica's store (absent when it has none).
+    #[prost(message, optional, tag = "1")]
+    pub current: ::core::option::Option<Record>,
+    #[prost(message, optional, tag = "2")]
+    pub accepted: ::core::option::Option<PaxosAccepted>,
+    /// The highest ballot the replica saw committed for the key.
+    #[prost(message, optional, tag = "3")]
+    pub committed: ::core::option::Option<Version>,
+}
+/// A prepare or proposal refused: the replica promised `promised`, at least as high.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PaxosRejected {
+    #[prost(message, optional, tag = "1")]
+    pub promised: ::core::option::Option<Version>,
+}
+/// An empty answer: the proposal is accepted, or the commit applied.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PaxosAck {}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Request {
-    #[prost(oneof = "request::Kind", tags = "1, 2, 4, 5, 6")]
+    #[prost(oneof = "request::Kind", tags = "1, 2, 4, 5, 6, 7, 8, 9")]
     pub kind: ::core::option::Option<request::Kind>,
 }
 /// Nested message and enum types in `Request`.
@@ -152,11 +205,17 @@ pub mod request {
         Leaves(super::LeavesRequest),
         #[prost(message, tag = "6")]
         Entries(super::EntriesRequest),
+        #[prost(message, tag = "7")]
+        PaxosPrepare(super::PaxosPrepare),
+        #[prost(message, tag = "8")]
+        PaxosPropose(super::PaxosPropose),
+        #[prost(message, tag = "9")]
+        PaxosCommit(super::PaxosCommit),
     }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Response {
-    #[prost(oneof = "response::Kind", tags = "1, 2, 4, 5, 6, 7")]
+    #[prost(oneof = "response::Kind", tags = "1, 2, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: ::core::option::Option<response::Kind>,
 }
 /// Nested message and enum types in `Response`.
@@ -176,6 +235,14 @@ pub mod response {
         Leaves(super::LeavesResponse),
         #[prost(message, tag = "7")]
         Entries(super::EntriesResponse),
+        #[prost(message, tag = "8")]
+        PaxosPromise(super::PaxosPromise),
+        #[prost(message, tag = "9")]
+        PaxosAccepted(super::PaxosAck),
+        #[prost(message, tag = "10")]
+        PaxosCommitted(super::PaxosAck),
+        #[prost(message, tag = "11")]
+        PaxosRejected(super::PaxosRejected),
     }
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

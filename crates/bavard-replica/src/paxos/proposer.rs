@@ -158,6 +158,9 @@ pub enum Cause {
         /// The current live value.
         current: Option<Record>,
     },
+    /// The operation's overall deadline passed before it was decided
+    /// ([`Proposer::handle_deadline`]).
+    Deadline,
 }
 
 /// How an operation ended. Every variant says whether the outcome is known
@@ -551,6 +554,36 @@ impl<P: Clone + PartialEq> Proposer<P> {
         }
     }
 
+    /// The operation's overall deadline (the client's request deadline) passed: decide now. An
+    /// operation already decided is left as it is. Otherwise it ends
+    /// [`Outcome::Unknown`] when one of its own proposals may have been accepted somewhere (an
+    /// earlier attempt, or the current proposal with answers outstanding), and
+    /// [`Outcome::NotApplied`] when none was ever sent — cause [`Cause::Deadline`]. Requests
+    /// still in flight are forgotten (their answers are ignored); commits already sent are
+    /// kept, so the driver may still finish them.
+    pub fn handle_deadline(&mut self) {
+        if self.result.is_some() {
+            return;
+        }
+        let proposing_ours = matches!(
+            self.phase,
+            Phase::Propose {
+                purpose: Purpose::Fresh | Purpose::FinishOurs,
+                ..
+            }
+        );
+        let outcome = if self.maybe_applied || proposing_ours {
+            Outcome::Unknown {
+                cause: Cause::Deadline,
+            }
+        } else {
+            Outcome::NotApplied {
+                cause: Cause::Deadline,
+            }
+        };
+        self.finish(outcome);
+    }
+
     /// When [`Proposer::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let backoff = match self.phase {
@@ -884,6 +917,75 @@ mod tests {
                 cause: Cause::NoQuorum { .. }
             }
         ));
+    }
+
+    fn proposer(op: Operation) -> Proposer<u64> {
+        Proposer::new(
+            b"k".to_vec(),
+            op,
+            b"n".to_vec(),
+            vec![1, 2, 3],
+            PaxosConfig::default(),
+            HlcTimestamp::new(1, 0),
+            Instant::now(),
+            0,
+        )
+    }
+
+    fn promise() -> PaxosResponse {
+        PaxosResponse::Promise {
+            current: None,
+            accepted: None,
+            committed: None,
+        }
+    }
+
+    #[test]
+    fn a_deadline_before_any_proposal_is_not_applied_and_after_one_is_unknown() {
+        let now = Instant::now();
+        let cas = Operation::Cas {
+            condition: Condition::Absent,
+            update: Update::put(b"v".to_vec()),
+        };
+        // Still preparing: nothing of ours can have been accepted.
+        let mut p = proposer(cas.clone());
+        let prepares: Vec<_> = std::iter::from_fn(|| p.poll_send()).collect();
+        assert_eq!(prepares.len(), 3);
+        p.handle_deadline();
+        assert_eq!(
+            p.result().unwrap().outcome,
+            Outcome::NotApplied {
+                cause: Cause::Deadline
+            }
+        );
+        assert!(p.is_finished(), "the prepares in flight are forgotten");
+        // Proposing: the proposal may have been accepted by the replicas still silent.
+        let mut p = proposer(cas);
+        let prepares: Vec<_> = std::iter::from_fn(|| p.poll_send()).collect();
+        for out in &prepares[..2] {
+            p.handle_response(now, out.id, Ok(promise()));
+        }
+        let proposes: Vec<_> = std::iter::from_fn(|| p.poll_send()).collect();
+        assert!(
+            proposes
+                .iter()
+                .all(|o| matches!(o.request, PaxosRequest::Propose { .. }))
+        );
+        p.handle_deadline();
+        assert_eq!(
+            p.result().unwrap().outcome,
+            Outcome::Unknown {
+                cause: Cause::Deadline
+            }
+        );
+        // A decided operation keeps its outcome.
+        let mut p = proposer(Operation::SerialRead);
+        let prepares: Vec<_> = std::iter::from_fn(|| p.poll_send()).collect();
+        for out in &prepares[..2] {
+            p.handle_response(now, out.id, Ok(promise()));
+        }
+        p.handle_deadline();
+        assert_eq!(p.result().unwrap().outcome, Outcome::Read { current: None });
     }
 
     #[test]

@@ -40,6 +40,7 @@
 //! A run is a pure function of its configuration: everything but `wall_s` and `peak_rss_mb`
 //! replays exactly from the seed.
 
+mod cas;
 mod node;
 mod schedule;
 mod views;
@@ -59,6 +60,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+pub use self::cas::CasReport;
+use self::cas::{CasClients, InFlight};
 pub use self::node::{Broken, Consistency};
 use self::node::{ClientOp, KvNode, OpResult, Out, Shared};
 use self::schedule::{FaultKind, Schedule, halves};
@@ -122,6 +125,10 @@ pub struct KvSimConfig {
     pub latency: LatencyConfig,
     /// Deliberately broken variants (tests only). Default: none.
     pub broken: Broken,
+    /// The compare-and-set experiment instead of the mixed workload: clients increment
+    /// counters on the `keys` hot keys by serial read then compare-and-set (see `cas.rs`), and
+    /// the history goes to the linearizability checker. Default: off.
+    pub cas: bool,
 }
 
 impl Default for KvSimConfig {
@@ -149,6 +156,7 @@ impl Default for KvSimConfig {
             membership: MembershipConfig::lan(),
             latency: LatencyConfig::default(),
             broken: Broken::default(),
+            cas: false,
         }
     }
 }
@@ -267,6 +275,10 @@ pub struct KvReport {
     pub virtual_s: f64,
     /// The first problems the checker found (at most 5 of each kind).
     pub examples: Vec<String>,
+    /// The compare-and-set run's figures and verdict (`--cas` only; its fields appear at the
+    /// top level of the JSON).
+    #[serde(flatten)]
+    pub cas: Option<CasReport>,
     /// Peak resident memory of the process, MiB (Linux; 0 elsewhere).
     pub peak_rss_mb: u64,
     /// Wall-clock seconds the run took.
@@ -276,7 +288,11 @@ pub struct KvReport {
 impl KvReport {
     /// Whether the checker found nothing and the replicas converged.
     pub fn is_valid(&self) -> bool {
-        self.lost_writes == 0 && self.phantom_reads == 0 && self.stale_reads == 0 && self.converged
+        self.lost_writes == 0
+            && self.phantom_reads == 0
+            && self.stale_reads == 0
+            && self.converged
+            && self.cas.as_ref().is_none_or(CasReport::is_valid)
     }
 }
 
@@ -314,6 +330,12 @@ fn cluster(config: &KvSimConfig) -> (Harness<KvNode, Event>, Rc<Shared>) {
         n: config.replication,
         fallbacks: config.fallbacks,
         request_timeout: config.request_timeout,
+        // Decided as it stands a second before the client gives up (the node decides at 90%
+        // of its request deadline, for the same reason: the client hears a known outcome).
+        cas_deadline: config
+            .client_timeout
+            .saturating_sub(Duration::from_secs(1))
+            .max(config.request_timeout),
         ae_check: Duration::from_secs(1).min(config.anti_entropy_interval),
         ae_interval: config.anti_entropy_interval,
         hint_interval: config.hint_interval,
@@ -371,6 +393,8 @@ struct Pending {
     what: ClientOp,
     level: Consistency,
     invoked: SimTime,
+    /// The compare-and-set run's view of the operation.
+    cas: Option<InFlight>,
 }
 
 /// What the experiment tracks; the harness holds the cluster.
@@ -406,6 +430,10 @@ struct Sim<'a> {
     at_heal: (u64, u64),
     finals: Vec<FinalRead>,
     final_pending: BTreeMap<u64, String>,
+    /// The compare-and-set clients (`--cas`).
+    cas: Option<CasClients>,
+    /// Final serial reads in flight: op → key, invoked.
+    cas_finals: BTreeMap<u64, (String, SimTime)>,
 }
 
 impl<'a> Sim<'a> {
@@ -455,6 +483,8 @@ impl<'a> Sim<'a> {
             at_heal: (0, 0),
             finals: Vec::new(),
             final_pending: BTreeMap::new(),
+            cas: config.cas.then(|| CasClients::new(clients, config.keys)),
+            cas_finals: BTreeMap::new(),
         }
     }
 
@@ -506,7 +536,11 @@ impl<'a> Sim<'a> {
             Event::ClientTimeout(c, op) => {
                 if self.pending.get(&op).is_some_and(|p| p.client == c) {
                     let p = self.pending.remove(&op).expect("checked");
-                    self.record(h, at, p, Outcome::Unknown, None, None);
+                    if p.cas.is_some() {
+                        self.record_cas(h, at, p, None);
+                    } else {
+                        self.record(h, at, p, Outcome::Unknown, None, None);
+                    }
                 }
             }
             Event::Restart(id) => {
@@ -628,7 +662,17 @@ impl<'a> Sim<'a> {
         self.issued += 1;
         let seq = self.client_seq[c];
         self.client_seq[c] += 1;
-        let (what, level) = workload::next_op(&mut self.client_rngs[c], c, seq, self.config.keys);
+        let (what, level, cas) = match self.cas.as_mut() {
+            Some(clients) => {
+                let (what, flight) = clients.next_op(c, &mut self.client_rngs[c], at.as_micros());
+                (what, Consistency::Quorum, Some(flight))
+            }
+            None => {
+                let (what, level) =
+                    workload::next_op(&mut self.client_rngs[c], c, seq, self.config.keys);
+                (what, level, None)
+            }
+        };
         let node = self.random_live(h);
         let op = self.next_op;
         self.next_op += 1;
@@ -640,6 +684,7 @@ impl<'a> Sim<'a> {
                 what: what.clone(),
                 level,
                 invoked: at,
+                cas,
             },
         );
         h.schedule(
@@ -650,6 +695,24 @@ impl<'a> Sim<'a> {
     }
 
     fn on_done(&mut self, h: &mut Harness<KvNode, Event>, at: SimTime, op: u64, result: OpResult) {
+        if let Some((key, invoked)) = self.cas_finals.remove(&op) {
+            if let (Some(clients), OpResult::Paxos(done)) = (self.cas.as_mut(), &result) {
+                let client = self.config.clients as usize;
+                clients.final_read(client, key, invoked.as_micros(), at.as_micros(), Some(done));
+            } else if let Some(clients) = self.cas.as_mut() {
+                clients.final_read(0, key, invoked.as_micros(), at.as_micros(), None);
+            }
+            if self.cas_finals.is_empty() {
+                self.phase = Phase::Done;
+            }
+            return;
+        }
+        if let OpResult::Paxos(done) = result {
+            if let Some(p) = self.pending.remove(&op) {
+                self.record_cas(h, at, p, Some(&done));
+            }
+            return;
+        }
         if let Some(key) = self.final_pending.remove(&op) {
             let (value, version) = match result {
                 OpResult::Read(Some(r)) => match r.data() {
@@ -694,7 +757,24 @@ impl<'a> Sim<'a> {
                 self.record(h, at, p, Outcome::Unknown, None, Some(version));
             }
             OpResult::Failed => self.record(h, at, p, Outcome::Fail, None, None),
+            OpResult::Paxos(_) => {}
         }
+    }
+
+    /// Records a compare-and-set run's operation that ended (`None`: the client gave up), and
+    /// lets its client go on after 10–100 ms.
+    fn record_cas(
+        &mut self,
+        h: &mut Harness<KvNode, Event>,
+        at: SimTime,
+        p: Pending,
+        done: Option<&bavard_replica::paxos::Completion>,
+    ) {
+        if let (Some(clients), Some(flight)) = (self.cas.as_mut(), p.cas) {
+            clients.done(flight, at.as_micros(), done);
+        }
+        let think = Duration::from_millis(self.client_rngs[p.client].random_range(10..=100));
+        h.schedule(at.after(think), Event::ClientNext(p.client));
     }
 
     /// Records an operation that ended, and lets its client go on.
@@ -710,7 +790,8 @@ impl<'a> Sim<'a> {
         let (kind, key, value) = match p.what {
             ClientOp::Put { key, value } => (OpKind::Write, key, Some(value)),
             ClientOp::Delete { key } => (OpKind::Delete, key, None),
-            ClientOp::Get { key } => (OpKind::Read, key, read),
+            ClientOp::Get { key } | ClientOp::SerialRead { key } => (OpKind::Read, key, read),
+            ClientOp::Cas { key, value, .. } => (OpKind::Write, key, Some(value)),
         };
         if outcome == Outcome::Ok {
             match kind {
@@ -786,8 +867,20 @@ impl<'a> Sim<'a> {
     }
 
     /// Reads every key written once more, at quorum, through random nodes.
-    fn final_reads(&mut self, h: &mut Harness<KvNode, Event>, _at: SimTime) {
+    fn final_reads(&mut self, h: &mut Harness<KvNode, Event>, at: SimTime) {
         self.phase = Phase::FinalReads;
+        if let Some(clients) = &self.cas {
+            for key in clients.hot_keys() {
+                let op = self.next_op;
+                self.next_op += 1;
+                self.cas_finals.insert(op, (key.clone(), at));
+                let node = self.random_live(h);
+                h.act(node, |n, now| {
+                    n.client(now, op, ClientOp::SerialRead { key }, Consistency::Quorum)
+                });
+            }
+            return;
+        }
         let keys: BTreeSet<String> = self
             .history
             .iter()
@@ -830,6 +923,11 @@ impl<'a> Sim<'a> {
             .collect();
         examples.extend(verdict.phantom_reads.iter().take(5).cloned());
         examples.extend(stale.iter().take(5).cloned());
+        let cas = self.cas.as_ref().map(|clients| {
+            let (report, problems) = clients.report();
+            examples.extend(problems.into_iter().take(5));
+            report
+        });
         let mut stats = node::NodeStats::default();
         let mut hints_left = 0u64;
         for i in 0..h.len() {
@@ -848,11 +946,17 @@ impl<'a> Sim<'a> {
         let heal_s = heal.as_micros() as f64 / 1e6;
         let (sent, swim) = self.at_heal;
         let views = self.shared.views.borrow();
+        // The compare-and-set run keeps its history apart: count what was issued.
+        let ops = if self.cas.is_some() {
+            self.issued
+        } else {
+            self.history.len() as u64
+        };
         KvReport {
             nodes: self.config.nodes,
             clients: self.config.clients,
             seed: self.config.seed,
-            ops: self.history.len() as u64,
+            ops,
             ops_ok: count(Outcome::Ok),
             ops_fail: count(Outcome::Fail),
             ops_unknown: count(Outcome::Unknown),
@@ -864,7 +968,7 @@ impl<'a> Sim<'a> {
             stale_reads: stale.len(),
             converged: self.converged_at.is_some(),
             convergence_s: secs_between(heal, self.converged_at.unwrap_or(self.cap())),
-            msgs_per_op: (sent - swim) as f64 / (self.history.len().max(1)) as f64,
+            msgs_per_op: (sent - swim) as f64 / ops.max(1) as f64,
             swim_msgs_per_node_s: swim as f64 / (f64::from(self.config.nodes) * heal_s.max(1e-9)),
             hints_handed: stats.hints_handed,
             hints_delivered: stats.hints_delivered,
@@ -882,6 +986,7 @@ impl<'a> Sim<'a> {
             rejected: h.traffic().rejected,
             virtual_s: h.now().as_micros() as f64 / 1e6,
             examples,
+            cas,
             peak_rss_mb: peak_rss_mb(),
             wall_s: wall.elapsed().as_secs_f64(),
         }

@@ -35,12 +35,16 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bavard_gossip::membership::{
-    Membership, MembershipError, MembershipEvent, Message as SwimMessage, Update,
+    MemberState, Membership, MembershipError, MembershipEvent, Message as SwimMessage, Update,
+};
+use bavard_replica::paxos::{
+    Acceptor, Completion, Condition, Operation, PaxosConfig, PaxosRequest, PaxosResponse, Proposer,
+    Update as CasUpdate,
 };
 use bavard_replica::sync::record_size;
 use bavard_replica::{
-    Coordination, Failure, HandoffPolicy, Initiator, Read, Request, RequestId, Response, Step,
-    StoreOutcome, SyncConfig, Write, answer,
+    Coordination, Failure, HandoffPolicy, Initiator, Placement, Read, Request, RequestId, Response,
+    Step, StoreOutcome, SyncConfig, Write, answer,
 };
 use bavard_routing::Key;
 use bavard_store::{
@@ -48,7 +52,7 @@ use bavard_store::{
 };
 use rand_chacha::ChaCha8Rng;
 
-use super::views::{View, Views, bitset};
+use super::views::{View, Views, bitset, node_key};
 use crate::NodeId;
 use crate::harness::SimNode;
 
@@ -94,6 +98,10 @@ pub struct Broken {
     pub read_one_replica: bool,
     /// This node answers every fetch with a value nobody wrote, newer than what it holds.
     pub liar: Option<NodeId>,
+    /// Each coordinator runs its compare-and-set rounds on one replica of the key's N, a
+    /// different one per coordinator: "majorities" that do not intersect, so two coordinators
+    /// can both commit on the version they read.
+    pub disjoint_cas_quorums: bool,
 }
 
 /// What every node shares: parameters and the view cache.
@@ -103,6 +111,9 @@ pub(crate) struct Shared {
     pub(crate) n: usize,
     pub(crate) fallbacks: usize,
     pub(crate) request_timeout: Duration,
+    /// How long a compare-and-set or serial read may run before it is decided as it stands
+    /// (the node's request deadline).
+    pub(crate) cas_deadline: Duration,
     pub(crate) ae_check: Duration,
     pub(crate) ae_interval: Duration,
     pub(crate) hint_interval: Duration,
@@ -124,6 +135,13 @@ pub(crate) enum Msg {
         tag: u64,
         answer: Result<Response, Failure>,
     },
+    /// A Paxos request (compare-and-set rounds); the answer carries the same tag.
+    Paxos { tag: u64, req: PaxosRequest },
+    /// The answer to the Paxos request `tag`.
+    PaxosAnswer {
+        tag: u64,
+        answer: Result<PaxosResponse, Failure>,
+    },
 }
 
 impl Msg {
@@ -133,6 +151,8 @@ impl Msg {
             Msg::Swim(m) => m.encoded_len_estimate(),
             Msg::Request { req, .. } => 16 + request_len(req),
             Msg::Response { answer, .. } => 16 + answer.as_ref().map_or(64, response_len),
+            Msg::Paxos { req, .. } => 48 + paxos_request_len(req),
+            Msg::PaxosAnswer { answer, .. } => 16 + answer.as_ref().map_or(64, paxos_answer_len),
         }
     }
 }
@@ -146,6 +166,28 @@ fn request_len(req: &Request<NodeId>) -> usize {
         Request::Entries { leaves, after } => {
             16 + leaves.len() * 4 + after.as_ref().map_or(0, Vec::len)
         }
+    }
+}
+
+fn paxos_request_len(req: &PaxosRequest) -> usize {
+    match req {
+        PaxosRequest::Prepare { key, .. } => key.len(),
+        PaxosRequest::Propose { proposal, .. } | PaxosRequest::Commit { proposal, .. } => {
+            record_size(proposal)
+        }
+    }
+}
+
+fn paxos_answer_len(resp: &PaxosResponse) -> usize {
+    match resp {
+        PaxosResponse::Promise {
+            current, accepted, ..
+        } => {
+            48 + current.as_ref().map_or(0, record_size)
+                + accepted.as_ref().map_or(0, |a| record_size(&a.proposal))
+        }
+        PaxosResponse::Accepted | PaxosResponse::Committed => 0,
+        PaxosResponse::Rejected { .. } => 24,
     }
 }
 
@@ -164,9 +206,26 @@ fn response_len(resp: &Response) -> usize {
 /// A client operation given to a coordinator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ClientOp {
-    Put { key: String, value: String },
-    Delete { key: String },
-    Get { key: String },
+    Put {
+        key: String,
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
+    Get {
+        key: String,
+    },
+    /// A linearizable read: a Paxos round that sees every committed compare-and-set.
+    SerialRead {
+        key: String,
+    },
+    /// A compare-and-set: write `value` if `condition` holds.
+    Cas {
+        key: String,
+        condition: Condition,
+        value: String,
+    },
 }
 
 /// How a client operation ended, as the coordinator reports it.
@@ -181,6 +240,8 @@ pub(crate) enum OpResult {
     Read(Option<Record>),
     /// A get too few replicas answered.
     Failed,
+    /// A serial read or a compare-and-set, as the proposer ended it.
+    Paxos(Completion),
 }
 
 /// What a node reports to the experiment.
@@ -266,6 +327,20 @@ enum Call {
         keys: Vec<HintKey>,
         deadline: Instant,
     },
+    /// A request of compare-and-set `op` (the proposer keeps its deadline).
+    Paxos {
+        op: u64,
+        id: RequestId,
+    },
+}
+
+/// A compare-and-set or serial read this node coordinates.
+struct CasOp {
+    p: Proposer<NodeId>,
+    /// When it is decided as it stands ([`Proposer::handle_deadline`]).
+    deadline: Instant,
+    reported: bool,
+    tags: Vec<u64>,
 }
 
 /// A hint's place in the hint store: the owner, when it was kept (local ms), the key.
@@ -305,6 +380,7 @@ pub(crate) struct KvNode {
     /// The time of the input being handled.
     now: Instant,
     ops: BTreeMap<u64, Op>,
+    cas_ops: BTreeMap<u64, CasOp>,
     calls: HashMap<u64, Call>,
     next_tag: u64,
     ae: AntiEntropy,
@@ -350,6 +426,7 @@ impl KvNode {
             view_since: now,
             now,
             ops: BTreeMap::new(),
+            cas_ops: BTreeMap::new(),
             calls: HashMap::new(),
             next_tag: 0,
             ae,
@@ -451,6 +528,20 @@ impl KvNode {
             ClientOp::Put { key, .. } | ClientOp::Delete { key } | ClientOp::Get { key } => {
                 key.clone().into_bytes()
             }
+            ClientOp::SerialRead { key } => {
+                return self.start_cas(now, op, key.clone().into_bytes(), Operation::SerialRead);
+            }
+            ClientOp::Cas {
+                key,
+                condition,
+                value,
+            } => {
+                let operation = Operation::Cas {
+                    condition: *condition,
+                    update: CasUpdate::put(value.clone().into_bytes()),
+                };
+                return self.start_cas(now, op, key.clone().into_bytes(), operation);
+            }
         };
         let view = self.view();
         let mut preferred = view
@@ -480,6 +571,7 @@ impl KvNode {
                     version: hlc,
                 }
             }
+            ClientOp::SerialRead { .. } | ClientOp::Cas { .. } => unreachable!("started above"),
             ClientOp::Delete { .. } => {
                 let version = self.stamp(now);
                 let hlc = version.hlc;
@@ -501,6 +593,149 @@ impl KvNode {
             },
         );
         self.pump(now, op);
+    }
+
+    // ----- compare-and-set (as `bavard-node`'s `replica::paxos`) -----
+
+    /// The replicas of `key`'s consensus rounds: its N closest members, those held for down
+    /// included (only departed ones are left out), so that the set does not move when a
+    /// replica crashes.
+    fn paxos_replicas(&self, key: &[u8]) -> Vec<NodeId> {
+        let members = self
+            .swim
+            .members()
+            .filter(|m| m.state() != MemberState::Left)
+            .map(|m| (*m.id(), node_key(*m.id())));
+        let replicas = Placement::new(members, self.shared.n).preference_list(&Key::hash(key));
+        if self.shared.broken.disjoint_cas_quorums && !replicas.is_empty() {
+            return vec![replicas[self.id as usize % replicas.len()]];
+        }
+        replicas
+    }
+
+    fn start_cas(&mut self, now: Instant, op: u64, key: Vec<u8>, operation: Operation) {
+        let replicas = self.paxos_replicas(&key);
+        let config = PaxosConfig {
+            timeout: self.shared.request_timeout,
+            ..PaxosConfig::default()
+        };
+        let ts = self.stamp(now).timestamp();
+        // The backoff's seed: any value unique to the operation replays from the run's seed.
+        let seed = (u64::from(self.id) << 40) ^ op;
+        let p = Proposer::new(
+            key,
+            operation,
+            self.id.to_be_bytes().to_vec(),
+            replicas,
+            config,
+            ts,
+            now,
+            seed,
+        );
+        self.cas_ops.insert(
+            op,
+            CasOp {
+                p,
+                deadline: now + self.shared.cas_deadline,
+                reported: false,
+                tags: Vec::new(),
+            },
+        );
+        self.pump_cas(now, op);
+    }
+
+    /// Sends what compare-and-set `op` asks (its own share served at once), hands it fresh
+    /// ballots, reports its result once decided and forgets it once finished.
+    fn pump_cas(&mut self, now: Instant, op: u64) {
+        let Some(mut o) = self.cas_ops.remove(&op) else {
+            return;
+        };
+        loop {
+            while let Some(out) = o.p.poll_send() {
+                if out.to == self.id {
+                    let answer = self.serve_paxos(now, self.id, out.request);
+                    o.p.handle_response(now, out.id, answer);
+                } else {
+                    let tag = self.tag();
+                    o.tags.push(tag);
+                    self.calls.insert(tag, Call::Paxos { op, id: out.id });
+                    self.stats.op_msgs += 1;
+                    self.outbox.push_back((
+                        out.to,
+                        Msg::Paxos {
+                            tag,
+                            req: out.request,
+                        },
+                    ));
+                }
+            }
+            let Some(floor) = o.p.poll_ballot() else {
+                break;
+            };
+            self.hlc.observe_persisted(floor);
+            let ts = self.hlc.now(self.unix_ms(now));
+            o.p.handle_ballot(now, ts);
+        }
+        if !o.reported
+            && let Some(done) = o.p.result()
+        {
+            o.reported = true;
+            self.events.push_back(Out::Done {
+                op,
+                result: OpResult::Paxos(done.clone()),
+            });
+        }
+        if o.p.is_finished() {
+            for tag in &o.tags {
+                self.calls.remove(tag);
+            }
+        } else {
+            self.cas_ops.insert(op, o);
+        }
+    }
+
+    /// One acceptor step, as the node's IO shell does it: ballots (and proposals) from beyond
+    /// the clock drift bound refused, the key's row loaded, the rule run, its row and record
+    /// written in one store transaction, then the answer.
+    fn serve_paxos(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        req: PaxosRequest,
+    ) -> Result<PaxosResponse, Failure> {
+        let now_ms = self.unix_ms(now);
+        if req.ballot().node() != from.to_be_bytes() {
+            return Err(Failure::Refused("the ballot is not the sender's".into()));
+        }
+        let mut stamps = vec![req.ballot().timestamp()];
+        if let PaxosRequest::Propose { proposal, .. } | PaxosRequest::Commit { proposal, .. } = &req
+        {
+            stamps.push(proposal.version.timestamp());
+        }
+        for ts in stamps {
+            if let Err(e) = self.hlc.update(ts, now_ms) {
+                self.stats.clock_refusals += 1;
+                return Err(Failure::Refused(e.to_string()));
+            }
+        }
+        let key = req.key().to_vec();
+        let refused = |e: &dyn std::fmt::Display| Failure::Refused(e.to_string());
+        let state = match self.store.paxos_row(&key).map_err(|e| refused(&e))? {
+            None => Acceptor::default(),
+            Some(row) => Acceptor::decode(&key, &row).map_err(|e| refused(&e))?,
+        };
+        let current = match &req {
+            PaxosRequest::Prepare { .. } => self.store.get(&key, now_ms).ok().flatten(),
+            _ => None,
+        };
+        let step = state.handle(req, current);
+        if step.persist.is_some() || step.apply.is_some() {
+            let row = step.persist.as_ref().map(Acceptor::encode);
+            self.store
+                .paxos_write(&key, row.as_deref(), step.apply, now_ms)
+                .map_err(|e| refused(&e))?;
+        }
+        Ok(step.answer)
     }
 
     fn stamp(&mut self, now: Instant) -> Version {
@@ -939,7 +1174,7 @@ impl KvNode {
             .calls
             .iter()
             .filter(|(_, c)| match c {
-                Call::Op { .. } => false,
+                Call::Op { .. } | Call::Paxos { .. } => false,
                 Call::Sync { deadline } | Call::Hints { deadline, .. } => *deadline <= now,
             })
             .map(|(t, _)| *t)
@@ -965,6 +1200,8 @@ impl KvNode {
             }
             Call::Sync { .. } => self.ae_answer(now, answer),
             Call::Hints { owner, keys, .. } => self.hints_answer(now, owner, keys, answer),
+            // A replica-protocol answer under a Paxos tag: not ours to use.
+            Call::Paxos { .. } => {}
         }
     }
 }
@@ -993,6 +1230,21 @@ impl SimNode for KvNode {
                 }
                 Ok(())
             }
+            Msg::Paxos { tag, req } => {
+                let answer = self.serve_paxos(now, from, req);
+                self.outbox
+                    .push_back((from, Msg::PaxosAnswer { tag, answer }));
+                Ok(())
+            }
+            Msg::PaxosAnswer { tag, answer } => {
+                if let Some(Call::Paxos { op, id }) = self.calls.remove(&tag)
+                    && let Some(o) = self.cas_ops.get_mut(&op)
+                {
+                    o.p.handle_response(now, id, answer);
+                    self.pump_cas(now, op);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -1012,6 +1264,23 @@ impl SimNode for KvNode {
                 o.coord.c().handle_timeout(now);
             }
             self.pump(now, op);
+        }
+        let due: Vec<u64> = self
+            .cas_ops
+            .iter()
+            .filter(|(_, o)| {
+                o.p.poll_timeout().is_some_and(|t| t <= now) || (!o.reported && o.deadline <= now)
+            })
+            .map(|(op, _)| *op)
+            .collect();
+        for op in due {
+            if let Some(o) = self.cas_ops.get_mut(&op) {
+                if o.deadline <= now {
+                    o.p.handle_deadline();
+                }
+                o.p.handle_timeout(now);
+            }
+            self.pump_cas(now, op);
         }
         self.expire_calls(now);
         if now >= self.ae.next_check {
@@ -1048,9 +1317,15 @@ impl SimNode for KvNode {
         for o in self.ops.values() {
             consider(o.coord.poll_timeout());
         }
+        for o in self.cas_ops.values() {
+            consider(o.p.poll_timeout());
+            if !o.reported {
+                consider(Some(o.deadline));
+            }
+        }
         for c in self.calls.values() {
             match c {
-                Call::Op { .. } => {}
+                Call::Op { .. } | Call::Paxos { .. } => {}
                 Call::Sync { deadline } | Call::Hints { deadline, .. } => consider(Some(*deadline)),
             }
         }
@@ -1063,6 +1338,7 @@ impl SimNode for KvNode {
 
     fn on_crash(&mut self) {
         self.ops.clear();
+        self.cas_ops.clear();
         self.calls.clear();
         self.ae.round = None;
         self.ae.queue.clear();

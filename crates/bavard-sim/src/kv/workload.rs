@@ -55,6 +55,7 @@ mod tests {
                 }
                 ClientOp::Delete { .. } => deletes += 1,
                 ClientOp::Get { .. } => gets += 1,
+                other => panic!("the mixed workload issues no {other:?}"),
             }
         }
         assert!(
