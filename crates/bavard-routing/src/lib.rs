@@ -23,6 +23,6 @@ mod table;
 
 pub use bucket::{AcceptAll, AdmissionFilter, BucketView, Entry};
 pub use config::{ConfigError, LookupConfig, TableConfig, Termination};
-pub use key::{Distance, Key};
+pub use key::{Distance, KadKey, Key, Timestamp};
 pub use lookup::{Lookup, LookupAction, LookupResult, LookupStats};
 pub use table::{InsertOutcome, PingOutcome, RejectReason, Removal, RoutingTable};
