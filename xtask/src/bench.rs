@@ -33,6 +33,9 @@ enum Bench {
     /// The replicated store: quorum writes and reads on a 5-node cluster (issue 5's targets),
     /// with fsync on every commit (default) or off (`--no-fsync`) to show what durability costs.
     Kv(KvArgs),
+    /// Anti-entropy: the CPU of an idle round on a converged store of 1,000,000 keys, and a
+    /// catch-up of 100,000 keys of 1 KiB (in-process, on the real store).
+    Antientropy(crate::antientropy::AntiEntropyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +123,7 @@ struct Report {
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Bench::Dht(a) => dht(a, None),
+        Bench::Antientropy(a) => crate::antientropy::run(a),
         Bench::Kv(k) => {
             let dir = crate::workspace_root()
                 .join("target")

@@ -7,6 +7,7 @@
 //! The xtask stays small: few dependencies and no logic that the product itself needs.
 
 mod acceptance;
+mod antientropy;
 mod bench;
 mod cluster;
 mod codegen;

@@ -140,6 +140,15 @@ pub struct KadConfig {
     pub burst_quorum: usize,
     /// Disjoint lookup paths (S/Kademlia); 1 turns the feature off.
     pub disjoint_paths: usize,
+    /// Disjoint lookup paths while the routing table is under IP-diversity pressure (the filter
+    /// refused a peer within the last `refresh_interval_secs`); 1 never switches.
+    pub disjoint_paths_under_pressure: usize,
+    /// Peers of one IP group (IPv4 /24, IPv6 /48) in the routing table, and in one lookup's
+    /// candidates (see `crate::diversity`; public addresses only; cluster members exempt;
+    /// 0: no limit).
+    pub max_peers_per_ip_group: usize,
+    /// Peers of one IP group in one bucket (0: no limit).
+    pub max_peers_per_ip_group_per_bucket: usize,
     /// How many of the closest nodes store each record.
     pub replication_factor: usize,
     /// Time allowed for one request to one peer.
@@ -168,6 +177,9 @@ impl Default for KadConfig {
             beta: 3,
             burst_quorum: 16,
             disjoint_paths: 1,
+            disjoint_paths_under_pressure: 4,
+            max_peers_per_ip_group: 3,
+            max_peers_per_ip_group_per_bucket: 2,
             replication_factor: 3,
             request_timeout_secs: 10.0,
             lookup_timeout_secs: 60.0,

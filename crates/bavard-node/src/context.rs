@@ -37,6 +37,8 @@ pub(crate) struct Context(Arc<Shared>);
 /// What the context holds.
 pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
+    /// When the routing table last refused a peer for IP diversity.
+    pub(crate) pressure: Arc<crate::diversity::Pressure>,
     /// This node's identity key (signs its gossip claims and messages).
     pub(crate) keypair: libp2p::identity::Keypair,
     /// SHA-256 of the peer id: this node's place in the keyspace.
@@ -94,6 +96,7 @@ impl Context {
         Self(Arc::new(Shared {
             peer_id: parts.peer_id,
             keypair: parts.keypair,
+            pressure: Arc::default(),
             local_key: peer_key(&parts.peer_id),
             faults: crate::fault::FaultLayer::new(&parts.config.fault_injection),
             rate: crate::rate::RateLimits::new(
@@ -146,10 +149,21 @@ impl Context {
         self.listen_addrs.lock().expect("listen lock").clone()
     }
 
-    /// Records an address for `peer`, within the per-peer limit.
+    /// Records a confirmed address for `peer` (from the peer itself, a dialled connection or
+    /// the operator), within the per-peer limit.
     pub(crate) fn learn_addr(&self, peer: PeerId, addr: Multiaddr) {
         self.book
             .add(peer, addr, self.config.limits.max_addrs_per_peer);
+    }
+
+    /// Records an address a third party gave for `peer` (see [`crate::addresses::Source`]).
+    pub(crate) fn hear_addr(&self, peer: PeerId, addr: Multiaddr) {
+        self.book.add_from(
+            peer,
+            addr,
+            self.config.limits.max_addrs_per_peer,
+            crate::addresses::Source::Hearsay,
+        );
     }
 
     /// Admits one inbound request of `peer` under the rate limits; counts and logs a refusal.

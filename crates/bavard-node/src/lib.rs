@@ -27,6 +27,7 @@ mod clock;
 mod closable;
 pub mod config;
 mod context;
+pub mod diversity;
 pub mod fault;
 pub mod gossip;
 pub mod http;

@@ -172,6 +172,7 @@ impl Node {
             listen_addrs,
             commands,
         });
+        crate::kad::install_diversity_filter(&ctx);
         let kad = Kad::new(ctx.clone(), storage.clone());
         let replica = Replica::open(ctx.clone(), kad.clone(), storage.clone())?;
         let gossip = Gossip::new(ctx.clone(), kad.clone());

@@ -21,6 +21,9 @@ pub enum ConfigError {
     /// `Termination::Beta(0)` would stop before anything answered.
     #[error("termination Beta(n) needs n >= 1 (got 0)")]
     ZeroBeta,
+    /// `attempts` must be at least 1.
+    #[error("attempts must be at least 1 (got 0)")]
+    ZeroAttempts,
     /// `max_candidates` must be at least `k`, or the lookup could not even hold its result.
     #[error("max_candidates ({max_candidates}) must be at least k ({k})")]
     CandidatesBelowK {
@@ -134,6 +137,12 @@ pub struct LookupConfig {
     /// burst loses little by starting one partial round trip earlier; the lookup still does not
     /// end before the β closest answered. Ignored by `Classic`. Default true.
     pub burst_on_closest: bool,
+    /// Requests per peer: a request that times out is sent again to the same peer until it has
+    /// been sent this many times (a lost datagram or a stalled stream is not a dead peer; a
+    /// connection error, [`Lookup::on_failure`](crate::Lookup::on_failure), is never retried). An
+    /// answer to any of the attempts counts. Default 2 (one retry): in simulation at 5% message
+    /// loss, success rises from ~0.81 with 1 to ~0.99 with 2 (`bavard-sim lookup --loss 0.05`).
+    pub attempts: u32,
 }
 
 impl Default for LookupConfig {
@@ -148,6 +157,7 @@ impl Default for LookupConfig {
             max_candidates: 80,
             burst_quorum: 16,
             burst_on_closest: true,
+            attempts: 2,
         }
     }
 }
@@ -166,6 +176,9 @@ impl LookupConfig {
         }
         if self.termination == Termination::Beta(0) {
             return Err(ConfigError::ZeroBeta);
+        }
+        if self.attempts == 0 {
+            return Err(ConfigError::ZeroAttempts);
         }
         if self.max_candidates < self.k {
             return Err(ConfigError::CandidatesBelowK {

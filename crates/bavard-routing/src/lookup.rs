@@ -19,7 +19,9 @@
 //!   drops back to α until that peer has answered. See [`Termination::Beta`] for figures.
 //!
 //! Both rules also end the lookup when no candidate is left to query, and at the lookup deadline.
-//! A request unanswered after `request_timeout` counts as failed; a late answer is still used.
+//! A request unanswered after `request_timeout` is sent again to the same peer, up to
+//! `attempts` requests in all (a lost message is not a dead peer); after the last one the peer
+//! counts as failed. A late answer to any attempt is still used.
 //!
 //! **Disjoint paths** (S/Kademlia, Baumgart & Mies 2007): with `disjoint_paths = d > 1`, the seeds,
 //! sorted by distance, are dealt round-robin to `d` paths. Each path only queries peers it learned
@@ -105,6 +107,8 @@ struct Candidate<P> {
     path: usize,
     hop: u32,
     state: State,
+    /// Requests sent to this peer so far.
+    attempts: u32,
 }
 
 /// An iterative Kademlia lookup for one target.
@@ -203,6 +207,12 @@ impl<P: Clone + Eq> Lookup<P> {
             .count()
     }
 
+    /// Requests sent to `peer` so far (1 for the first, 2 after a retry, …; 0 if unknown).
+    pub fn attempts_of(&self, peer: &P) -> u32 {
+        self.position(peer)
+            .map_or(0, |i| self.candidates[i].attempts)
+    }
+
     /// The path (0..disjoint_paths) a known peer belongs to.
     pub fn path_of(&self, peer: &P) -> Option<usize> {
         self.position(peer).map(|i| self.candidates[i].path)
@@ -245,8 +255,12 @@ impl<P: Clone + Eq> Lookup<P> {
             if let State::Waiting { timeout_at } = c.state
                 && now >= timeout_at
             {
-                c.state = State::Failed;
                 self.stats.timeouts += 1;
+                c.state = if c.attempts < self.config.attempts {
+                    State::NotContacted
+                } else {
+                    State::Failed
+                };
             }
         }
         let paths = self.config.disjoint_paths;
@@ -260,8 +274,11 @@ impl<P: Clone + Eq> Lookup<P> {
                 c.state = State::Waiting {
                     timeout_at: now + self.config.request_timeout,
                 };
+                c.attempts += 1;
                 self.stats.messages_sent += 1;
-                self.stats.peers_contacted += 1;
+                if c.attempts == 1 {
+                    self.stats.peers_contacted += 1;
+                }
                 self.next_path = (path + 1) % paths;
                 return LookupAction::Send {
                     peer: c.peer.clone(),
@@ -296,7 +313,7 @@ impl<P: Clone + Eq> Lookup<P> {
         }
         let Some(i) = self.position(from) else { return };
         let c = &mut self.candidates[i];
-        if !matches!(c.state, State::Waiting { .. } | State::Failed) {
+        if c.attempts == 0 || c.state == State::Succeeded {
             return;
         }
         c.state = State::Succeeded;
@@ -390,6 +407,7 @@ impl<P: Clone + Eq> Lookup<P> {
             path,
             hop,
             state,
+            attempts: 0,
         };
         self.candidates.insert(at, candidate);
     }
@@ -477,6 +495,8 @@ mod tests {
             k,
             alpha,
             termination,
+            // One request per peer: most tests check the rules, not the retries.
+            attempts: 1,
             ..LookupConfig::default()
         }
     }
@@ -689,6 +709,56 @@ mod tests {
         let r = l.result();
         assert_eq!(r.peers, peers([1, 2]));
         assert_eq!((r.stats.timeouts, r.stats.responses), (1, 2));
+    }
+
+    #[test]
+    fn a_timed_out_request_is_sent_again_until_attempts_run_out() {
+        let t0 = Instant::now();
+        let cfg = LookupConfig {
+            attempts: 2,
+            ..config(Termination::Classic, 20, 1)
+        };
+        let mut l = Lookup::new(t0, TARGET, peers([1, 2]), cfg).unwrap();
+        assert_eq!(l.poll(t0), LookupAction::Send { peer: 1 });
+        assert_eq!(l.attempts_of(&1), 1);
+        let t1 = t0 + Duration::from_secs(10);
+        // The first request to 1 was lost: 1 is asked again, before anyone farther.
+        assert_eq!(l.poll(t1), LookupAction::Send { peer: 1 });
+        assert_eq!(l.attempts_of(&1), 2);
+        let t2 = t1 + Duration::from_secs(10);
+        // The second timed out too: 1 is failed, the lookup moves on.
+        assert_eq!(l.poll(t2), LookupAction::Send { peer: 2 });
+        l.on_success(t2, &2, Vec::new());
+        assert_eq!(l.poll(t2), LookupAction::Done);
+        let r = l.result();
+        assert_eq!(r.peers, peers([2]));
+        assert_eq!(
+            (
+                r.stats.timeouts,
+                r.stats.messages_sent,
+                r.stats.peers_contacted
+            ),
+            (2, 3, 2)
+        );
+    }
+
+    #[test]
+    fn an_answer_to_the_first_attempt_counts_while_the_retry_waits() {
+        let t0 = Instant::now();
+        let cfg = LookupConfig {
+            attempts: 3,
+            ..config(Termination::Classic, 20, 1)
+        };
+        let mut l = Lookup::new(t0, TARGET, peers([1]), cfg).unwrap();
+        assert_eq!(l.poll(t0), LookupAction::Send { peer: 1 });
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(l.poll(t1), LookupAction::Send { peer: 1 });
+        // The first answer was only slow: it arrives now and ends the lookup.
+        l.on_success(t1, &1, Vec::new());
+        assert_eq!(l.poll(t1), LookupAction::Done);
+        let r = l.result();
+        assert_eq!(r.peers, peers([1]));
+        assert_eq!((r.stats.responses, r.stats.messages_sent), (1, 2));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum SimError {
     /// The churn fraction must be in `[0, 1)` and leave at least one live node.
     #[error("--churn must be in [0, 1) and leave at least one live node (got {0})")]
     ChurnOutOfRange(f64),
+    /// The adversary fraction must be in `[0, 1)` and leave at least one honest live node.
+    #[error("--adversary must be in [0, 1) and leave at least one honest live node (got {0})")]
+    AdversaryOutOfRange(f64),
     /// At least one message must be measured.
     #[error("--messages must be at least 1 (got 0)")]
     NoMessages,

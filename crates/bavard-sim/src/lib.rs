@@ -53,7 +53,7 @@ pub use harness::{Harness, Network, SimNode, Step};
 pub use keyspace::KeyIndex;
 pub use kv::{KvReport, KvSimConfig, run_kv_sim};
 pub use latency::{Latency, LatencyConfig, LatencyModel};
-pub use lookup::{LookupSimConfig, Strategy, StrategyReport, run_lookup_sim};
+pub use lookup::{Attack, LookupSimConfig, Strategy, StrategyReport, run_lookup_sim};
 pub use loss::Loss;
 pub use membership::{MembershipReport, MembershipSimConfig, run_membership_sim};
 pub use stats::Samples;

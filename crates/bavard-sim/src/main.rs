@@ -16,9 +16,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bavard_sim::{
-    GossipReport, GossipSimConfig, KvReport, KvSimConfig, LookupSimConfig, MembershipReport,
-    MembershipSimConfig, StrategyReport, run_gossip_sim, run_kv_sim, run_lookup_sim,
-    run_membership_sim,
+    Attack, GossipReport, GossipSimConfig, KvReport, KvSimConfig, LookupSimConfig,
+    MembershipReport, MembershipSimConfig, StrategyReport, run_gossip_sim, run_kv_sim,
+    run_lookup_sim, run_membership_sim,
 };
 use clap::{Parser, Subcommand};
 
@@ -196,9 +196,42 @@ struct LookupArgs {
     /// them (zero-hop routing; falls back to the walk when they fail).
     #[arg(long)]
     membership: bool,
+    /// Share of the nodes that turn adversarial after the join, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    adversary: f64,
+    /// What the adversaries do: drop requests, misroute (answer with each other only), or
+    /// eclipse (answer with fabricated identities at dead addresses).
+    #[arg(long, value_enum, default_value_t = AttackArg::Drop)]
+    attack: AttackArg,
+    /// Disjoint lookup paths (S/Kademlia). Default: 8 with --adversary, else 1.
+    #[arg(long)]
+    disjoint: Option<usize>,
+    /// Requests per peer: a timed-out request is retried until this many were sent.
+    #[arg(long, default_value_t = 2)]
+    attempts: u32,
+    /// Turn the defences off (one path, one attempt, no IP-group cap), for comparison.
+    #[arg(long)]
+    no_defences: bool,
     /// One JSON object per line and strategy instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AttackArg {
+    Drop,
+    Misroute,
+    Eclipse,
+}
+
+impl From<AttackArg> for Attack {
+    fn from(a: AttackArg) -> Self {
+        match a {
+            AttackArg::Drop => Attack::Drop,
+            AttackArg::Misroute => Attack::Misroute,
+            AttackArg::Eclipse => Attack::Eclipse,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -537,6 +570,13 @@ fn lookup(args: &LookupArgs) -> ExitCode {
         membership: args.membership,
         churn: args.churn,
         request_timeout: Duration::from_millis(args.timeout_ms),
+        adversary: args.adversary,
+        attack: args.attack.into(),
+        disjoint: args
+            .disjoint
+            .unwrap_or(if args.adversary > 0.0 { 8 } else { 1 }),
+        attempts: args.attempts,
+        defences: !args.no_defences,
         ..LookupSimConfig::default()
     };
     let reports = match run_lookup_sim(&config) {
@@ -562,6 +602,16 @@ fn print_table(config: &LookupSimConfig, reports: &[StrategyReport]) {
         "lookup: {} nodes ({} live), {} lookups, seed {}, k {}, loss {}, join: {}",
         first.nodes, first.live_nodes, first.lookups, config.seed, first.k, first.loss, first.join
     );
+    if let Some(attack) = first.attack {
+        println!(
+            "adversaries: {:.0}% of the nodes, attack {}; defences {} (disjoint paths {}, attempts {})",
+            first.adversary_fraction * 100.0,
+            attack.name(),
+            if first.defences { "on" } else { "off" },
+            first.disjoint_paths,
+            first.attempts
+        );
+    }
     println!(
         "theoretical hops log2(N)/(1+log2 k) = {:.2}; rtt_ms = mean RTT of the links the requests used; \
          closest_ms = median time until the true closest answered",

@@ -22,6 +22,8 @@ pub mod stream {
     pub const CHURN: u64 = 4;
     /// Clock offsets.
     pub const SKEW: u64 = 5;
+    /// Which nodes turn adversarial in the lookup experiment.
+    pub const ADVERSARY: u64 = 6;
     /// The first stream of the store experiment's clients: client `c` draws from `CLIENTS + c`.
     pub const CLIENTS: u64 = 1 << 20;
     /// The first stream of the per-node cores: node `i` draws from `NODES + i`.

@@ -1,6 +1,6 @@
 //! Whole-network properties of the lookup experiment, on small networks (debug builds run these).
 
-use bavard_sim::{LookupSimConfig, SimError, StrategyReport, run_lookup_sim};
+use bavard_sim::{Attack, LookupSimConfig, SimError, StrategyReport, run_lookup_sim};
 
 fn config(nodes: u32, lookups: u32, seed: u64) -> LookupSimConfig {
     LookupSimConfig {
@@ -157,10 +157,96 @@ fn loss_makes_requests_time_out_but_every_lookup_still_finishes() {
         // A lookup waits for its k closest: losing one of their answers costs a timeout (1 s).
         assert!(r.latency_ms_p99 >= 1000.0, "{r:?}");
         assert!(r.latency_ms_p99 < 60_000.0, "{r:?}");
-        // The core never retries a lost request and leaves failed peers out of its result, so the
-        // true closest is missed about as often as its round trip is lost (1 - 0.9² = 19%).
+        // The baseline never retries a lost request and leaves failed peers out of its result,
+        // so it misses the true closest about as often as its round trip is lost (1 - 0.9² =
+        // 19%); ours retries once (1 - 0.9² squared: ~4%).
         assert!(r.success_rate >= 0.7, "{r:?}");
     }
+    let (ours, baseline) = (&reports[0], &reports[1]);
+    assert_eq!((ours.attempts, baseline.attempts), (2, 1));
+    assert!(ours.success_rate >= 0.9, "{ours:?}");
+    assert!(ours.success_rate > baseline.success_rate, "{reports:?}");
+}
+
+#[test]
+fn a_retry_finds_the_closest_whose_first_round_trip_was_lost() {
+    let cfg = LookupSimConfig {
+        fast_join: true,
+        loss: 0.1,
+        ..config(400, 300, 6)
+    };
+    let once = &run_lookup_sim(&LookupSimConfig {
+        attempts: 1,
+        ..cfg.clone()
+    })
+    .unwrap()[0];
+    let twice = &run_lookup_sim(&cfg).unwrap()[0];
+    // The first requests meet the same fates in both runs; only the retries differ.
+    assert!(twice.success_rate > once.success_rate, "{once:?} {twice:?}");
+    assert!(
+        twice.recall_k_mean > once.recall_k_mean,
+        "{once:?} {twice:?}"
+    );
+    assert!(
+        twice.messages_mean > once.messages_mean,
+        "{once:?} {twice:?}"
+    );
+}
+
+fn under_attack(attack: Attack, defences: bool) -> StrategyReport {
+    let cfg = LookupSimConfig {
+        fast_join: true,
+        adversary: 0.2,
+        attack,
+        disjoint: 8,
+        defences,
+        ..config(1_000, 200, 21)
+    };
+    run_lookup_sim(&cfg).unwrap().remove(0)
+}
+
+#[test]
+fn with_a_fifth_of_the_nodes_hostile_disjoint_paths_still_find_the_closest_honest_node() {
+    for attack in [Attack::Drop, Attack::Misroute, Attack::Eclipse] {
+        let on = under_attack(attack, true);
+        let off = under_attack(attack, false);
+        assert_eq!(on.attack, Some(attack));
+        assert_eq!(on.adversary_fraction, 0.2);
+        assert!(on.defences && !off.defences);
+        assert_eq!((on.disjoint_paths, off.disjoint_paths), (8, 1));
+        assert!(on.success_rate >= 0.99, "{attack:?}: {on:?}");
+        // Eight paths find more of the honest k closest than one, whatever the attack.
+        assert!(
+            on.recall_k_mean > off.recall_k_mean,
+            "{attack:?}: {on:?} {off:?}"
+        );
+        // Hostile nodes that answer nothing, or list dead addresses, cost timeouts.
+        if attack != Attack::Misroute {
+            assert!(off.timeouts_mean > 0.5, "{attack:?}: {off:?}");
+        }
+    }
+}
+
+#[test]
+fn the_json_report_names_the_adversaries_and_the_defences() {
+    let report = under_attack(Attack::Eclipse, true);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["attack"], "eclipse");
+    assert_eq!(json["adversary_fraction"], 0.2);
+    assert_eq!(json["defences"], true);
+    for key in [
+        "success_rate",
+        "hops_p50",
+        "latency_ms_p50",
+        "disjoint_paths",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key} in {json}");
+    }
+    let calm = &run_lookup_sim(&config(50, 10, 1)).unwrap()[0];
+    assert_eq!(
+        serde_json::to_value(calm).unwrap()["attack"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -207,6 +293,27 @@ fn bad_parameters_are_refused_with_a_named_error() {
                 ..ok.clone()
             },
             SimError::ChurnOutOfRange(-0.1),
+        ),
+        (
+            LookupSimConfig {
+                adversary: 1.0,
+                ..ok.clone()
+            },
+            SimError::AdversaryOutOfRange(1.0),
+        ),
+        (
+            LookupSimConfig {
+                disjoint: 0,
+                ..ok.clone()
+            },
+            SimError::Routing(bavard_routing::ConfigError::ZeroPaths),
+        ),
+        (
+            LookupSimConfig {
+                attempts: 0,
+                ..ok.clone()
+            },
+            SimError::Routing(bavard_routing::ConfigError::ZeroAttempts),
         ),
         (
             LookupSimConfig { k: 0, ..ok.clone() },

@@ -101,7 +101,7 @@ impl Kad {
             .map_err(|e| RequestError::Protocol(e.to_string()))?;
         for p in response_peers(&resp) {
             for a in &p.addrs {
-                self.ctx.learn_addr(p.id, a.clone());
+                self.ctx.hear_addr(p.id, a.clone());
             }
         }
         Ok(Some(resp))
@@ -113,12 +113,19 @@ impl Kad {
         if peer == self.ctx.peer_id {
             return;
         }
-        let outcome = self.ctx.table.lock().expect("table lock").insert(
-            Instant::now(),
-            peer,
-            peer_key(&peer),
-            addrs,
-        );
+        let mut table = self.ctx.table.lock().expect("table lock");
+        let max = self.ctx.config.kad.max_peers_per_ip_group;
+        if !self.ctx.admission.is_admitted(&peer) && super::group_full(&table, &peer, &addrs, max) {
+            drop(table);
+            self.ctx.pressure.refused(Instant::now());
+            self.ctx.metrics.reject("ip_diversity");
+            return;
+        }
+        let outcome = table.insert(Instant::now(), peer, peer_key(&peer), addrs);
+        drop(table);
+        if let InsertOutcome::Rejected(bavard_routing::RejectReason::Filtered) = outcome {
+            self.ctx.metrics.reject("ip_diversity");
+        }
         if let InsertOutcome::PingOldest { oldest } = outcome {
             let kad = self.clone();
             tokio::spawn(async move {

@@ -115,14 +115,29 @@ impl Kad {
             }
         }
         let started = Instant::now();
+        // Under IP-diversity pressure (someone is filling our table from few subnets), look up
+        // along disjoint paths: an attacker must then sit on all of them (S/Kademlia).
+        let disjoint_paths = if self
+            .ctx
+            .pressure
+            .under_pressure(started, secs(cfg.refresh_interval_secs))
+        {
+            cfg.disjoint_paths.max(cfg.disjoint_paths_under_pressure)
+        } else {
+            cfg.disjoint_paths
+        };
+        let mut groups = crate::diversity::GroupCounter::new(cfg.max_peers_per_ip_group);
         let config = LookupConfig {
             alpha: cfg.alpha,
             k: cfg.k,
             request_timeout: cfg.request_timeout(),
             deadline: cfg.lookup_timeout(),
-            disjoint_paths: cfg.disjoint_paths,
+            disjoint_paths,
             termination: Termination::Beta(cfg.beta),
             burst_quorum: cfg.burst_quorum,
+            // Requests travel on streams, not datagrams: `KadClient::request` already retries a
+            // broken stream and times out a stalled peer, which then counts as failed.
+            attempts: 1,
             ..LookupConfig::default()
         };
         let mut lookup = Lookup::new(started, target, seeds, config)
@@ -175,9 +190,16 @@ impl Kad {
                                 let version = Version::default();
                                 outcome.records.push(record_from_wire(&wire, version, unix_ms(), default_ttl));
                             }
+                            // At most `max_peers_per_ip_group` candidates of one subnet per
+                            // lookup (cluster members exempt): a pocket of Sybils on one /24
+                            // cannot take over the walk.
                             let closer: Vec<(PeerId, Key)> = closer
                                 .into_iter()
                                 .filter(|p| p.id != self.ctx.peer_id)
+                                .filter(|p| {
+                                    self.ctx.admission.is_admitted(&p.id)
+                                        || groups.admit(p.id, crate::diversity::group_of(&p.addrs))
+                                })
                                 .map(|p| (p.id, peer_key(&p.id)))
                                 .collect();
                             lookup.on_success(now, &peer, closer);

@@ -35,6 +35,18 @@
 //! [`LookupStats`](bavard_routing::LookupStats). `link_rtt_ms_mean` is the mean RTT of the links
 //! the strategy's requests actually used (origin → queried peer).
 //!
+//! **Adversaries** (S/Kademlia's threat model): with `adversary = f`, a share `f` of the nodes,
+//! chosen after the join (their tables and their places in others' tables are those of honest
+//! nodes), turns hostile for the measurement and colludes ([`Attack`]): `drop` answers nothing,
+//! `misroute` answers with the adversaries closest to the target, `eclipse` answers with k
+//! fabricated identities closer to the target than any real node, at addresses that answer
+//! nothing (the addresses of one adversary's fabrications lie in its own IP group). Lookups start
+//! at honest nodes, and success and recall are measured against the honest live nodes.
+//! **Defences** (on unless `defences = false`): `disjoint` paths, `attempts` requests per peer
+//! (a lost request is retried), and at most 3 candidates per IP group in one lookup (the node's
+//! `[kad] max_peers_per_ip_group`); honest nodes each have their own group. Off: one path, one
+//! attempt, no group cap.
+//!
 //! The nodes run on the [harness](crate::harness) (datagram transport: a request to a dead node
 //! times out); each is a [`RoutingTable`](bavard_routing::RoutingTable) plus the lookups it runs
 //! (`node.rs`).
@@ -50,7 +62,7 @@ use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use self::node::{Kind, LookupNode, Out};
+use self::node::{Adversary, Kind, LookupNode, Out};
 use crate::NodeId;
 use crate::engine::SimTime;
 use crate::error::SimError;
@@ -92,7 +104,47 @@ pub struct LookupSimConfig {
     pub join_interval: Duration,
     /// The latency model.
     pub latency: LatencyConfig,
+    /// Share of the nodes that turn adversarial after the join, in `[0, 1)`. Default 0.
+    pub adversary: f64,
+    /// What the adversaries do. Default [`Attack::Drop`].
+    pub attack: Attack,
+    /// Disjoint lookup paths of our strategy (with defences on). Default 1.
+    pub disjoint: usize,
+    /// Requests per peer of our strategy (with defences on): a timed-out request is retried.
+    /// Default 2.
+    pub attempts: u32,
+    /// Disjoint paths, retries and the per-lookup IP-group cap; off, our strategy runs one path
+    /// and one attempt with no cap. Default true.
+    pub defences: bool,
 }
+
+/// What adversarial nodes do with the FIND_NODE requests they receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attack {
+    /// Answer nothing (the request times out).
+    Drop,
+    /// Answer with the adversaries closest to the target, steering the lookup among them.
+    Misroute,
+    /// Answer with fabricated identities closer to the target than any real node, at addresses
+    /// that answer nothing (address poisoning).
+    Eclipse,
+}
+
+impl Attack {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attack::Drop => "drop",
+            Attack::Misroute => "misroute",
+            Attack::Eclipse => "eclipse",
+        }
+    }
+}
+
+/// The cap on candidates per IP group in one lookup when defences are on (the node's default
+/// `[kad] max_peers_per_ip_group`).
+const GROUP_CAP: usize = 3;
 
 impl Default for LookupSimConfig {
     fn default() -> Self {
@@ -110,6 +162,11 @@ impl Default for LookupSimConfig {
             request_timeout: Duration::from_secs(1),
             join_interval: Duration::from_millis(10),
             latency: LatencyConfig::default(),
+            adversary: 0.0,
+            attack: Attack::Drop,
+            disjoint: 1,
+            attempts: 2,
+            defences: true,
         }
     }
 }
@@ -129,6 +186,10 @@ impl LookupSimConfig {
         let killed = (self.churn * f64::from(self.nodes)).round();
         if !(0.0..1.0).contains(&self.churn) || killed >= f64::from(self.nodes) {
             return Err(SimError::ChurnOutOfRange(self.churn));
+        }
+        let hostile = (self.adversary * f64::from(self.nodes)).round();
+        if !(0.0..1.0).contains(&self.adversary) || killed + hostile >= f64::from(self.nodes) {
+            return Err(SimError::AdversaryOutOfRange(self.adversary));
         }
         self.table_config().validate()?;
         for s in [Strategy::Ours, Strategy::Baseline] {
@@ -153,13 +214,21 @@ impl LookupSimConfig {
             ..LookupConfig::default()
         };
         match strategy {
+            Strategy::Ours if self.defences => LookupConfig {
+                alpha: self.alpha,
+                disjoint_paths: self.disjoint,
+                attempts: self.attempts,
+                ..base
+            },
             Strategy::Ours => LookupConfig {
                 alpha: self.alpha,
+                attempts: 1,
                 ..base
             },
             Strategy::Baseline => LookupConfig {
                 alpha: 3,
                 termination: Termination::Classic,
+                attempts: 1,
                 ..base
             },
         }
@@ -205,6 +274,16 @@ pub struct StrategyReport {
     pub k: usize,
     /// Message loss probability.
     pub loss: f64,
+    /// Share of the nodes that were adversarial.
+    pub adversary_fraction: f64,
+    /// What they did (`null` without adversaries).
+    pub attack: Option<Attack>,
+    /// Whether the defences were on (disjoint paths, retries, group cap).
+    pub defences: bool,
+    /// Disjoint paths and requests per peer this strategy used.
+    pub disjoint_paths: usize,
+    /// Requests per peer.
+    pub attempts: u32,
     /// Share of lookups whose result holds the true closest live node.
     pub success_rate: f64,
     /// Mean share of the true k closest live nodes found.
@@ -244,11 +323,15 @@ pub fn run_lookup_sim(config: &LookupSimConfig) -> Result<Vec<StrategyReport>, S
         sim.join_all();
     }
     sim.churn();
+    sim.turn_adversaries();
     for i in 0..config.nodes {
         sim.h.node_mut(i).freeze();
     }
 
-    let live: Vec<NodeId> = (0..config.nodes).filter(|&n| sim.h.is_up(n)).collect();
+    // Lookups start at honest nodes and are judged against honest ones.
+    let live: Vec<NodeId> = (0..config.nodes)
+        .filter(|&n| sim.h.is_up(n) && !sim.h.node(n).is_adversary())
+        .collect();
     let index = KeyIndex::new(live.iter().map(|&n| (sim.keys[n as usize], n)).collect());
     let mut rng = seeded(config.seed, stream::WORKLOAD);
     let workload: Vec<(NodeId, Key)> = (0..config.lookups)
@@ -393,6 +476,30 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Turns `adversary × nodes` live nodes hostile (none if 0).
+    fn turn_adversaries(&mut self) {
+        let n = self.config.nodes;
+        let count = (self.config.adversary * f64::from(n)).round() as usize;
+        if count == 0 {
+            return;
+        }
+        let live: Vec<NodeId> = (0..n).filter(|&i| self.h.is_up(i)).collect();
+        let mut rng = seeded(self.config.seed, stream::ADVERSARY);
+        let chosen: Vec<NodeId> = sample(&mut rng, live.len(), count.min(live.len()))
+            .into_iter()
+            .map(|i| live[i])
+            .collect();
+        let accomplices = Rc::new(KeyIndex::new(
+            chosen.iter().map(|&a| (self.keys[a as usize], a)).collect(),
+        ));
+        for a in chosen {
+            self.h.node_mut(a).turn(Adversary {
+                attack: self.config.attack,
+                accomplices: accomplices.clone(),
+            });
+        }
+    }
+
     /// Runs every lookup of the workload with `strategy`, all started now; returns their results.
     fn measure(
         &mut self,
@@ -400,8 +507,11 @@ impl<'a> Sim<'a> {
         workload: &[(NodeId, Key)],
     ) -> Vec<LookupResult<NodeId>> {
         let lookup_config = self.config.lookup_config(strategy);
+        let group_cap = (strategy == Strategy::Ours && self.config.defences).then_some(GROUP_CAP);
         for i in 0..self.config.nodes {
-            self.h.node_mut(i).set_config(lookup_config.clone());
+            let node = self.h.node_mut(i);
+            node.set_config(lookup_config.clone());
+            node.set_group_cap(group_cap);
         }
         self.results = vec![None; workload.len()];
         self.closest_answered = vec![None; workload.len()];
@@ -521,6 +631,11 @@ impl<'a> Sim<'a> {
             alpha: cfg.alpha,
             k,
             loss: self.config.loss,
+            adversary_fraction: self.config.adversary,
+            attack: (self.config.adversary > 0.0).then_some(self.config.attack),
+            defences: strategy == Strategy::Ours && self.config.defences,
+            disjoint_paths: cfg.disjoint_paths,
+            attempts: cfg.attempts,
             success_rate: f64::from(successes) / f64::from(self.config.lookups),
             recall_k_mean: recall.mean(),
             hops_p50: hops.percentile(50.0),

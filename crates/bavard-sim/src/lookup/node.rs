@@ -1,7 +1,8 @@
 //! A Kademlia node as the lookup experiment drives it: a [`RoutingTable`] that answers
-//! FIND_NODE, and the [`Lookup`]s the node runs, each waiting for its own deadline.
+//! FIND_NODE, and the [`Lookup`]s the node runs, each waiting for its own deadline. An
+//! adversarial node answers as its [`Attack`] says instead.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::Instant;
@@ -10,9 +11,33 @@ use bavard_routing::{
     InsertOutcome, Key, Lookup, LookupAction, LookupConfig, LookupResult, RoutingTable, TableConfig,
 };
 
+use rand::SeedableRng as _;
+use rand_chacha::ChaCha8Rng;
+
+use super::Attack;
 use crate::NodeId;
 use crate::harness::SimNode;
+use crate::keyspace::KeyIndex;
 use crate::rng::hash_words;
+
+/// What an adversarial node knows and does.
+pub(super) struct Adversary {
+    pub(super) attack: Attack,
+    /// Every adversary's key (they collude): a misrouting node answers with the adversaries
+    /// closest to the target.
+    pub(super) accomplices: Rc<KeyIndex>,
+}
+
+/// Fabricated identities (eclipse) are ids past the real nodes: `nodes + adversary × k + slot`.
+/// Nothing answers them, and all of an adversary's fabrications share its IP group (the
+/// addresses it poisons point into its own range).
+fn group_of(peer: NodeId, real_nodes: u32, k: usize) -> u32 {
+    if peer < real_nodes {
+        peer
+    } else {
+        (peer - real_nodes) / u32::try_from(k).expect("k fits a u32")
+    }
+}
 
 /// The tag of measured lookup `i` is `MEASURE_TAG | i`, whatever the strategy, so that both
 /// strategies' messages meet the same fate (see [`SimNode::loss_key`]).
@@ -35,11 +60,14 @@ pub(super) enum Msg {
     Request {
         serial: u64,
         tag: u64,
+        /// 1 for the first request to this peer, 2 for its retry, …: a retry meets its own fate.
+        attempt: u32,
         target: Key,
     },
     Response {
         serial: u64,
         tag: u64,
+        attempt: u32,
         peers: Vec<(NodeId, Key)>,
     },
 }
@@ -64,6 +92,8 @@ struct Query {
     tag: u64,
     kind: Kind,
     lookup: Lookup<NodeId>,
+    /// Candidates admitted per IP group (when the group cap is on).
+    groups: HashMap<u32, usize>,
     /// When to poll it again: the earliest deadline a `Wait` gave, kept until it passes even if
     /// later `Wait`s give later ones (an early poll is harmless; moving the node's deadline at
     /// every answer would cost a timer event each).
@@ -80,6 +110,10 @@ pub(super) struct LookupNode {
     config: LookupConfig,
     /// No more insertions: the measurement runs every strategy on the same tables.
     frozen: bool,
+    /// At most this many candidates per IP group in one lookup (the node's diversity rule).
+    group_cap: Option<usize>,
+    /// Set when this node is adversarial.
+    adversary: Option<Adversary>,
     /// The lookups running, oldest first (a handful at most).
     queries: Vec<Query>,
     next_serial: u64,
@@ -101,6 +135,8 @@ impl LookupNode {
             table,
             config,
             frozen: false,
+            group_cap: None,
+            adversary: None,
             queries: Vec::new(),
             next_serial: 0,
             outbox: VecDeque::new(),
@@ -113,6 +149,56 @@ impl LookupNode {
         self.config = config;
     }
 
+    /// Caps the candidates per IP group in the lookups this node starts (`None`: no cap).
+    pub(super) fn set_group_cap(&mut self, cap: Option<usize>) {
+        self.group_cap = cap;
+    }
+
+    /// Turns this node adversarial.
+    pub(super) fn turn(&mut self, adversary: Adversary) {
+        self.adversary = Some(adversary);
+    }
+
+    /// Whether this node is adversarial.
+    pub(super) fn is_adversary(&self) -> bool {
+        self.adversary.is_some()
+    }
+
+    fn real_nodes(&self) -> u32 {
+        u32::try_from(self.keys.len()).expect("node ids are u32")
+    }
+
+    /// What an adversary answers to FIND_NODE `target`; `None`: it does not answer.
+    fn adversarial_answer(&self, tag: u64, target: &Key) -> Option<Vec<(NodeId, Key)>> {
+        let adversary = self.adversary.as_ref()?;
+        let k = self.config.k;
+        match adversary.attack {
+            Attack::Drop => None,
+            Attack::Misroute => Some(
+                adversary
+                    .accomplices
+                    .closest(target, k)
+                    .into_iter()
+                    .map(|n| (n, self.keys[n as usize]))
+                    .collect(),
+            ),
+            Attack::Eclipse => {
+                // k identities "closer" than any real node (ids are cheap to mint near a
+                // target), at addresses that answer nothing.
+                let mut rng = ChaCha8Rng::seed_from_u64(hash_words(&[tag, u64::from(self.id)]));
+                let base = self.real_nodes() + self.id * u32::try_from(k).expect("k fits a u32");
+                Some(
+                    (0..k)
+                        .map(|slot| {
+                            let id = base + u32::try_from(slot).expect("k fits a u32");
+                            (id, target.random_in_bucket(200, &mut rng))
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
     /// Stops inserting into the table.
     pub(super) fn freeze(&mut self) {
         self.frozen = true;
@@ -120,7 +206,7 @@ impl LookupNode {
 
     /// Inserts `peer` into the table (as libp2p does for every peer that answers or asks).
     pub(super) fn learn(&mut self, now: Instant, peer: NodeId) {
-        if self.frozen || peer == self.id {
+        if self.frozen || peer == self.id || peer >= self.real_nodes() {
             return;
         }
         let key = self.keys[peer as usize];
@@ -157,6 +243,7 @@ impl LookupNode {
             tag,
             kind,
             lookup,
+            groups: HashMap::new(),
             timer_at: None,
         });
         self.drive(self.queries.len() - 1, now);
@@ -168,20 +255,27 @@ impl LookupNode {
 
     /// Polls the lookup at `index` until it waits or ends, queueing its requests.
     fn drive(&mut self, index: usize, now: Instant) {
+        let real_nodes = self.real_nodes();
         let q = &mut self.queries[index];
         let serial = q.serial;
         loop {
             match q.lookup.poll(now) {
                 LookupAction::Send { peer } => {
+                    if peer >= real_nodes {
+                        // A fabricated identity: the request goes nowhere and times out.
+                        continue;
+                    }
                     if matches!(q.kind, Kind::Measure(_)) {
                         self.events.push_back(Out::Queried { peer });
                     }
                     let (tag, target) = (q.tag, *q.lookup.target());
+                    let attempt = q.lookup.attempts_of(&peer);
                     self.outbox.push_back((
                         peer,
                         Msg::Request {
                             serial,
                             tag,
+                            attempt,
                             target,
                         },
                     ));
@@ -232,19 +326,35 @@ impl SimNode for LookupNode {
             Msg::Request {
                 serial,
                 tag,
+                attempt,
                 target,
             } => {
                 self.learn(now, from);
-                let peers = self
-                    .table
-                    .closest(&target, self.config.k)
-                    .into_iter()
-                    .map(|e| (e.peer, e.key))
-                    .collect();
-                self.outbox
-                    .push_back((from, Msg::Response { serial, tag, peers }));
+                let peers = if self.adversary.is_some() {
+                    match self.adversarial_answer(tag, &target) {
+                        Some(peers) => peers,
+                        None => return Ok(()),
+                    }
+                } else {
+                    self.table
+                        .closest(&target, self.config.k)
+                        .into_iter()
+                        .map(|e| (e.peer, e.key))
+                        .collect()
+                };
+                self.outbox.push_back((
+                    from,
+                    Msg::Response {
+                        serial,
+                        tag,
+                        attempt,
+                        peers,
+                    },
+                ));
             }
-            Msg::Response { serial, peers, .. } => {
+            Msg::Response {
+                serial, mut peers, ..
+            } => {
                 let Some(index) = self.position(serial) else {
                     // The lookup already ended.
                     return Ok(());
@@ -253,6 +363,18 @@ impl SimNode for LookupNode {
                     self.events.push_back(Out::Answered { lookup, from });
                 }
                 self.learn(now, from);
+                if let Some(cap) = self.group_cap {
+                    let (real_nodes, k) = (self.real_nodes(), self.config.k);
+                    let q = &mut self.queries[index];
+                    peers.retain(|(peer, _)| {
+                        if q.lookup.path_of(peer).is_some() {
+                            return true; // already a candidate: counted when admitted
+                        }
+                        let n = q.groups.entry(group_of(*peer, real_nodes, k)).or_default();
+                        *n += 1;
+                        *n <= cap
+                    });
+                }
                 self.queries[index].lookup.on_success(now, &from, peers);
                 self.drive(index, now);
             }
@@ -301,9 +423,12 @@ impl SimNode for LookupNode {
 
     /// A request and its answer are named by their lookup's tag, not by send order.
     fn loss_key(msg: &Msg) -> Option<u64> {
+        // A first request keeps the key it had before retries existed (same fates, same figures).
         Some(match msg {
-            Msg::Request { tag, .. } => hash_words(&[*tag, 0]),
-            Msg::Response { tag, .. } => hash_words(&[*tag, 1]),
+            Msg::Request { tag, attempt, .. } if *attempt <= 1 => hash_words(&[*tag, 0]),
+            Msg::Response { tag, attempt, .. } if *attempt <= 1 => hash_words(&[*tag, 1]),
+            Msg::Request { tag, attempt, .. } => hash_words(&[*tag, 0, u64::from(*attempt)]),
+            Msg::Response { tag, attempt, .. } => hash_words(&[*tag, 1, u64::from(*attempt)]),
         })
     }
 }
