@@ -302,7 +302,9 @@ mod tests {
             );
             assert_eq!(
                 t.distance(&a).cmp(&t.distance(&b)),
-                cut(&t).distance_to(&cut(&a)).cmp(&cut(&t).distance_to(&cut(&b)))
+                cut(&t)
+                    .distance_to(&cut(&a))
+                    .cmp(&cut(&t).distance_to(&cut(&b)))
             );
             let full = a.distance(&b).bucket_index().unwrap();
             let short = u64::bucket_of(&cut(&a).distance_to(&cut(&b))).unwrap();

@@ -177,7 +177,10 @@ where
     /// is searched first.
     fn find(&self, peer: &P, hint: Option<u8>) -> Option<(u8, usize)> {
         if let Some(i) = hint
-            && let Some(pos) = self.buckets.get(slot::<K>(i)).and_then(|b| b.position(peer))
+            && let Some(pos) = self
+                .buckets
+                .get(slot::<K>(i))
+                .and_then(|b| b.position(peer))
         {
             return Some((i, pos));
         }
@@ -278,7 +281,11 @@ where
         let bucket = &mut self.buckets[slot::<K>(at)];
         let entry = bucket.entries.remove(pos);
         self.len -= 1;
-        if bucket.pending.as_ref().is_some_and(|p| p.peer == entry.peer) {
+        if bucket
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.peer == entry.peer)
+        {
             bucket.pending = None;
         }
         let promoted = self.promote(at);
@@ -444,6 +451,22 @@ where
             b.replacements.shrink_to_fit();
         }
     }
+
+    /// The bytes of heap the table holds: its buckets, their entries and replacement caches at
+    /// their capacities, and the admission filter. Not counted: what `P` and `V` themselves own
+    /// on the heap, and the allocator's overhead. For a caller that budgets the memory of many
+    /// tables (a simulator).
+    pub fn heap_bytes(&self) -> usize {
+        let entry = size_of::<Entry<P, V, K, T>>();
+        let entries: usize = self
+            .buckets
+            .iter()
+            .map(|b| (b.entries.capacity() + b.replacements.capacity()) * entry)
+            .sum();
+        self.buckets.capacity() * size_of::<Bucket<P, V, K, T>>()
+            + entries
+            + size_of_val(&*self.filter)
+    }
 }
 
 /// The position of bucket `index` in `RoutingTable::buckets`.
@@ -458,7 +481,10 @@ fn index<K: KadKey>(slot: usize) -> u8 {
 }
 
 /// Bucket `index`, allocating the slots up to it if needed.
-fn grow<P, V, K: KadKey, T>(buckets: &mut Vec<Bucket<P, V, K, T>>, index: u8) -> &mut Bucket<P, V, K, T> {
+fn grow<P, V, K: KadKey, T>(
+    buckets: &mut Vec<Bucket<P, V, K, T>>,
+    index: u8,
+) -> &mut Bucket<P, V, K, T> {
     let s = slot::<K>(index);
     if buckets.len() <= s {
         buckets.resize_with(s + 1, Bucket::default);
