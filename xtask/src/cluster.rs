@@ -365,17 +365,22 @@ fn up_table(state: &ClusterState) -> String {
 
 /// Builds `bavard` in release and returns the binary's path.
 pub(crate) fn build_bavard() -> anyhow::Result<PathBuf> {
+    build_release("bavard-node", "bavard")
+}
+
+/// Builds the binary `bin` of `package` in release and returns its path.
+pub(crate) fn build_release(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("building bavard (release)…");
+    eprintln!("building {bin} (release)…");
     let mut child = Command::new(cargo)
         .current_dir(crate::workspace_root())
         .args([
             "build",
             "--release",
             "-p",
-            "bavard-node",
+            package,
             "--bin",
-            "bavard",
+            bin,
             "--message-format=json-render-diagnostics",
         ])
         .stdout(Stdio::piped())
@@ -385,15 +390,15 @@ pub(crate) fn build_bavard() -> anyhow::Result<PathBuf> {
     let mut exe = None;
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line?;
-        if let Some(path) = artifact_executable(&line, "bavard") {
+        if let Some(path) = artifact_executable(&line, bin) {
             exe = Some(path);
         }
     }
     let status = child.wait()?;
     if !status.success() {
-        bail!("cargo build of bavard failed ({status})");
+        bail!("cargo build of {bin} failed ({status})");
     }
-    exe.context("cargo build did not report the bavard executable")
+    exe.with_context(|| format!("cargo build did not report the {bin} executable"))
 }
 
 /// The executable named `name` in a line of cargo's `--message-format=json` output.
@@ -670,7 +675,9 @@ pub(crate) fn up_with(dir: &Path, args: &UpArgs, with_netns: bool) -> anyhow::Re
         bail!("--nodes must be at least 1");
     }
     if with_netns {
+        // Before building or creating anything: root, `ip` and `nft`.
         netns::ensure_root()?;
+        netns::ensure_tools()?;
     }
     ensure_not_running(dir)?;
     let binary = match &args.bin {

@@ -11,15 +11,21 @@ mod antientropy;
 mod bench;
 mod cluster;
 mod codegen;
+mod etcd;
 mod faults;
 mod http;
+mod interrupt;
 mod netns;
 mod outage;
+mod prom;
 mod runs;
 mod scenario;
 mod schedule;
 mod sim;
+mod stock;
+mod versus;
 mod workload;
+mod wrk;
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +47,7 @@ enum Command {
     /// Run a local cluster of bavard nodes: up, status, kill, pause, resume, restart,
     /// partition, isolate, heal, down.
     Cluster(cluster::Args),
-    /// Benchmarks against a local cluster (`bench dht`).
+    /// Benchmarks against a local cluster (`bench dht [--vs-stock]`, `bench kv [--vs etcd]`).
     Bench(bench::Args),
     /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause.
     Scenario(scenario::Args),
@@ -52,15 +58,19 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    quiet_broken_pipe();
     let cli = Cli::parse();
-    match &cli.command {
+    let result = match &cli.command {
         Command::Codegen(args) => codegen::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Scenario(args) => scenario::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Acceptance(args) => acceptance::run(args),
-    }
+    };
+    // An error caused by a Ctrl-C (a killed child) waits for the teardown to finish.
+    interrupt::hold_if_interrupted();
+    result
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -69,4 +79,24 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
+}
+
+/// Makes a write to a closed pipe (`… | head`) end the process quietly, as Unix tools do
+/// (status 141, 128 + SIGPIPE), instead of panicking in `println!`. Rust ignores SIGPIPE, so
+/// the write fails with `BrokenPipe` and `print!` panics with that message; other panics keep
+/// the default report.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") || message.contains("os error 32") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -66,6 +66,56 @@ pub(crate) fn ensure_root() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The programs `--netns` runs: `ip` (iproute2) and `nft` (nftables).
+const TOOLS: [(&str, &str); 2] = [("ip", "iproute2"), ("nft", "nftables")];
+
+/// Whether `program` is an executable file in a `PATH` directory.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let candidate = dir.join(program);
+            candidate.is_file()
+                && std::fs::metadata(&candidate).is_ok_and(|m| {
+                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                })
+        })
+    })
+}
+
+/// The message for the tools `found` says are missing, or `None` if all are there.
+fn missing_tools_message(found: impl Fn(&str) -> bool) -> Option<String> {
+    let missing: Vec<(&str, &str)> = TOOLS.into_iter().filter(|(p, _)| !found(p)).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let programs: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+    let packages: Vec<&str> = missing.iter().map(|(_, pkg)| *pkg).collect();
+    Some(format!(
+        "--netns needs {} but it is not installed; nothing was created. Install it with \
+         `apt-get install {}` (Debian, Ubuntu; `dnf install {}` on Fedora), or leave out \
+         --netns to run on loopback",
+        programs
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        packages.join(" "),
+        packages
+            .iter()
+            .map(|p| if *p == "iproute2" { "iproute" } else { p })
+            .collect::<Vec<_>>()
+            .join(" "),
+    ))
+}
+
+/// Fails, before anything is created, unless `ip` and `nft` are installed.
+pub(crate) fn ensure_tools() -> anyhow::Result<()> {
+    match missing_tools_message(on_path) {
+        Some(message) => bail!(message),
+        None => Ok(()),
+    }
+}
+
 /// Runs a command, failing with its stderr.
 fn run(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(args[0])
@@ -132,6 +182,7 @@ impl Netns {
     /// first. On error, removes what it made.
     pub(crate) fn create(dir: &Path, n: usize) -> anyhow::Result<Self> {
         ensure_root()?;
+        ensure_tools()?;
         if n > MAX_NODES {
             bail!("--netns supports at most {MAX_NODES} nodes, not {n}");
         }
@@ -233,6 +284,20 @@ pub(crate) fn teardown(dir: &Path) -> anyhow::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_tools_are_named_with_the_command_that_installs_them() {
+        assert_eq!(missing_tools_message(|_| true), None);
+        let msg = missing_tools_message(|p| p == "ip").unwrap();
+        assert!(msg.contains("`nft`") && !msg.contains("`ip`"), "{msg}");
+        assert!(msg.contains("apt-get install nftables"), "{msg}");
+        let both = missing_tools_message(|_| false).unwrap();
+        assert!(both.contains("`ip` and `nft`"), "{both}");
+        assert!(both.contains("apt-get install iproute2 nftables"), "{both}");
+        assert!(both.contains("nothing was created"), "{both}");
+        assert!(on_path("sh"), "sh is on every PATH");
+        assert!(!on_path("surely-not-a-program-bavard"));
+    }
 
     #[test]
     fn each_node_gets_its_own_namespace_address_and_veth() {

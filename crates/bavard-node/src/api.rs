@@ -79,6 +79,12 @@ pub struct PutReply {
     pub version: String,
     /// Replicas that acknowledged it durably.
     pub acks: usize,
+    /// How the request wrote the key (`utf8`, `hex`, `base64url`); set by the HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_encoding: Option<String>,
+    /// The key's bytes in hex; set by the HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hex: Option<String>,
 }
 
 /// A value read.
@@ -167,12 +173,19 @@ pub enum NodeError {
     #[error("{0}")]
     BadRequest(String),
     /// Too few replicas answered (503).
-    #[error("only {answered} of the {required} required replicas answered")]
+    #[error(
+        "only {answered} of the {required} required replicas answered{}",
+        unavailable_hint(*.live_members, *.required, *.replication_factor)
+    )]
     Unavailable {
         /// Replicas that answered.
         answered: usize,
         /// Replicas required by the consistency level.
         required: usize,
+        /// Live members this node knows (itself included).
+        live_members: usize,
+        /// N, the replicas each key has.
+        replication_factor: usize,
     },
     /// A conditional write found another version (409).
     #[error("version conflict: current version is {current}")]
@@ -228,4 +241,20 @@ pub struct TopicEvent {
 pub struct PublishReply {
     /// The message id, hex.
     pub message_id: String,
+}
+
+/// Why a quorum could not be met, and what to do, when the cluster is too small for it.
+fn unavailable_hint(live_members: usize, required: usize, replication_factor: usize) -> String {
+    if live_members >= required {
+        return String::new();
+    }
+    let members = if live_members == 1 {
+        "1 live member (itself)".to_owned()
+    } else {
+        format!("{live_members} live members")
+    };
+    format!(
+        ": this node knows {members} and keys have {replication_factor} replicas; \
+         write with consistency one (`--consistency one`, `?consistency=one`) or start more nodes"
+    )
 }

@@ -14,6 +14,7 @@ pub struct Client {
     http: reqwest::Client,
     timeout: Duration,
     token: Option<String>,
+    key_encoding: Option<String>,
 }
 
 /// Percent-encodes a key for use as one path segment.
@@ -47,6 +48,7 @@ impl Client {
             http,
             timeout,
             token: None,
+            key_encoding: None,
         })
     }
 
@@ -54,6 +56,22 @@ impl Client {
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token;
         self
+    }
+
+    /// Sends keys as written in `encoding` (`utf8`, `hex`, `base64url`, or `cid` for the DHT
+    /// and provider routes; see [`crate::keys`]): adds `?key_encoding=` to every key route.
+    pub fn with_key_encoding(mut self, encoding: Option<String>) -> Self {
+        self.key_encoding = encoding;
+        self
+    }
+
+    /// The URL of `route` + `key` (one percent-encoded segment), with the key encoding.
+    fn key_url(&self, route: &str, key: &str) -> String {
+        let url = self.url(&format!("{route}{}", encode_key(key)));
+        match &self.key_encoding {
+            Some(e) => format!("{url}?key_encoding={}", encode_key(e)),
+            None => url,
+        }
     }
 
     /// The API base URL.
@@ -105,7 +123,7 @@ impl Client {
         }
         let req = self
             .http
-            .put(self.url(&format!("/v1/kv/{}", encode_key(key))))
+            .put(self.key_url("/v1/kv/", key))
             .query(&query)
             .body(value);
         Ok(Self::check(self.send(req).await?).await?.json().await?)
@@ -134,18 +152,13 @@ impl Client {
 
     /// `PUT /v1/dht/{key}`.
     pub async fn dht_put(&self, key: &str, value: Vec<u8>) -> anyhow::Result<serde_json::Value> {
-        let req = self
-            .http
-            .put(self.url(&format!("/v1/dht/{}", encode_key(key))))
-            .body(value);
+        let req = self.http.put(self.key_url("/v1/dht/", key)).body(value);
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
 
     /// `GET /v1/dht/{key}`: `Ok(None)` when nobody has it.
     pub async fn dht_get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let req = self
-            .http
-            .get(self.url(&format!("/v1/dht/{}", encode_key(key))));
+        let req = self.http.get(self.key_url("/v1/dht/", key));
         let resp = self.send(req).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -217,9 +230,7 @@ impl Client {
         key: &str,
         consistency: Option<&str>,
     ) -> anyhow::Result<Option<(Vec<u8>, Option<String>)>> {
-        let mut req = self
-            .http
-            .get(self.url(&format!("/v1/kv/{}", encode_key(key))));
+        let mut req = self.http.get(self.key_url("/v1/kv/", key));
         if let Some(c) = consistency {
             req = req.query(&[("consistency", c)]);
         }
@@ -238,9 +249,7 @@ impl Client {
 
     /// `DELETE /v1/kv/{key}`.
     pub async fn delete(&self, key: &str, consistency: Option<&str>) -> anyhow::Result<PutReply> {
-        let mut req = self
-            .http
-            .delete(self.url(&format!("/v1/kv/{}", encode_key(key))));
+        let mut req = self.http.delete(self.key_url("/v1/kv/", key));
         if let Some(c) = consistency {
             req = req.query(&[("consistency", c)]);
         }
@@ -249,17 +258,13 @@ impl Client {
 
     /// `POST /v1/providers/{key}`.
     pub async fn provide(&self, key: &str) -> anyhow::Result<serde_json::Value> {
-        let req = self
-            .http
-            .post(self.url(&format!("/v1/providers/{}", encode_key(key))));
+        let req = self.http.post(self.key_url("/v1/providers/", key));
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
 
     /// `GET /v1/providers/{key}`.
     pub async fn providers(&self, key: &str) -> anyhow::Result<Vec<PeerInfo>> {
-        let req = self
-            .http
-            .get(self.url(&format!("/v1/providers/{}", encode_key(key))));
+        let req = self.http.get(self.key_url("/v1/providers/", key));
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
 

@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::Node;
 use crate::api::{Consistency, GetOptions, NodeError, PutOptions};
+use crate::keys::{ApiKey, KeyEncoding, KeyRoute, decode_segment};
 use crate::metrics::Stage;
 use crate::replica::Condition;
 
@@ -355,6 +356,89 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
+/// The key of a KV route (`/v1/kv/{key}`), read from the raw path segment so binary keys
+/// (`?key_encoding=hex|base64url`) and malformed ones get a JSON error, never axum's plain text.
+struct KvKey(ApiKey);
+
+/// The key of a content route (`/v1/providers/{key}`, `/v1/dht/{key}`): a CID names its
+/// multihash (see [`crate::keys`]).
+struct ContentKey(ApiKey);
+
+fn key_from_parts(
+    parts: &axum::http::request::Parts,
+    route: KeyRoute,
+    max_len: usize,
+) -> Result<ApiKey, ApiError> {
+    let path = parts.uri.path();
+    let raw = path.rsplit_once('/').map_or(path, |(_, last)| last);
+    let encoding = parts
+        .uri
+        .query()
+        .into_iter()
+        .flat_map(url_pairs)
+        .find(|(k, _)| k == "key_encoding")
+        .map(|(_, v)| v.parse::<KeyEncoding>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    decode_segment(raw, encoding, route, max_len).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The `name=value` pairs of a query string, percent-decoded (lossy).
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        (decode(k), decode(v))
+    })
+}
+
+impl axum::extract::FromRequestParts<AppState> for KvKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<Self, ApiError> {
+        let max = s.node.config().store.max_key_size;
+        key_from_parts(parts, KeyRoute::Kv, max).map(KvKey)
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for ContentKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<Self, ApiError> {
+        let max = s.node.config().store.max_key_size;
+        key_from_parts(parts, KeyRoute::Content, max).map(ContentKey)
+    }
+}
+
+/// What answers echo of a key: as the request wrote it, how, and its bytes in hex.
+fn key_fields(key: &ApiKey) -> serde_json::Value {
+    json!({
+        "key": key.written,
+        "key_encoding": key.encoding.name(),
+        "key_hex": hex::encode(&key.bytes),
+    })
+}
+
+/// Adds [`key_fields`] to a JSON object answer.
+fn with_key(mut answer: serde_json::Value, key: &ApiKey) -> serde_json::Value {
+    if let (Some(obj), serde_json::Value::Object(fields)) =
+        (answer.as_object_mut(), key_fields(key))
+    {
+        obj.extend(fields);
+    }
+    answer
+}
+
 /// Parses the query string, rejecting parameters the endpoint does not take.
 fn query_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     for k in q.keys() {
@@ -399,7 +483,7 @@ fn condition(q: &HashMap<String, String>) -> Result<Option<Condition>, ApiError>
 
 async fn kv_put(
     State(s): State<AppState>,
-    Path(key): Path<String>,
+    KvKey(key): KvKey,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -411,11 +495,20 @@ async fn kv_put(
 
 async fn kv_put_inner(
     s: &AppState,
-    key: String,
+    key: ApiKey,
     q: HashMap<String, String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    query_params(&q, &["consistency", "ttl", "if_version", "if_absent"])?;
+    query_params(
+        &q,
+        &[
+            "consistency",
+            "ttl",
+            "if_version",
+            "if_absent",
+            "key_encoding",
+        ],
+    )?;
     let ttl_secs = q
         .get("ttl")
         .map(|t| match t.parse::<u64>() {
@@ -431,14 +524,14 @@ async fn kv_put_inner(
         condition: condition(&q)?,
     };
     let reply = s
-        .call("put", s.node.put(key.into_bytes(), body.to_vec(), opts))
+        .call("put", s.node.put(key.bytes.clone(), body.to_vec(), opts))
         .await?;
-    Ok(Json(reply).into_response())
+    Ok(Json(with_key(json!(reply), &key)).into_response())
 }
 
 async fn kv_get(
     State(s): State<AppState>,
-    Path(key): Path<String>,
+    KvKey(key): KvKey,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
@@ -449,14 +542,14 @@ async fn kv_get(
 
 async fn kv_get_inner(
     s: &AppState,
-    key: String,
+    key: ApiKey,
     q: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    query_params(&q, &["consistency"])?;
+    query_params(&q, &["consistency", "key_encoding"])?;
     let opts = GetOptions {
         consistency: consistency(&q)?,
     };
-    match s.call("get", s.node.get(key.as_bytes(), opts)).await? {
+    match s.call("get", s.node.get(&key.bytes, opts)).await? {
         Some(reply) => {
             let mut resp = reply.value.into_response();
             resp.headers_mut().insert(
@@ -474,19 +567,22 @@ async fn kv_get_inner(
 
 async fn kv_delete(
     State(s): State<AppState>,
-    Path(key): Path<String>,
+    KvKey(key): KvKey,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    query_params(&q, &["consistency", "if_version", "if_absent"])?;
+    query_params(
+        &q,
+        &["consistency", "if_version", "if_absent", "key_encoding"],
+    )?;
     let opts = PutOptions {
         consistency: consistency(&q)?,
         ttl_secs: None,
         condition: condition(&q)?,
     };
     let reply = s
-        .call("delete", s.node.delete(key.into_bytes(), opts))
+        .call("delete", s.node.delete(key.bytes.clone(), opts))
         .await?;
-    Ok(Json(reply).into_response())
+    Ok(Json(with_key(json!(reply), &key)).into_response())
 }
 
 fn raw_bytes(value: Vec<u8>) -> Response {
@@ -500,20 +596,24 @@ fn raw_bytes(value: Vec<u8>) -> Response {
 
 async fn dht_put(
     State(s): State<AppState>,
-    Path(key): Path<String>,
+    ContentKey(key): ContentKey,
+    Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    query_params(&q, &["key_encoding"])?;
     let acks = s
-        .call(
-            "dht put",
-            s.node.dht_put(key.clone().into_bytes(), body.to_vec()),
-        )
+        .call("dht put", s.node.dht_put(key.bytes.clone(), body.to_vec()))
         .await?;
-    Ok(Json(json!({ "key": key, "acks": acks })).into_response())
+    Ok(Json(with_key(json!({ "acks": acks }), &key)).into_response())
 }
 
-async fn dht_get(State(s): State<AppState>, Path(key): Path<String>) -> Result<Response, ApiError> {
-    match s.call("dht get", s.node.dht_get(key.as_bytes())).await? {
+async fn dht_get(
+    State(s): State<AppState>,
+    ContentKey(key): ContentKey,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    query_params(&q, &["key_encoding"])?;
+    match s.call("dht get", s.node.dht_get(&key.bytes)).await? {
         Some(value) => Ok(raw_bytes(value)),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not found")),
     }
@@ -622,20 +722,22 @@ async fn signed_put_inner(
 
 async fn providers_post(
     State(s): State<AppState>,
-    Path(key): Path<String>,
+    ContentKey(key): ContentKey,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let acks = s
-        .call("provide", s.node.provide(key.clone().into_bytes()))
-        .await?;
-    Ok(Json(json!({ "key": key, "acks": acks })).into_response())
+    query_params(&q, &["key_encoding"])?;
+    let acks = s.call("provide", s.node.provide(key.bytes.clone())).await?;
+    Ok(Json(with_key(json!({ "acks": acks }), &key)).into_response())
 }
 
 async fn providers_get(
     State(s): State<AppState>,
-    Path(key): Path<String>,
+    ContentKey(key): ContentKey,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    query_params(&q, &["key_encoding"])?;
     let providers = s
-        .call("providers", s.node.providers(key.into_bytes()))
+        .call("providers", s.node.providers(key.bytes.clone()))
         .await?;
     Ok(Json(providers).into_response())
 }

@@ -35,6 +35,7 @@ pub mod identity;
 mod inbound;
 mod jobs;
 pub mod kad;
+pub mod keys;
 mod members;
 pub mod metrics;
 mod node;

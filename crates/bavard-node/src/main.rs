@@ -39,6 +39,10 @@ struct ApiArg {
     /// Seconds to wait for the node's answer.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// How KEY is written: utf8 (its own bytes), hex, base64url, or cid (a CID names its
+    /// multihash). Default: utf8, except that `provide`, `providers` and `dht-*` read a CID as one.
+    #[arg(long, value_parser = ["utf8", "hex", "base64url", "cid"])]
+    key_encoding: Option<String>,
 }
 
 impl ApiArg {
@@ -70,7 +74,10 @@ impl ApiArg {
             }
         }
         let api = api.unwrap_or_else(|| "http://127.0.0.1:5001".into());
-        Client::new(&api, Duration::from_secs(self.timeout)).map(|c| c.with_token(token))
+        Client::new(&api, Duration::from_secs(self.timeout)).map(|c| {
+            c.with_token(token)
+                .with_key_encoding(self.key_encoding.clone())
+        })
     }
 }
 
@@ -136,16 +143,16 @@ enum Command {
         #[command(flatten)]
         api: ApiArg,
     },
-    /// Announce that this node provides a key.
+    /// Announce that this node provides a key (a CID announces its multihash, as IPFS does).
     Provide {
-        /// The key.
+        /// The key or CID.
         key: String,
         #[command(flatten)]
         api: ApiArg,
     },
-    /// List the providers of a key.
+    /// List the providers of a key or CID.
     Providers {
-        /// The key.
+        /// The key or CID (`bafk…`, `Qm…`).
         key: String,
         #[command(flatten)]
         api: ApiArg,
@@ -264,6 +271,7 @@ struct NodeArgs {
 }
 
 fn main() -> ExitCode {
+    bavard_node::util::quiet_broken_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -75,3 +75,23 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Makes a write to a closed pipe (`… | head`) end the process quietly, as Unix tools do
+/// (status 141, 128 + SIGPIPE), instead of panicking in `println!`. Rust ignores SIGPIPE, so
+/// the write fails with `BrokenPipe` and `print!` panics with that message; other panics keep
+/// the default report.
+pub fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") || message.contains("os error 32") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}

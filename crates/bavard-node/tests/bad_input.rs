@@ -279,6 +279,44 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
         ),
         (http.get(format!("{base}/v1/nope")), 404, "no such endpoint"),
         (
+            // A lone node cannot meet a quorum: the error says why and what to do.
+            http.put(format!("{base}/v1/kv/lonely")).body("v"),
+            503,
+            "knows 1 live member (itself) and keys have 3 replicas; write with consistency one",
+        ),
+        (
+            http.get(format!("{base}/v1/providers/%12%20%ff%fe")),
+            400,
+            "%12%20%ff%fe",
+        ),
+        (
+            http.put(format!("{base}/v1/kv/%ff%fe")).body("v"),
+            400,
+            "key_encoding=hex",
+        ),
+        (
+            http.get(format!("{base}/v1/kv/a?key_encoding=rot13")),
+            400,
+            "rot13",
+        ),
+        (
+            http.get(format!("{base}/v1/kv/zz?key_encoding=hex")),
+            400,
+            "not hex",
+        ),
+        (
+            http.get(format!("{base}/v1/dht/bafy-nope?key_encoding=cid")),
+            400,
+            "not a CID",
+        ),
+        (
+            http.get(format!(
+                "{base}/v1/kv/abc?key_encoding=base64url&consistency=one"
+            )),
+            404,
+            "not found",
+        ),
+        (
             http.put(format!("{base}/v1/admin/blocked/not-a-peer"))
                 .bearer_auth("test-token-0123456789"),
             400,
@@ -298,7 +336,7 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
     ];
     for (req, status, needle) in cases {
         let resp = req.send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), status);
+        assert_eq!(resp.status().as_u16(), status, "{needle}");
         let body: serde_json::Value = resp.json().await.unwrap();
         let error = body["error"].as_str().unwrap_or_default().to_string();
         assert!(
@@ -306,6 +344,90 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
             "{error:?} should mention {needle:?}"
         );
     }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_keys_round_trip_through_any_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 1, 0).await;
+    let node = &nodes[0];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(bavard_node::http::serve(
+        listener,
+        node.clone(),
+        bavard_node::http::Access::with_token("test-token-0123456789", false),
+        node.shutdown_signal(),
+    ));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let put: serde_json::Value = http
+        .put(format!(
+            "{base}/v1/kv/1220fffe?key_encoding=hex&consistency=one"
+        ))
+        .body("binary")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(put["key"], "1220fffe");
+    assert_eq!(put["key_encoding"], "hex");
+    assert_eq!(put["key_hex"], "1220fffe");
+    // The same four bytes, written three ways.
+    for url in [
+        format!("{base}/v1/kv/1220FFFE?key_encoding=hex&consistency=one"),
+        format!("{base}/v1/kv/EiD__g?key_encoding=base64url&consistency=one"),
+    ] {
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        assert_eq!(resp.bytes().await.unwrap().as_ref(), b"binary");
+    }
+    let mut bytes = vec![0x12, 0x20, 0xff, 0xfe];
+    assert_eq!(
+        node.get(
+            &bytes,
+            bavard_node::api::GetOptions {
+                consistency: bavard_node::api::Consistency::One,
+            }
+        )
+        .await
+        .unwrap()
+        .map(|r| r.value),
+        Some(b"binary".to_vec())
+    );
+    // A UTF-8 key is still its own bytes, and "1220fffe" as text is another key.
+    bytes = b"1220fffe".to_vec();
+    assert_eq!(
+        node.get(
+            &bytes,
+            bavard_node::api::GetOptions {
+                consistency: bavard_node::api::Consistency::One,
+            }
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    let del: serde_json::Value = http
+        .delete(format!(
+            "{base}/v1/kv/EiD__g?key_encoding=base64url&consistency=one"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(del["key_encoding"], "base64url");
+    assert_eq!(del["key_hex"], "1220fffe");
     for n in nodes {
         n.shutdown().await;
     }

@@ -130,6 +130,34 @@ fn put_on_one_node_get_on_another_and_a_missing_key_says_not_found() {
     let get = until_ok(&["get", "greeting", "--api", &others[1].api]);
     assert_eq!(get.stdout, b"hello world");
 
+    // A binary key, written in hex on one node and in base64url on another.
+    let put = until_ok(&[
+        "put",
+        "00ff10",
+        "binary",
+        "--key-encoding",
+        "hex",
+        "--api",
+        &first.api,
+    ]);
+    let reply: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    assert_eq!(
+        (&reply["key_encoding"], &reply["key_hex"]),
+        (&serde_json::json!("hex"), &serde_json::json!("00ff10"))
+    );
+    let get = until_ok(&[
+        "get",
+        "AP8Q",
+        "--key-encoding",
+        "base64url",
+        "--api",
+        &others[0].api,
+    ]);
+    assert_eq!(get.stdout, b"binary");
+    let bad = bavard(&["get", "xyz", "--key-encoding", "hex", "--api", &first.api]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not hex"));
+
     let missing = bavard(&["get", "nobody-wrote-this", "--api", &others[0].api]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&missing.stderr).trim(), "not found");

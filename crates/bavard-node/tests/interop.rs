@@ -312,6 +312,76 @@ async fn a_dht_record_put_by_a_bavard_node_is_read_by_every_stock_node() {
     net.shutdown().await;
 }
 
+/// Serves `node`'s HTTP API on an ephemeral loopback port; returns its base URL.
+async fn serve_api(node: &Node) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the API");
+    let addr = listener.local_addr().expect("API address");
+    tokio::spawn(bavard_node::http::serve(
+        listener,
+        node.clone(),
+        bavard_node::http::Access::with_token("interop-token-0123456789", false),
+        node.shutdown_signal(),
+    ));
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cid_announced_by_a_stock_node_is_listed_by_the_http_api_under_that_cid() {
+    let net = start_net(3, 2).await;
+    // The CIDv1 (raw, sha2-256) of "hello world": IPFS keys its provider records by the
+    // multihash, which is what the stock node announces.
+    let cid = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+    let multihash = bavard_node::keys::cid_multihash(cid).expect("a valid CID");
+    let provider = net.stock[0].peer_id().to_string();
+    net.stock[0]
+        .start_providing(&multihash)
+        .await
+        .expect("start_providing succeeds");
+    let http = reqwest::Client::builder()
+        .timeout(OP_TIMEOUT)
+        .build()
+        .expect("http client");
+    for node in &net.bavard {
+        let base = serve_api(node).await;
+        let resp = http
+            .get(format!("{base}/v1/providers/{cid}"))
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(resp.status().as_u16(), 200);
+        let found: serde_json::Value = resp.json().await.expect("JSON");
+        let listed = found
+            .as_array()
+            .expect("a list of providers")
+            .iter()
+            .any(|p| p["peer_id"] == provider.as_str());
+        assert!(listed, "the stock provider is listed under {cid}: {found}");
+        // The same key written in hex names the same record; the CID's string bytes do not.
+        let hex = hex::encode(&multihash);
+        let by_hex: serde_json::Value = http
+            .get(format!("{base}/v1/providers/{hex}?key_encoding=hex"))
+            .send()
+            .await
+            .expect("the API answers")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(by_hex, found);
+        let as_text: serde_json::Value = http
+            .get(format!("{base}/v1/providers/{cid}?key_encoding=utf8"))
+            .send()
+            .await
+            .expect("the API answers")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(as_text, serde_json::json!([]), "nobody provides the string");
+    }
+    net.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_records_announced_on_either_side_are_found_on_the_other() {
     let net = start_net(4, 3).await;

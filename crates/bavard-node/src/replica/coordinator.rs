@@ -121,7 +121,13 @@ impl Replica {
             .await?;
         stages.since(Stage::coordinate_put, started);
         match result {
-            Ok(acks) => Ok(PutReply { key, version, acks }),
+            Ok(acks) => Ok(PutReply {
+                key,
+                version,
+                acks,
+                key_encoding: None,
+                key_hex: None,
+            }),
             Err(e) => Err(self.unavailable(e)),
         }
     }
@@ -163,9 +169,14 @@ impl Replica {
 
     fn unavailable(&self, e: QuorumError) -> NodeError {
         self.ctx.metrics.quorum_failures.inc();
+        let (mut live, _) = super::placement_members(&self.ctx);
+        live.sort();
+        live.dedup();
         NodeError::Unavailable {
             answered: e.answered,
             required: e.required,
+            live_members: live.len().max(1),
+            replication_factor: self.ctx.config.kad.replication_factor,
         }
     }
 
