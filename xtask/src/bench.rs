@@ -1,4 +1,5 @@
-//! `cargo xtask bench dht` and `bench kv`: put/get throughput and latency against a local cluster.
+//! `cargo xtask bench dht` and `bench kv`: put/get throughput and latency against a local cluster
+//! (`bench blobs` is in [`crate::bench_blobs`]).
 //!
 //! Starts a cluster with the `cluster` code (or reuses a running one with `--reuse`), waits until
 //! it has joined, then writes K keys through random nodes' HTTP APIs with C client threads, then
@@ -40,6 +41,9 @@ enum Bench {
     /// with fsync on every commit (default) or off (`--no-fsync`) to show what durability costs;
     /// with `--wrk` or `--vs etcd`, timed wrk phases against 3 nodes (and a 3-member etcd).
     Kv(KvArgs),
+    /// Content-addressed blobs: the fetch rate from one provider, two and three, next to the
+    /// raw rate of one libp2p stream between the same nodes (issue 15).
+    Blobs(crate::bench_blobs::Args),
     /// Anti-entropy: the CPU of an idle round on a converged store of 1,000,000 keys, and a
     /// catch-up of 100,000 keys of 1 KiB (in-process, on the real store).
     Antientropy(crate::antientropy::AntiEntropyArgs),
@@ -258,6 +262,7 @@ pub(crate) fn path_cost(before: &Snapshot, after: &Snapshot, ops: usize) -> Path
 /// Runs `cargo xtask bench …`.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
+        Bench::Blobs(b) => crate::bench_blobs::run(b),
         Bench::Dht(a) if a.vs_stock => crate::stock::run(a),
         Bench::Dht(a) => {
             let report = dht_report(a, None, false)?;

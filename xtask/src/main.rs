@@ -9,6 +9,7 @@
 mod acceptance;
 mod antientropy;
 mod bench;
+mod bench_blobs;
 mod cluster;
 mod codegen;
 mod etcd;
@@ -47,7 +48,8 @@ enum Command {
     /// Run a local cluster of bavard nodes: up, status, kill, pause, resume, restart,
     /// partition, isolate, heal, down.
     Cluster(cluster::Args),
-    /// Benchmarks against a local cluster (`bench dht [--vs-stock]`, `bench kv [--vs etcd]`).
+    /// Benchmarks against a local cluster (`bench dht [--vs-stock]`, `bench kv [--vs etcd]`,
+    /// `bench blobs`).
     Bench(bench::Args),
     /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause.
     Scenario(scenario::Args),

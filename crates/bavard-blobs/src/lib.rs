@@ -28,9 +28,11 @@
 //!
 //! # How the node drives it
 //!
-//! **Adding** (`POST /v1/blobs`, `bavard add`): stream the body into
-//! [`Store::add_reader`](store::Store::add_reader) on a blocking task, then announce the hash
-//! as a provider record (the DHT key is the hash's bytes). Cap the body at the store's
+//! **Adding** (`POST /v1/blobs`, `bavard add`): stream the body into a
+//! [`Spooler`](store::Spooler) (reserved with [`Store::spooler`](store::Store::spooler)) on a
+//! blocking task without the store's lock, commit it with
+//! [`Store::commit_spooled`](store::Store::commit_spooled), then announce the hash as a
+//! provider record (the DHT key is the hash's bytes). Cap the body at the store's
 //! `max_blob_size`: it is spooled to disk before the quota is checked.
 //!
 //! **Serving** (inbound `/bavard/blobs/1` stream): decode the [`Request`](protocol::Request)

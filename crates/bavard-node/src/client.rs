@@ -335,6 +335,77 @@ impl Client {
         Ok(())
     }
 
+    /// A client for transfers that may outlast the request timeout: it bounds connecting
+    /// and each read by the timeout, not the whole exchange.
+    fn transfer_client(&self) -> anyhow::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(self.timeout)
+            .read_timeout(self.timeout)
+            .build()
+            .context("cannot build HTTP client")
+    }
+
+    /// `POST /v1/blobs`: uploads the file at `path`, streamed.
+    pub async fn blob_add(&self, path: &std::path::Path) -> anyhow::Result<crate::blobs::AddReply> {
+        use tokio::io::AsyncReadExt as _;
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let len = file
+            .metadata()
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        let chunks = futures::stream::unfold(file, |mut file| async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(buf), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        let req = self
+            .transfer_client()?
+            .post(self.url("/v1/blobs"))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(chunks));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/blobs/{hash}`: the response, to stream its body (fetched by the node from
+    /// providers when it does not hold the blob).
+    pub async fn blob_get(&self, hash: &str) -> anyhow::Result<reqwest::Response> {
+        let req = self
+            .transfer_client()?
+            .get(self.url(&format!("/v1/blobs/{}", encode_key(hash))));
+        Self::check(self.send(req).await?).await
+    }
+
+    /// `GET /v1/blobs/{hash}/status`.
+    pub async fn blob_status(&self, hash: &str) -> anyhow::Result<crate::blobs::BlobStatus> {
+        let req = self
+            .http
+            .get(self.url(&format!("/v1/blobs/{}/status", encode_key(hash))));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `GET /v1/blobs`.
+    pub async fn blobs(&self) -> anyhow::Result<Vec<crate::blobs::BlobEntry>> {
+        let req = self.http.get(self.url("/v1/blobs"));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
+    /// `DELETE /v1/blobs/{hash}/pin`.
+    pub async fn blob_unpin(&self, hash: &str) -> anyhow::Result<serde_json::Value> {
+        let req = self
+            .http
+            .delete(self.url(&format!("/v1/blobs/{}/pin", encode_key(hash))));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
     /// Any GET endpoint, as JSON.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let req = self.http.get(self.url(path));

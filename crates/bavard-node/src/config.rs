@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     /// Membership (SWIM) and topic broadcast (HyParView + Plumtree) settings.
     pub gossip: GossipConfig,
+    /// Content-addressed blobs: quota, upload and fetch bounds, serving limits.
+    pub blobs: crate::blobs::BlobsConfig,
     /// Test-only delay, jitter and loss on outgoing traffic (off unless `enabled`).
     pub fault_injection: crate::fault::FaultConfig,
 }
@@ -63,6 +65,7 @@ impl Default for NodeConfig {
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
             gossip: GossipConfig::default(),
+            blobs: crate::blobs::BlobsConfig::default(),
             fault_injection: crate::fault::FaultConfig::default(),
         }
     }
@@ -88,6 +91,7 @@ impl NodeConfig {
             anyhow::bail!("kad.k, kad.alpha and kad.replication_factor must be at least 1");
         }
         self.fault_injection.validate()?;
+        self.blobs.validate()?;
         if self.limits.max_message_size < 16 * 1024 {
             anyhow::bail!(
                 "limits.max_message_size must be at least 16384 bytes (an anti-entropy tree \

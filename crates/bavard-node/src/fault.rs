@@ -43,6 +43,9 @@ pub struct FaultConfig {
     pub drop_rate: f64,
     /// Per-peer overrides, keyed by peer id.
     pub peers: HashMap<String, PeerFault>,
+    /// Serve corrupt blob blocks (one bit flipped in each): a hostile provider, for the
+    /// tests that show a fetch drops it at its first bad block.
+    pub corrupt_blob_blocks: bool,
 }
 
 /// Overrides for one peer; unset fields take the section's values.
@@ -81,6 +84,7 @@ pub(crate) struct FaultLayer {
     jitter: Duration,
     drop_rate: f64,
     peers: HashMap<PeerId, PeerFault>,
+    corrupt_blob_blocks: bool,
     rng: Mutex<StdRng>,
 }
 
@@ -99,6 +103,7 @@ impl FaultLayer {
             jitter_ms = config.jitter_ms,
             drop_rate = config.drop_rate,
             peers = config.peers.len(),
+            corrupt_blob_blocks = config.corrupt_blob_blocks,
             "FAULT INJECTION IS ON: outgoing traffic is delayed and dropped on purpose (test only)"
         );
         Some(Self {
@@ -110,6 +115,7 @@ impl FaultLayer {
                 .iter()
                 .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
                 .collect(),
+            corrupt_blob_blocks: config.corrupt_blob_blocks,
             rng: Mutex::new(StdRng::from_os_rng()),
         })
     }
@@ -123,6 +129,11 @@ impl FaultLayer {
             ),
             None => (self.delay, self.jitter, self.drop_rate),
         }
+    }
+
+    /// Whether served blob blocks are corrupted on purpose.
+    pub(crate) fn corrupts_blobs(&self) -> bool {
+        self.corrupt_blob_blocks
     }
 
     /// Whether a message to `peer` is lost.

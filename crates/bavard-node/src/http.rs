@@ -271,7 +271,12 @@ pub fn router(node: Node, access: Access) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cfg.http.max_body_size))
-        .with_state(state)
+        .with_state(state.clone())
+        // Blob uploads are streamed and bounded by [blobs] max_upload_bytes instead.
+        .merge(crate::blobs::http::router(
+            state.node.blobs(),
+            state.timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(access),
             guard,

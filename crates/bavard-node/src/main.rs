@@ -1,5 +1,7 @@
 //! `bavard`: run a node, or talk to one through its HTTP API.
 
+mod cli_blobs;
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -206,6 +208,39 @@ enum Command {
     DhtGet {
         /// The key.
         key: String,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Add a file as a content-addressed blob (pinned, announced as provided); prints its
+    /// hash.
+    Add {
+        /// The file.
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Fetch a blob (the node downloads it from its providers when it does not hold it),
+    /// showing progress: bytes, rate and providers.
+    Fetch {
+        /// The blob's hash (64 hex digits, or a base32 CIDv1).
+        hash: String,
+        /// Write it here [default: stdout].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// List the blobs a node holds (size, bytes verified, pinned), or one blob's status.
+    Blobs {
+        /// A blob's hash: show its status (providers and the bytes from each) instead.
+        hash: Option<String>,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Unpin a blob: it stays, and may be evicted when the store needs room.
+    Unpin {
+        /// The blob's hash.
+        hash: String,
         #[command(flatten)]
         api: ApiArg,
     },
@@ -434,6 +469,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("{public_key:?} is not a public key (64 hex digits)"))?;
             print_value(api.client()?.signed_get(&pk, &salt).await?.map(|(v, _)| v))
         }
+        Command::Add { file, api } => {
+            cli_blobs::add(&api.client()?, &file).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch { hash, output, api } => {
+            cli_blobs::fetch(&api.client()?, &hash, output.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Blobs { hash: None, api } => print_json(&api.client()?.blobs().await?),
+        Command::Blobs {
+            hash: Some(hash),
+            api,
+        } => print_json(&api.client()?.blob_status(&hash).await?),
+        Command::Unpin { hash, api } => print_json(&api.client()?.blob_unpin(&hash).await?),
         Command::Subscribe { topic, api } => {
             api.client()?
                 .subscribe(&topic, |payload| {

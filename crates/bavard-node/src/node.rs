@@ -11,7 +11,8 @@
 //! - the gossip driver and transport;
 //! - anti-entropy and hint delivery ([`crate::replica`]);
 //! - the periodic jobs ([`crate::jobs`]): bootstrap, bucket refresh, re-replication, republish,
-//!   expiry.
+//!   expiry;
+//! - the blob server and the resumption of interrupted blob fetches ([`crate::blobs`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,7 @@ struct Inner {
     kad: Kad,
     replica: Replica,
     gossip: Gossip,
+    blobs: crate::blobs::Blobs,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -113,7 +115,8 @@ impl Node {
                 "joining cluster with a token"
             ),
         }
-        let metrics = crate::metrics::Metrics::new();
+        let mut metrics = crate::metrics::Metrics::new();
+        let blob_metrics = crate::blobs::BlobMetrics::register(metrics.registry_mut());
         let storage = Arc::new(Storage::open(&config, &peer_id, metrics.stages.clone())?);
 
         let book = crate::addresses::AddressBook::default();
@@ -176,6 +179,7 @@ impl Node {
         let kad = Kad::new(ctx.clone(), storage.clone());
         let replica = Replica::open(ctx.clone(), kad.clone(), storage.clone())?;
         let gossip = Gossip::new(ctx.clone(), kad.clone());
+        let blobs = crate::blobs::Blobs::open(ctx.clone(), kad.clone(), blob_metrics).await?;
         ctx.metrics.records_stored.set(storage.len() as i64);
         ctx.refresh_gauges();
 
@@ -208,6 +212,8 @@ impl Node {
             tokio::spawn(crate::jobs::run(kad.clone(), replica.clone())),
             tokio::spawn(crate::replica::antientropy::run(replica.clone())),
             tokio::spawn(crate::replica::handoff::run(replica.clone())),
+            tokio::spawn(crate::blobs::server::run(blobs.clone())),
+            tokio::spawn(blobs.clone().resume()),
             tokio::spawn(crate::recovery::run(
                 ctx.clone(),
                 storage.clone(),
@@ -216,6 +222,10 @@ impl Node {
             )),
         ]);
         tasks.extend(gossip.spawn());
+        if ctx.config.blobs.stream_probe {
+            tracing::warn!("[blobs] stream_probe is on: any peer may make this node send data");
+            tasks.push(tokio::spawn(crate::blobs::probe::run(blobs.clone())));
+        }
         Ok(Node {
             inner: Arc::new(Inner {
                 ctx,
@@ -223,9 +233,15 @@ impl Node {
                 kad,
                 replica,
                 gossip,
+                blobs,
                 tasks: Mutex::new(tasks),
             }),
         })
+    }
+
+    /// The blob service: add, fetch, read, list, pin and unpin content-addressed blobs.
+    pub fn blobs(&self) -> crate::blobs::Blobs {
+        self.inner.blobs.clone()
     }
 
     /// This node's peer id.
@@ -263,6 +279,8 @@ impl Node {
                 tracing::warn!("a background task did not stop within 5 s");
             }
         }
+        // Checkpoint partial blobs, so that their fetches resume with every verified block.
+        self.inner.blobs.close().await;
         // Release the storage engines now: tasks spawned for single requests may still hold the
         // node for a moment, and a restart on the same data dir must be able to open them.
         self.inner.storage.close();

@@ -61,7 +61,9 @@
 //!
 //! The store does blocking file IO and takes `&mut self` for changes: the node keeps it
 //! behind a mutex and calls it from blocking tasks. Reads go through a [`BlobReader`], which
-//! needs the store only to be opened. One `Store` per directory.
+//! needs the store only to be opened; adds spool and hash through a [`Spooler`], which needs
+//! it only to reserve file names and, at the end, to commit ([`Store::commit_spooled`]), so
+//! a long upload never holds the lock. One `Store` per directory.
 
 mod meta;
 mod reader;
@@ -533,31 +535,18 @@ impl Store {
     /// returns its hash and size. Adding a blob already complete here costs reading,
     /// hashing and spooling it, and keeps nothing new. With `pinned`, the blob is pinned
     /// (also if it was already here).
+    ///
+    /// This holds the store for the whole add. A caller that keeps the store behind a lock
+    /// does the slow part without it: [`spooler`](Self::spooler), [`Spooler::spool`], then
+    /// [`commit_spooled`](Self::commit_spooled).
     pub fn add_reader(
         &mut self,
         reader: impl Read,
         pinned: bool,
         now: SystemTime,
     ) -> Result<Added, StoreError> {
-        let tmp_data = self.tmp_path("add.data");
-        let tmp_obao = self.tmp_path("add.obao");
-        let result = self.add_spooled(reader, pinned, now, &tmp_data, &tmp_obao);
-        // After a successful add the files were renamed away; otherwise they are garbage.
-        for path in [&tmp_data, &tmp_obao] {
-            match fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) if result.is_ok() => {
-                    return Err(StoreError::Io {
-                        op: "removing",
-                        path: path.clone(),
-                        source,
-                    });
-                }
-                Err(_) => {} // report the add's own error rather than the clean-up's
-            }
-        }
-        result
+        let spooled = self.spooler().spool(reader)?;
+        self.commit_spooled(spooled, pinned, now)
     }
 
     /// [`add_reader`](Self::add_reader) for bytes in memory.
@@ -570,42 +559,27 @@ impl Store {
         self.add_reader(bytes, pinned, now)
     }
 
-    fn add_spooled(
+    /// Reserves the temporary files of one add, for [`Spooler::spool`] to fill without the
+    /// store. Cheap: no file is touched.
+    pub fn spooler(&mut self) -> Spooler {
+        Spooler {
+            data: self.tmp_path("add.data"),
+            obao: self.tmp_path("add.obao"),
+            max_blob_size: self.config.max_blob_size,
+        }
+    }
+
+    /// Adds a blob spooled by [`Spooler::spool`]: makes room for it, moves its files into
+    /// place and writes its meta file (the commit point). Fast: no content is read. A blob
+    /// already complete here only has its pinning and access time updated; a partial
+    /// download of it is superseded by the complete copy.
+    pub fn commit_spooled(
         &mut self,
-        mut reader: impl Read,
+        spooled: Spooled,
         pinned: bool,
         now: SystemTime,
-        tmp_data: &Path,
-        tmp_obao: &Path,
     ) -> Result<Added, StoreError> {
-        let max = self.config.max_blob_size;
-        let mut file = File::create(tmp_data).map_err(io_err("creating", tmp_data))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(StoreError::Io {
-                        op: "reading the content for",
-                        path: tmp_data.to_path_buf(),
-                        source,
-                    });
-                }
-            };
-            size += n as u64;
-            if size > max {
-                return Err(StoreError::TooLarge { size, max });
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .map_err(io_err("writing", tmp_data))?;
-        }
-        let hash = BlobHash::from(hasher.finalize());
-
+        let (hash, size) = (spooled.hash, spooled.size);
         if let Some(entry) = self.entries.get_mut(&hash)
             && entry.partial.is_none()
         {
@@ -620,24 +594,6 @@ impl Store {
                 new: false,
             });
         }
-
-        file.sync_all().map_err(io_err("syncing", tmp_data))?;
-        drop(file);
-        let mut obao = File::create(tmp_obao).map_err(io_err("creating", tmp_obao))?;
-        obao.set_len(outboard_len(size))
-            .map_err(io_err("sizing", tmp_obao))?;
-        let spooled = File::open(tmp_data).map_err(io_err("opening", tmp_data))?;
-        let got = write_outboard(BufReader::new(spooled), size, &mut obao)
-            .map_err(io_err("hashing", tmp_data))?;
-        if got != hash {
-            return Err(StoreError::ChangedDuringAdd {
-                expected: hash,
-                got,
-            });
-        }
-        obao.sync_all().map_err(io_err("syncing", tmp_obao))?;
-
-        // A partial download of the same blob is superseded by the complete copy.
         let previous = self.entries.get(&hash).map(Entry::footprint).unwrap_or(0);
         self.make_room(footprint(size).saturating_sub(previous), Some(hash))?;
         if self.entries.remove(&hash).is_some() {
@@ -645,8 +601,8 @@ impl Store {
         }
         let data_path = self.path(hash, "data");
         let obao_path = self.path(hash, "obao");
-        fs::rename(tmp_data, &data_path).map_err(io_err("renaming", tmp_data))?;
-        fs::rename(tmp_obao, &obao_path).map_err(io_err("renaming", tmp_obao))?;
+        fs::rename(&spooled.data, &data_path).map_err(io_err("renaming", &spooled.data))?;
+        fs::rename(&spooled.obao, &obao_path).map_err(io_err("renaming", &spooled.obao))?;
         let entry = Entry {
             size,
             pinned,
@@ -1063,6 +1019,133 @@ impl Store {
         fs::rename(&tmp, &path).map_err(io_err("renaming", &tmp))?;
         sync_dir(&self.dir)
     }
+}
+
+/// The temporary files of one add, reserved by [`Store::spooler`]: spools and hashes the
+/// content without the store, so that a node keeping the store behind a lock holds it only
+/// for [`Store::commit_spooled`].
+#[derive(Debug)]
+pub struct Spooler {
+    data: PathBuf,
+    obao: PathBuf,
+    max_blob_size: u64,
+}
+
+impl Spooler {
+    /// Streams `reader` into a temporary file while hashing it (one pass, nothing buffered
+    /// in memory), computes the outboard from the spooled file and fsyncs both. Stops with
+    /// [`StoreError::TooLarge`] as soon as the content passes the store's
+    /// [`max_blob_size`](StoreConfig::max_blob_size). Nothing is left behind on failure.
+    pub fn spool(self, reader: impl Read) -> Result<Spooled, StoreError> {
+        let mut spooled = Spooled {
+            hash: BlobHash::EMPTY,
+            size: 0,
+            data: self.data,
+            obao: self.obao,
+        };
+        let (hash, size) = spool_into(reader, self.max_blob_size, &spooled.data, &spooled.obao)?;
+        spooled.hash = hash;
+        spooled.size = size;
+        Ok(spooled)
+    }
+}
+
+/// Content spooled and hashed by [`Spooler::spool`], for [`Store::commit_spooled`]. Dropped
+/// without being committed, it removes its files.
+#[derive(Debug)]
+pub struct Spooled {
+    hash: BlobHash,
+    size: u64,
+    data: PathBuf,
+    obao: PathBuf,
+}
+
+impl Spooled {
+    /// The content's hash.
+    pub fn hash(&self) -> BlobHash {
+        self.hash
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        // Committed files were renamed away: removing them fails harmlessly. Best effort
+        // otherwise too: whatever stays in tmp/ is cleared at the next open.
+        let _ = fs::remove_file(&self.data);
+        let _ = fs::remove_file(&self.obao);
+    }
+}
+
+/// Spools `reader` into `tmp_data` while hashing it, then writes its outboard to
+/// `tmp_obao` and checks that the spooled copy hashes the same. Removes both files on
+/// failure.
+fn spool_into(
+    reader: impl Read,
+    max: u64,
+    tmp_data: &Path,
+    tmp_obao: &Path,
+) -> Result<(BlobHash, u64), StoreError> {
+    let result = spool_files(reader, max, tmp_data, tmp_obao);
+    if result.is_err() {
+        let _ = fs::remove_file(tmp_data);
+        let _ = fs::remove_file(tmp_obao);
+    }
+    result
+}
+
+fn spool_files(
+    mut reader: impl Read,
+    max: u64,
+    tmp_data: &Path,
+    tmp_obao: &Path,
+) -> Result<(BlobHash, u64), StoreError> {
+    let mut file = File::create(tmp_data).map_err(io_err("creating", tmp_data))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "reading the content for",
+                    path: tmp_data.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        size += n as u64;
+        if size > max {
+            return Err(StoreError::TooLarge { size, max });
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(io_err("writing", tmp_data))?;
+    }
+    let hash = BlobHash::from(hasher.finalize());
+    file.sync_all().map_err(io_err("syncing", tmp_data))?;
+    drop(file);
+    let mut obao = File::create(tmp_obao).map_err(io_err("creating", tmp_obao))?;
+    obao.set_len(outboard_len(size))
+        .map_err(io_err("sizing", tmp_obao))?;
+    let spooled = File::open(tmp_data).map_err(io_err("opening", tmp_data))?;
+    let got = write_outboard(BufReader::new(spooled), size, &mut obao)
+        .map_err(io_err("hashing", tmp_data))?;
+    if got != hash {
+        return Err(StoreError::ChangedDuringAdd {
+            expected: hash,
+            got,
+        });
+    }
+    obao.sync_all().map_err(io_err("syncing", tmp_obao))?;
+    Ok((hash, size))
 }
 
 /// How [`Store::evict`] treats a quota it cannot reach.

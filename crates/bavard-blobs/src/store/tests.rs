@@ -98,6 +98,44 @@ fn an_added_blob_is_listed_read_back_and_served_verified() {
 }
 
 #[test]
+fn a_blob_spooled_apart_from_the_store_is_committed_and_a_failed_spool_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(
+        dir.path(),
+        StoreConfig {
+            max_blob_size: 4 * BLOCK_SIZE,
+            ..StoreConfig::default()
+        },
+    );
+    let source = random_blob(3 * BLOCK_SIZE + 5, 21);
+    // The slow part runs without the store (the node does it without the store's lock).
+    let first = store.spooler();
+    let second = store.spooler();
+    let spooled = first.spool(&source.data()[..]).unwrap();
+    assert_eq!(
+        (spooled.hash(), spooled.size()),
+        (source.hash(), source.size())
+    );
+    // Over the size limit: refused, and its files are gone.
+    let big = random_blob(4 * BLOCK_SIZE + 1, 22);
+    assert!(matches!(
+        second.spool(&big.data()[..]),
+        Err(StoreError::TooLarge { .. })
+    ));
+    let added = store.commit_spooled(spooled, false, at(1)).unwrap();
+    assert!(added.new);
+    assert_eq!(read_all(&mut store, added.hash), source.data().to_vec());
+    // A spool dropped without a commit removes its files too.
+    drop(store.spooler().spool(&source.data()[..]).unwrap());
+    // The same content again: nothing new, and nothing left behind.
+    let again = store.spooler().spool(&source.data()[..]).unwrap();
+    assert!(!store.commit_spooled(again, true, at(2)).unwrap().new);
+    assert!(store.info(added.hash).unwrap().pinned);
+    let leftovers = fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "tmp/ is empty");
+}
+
+#[test]
 fn edge_sizes_are_added_and_served() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path(), StoreConfig::default());

@@ -54,6 +54,21 @@ impl Kad {
 
     /// The providers of `key` known locally and found by a lookup.
     pub(crate) async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerInfo>, NodeError> {
+        let mut list: Vec<PeerInfo> = self
+            .provider_peers(key)
+            .await?
+            .into_iter()
+            .map(|p| PeerInfo {
+                peer_id: p.id.to_string(),
+                addrs: p.addrs.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        Ok(list)
+    }
+
+    /// The providers of `key` known locally and found by a lookup, with their addresses.
+    pub(crate) async fn provider_peers(&self, key: Vec<u8>) -> Result<Vec<KadPeer>, NodeError> {
         let mut found: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
         let local = self
             .storage
@@ -77,14 +92,39 @@ impl Kad {
                 *entry = p.addrs;
             }
         }
-        let mut list: Vec<PeerInfo> = found
+        let mut peers: Vec<KadPeer> = found
             .into_iter()
-            .map(|(id, addrs)| PeerInfo {
-                peer_id: id.to_string(),
-                addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            .map(|(id, addrs)| KadPeer {
+                id,
+                addrs,
+                connected: false,
             })
             .collect();
-        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
-        Ok(list)
+        peers.sort_by_key(|p| p.id);
+        Ok(peers)
+    }
+
+    /// Stops announcing this node as a provider of `key`: its local record goes, so it is
+    /// no longer republished (the copies at other nodes expire with their TTL). Blocking
+    /// (a store write).
+    pub(crate) fn unprovide(&self, key: &[u8]) {
+        if let Err(e) = self
+            .storage
+            .store
+            .remove_provider(key, &self.ctx.peer_id.to_bytes())
+        {
+            tracing::warn!("cannot withdraw a provider record: {e}");
+        }
+    }
+
+    /// The keys this node provides. Blocking (a store read).
+    pub(crate) fn provided_keys(&self) -> std::collections::HashSet<Vec<u8>> {
+        match self.storage.store.provided(unix_ms()) {
+            Ok(records) => records.into_iter().map(|r| r.key).collect(),
+            Err(e) => {
+                tracing::warn!("cannot list the provided keys: {e}");
+                std::collections::HashSet::new()
+            }
+        }
     }
 }
