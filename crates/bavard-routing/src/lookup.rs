@@ -79,7 +79,7 @@ pub struct LookupStats {
     pub hops: u32,
     /// Requests sent (one per [`LookupAction::Send`]).
     pub messages_sent: u32,
-    /// Distinct peers contacted. Equal to `messages_sent`: no peer is ever queried twice.
+    /// Distinct peers contacted: `messages_sent` less the retries of lost requests.
     pub peers_contacted: u32,
     /// Answers received (late answers included).
     pub responses: u32,

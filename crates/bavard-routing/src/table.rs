@@ -15,19 +15,29 @@
 //! - every bucket remembers when a lookup last targeted it; [`RoutingTable::buckets_due_for_refresh`]
 //!   lists those to refresh with a lookup of [`Key::random_in_bucket`].
 //!
+//! **Key and time types.** The table is generic over the key space `K` ([`KadKey`]: [`Key`], 256
+//! bits, by default) and over the type of its timestamps `T` ([`Timestamp`]: [`Instant`] by
+//! default). A node uses the defaults; the simulator, which holds a million tables, gives them
+//! `u64` keys and 8-byte virtual times (an entry of a `u32` peer then takes 24 bytes instead of
+//! 56), and answers exactly as with the defaults (see [`KadKey`]).
+//!
+//! **Memory.** Entries live in their buckets only: there is no index from peer to bucket, so a
+//! peer given without its key (`get`, `contains`, `remove`, `ping_result`) is found by a scan of
+//! the table — a few hundred entries at most, about the cost of hashing a libp2p peer id once,
+//! for half the memory (the index held a clone of every peer id). Buckets are allocated down to
+//! the deepest one used, and a bucket's entries grow to exactly k slots.
+//!
 //! Driving protocol: the table is passive. The driver calls `insert` for every peer that proved
 //! alive (answered a request, or sent one in server mode), acts on a `PingOldest` by pinging and
 //! then calling `ping_result`, calls `remove` when it learns a peer is gone, and periodically asks
 //! `buckets_due_for_refresh(now)` and calls `mark_looked_up` when a lookup completes.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::Hash;
 use std::time::Instant;
 
 use crate::bucket::{AcceptAll, AdmissionFilter, Bucket, BucketView, Entry, PendingPing};
 use crate::config::{ConfigError, TableConfig};
-use crate::key::{Distance, Key};
+use crate::key::{KadKey, Key, Timestamp};
 
 /// What [`RoutingTable::insert`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,50 +87,53 @@ pub enum PingOutcome<P> {
 
 /// A removed entry and the candidate promoted in its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Removal<P, V> {
+pub struct Removal<P, V, K = Key, T = Instant> {
     /// The entry that left the table.
-    pub entry: Entry<P, V>,
+    pub entry: Entry<P, V, K, T>,
     /// The replacement-cache candidate that entered the bucket, if any.
     pub promoted: Option<P>,
 }
 
 /// A Kademlia routing table around a local key, generic over the peer identity `P` and a
-/// per-entry value `V` (the node stores the peer's addresses there). See the module docs for the
-/// rules and the driving protocol.
-pub struct RoutingTable<P, V = ()> {
-    local: Key,
+/// per-entry value `V` (the node stores the peer's addresses there), and over the key space `K`
+/// and the timestamps `T` (see the module docs). See the module docs for the rules and the
+/// driving protocol.
+pub struct RoutingTable<P, V = (), K = Key, T = Instant> {
+    local: K,
     config: TableConfig,
-    /// Bucket `i` at slot `255 - i`, allocated on demand up to the deepest bucket used: a node
-    /// among N peers only ever fills the top ~log2(N) buckets, so a simulator holding 100k tables
-    /// pays for about 20 buckets each, not 256.
-    buckets: Vec<Bucket<P, V>>,
-    /// Which bucket each peer of the table is in (not the replacement caches).
-    index: HashMap<P, u8>,
-    filter: Box<dyn AdmissionFilter<P, V> + Send + Sync>,
+    /// Bucket `i` at slot `K::BITS - 1 - i`, allocated on demand up to the deepest bucket used: a
+    /// node among N peers only ever fills the top ~log2(N) buckets, so a simulator holding a
+    /// million tables pays for about 20 buckets each, not 256.
+    buckets: Vec<Bucket<P, V, K, T>>,
+    /// The number of entries (replacement caches excluded).
+    len: usize,
+    filter: Box<dyn AdmissionFilter<P, V, K, T> + Send + Sync>,
 }
 
-impl<P: Debug, V: Debug> Debug for RoutingTable<P, V> {
+impl<P: Debug, V: Debug, K: Debug, T> Debug for RoutingTable<P, V, K, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoutingTable")
             .field("local", &self.local)
             .field("config", &self.config)
-            .field("len", &self.index.len())
+            .field("len", &self.len)
             .finish_non_exhaustive()
     }
 }
 
-impl<P, V> RoutingTable<P, V>
+impl<P, V, K, T> RoutingTable<P, V, K, T>
 where
-    P: Clone + Eq + Hash + Debug,
+    P: Clone + Eq + Debug,
+    K: KadKey,
+    T: Timestamp,
 {
     /// An empty table around `local`, accepting every peer.
-    pub fn new(local: Key, config: TableConfig) -> Result<Self, ConfigError> {
+    pub fn new(local: K, config: TableConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
             local,
             config,
             buckets: Vec::new(),
-            index: HashMap::new(),
+            len: 0,
             filter: Box::new(AcceptAll),
         })
     }
@@ -130,13 +143,13 @@ where
     /// stay; the filter applies to later newcomers and promotions.
     pub fn set_admission_filter(
         &mut self,
-        filter: impl AdmissionFilter<P, V> + Send + Sync + 'static,
+        filter: impl AdmissionFilter<P, V, K, T> + Send + Sync + 'static,
     ) {
         self.filter = Box::new(filter);
     }
 
     /// The local key.
-    pub fn local_key(&self) -> &Key {
+    pub fn local_key(&self) -> &K {
         &self.local
     }
 
@@ -147,27 +160,43 @@ where
 
     /// The number of entries (replacement caches excluded).
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.len
     }
 
     /// Whether the table has no entry.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len == 0
     }
 
     /// The bucket a key belongs to, `None` for the local key.
-    pub fn bucket_index(&self, key: &Key) -> Option<u8> {
-        self.local.distance(key).bucket_index()
+    pub fn bucket_index(&self, key: &K) -> Option<u8> {
+        K::bucket_of(&self.local.distance_to(key))
+    }
+
+    /// Where `peer` is: (bucket index, position in the bucket). Its own bucket `hint`, if given,
+    /// is searched first.
+    fn find(&self, peer: &P, hint: Option<u8>) -> Option<(u8, usize)> {
+        if let Some(i) = hint
+            && let Some(pos) = self
+                .buckets
+                .get(slot::<K>(i))
+                .and_then(|b| b.position(peer))
+        {
+            return Some((i, pos));
+        }
+        self.buckets
+            .iter()
+            .enumerate()
+            .find_map(|(s, b)| Some((index::<K>(s), b.position(peer)?)))
     }
 
     /// Adds or refreshes a peer seen alive at `now`. See [`InsertOutcome`].
-    pub fn insert(&mut self, now: Instant, peer: P, key: Key, value: V) -> InsertOutcome<P> {
+    pub fn insert(&mut self, now: T, peer: P, key: K, value: V) -> InsertOutcome<P> {
         let Some(i) = self.bucket_index(&key) else {
             return InsertOutcome::Rejected(RejectReason::LocalKey);
         };
-        if let Some(&at) = self.index.get(&peer) {
-            let bucket = &mut self.buckets[slot(at)];
-            let pos = bucket.position(&peer).expect("index and buckets agree");
+        if let Some((at, pos)) = self.find(&peer, Some(i)) {
+            let bucket = &mut self.buckets[slot::<K>(at)];
             if bucket.entries[pos].key != key {
                 return InsertOutcome::Rejected(RejectReason::KeyMismatch);
             }
@@ -187,8 +216,8 @@ where
         };
         if bucket.entries.len() < self.config.k {
             bucket.remove_replacement(&entry.peer);
-            self.index.insert(entry.peer.clone(), i);
-            bucket.entries.push(entry);
+            bucket.push(entry, self.config.k);
+            self.len += 1;
             return InsertOutcome::Inserted;
         }
         if self.config.replacement_cache == 0 {
@@ -215,20 +244,19 @@ where
     /// Reports the result of a ping (asked for by [`InsertOutcome::PingOldest`], or any liveness
     /// check). Alive: the entry becomes most recently seen and the cached candidates stay cached.
     /// Dead: the entry is evicted and the most recent admissible cached candidate promoted.
-    pub fn ping_result(&mut self, now: Instant, peer: &P, alive: bool) -> PingOutcome<P> {
-        let Some(&at) = self.index.get(peer) else {
+    pub fn ping_result(&mut self, now: T, peer: &P, alive: bool) -> PingOutcome<P> {
+        let Some((at, pos)) = self.find(peer, None) else {
             return PingOutcome::Unknown;
         };
-        let bucket = &mut self.buckets[slot(at)];
+        let bucket = &mut self.buckets[slot::<K>(at)];
         if bucket.pending.as_ref().is_some_and(|p| &p.peer == peer) {
             bucket.pending = None;
         }
         if alive {
-            let pos = bucket.position(peer).expect("index and buckets agree");
             bucket.touch(pos, now);
             PingOutcome::Kept
         } else {
-            let removal = self.remove(peer).expect("peer is in the table");
+            let removal = self.remove_at(at, pos);
             PingOutcome::Evicted {
                 promoted: removal.promoted,
             }
@@ -238,27 +266,36 @@ where
     /// Removes a peer (e.g. the driver learned it is gone) and promotes the most recent
     /// admissible replacement in its place. The peer is also dropped from every replacement cache.
     /// Returns `None` if the peer was not in the table.
-    pub fn remove(&mut self, peer: &P) -> Option<Removal<P, V>> {
-        let Some(at) = self.index.remove(peer) else {
+    pub fn remove(&mut self, peer: &P) -> Option<Removal<P, V, K, T>> {
+        let Some((at, pos)) = self.find(peer, None) else {
             for bucket in &mut self.buckets {
                 bucket.remove_replacement(peer);
             }
             return None;
         };
-        let bucket = &mut self.buckets[slot(at)];
-        let pos = bucket.position(peer).expect("index and buckets agree");
+        Some(self.remove_at(at, pos))
+    }
+
+    /// Removes entry `pos` of bucket `at` and promotes a replacement in its place.
+    fn remove_at(&mut self, at: u8, pos: usize) -> Removal<P, V, K, T> {
+        let bucket = &mut self.buckets[slot::<K>(at)];
         let entry = bucket.entries.remove(pos);
-        if bucket.pending.as_ref().is_some_and(|p| &p.peer == peer) {
+        self.len -= 1;
+        if bucket
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.peer == entry.peer)
+        {
             bucket.pending = None;
         }
         let promoted = self.promote(at);
-        Some(Removal { entry, promoted })
+        Removal { entry, promoted }
     }
 
     /// Moves the most recent admissible replacement of bucket `at` into the bucket, at its place
     /// in least-recently-seen order.
     fn promote(&mut self, at: u8) -> Option<P> {
-        let bucket = &mut self.buckets[slot(at)];
+        let bucket = &mut self.buckets[slot::<K>(at)];
         while bucket.entries.len() < self.config.k {
             let candidate = bucket.replacements.pop()?;
             if self
@@ -266,12 +303,12 @@ where
                 .admit(&candidate.peer, &candidate.value, &bucket.view(at))
             {
                 let peer = candidate.peer.clone();
-                self.index.insert(peer.clone(), at);
                 // Keep least-recently-seen order: the candidate was last seen when cached.
                 let pos = bucket
                     .entries
                     .partition_point(|e| e.last_seen <= candidate.last_seen);
                 bucket.entries.insert(pos, candidate);
+                self.len += 1;
                 return Some(peer);
             }
         }
@@ -279,25 +316,24 @@ where
     }
 
     /// The entry of a peer.
-    pub fn get(&self, peer: &P) -> Option<&Entry<P, V>> {
-        let at = *self.index.get(peer)?;
-        let bucket = &self.buckets[slot(at)];
-        bucket.position(peer).map(|pos| &bucket.entries[pos])
+    pub fn get(&self, peer: &P) -> Option<&Entry<P, V, K, T>> {
+        let (at, pos) = self.find(peer, None)?;
+        Some(&self.buckets[slot::<K>(at)].entries[pos])
     }
 
     /// Whether a peer is in the table.
     pub fn contains(&self, peer: &P) -> bool {
-        self.index.contains_key(peer)
+        self.find(peer, None).is_some()
     }
 
     /// All entries, bucket 0 first, least recently seen first within a bucket.
-    pub fn iter(&self) -> impl Iterator<Item = &Entry<P, V>> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &Entry<P, V, K, T>> + '_ {
         self.buckets.iter().rev().flat_map(|b| b.entries.iter())
     }
 
     /// A view of one bucket.
-    pub fn bucket(&self, index: u8) -> BucketView<'_, P, V> {
-        match self.buckets.get(slot(index)) {
+    pub fn bucket(&self, index: u8) -> BucketView<'_, P, V, K, T> {
+        match self.buckets.get(slot::<K>(index)) {
             Some(bucket) => bucket.view(index),
             None => BucketView {
                 index,
@@ -309,12 +345,12 @@ where
 
     /// `(index, number of entries)` of every non-empty bucket, in index order.
     pub fn bucket_fill(&self) -> Vec<(u8, usize)> {
-        (0..=255u8)
-            .rev()
-            .zip(&self.buckets)
+        self.buckets
+            .iter()
+            .enumerate()
             .rev()
             .filter(|(_, b)| !b.entries.is_empty())
-            .map(|(i, b)| (i, b.entries.len()))
+            .map(|(s, b)| (index::<K>(s), b.entries.len()))
             .collect()
     }
 
@@ -328,20 +364,20 @@ where
     /// bucket holds more entries than are still needed, `select_nth_unstable` keeps only those
     /// before they are sorted, so the cost is O(k) per visited bucket plus O(m log m) for the `m`
     /// returned, and only returned entries are cloned. Ties (equal keys) keep bucket order.
-    pub fn closest(&self, target: &Key, n: usize) -> Vec<Entry<P, V>>
+    pub fn closest(&self, target: &K, n: usize) -> Vec<Entry<P, V, K, T>>
     where
         V: Clone,
     {
-        let mut out: Vec<Entry<P, V>> = Vec::with_capacity(n.min(self.index.len()));
-        if n == 0 || self.index.is_empty() {
+        let mut out: Vec<Entry<P, V, K, T>> = Vec::with_capacity(n.min(self.len));
+        if n == 0 || self.len == 0 {
             return out;
         }
-        let x = self.local.distance(target);
-        // Slot `s` holds bucket `255 - s`: increasing slots are decreasing bucket indices.
+        let x = self.local.distance_to(target);
+        // Increasing slots are decreasing bucket indices.
         let slots = self.buckets.len();
-        let set = (0..slots).filter(|&s| x.bit(255 - s as u8));
-        let clear = (0..slots).rev().filter(|&s| !x.bit(255 - s as u8));
-        let mut order: Vec<(Distance, usize)> = Vec::new();
+        let set = (0..slots).filter(|&s| K::bit_of(&x, index::<K>(s)));
+        let clear = (0..slots).rev().filter(|&s| !K::bit_of(&x, index::<K>(s)));
+        let mut order: Vec<(K::Distance, usize)> = Vec::new();
         for s in set.chain(clear) {
             let entries = &self.buckets[s].entries;
             if entries.is_empty() {
@@ -353,7 +389,7 @@ where
                 entries
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| (target.distance(&e.key), i)),
+                    .map(|(i, e)| (target.distance_to(&e.key), i)),
             );
             if order.len() > need {
                 order.select_nth_unstable(need - 1);
@@ -370,41 +406,86 @@ where
 
     /// Records that a lookup for `target` completed at `now`, which refreshes `target`'s bucket.
     /// A lookup of the local key refreshes no bucket (it is the bootstrap self-lookup).
-    pub fn mark_looked_up(&mut self, now: Instant, target: &Key) {
+    pub fn mark_looked_up(&mut self, now: T, target: &K) {
         if let Some(i) = self.bucket_index(target) {
             grow(&mut self.buckets, i).last_lookup = Some(now);
         }
     }
 
     /// The buckets to refresh now (look up `local_key().random_in_bucket(i, rng)` for each):
-    /// every bucket from the lowest non-empty one up to 255 that was never looked up or not within
-    /// `refresh_interval`. Buckets below the lowest non-empty one are the self-lookup's job (they
-    /// are almost surely empty: bucket `i` covers a `2^(i-256)` share of the key space). Empty
-    /// table: nothing (bootstrap first).
-    pub fn buckets_due_for_refresh(&self, now: Instant) -> Vec<u8> {
+    /// every bucket from the lowest non-empty one up to the highest (255 for [`Key`]) that was
+    /// never looked up or not within `refresh_interval`. Buckets below the lowest non-empty one
+    /// are the self-lookup's job (they are almost surely empty: bucket `i` covers a `2^(i-256)`
+    /// share of the key space). Empty table: nothing (bootstrap first).
+    pub fn buckets_due_for_refresh(&self, now: T) -> Vec<u8> {
         let Some(deepest) = self.buckets.iter().rposition(|b| !b.entries.is_empty()) else {
             return Vec::new();
         };
-        // Slot `deepest` holds the lowest non-empty bucket; slots 0..=deepest are buckets 255..=lowest.
+        // Slot `deepest` holds the lowest non-empty bucket; slots 0..=deepest are the highest
+        // bucket down to the lowest.
         (0..=deepest)
             .rev()
             .filter(|&s| match self.buckets[s].last_lookup {
                 None => true,
                 Some(t) => now.saturating_duration_since(t) >= self.config.refresh_interval,
             })
-            .map(|s| 255 - s as u8)
+            .map(index::<K>)
             .collect()
+    }
+
+    /// Gives back the memory the table holds beyond its entries: the slack of buckets and
+    /// replacement caches that grew and shrank, and trailing buckets left empty. Nothing else
+    /// changes. For a caller that keeps many tables that stopped changing (a simulator).
+    pub fn shrink_to_fit(&mut self) {
+        while self.buckets.last().is_some_and(|b| {
+            b.entries.is_empty()
+                && b.replacements.is_empty()
+                && b.pending.is_none()
+                && b.last_lookup.is_none()
+        }) {
+            self.buckets.pop();
+        }
+        self.buckets.shrink_to_fit();
+        for b in &mut self.buckets {
+            b.entries.shrink_to_fit();
+            b.replacements.shrink_to_fit();
+        }
+    }
+
+    /// The bytes of heap the table holds: its buckets, their entries and replacement caches at
+    /// their capacities, and the admission filter. Not counted: what `P` and `V` themselves own
+    /// on the heap, and the allocator's overhead. For a caller that budgets the memory of many
+    /// tables (a simulator).
+    pub fn heap_bytes(&self) -> usize {
+        let entry = size_of::<Entry<P, V, K, T>>();
+        let entries: usize = self
+            .buckets
+            .iter()
+            .map(|b| (b.entries.capacity() + b.replacements.capacity()) * entry)
+            .sum();
+        self.buckets.capacity() * size_of::<Bucket<P, V, K, T>>()
+            + entries
+            + size_of_val(&*self.filter)
     }
 }
 
 /// The position of bucket `index` in `RoutingTable::buckets`.
-fn slot(index: u8) -> usize {
-    255 - usize::from(index)
+fn slot<K: KadKey>(index: u8) -> usize {
+    usize::from(K::BITS) - 1 - usize::from(index)
+}
+
+/// The bucket index at position `slot` of `RoutingTable::buckets`.
+fn index<K: KadKey>(slot: usize) -> u8 {
+    // Slots are below `K::BITS` ≤ 256.
+    (usize::from(K::BITS) - 1 - slot) as u8
 }
 
 /// Bucket `index`, allocating the slots up to it if needed.
-fn grow<P, V>(buckets: &mut Vec<Bucket<P, V>>, index: u8) -> &mut Bucket<P, V> {
-    let s = slot(index);
+fn grow<P, V, K: KadKey, T>(
+    buckets: &mut Vec<Bucket<P, V, K, T>>,
+    index: u8,
+) -> &mut Bucket<P, V, K, T> {
+    let s = slot::<K>(index);
     if buckets.len() <= s {
         buckets.resize_with(s + 1, Bucket::default);
     }

@@ -3,7 +3,7 @@
 //! queried twice, ignored peers are never queried, parallelism stays bounded, the lookup ends, and
 //! the result holds only peers that answered, sorted, at most k.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bavard_routing::{Key, Lookup, LookupAction, LookupConfig, Termination};
@@ -54,10 +54,11 @@ proptest! {
         k in 1usize..12,
         paths in 1usize..4,
         burst_quorum in 0usize..14,
+        attempts in 1u32..4,
     ) {
         let me = 7u64;
         let config = LookupConfig {
-            alpha, k, termination, disjoint_paths: paths, max_candidates: 2 * k, burst_quorum,
+            alpha, k, termination, disjoint_paths: paths, max_candidates: 2 * k, burst_quorum, attempts,
             ..LookupConfig::default()
         };
         let t0 = Instant::now();
@@ -66,6 +67,8 @@ proptest! {
         let mut lookup = Lookup::new(now, key_of(1000), seeds, config).unwrap();
         lookup.ignore_peer(me);
         let mut sent = HashSet::new();
+        // How often each peer was sent a request: a lost one is retried, `attempts` times in all.
+        let mut sends: HashMap<u64, u32> = HashMap::new();
         let mut pending: Vec<u64> = Vec::new();
         let mut answered = HashSet::new();
         let mut replies = replies.into_iter();
@@ -74,7 +77,10 @@ proptest! {
             match lookup.poll(now) {
                 LookupAction::Send { peer } => {
                     prop_assert!(peer != me);
-                    prop_assert!(sent.insert(peer), "peer {} queried twice", peer);
+                    sent.insert(peer);
+                    let n = sends.entry(peer).or_default();
+                    *n += 1;
+                    prop_assert!(*n <= attempts, "peer {} queried {} times", peer, n);
                     pending.push(peer);
                     prop_assert!(lookup.in_flight() <= paths * alpha.max(k));
                     continue;
@@ -113,7 +119,8 @@ proptest! {
             prop_assert!(answered.contains(p) && sent.contains(p));
             prop_assert_eq!(*key, key_of(*p));
         }
-        prop_assert_eq!(result.stats.messages_sent as usize, sent.len());
+        prop_assert_eq!(result.stats.messages_sent, sends.values().sum::<u32>());
+        prop_assert_eq!(result.stats.peers_contacted as usize, sent.len());
         prop_assert!(result.stats.elapsed <= Duration::from_secs(60));
     }
 }

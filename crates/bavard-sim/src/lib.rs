@@ -12,6 +12,7 @@
 //! - [`rng`]: every random choice derives from one `u64` seed (ChaCha8 streams);
 //! - [`keyspace`]: global knowledge of the key space for ground truth ([`KeyIndex`]);
 //! - [`stats`]: means and percentiles ([`Samples`]);
+//! - [`memory`]: the peak resident set every experiment reports, in all and per node;
 //! - [`lookup`]: the lookup experiment — N routing tables joined through a bootstrap node, then
 //!   lookups with bavard's termination and libp2p's classic one, compared with the true k
 //!   closest ([`run_lookup_sim`], [`LookupSimConfig`], [`StrategyReport`]);
@@ -26,8 +27,10 @@
 //!   checker of `bavard-tests` for lost writes, phantom and stale reads, and the time the
 //!   replicas take to converge ([`run_kv_sim`], [`KvSimConfig`], [`KvReport`]).
 //!
-//! Nodes are `u32` ids indexing `Vec`s of state, so 100,000 nodes fit in memory. A run is a pure
-//! function of its configuration and seed: everything it reports except `wall_s` replays exactly.
+//! Nodes are `u32` ids indexing `Vec`s of state, and a node keeps only its own state (shared
+//! configuration and keys live once, tables hold compact keys and times): a million nodes' lookup
+//! experiment fits in a few GB. A run is a pure function of its configuration and seed:
+//! everything it reports except `wall_s`, `peak_rss_mb` and `bytes_per_node` replays exactly.
 //!
 //! The whole-network tests of the cores run on the same harness (`tests/kademlia_network.rs`,
 //! `tests/broadcast_overlay.rs`, `tests/membership_cluster.rs`), next to the harness's own
@@ -43,6 +46,7 @@ pub mod latency;
 pub mod lookup;
 pub mod loss;
 pub mod membership;
+pub mod memory;
 pub mod rng;
 pub mod stats;
 

@@ -712,4 +712,13 @@ fn print_table(config: &LookupSimConfig, reports: &[StrategyReport]) {
             baseline.messages_mean / ours.messages_mean
         );
     }
+    if let Some(last) = reports.last() {
+        println!(
+            "memory: {:.1} table entries per node, state {} B per node; peak RSS {} MB = {} B per node",
+            last.table_entries_mean,
+            last.state_bytes_per_node,
+            last.peak_rss_mb,
+            last.bytes_per_node
+        );
+    }
 }

@@ -179,7 +179,8 @@ impl GossipStrategy {
     }
 }
 
-/// The figures of one strategy. Every field but `wall_s` is a pure function of the configuration.
+/// The figures of one strategy. Every field but `wall_s`, `peak_rss_mb` and `bytes_per_node` is a pure
+/// function of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GossipReport {
     /// `"ours"` (HyParView + Plumtree) or `"baseline"` (gossipsub-like mesh, D = 6).
@@ -227,6 +228,10 @@ pub struct GossipReport {
     pub warmup_rmr: Option<f64>,
     /// Messages the cores rejected (should be 0).
     pub rejected: u64,
+    /// Peak resident memory of the process, MiB (Linux; 0 elsewhere): see [`crate::memory`].
+    pub peak_rss_mb: u64,
+    /// The peak resident memory divided by the nodes, in bytes.
+    pub bytes_per_node: u64,
     /// Wall-clock seconds this strategy's run took.
     pub wall_s: f64,
 }
@@ -544,6 +549,8 @@ fn run_ours(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
         warmup_delivery_ratio,
         warmup_rmr,
         rejected: h.traffic().rejected,
+        peak_rss_mb: crate::memory::peak_rss_mb(),
+        bytes_per_node: crate::memory::bytes_per_node(n),
         wall_s: wall.elapsed().as_secs_f64(),
     }
 }
@@ -655,6 +662,8 @@ fn run_baseline(config: &GossipSimConfig, plan: &Plan) -> GossipReport {
         warmup_delivery_ratio: None,
         warmup_rmr: None,
         rejected: 0,
+        peak_rss_mb: crate::memory::peak_rss_mb(),
+        bytes_per_node: crate::memory::bytes_per_node(n),
         wall_s: wall.elapsed().as_secs_f64(),
     }
 }

@@ -37,7 +37,7 @@
 //!   started, counting only the pairs R + W > N covers: writes and deletes at quorum or all, and
 //!   reads at quorum or all (with N = 3 each is at least a quorum, so any such pair overlaps).
 //!
-//! A run is a pure function of its configuration: everything but `wall_s` and `peak_rss_mb`
+//! A run is a pure function of its configuration: everything but `wall_s`, `peak_rss_mb` and `bytes_per_node`
 //! replays exactly from the seed.
 
 mod cas;
@@ -204,7 +204,7 @@ impl LevelCounts {
     }
 }
 
-/// The figures and the verdict of one run. Every field but `wall_s` and `peak_rss_mb` is a
+/// The figures and the verdict of one run. Every field but `wall_s`, `peak_rss_mb` and `bytes_per_node` is a
 /// pure function of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KvReport {
@@ -279,8 +279,10 @@ pub struct KvReport {
     /// top level of the JSON).
     #[serde(flatten)]
     pub cas: Option<CasReport>,
-    /// Peak resident memory of the process, MiB (Linux; 0 elsewhere).
+    /// Peak resident memory of the process, MiB (Linux; 0 elsewhere): see [`crate::memory`].
     pub peak_rss_mb: u64,
+    /// The peak resident memory divided by the nodes, in bytes.
+    pub bytes_per_node: u64,
     /// Wall-clock seconds the run took.
     pub wall_s: f64,
 }
@@ -987,7 +989,8 @@ impl<'a> Sim<'a> {
             virtual_s: h.now().as_micros() as f64 / 1e6,
             examples,
             cas,
-            peak_rss_mb: peak_rss_mb(),
+            peak_rss_mb: crate::memory::peak_rss_mb(),
+            bytes_per_node: crate::memory::bytes_per_node(self.config.nodes),
             wall_s: wall.elapsed().as_secs_f64(),
         }
     }
@@ -995,16 +998,4 @@ impl<'a> Sim<'a> {
 
 fn secs_between(a: SimTime, b: SimTime) -> f64 {
     b.as_micros().saturating_sub(a.as_micros()) as f64 / 1e6
-}
-
-/// The process's peak resident set (VmHWM), MiB; 0 where /proc is not there.
-fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
 }

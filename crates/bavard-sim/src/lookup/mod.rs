@@ -47,6 +47,13 @@
 //! `[kad] max_peers_per_ip_group`); honest nodes each have their own group. Off: one path, one
 //! attempt, no group cap.
 //!
+//! **Memory** (issue 18): a node keeps its table in compact form (the first 64 bits of each key,
+//! millisecond times: 16-byte entries) and shares the keys and the lookup parameters with every
+//! other node (see `node.rs`), and its lookups and queues exist only while it runs one; tables
+//! built by the fast join hold no slack. The figures stay those of tables of full keys. The report
+//! gives the peak resident set (`peak_rss_mb`, `bytes_per_node`) and the nodes' computed state
+//! (`state_bytes_per_node`, `table_entries_mean`) once the tables are built.
+//!
 //! The nodes run on the [harness](crate::harness) (datagram transport: a request to a dead node
 //! times out); each is a [`RoutingTable`](bavard_routing::RoutingTable) plus the lookups it runs
 //! (`node.rs`).
@@ -62,7 +69,7 @@ use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use self::node::{Adversary, Kind, LookupNode, Out};
+use self::node::{Adversary, Kind, LookupNode, Out, Shared};
 use crate::NodeId;
 use crate::engine::SimTime;
 use crate::error::SimError;
@@ -254,8 +261,8 @@ impl Strategy {
     }
 }
 
-/// The figures of one strategy. Every field but `wall_s` is a pure function of the
-/// configuration.
+/// The figures of one strategy. Every field but `wall_s`, `peak_rss_mb` and `bytes_per_node` is
+/// a pure function of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyReport {
     /// `"ours"` or `"baseline"`.
@@ -307,6 +314,19 @@ pub struct StrategyReport {
     pub closest_answered_ms_p50: f64,
     /// Mean RTT of the links the requests used (origin → queried peer), in milliseconds.
     pub link_rtt_ms_mean: f64,
+    /// Mean entries per routing table once the tables are built.
+    pub table_entries_mean: f64,
+    /// The nodes' own state once the tables are built, per node, in bytes: each node's struct
+    /// and the heap it owns (its table's buckets and entries at their capacities), plus its share
+    /// of what the nodes share (every node's key). Not counted: the allocator's overhead, the
+    /// harness' per-node bookkeeping (~60 bytes) and the lookups in flight. A pure function of the
+    /// configuration, unlike `bytes_per_node`: the regression check of
+    /// `baseline/bytes_per_node.json` watches it.
+    pub state_bytes_per_node: u64,
+    /// Peak resident memory of the process, MiB (Linux; 0 elsewhere): see [`crate::memory`].
+    pub peak_rss_mb: u64,
+    /// The peak resident memory divided by the nodes, in bytes.
+    pub bytes_per_node: u64,
     /// Wall-clock seconds from the start of the run (join included) to the end of this strategy.
     pub wall_s: f64,
 }
@@ -327,12 +347,17 @@ pub fn run_lookup_sim(config: &LookupSimConfig) -> Result<Vec<StrategyReport>, S
     for i in 0..config.nodes {
         sim.h.node_mut(i).freeze();
     }
+    sim.measure_state();
 
     // Lookups start at honest nodes and are judged against honest ones.
     let live: Vec<NodeId> = (0..config.nodes)
         .filter(|&n| sim.h.is_up(n) && !sim.h.node(n).is_adversary())
         .collect();
-    let index = KeyIndex::new(live.iter().map(|&n| (sim.keys[n as usize], n)).collect());
+    let index = KeyIndex::new(
+        live.iter()
+            .map(|&n| (sim.shared.keys[n as usize], n))
+            .collect(),
+    );
     let mut rng = seeded(config.seed, stream::WORKLOAD);
     let workload: Vec<(NodeId, Key)> = (0..config.lookups)
         .map(|_| {
@@ -355,7 +380,11 @@ pub fn run_lookup_sim(config: &LookupSimConfig) -> Result<Vec<StrategyReport>, S
     if config.membership {
         sim.membership_seeds = truths
             .iter()
-            .map(|t| t.iter().map(|&n| (n, sim.keys[n as usize])).collect())
+            .map(|t| {
+                t.iter()
+                    .map(|&n| (n, sim.shared.keys[n as usize]))
+                    .collect()
+            })
             .collect();
     }
 
@@ -381,7 +410,8 @@ enum Event {
 struct Sim<'a> {
     config: &'a LookupSimConfig,
     h: Harness<LookupNode, Event>,
-    keys: Rc<[Key]>,
+    /// The keys and the lookup parameters, which every node reads.
+    shared: Rc<Shared>,
     /// For the RTT of the links the requests use (the harness has its own copy).
     latency: LatencyModel,
     /// Refresh keys and fast-join tables.
@@ -395,6 +425,9 @@ struct Sim<'a> {
     measure_start: SimTime,
     rtt_sum_ms: f64,
     rtt_count: u64,
+    /// `(entries, bytes)` per node once the tables are built: see [`StrategyReport`].
+    table_entries_mean: f64,
+    state_bytes_per_node: u64,
 }
 
 impl<'a> Sim<'a> {
@@ -404,18 +437,19 @@ impl<'a> Sim<'a> {
             config.latency,
             &mut seeded(config.seed, stream::LATENCY),
         );
-        let keys: Rc<[Key]> = (0..config.nodes)
-            .map(|i| Key::hash(&i.to_be_bytes()))
-            .collect();
-        let (table, lookup) = (config.table_config(), config.lookup_config(Strategy::Ours));
-        let shared = keys.clone();
+        let shared = Rc::new(Shared::new(
+            config.nodes,
+            config.table_config(),
+            config.lookup_config(Strategy::Ours),
+        ));
+        let for_nodes = shared.clone();
         let h = Network::new(config.nodes, latency.clone())
             .with_loss(Loss::new(config.loss, hash_words(&[config.seed, 0x1055])))
-            .build(move |id, _| LookupNode::new(id, shared.clone(), &table, lookup.clone()));
+            .build(move |id, now| LookupNode::new(id, for_nodes.clone(), now));
         Self {
             config,
             h,
-            keys,
+            shared,
             latency,
             rng: seeded(config.seed, stream::JOIN),
             results: Vec::new(),
@@ -425,7 +459,22 @@ impl<'a> Sim<'a> {
             measure_start: SimTime::ZERO,
             rtt_sum_ms: 0.0,
             rtt_count: 0,
+            table_entries_mean: 0.0,
+            state_bytes_per_node: 0,
         }
+    }
+
+    /// Measures the built tables: mean entries and state bytes per node.
+    fn measure_state(&mut self) {
+        let n = self.config.nodes;
+        let (mut entries, mut bytes) = (0usize, size_of_val(&*self.shared.keys));
+        for i in 0..n {
+            let node = self.h.node(i);
+            entries += node.table_len();
+            bytes += node.state_bytes();
+        }
+        self.table_entries_mean = entries as f64 / f64::from(n);
+        self.state_bytes_per_node = (bytes / n as usize) as u64;
     }
 
     fn join_all(&mut self) {
@@ -437,11 +486,11 @@ impl<'a> Sim<'a> {
     }
 
     fn fast_join(&mut self) {
-        let index = KeyIndex::new(self.keys.iter().copied().zip(0..).collect());
+        let index = KeyIndex::new(self.shared.keys.iter().copied().zip(0..).collect());
         let k = self.config.k;
         for node in 0..self.config.nodes {
             let now = self.h.local_time(node);
-            let local = self.keys[node as usize];
+            let local = self.shared.keys[node as usize];
             for bucket in (0..=255u8).rev() {
                 let p = 255 - u32::from(bucket);
                 // Nodes sharing p + 1 leading bits with us: only us left means every deeper
@@ -457,10 +506,11 @@ impl<'a> Sim<'a> {
                     sample(&mut self.rng, members.len(), k).into_vec()
                 };
                 for i in chosen {
-                    let (key, peer) = members[i];
-                    self.h.node_mut(node).table.insert(now, peer, key, ());
+                    self.h.node_mut(node).insert(now, members[i].1);
                 }
             }
+            // The table is complete: no slack in its buffers.
+            self.h.node_mut(node).shrink();
         }
     }
 
@@ -490,7 +540,10 @@ impl<'a> Sim<'a> {
             .map(|i| live[i])
             .collect();
         let accomplices = Rc::new(KeyIndex::new(
-            chosen.iter().map(|&a| (self.keys[a as usize], a)).collect(),
+            chosen
+                .iter()
+                .map(|&a| (self.shared.keys[a as usize], a))
+                .collect(),
         ));
         for a in chosen {
             self.h.node_mut(a).turn(Adversary {
@@ -508,11 +561,7 @@ impl<'a> Sim<'a> {
     ) -> Vec<LookupResult<NodeId>> {
         let lookup_config = self.config.lookup_config(strategy);
         let group_cap = (strategy == Strategy::Ours && self.config.defences).then_some(GROUP_CAP);
-        for i in 0..self.config.nodes {
-            let node = self.h.node_mut(i);
-            node.set_config(lookup_config.clone());
-            node.set_group_cap(group_cap);
-        }
+        self.shared.set_strategy(lookup_config, group_cap);
         self.results = vec![None; workload.len()];
         self.closest_answered = vec![None; workload.len()];
         self.measure_start = self.h.now();
@@ -542,7 +591,7 @@ impl<'a> Sim<'a> {
                     event: Event::StartJoin(node),
                     ..
                 } => {
-                    let target = self.keys[node as usize];
+                    let target = self.shared.keys[node as usize];
                     self.h.act(node, |n, now| {
                         n.learn(now, 0);
                         n.start(now, target, Kind::JoinSelf, &[]);
@@ -560,7 +609,7 @@ impl<'a> Sim<'a> {
     fn observe(&mut self, at: SimTime, node: NodeId, event: Out) {
         match event {
             Out::JoinedSelf { due } => {
-                let local = self.keys[node as usize];
+                let local = self.shared.keys[node as usize];
                 let targets: Vec<Key> = due
                     .into_iter()
                     .map(|b| local.random_in_bucket(b, &mut self.rng))
@@ -651,6 +700,10 @@ impl<'a> Sim<'a> {
             } else {
                 self.rtt_sum_ms / self.rtt_count as f64
             },
+            table_entries_mean: self.table_entries_mean,
+            state_bytes_per_node: self.state_bytes_per_node,
+            peak_rss_mb: crate::memory::peak_rss_mb(),
+            bytes_per_node: crate::memory::bytes_per_node(self.config.nodes),
             wall_s: wall.elapsed().as_secs_f64(),
         }
     }

@@ -1,14 +1,24 @@
 //! A Kademlia node as the lookup experiment drives it: a [`RoutingTable`] that answers
 //! FIND_NODE, and the [`Lookup`]s the node runs, each waiting for its own deadline. An
 //! adversarial node answers as its [`Attack`] says instead.
+//!
+//! **Compact state.** A million of these live in one process, so a node keeps only what is its
+//! own. Its table is a [`RoutingTable`] of `u64` keys (the first 64 bits of each node's key, see
+//! [`short`]) stamped with [`Millis`] (4 bytes) instead of 256-bit keys and 16-byte `Instant`s: an
+//! entry takes 16 bytes instead of 56, and the table answers exactly as a table of full keys
+//! would, because no two nodes' keys share their first 64 bits (checked by [`Shared::new`]). The
+//! full keys, the lookup parameters and the time origin live once, in [`Shared`]; the lookups,
+//! the outbox and the event queue exist only while the node has something running.
 
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bavard_routing::{
-    InsertOutcome, Key, Lookup, LookupAction, LookupConfig, LookupResult, RoutingTable, TableConfig,
+    InsertOutcome, Key, Lookup, LookupAction, LookupConfig, LookupResult, RoutingTable,
+    TableConfig, Timestamp,
 };
 
 use rand::SeedableRng as _;
@@ -26,6 +36,95 @@ pub(super) struct Adversary {
     /// Every adversary's key (they collude): a misrouting node answers with the adversaries
     /// closest to the target.
     pub(super) accomplices: Rc<KeyIndex>,
+}
+
+/// The first 64 bits of a key: what the nodes' tables hold (see the module docs).
+pub(super) fn short(key: &Key) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&key.as_bytes()[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// A full key's bucket `b` is bucket `b - SHORT_SHIFT` of a 64-bit key (bucket 255, the first
+/// bit, is bit 63 of the short key).
+const SHORT_SHIFT: u8 = 192;
+
+/// Virtual milliseconds since the start of the run: the timestamps of the nodes' tables.
+///
+/// Cutting `Instant`s to the millisecond changes no figure: the lookup experiment never evicts
+/// (a full bucket's ping is answered alive, so the order of `last_seen` never decides a
+/// promotion), and a node asks which buckets are due for a refresh once, at the end of its
+/// self-lookup, before any of its buckets was looked up. A `u32` lasts 49 days of virtual time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Millis(u32);
+
+impl Timestamp for Millis {
+    fn saturating_duration_since(&self, earlier: Self) -> Duration {
+        Duration::from_millis(u64::from(self.0.saturating_sub(earlier.0)))
+    }
+}
+
+/// The routing table of a simulated node: `u64` keys, [`Millis`] timestamps.
+pub(super) type Table = RoutingTable<NodeId, (), u64, Millis>;
+
+/// What every node reads and none owns: one copy for the whole network.
+pub(super) struct Shared {
+    /// Every node's key (node `i` has `Key::hash(i as big-endian u32)`).
+    pub(super) keys: Box<[Key]>,
+    table: TableConfig,
+    /// The parameters of the lookups nodes start (the strategy under test).
+    config: RefCell<LookupConfig>,
+    /// At most this many candidates per IP group in one lookup (the node's diversity rule).
+    group_cap: Cell<Option<usize>>,
+    /// The `Instant` of virtual time zero, as the first node built was given it (no node's clock
+    /// is skewed in this experiment).
+    epoch: OnceCell<Instant>,
+}
+
+impl Shared {
+    /// The shared state of `nodes` nodes.
+    ///
+    /// # Panics
+    ///
+    /// If two nodes' keys share their first 64 bits, where tables of short keys could answer
+    /// differently from tables of full keys (a chance of about `nodes² / 2^65`: none up to
+    /// millions of nodes, and the keys are fixed by the node count).
+    pub(super) fn new(nodes: u32, table: TableConfig, config: LookupConfig) -> Self {
+        let keys: Box<[Key]> = (0..nodes).map(|i| Key::hash(&i.to_be_bytes())).collect();
+        let mut shorts: Vec<u64> = keys.iter().map(short).collect();
+        shorts.sort_unstable();
+        assert!(
+            shorts.windows(2).all(|w| w[0] != w[1]),
+            "two of {nodes} node keys share their first 64 bits: the short-key tables would be inexact"
+        );
+        Self {
+            keys,
+            table,
+            config: RefCell::new(config),
+            group_cap: Cell::new(None),
+            epoch: OnceCell::new(),
+        }
+    }
+
+    /// Runs later lookups with `config` and at most `group_cap` candidates per IP group.
+    pub(super) fn set_strategy(&self, config: LookupConfig, group_cap: Option<usize>) {
+        *self.config.borrow_mut() = config;
+        self.group_cap.set(group_cap);
+    }
+
+    fn k(&self) -> usize {
+        self.config.borrow().k
+    }
+
+    fn node_count(&self) -> u32 {
+        u32::try_from(self.keys.len()).expect("node ids are u32")
+    }
+
+    fn millis(&self, now: Instant) -> Millis {
+        let epoch = *self.epoch.get().expect("set when the first node was built");
+        let ms = now.saturating_duration_since(epoch).as_millis();
+        Millis(u32::try_from(ms).expect("runs last less than 49 days of virtual time"))
+    }
 }
 
 /// Fabricated identities (eclipse) are ids past the real nodes: `nodes + adversary × k + slot`.
@@ -103,17 +202,12 @@ struct Query {
 /// One node: its table, its lookups, its outputs.
 pub(super) struct LookupNode {
     id: NodeId,
-    /// Every node's key (node `i` has `Key::hash(i as big-endian u32)`), shared.
-    keys: Rc<[Key]>,
-    pub(super) table: RoutingTable<NodeId>,
-    /// The parameters of the lookups this node starts (the strategy under test).
-    config: LookupConfig,
+    shared: Rc<Shared>,
+    table: Table,
     /// No more insertions: the measurement runs every strategy on the same tables.
     frozen: bool,
-    /// At most this many candidates per IP group in one lookup (the node's diversity rule).
-    group_cap: Option<usize>,
-    /// Set when this node is adversarial.
-    adversary: Option<Adversary>,
+    /// Set when this node is adversarial (boxed: few are).
+    adversary: Option<Box<Adversary>>,
     /// The lookups running, oldest first (a handful at most).
     queries: Vec<Query>,
     next_serial: u64,
@@ -122,20 +216,16 @@ pub(super) struct LookupNode {
 }
 
 impl LookupNode {
-    pub(super) fn new(
-        id: NodeId,
-        keys: Rc<[Key]>,
-        table: &TableConfig,
-        config: LookupConfig,
-    ) -> Self {
-        let table = RoutingTable::new(keys[id as usize], table.clone()).expect("validated");
+    /// Node `id`, built at `now` (virtual time zero).
+    pub(super) fn new(id: NodeId, shared: Rc<Shared>, now: Instant) -> Self {
+        shared.epoch.get_or_init(|| now);
+        let local = short(&shared.keys[id as usize]);
+        let table = RoutingTable::new(local, shared.table.clone()).expect("validated");
         Self {
             id,
-            keys,
+            shared,
             table,
-            config,
             frozen: false,
-            group_cap: None,
             adversary: None,
             queries: Vec::new(),
             next_serial: 0,
@@ -144,19 +234,33 @@ impl LookupNode {
         }
     }
 
-    /// Runs later lookups with `config`.
-    pub(super) fn set_config(&mut self, config: LookupConfig) {
-        self.config = config;
-    }
-
-    /// Caps the candidates per IP group in the lookups this node starts (`None`: no cap).
-    pub(super) fn set_group_cap(&mut self, cap: Option<usize>) {
-        self.group_cap = cap;
-    }
-
     /// Turns this node adversarial.
     pub(super) fn turn(&mut self, adversary: Adversary) {
-        self.adversary = Some(adversary);
+        self.adversary = Some(Box::new(adversary));
+    }
+
+    /// The number of entries in the table.
+    pub(super) fn table_len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Gives back the slack of the table's buffers (for a table that stopped changing).
+    pub(super) fn shrink(&mut self) {
+        self.table.shrink_to_fit();
+    }
+
+    /// The bytes this node holds: its own struct and the heap it owns (table, lookups, queues),
+    /// allocator overhead excluded. A pure function of the run, unlike the RSS.
+    pub(super) fn state_bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.table.heap_bytes()
+            + self
+                .adversary
+                .as_ref()
+                .map_or(0, |_| size_of::<Adversary>())
+            + self.queries.capacity() * size_of::<Query>()
+            + self.outbox.capacity() * size_of::<(NodeId, Msg)>()
+            + self.events.capacity() * size_of::<Out>()
     }
 
     /// Whether this node is adversarial.
@@ -165,13 +269,13 @@ impl LookupNode {
     }
 
     fn real_nodes(&self) -> u32 {
-        u32::try_from(self.keys.len()).expect("node ids are u32")
+        self.shared.node_count()
     }
 
     /// What an adversary answers to FIND_NODE `target`; `None`: it does not answer.
     fn adversarial_answer(&self, tag: u64, target: &Key) -> Option<Vec<(NodeId, Key)>> {
         let adversary = self.adversary.as_ref()?;
-        let k = self.config.k;
+        let k = self.shared.k();
         match adversary.attack {
             Attack::Drop => None,
             Attack::Misroute => Some(
@@ -179,7 +283,7 @@ impl LookupNode {
                     .accomplices
                     .closest(target, k)
                     .into_iter()
-                    .map(|n| (n, self.keys[n as usize]))
+                    .map(|n| (n, self.shared.keys[n as usize]))
                     .collect(),
             ),
             Attack::Eclipse => {
@@ -209,7 +313,10 @@ impl LookupNode {
         if self.frozen || peer == self.id || peer >= self.real_nodes() {
             return;
         }
-        let key = self.keys[peer as usize];
+        let (now, key) = (
+            self.shared.millis(now),
+            short(&self.shared.keys[peer as usize]),
+        );
         if let InsertOutcome::PingOldest { oldest } = self.table.insert(now, peer, key, ()) {
             // Tables only change during the join, when every node is up: the ping succeeds, and
             // answering it at once costs no message.
@@ -217,20 +324,34 @@ impl LookupNode {
         }
     }
 
+    /// Inserts `peer` as the fast join does, from global knowledge.
+    pub(super) fn insert(&mut self, now: Instant, peer: NodeId) {
+        let (now, key) = (
+            self.shared.millis(now),
+            short(&self.shared.keys[peer as usize]),
+        );
+        self.table.insert(now, peer, key, ());
+    }
+
+    /// The table's `k` closest peers to `target`, with their full keys.
+    fn closest(&self, target: &Key) -> Vec<(NodeId, Key)> {
+        self.table
+            .closest(&short(target), self.shared.k())
+            .into_iter()
+            .map(|e| (e.peer, self.shared.keys[e.peer as usize]))
+            .collect()
+    }
+
     /// Starts a lookup of `target`, seeded with the table's closest and `extra` seeds.
     pub(super) fn start(&mut self, now: Instant, target: Key, kind: Kind, extra: &[(NodeId, Key)]) {
-        let mut seeds: Vec<(NodeId, Key)> = self
-            .table
-            .closest(&target, self.config.k)
-            .into_iter()
-            .map(|e| (e.peer, e.key))
-            .collect();
+        let mut seeds = self.closest(&target);
         for seed in extra {
             if !seeds.iter().any(|(p, _)| *p == seed.0) {
                 seeds.push(*seed);
             }
         }
-        let mut lookup = Lookup::new(now, target, seeds, self.config.clone()).expect("validated");
+        let config = self.shared.config.borrow().clone();
+        let mut lookup = Lookup::new(now, target, seeds, config).expect("validated");
         lookup.ignore_peer(self.id);
         let serial = self.next_serial;
         self.next_serial += 1;
@@ -297,14 +418,20 @@ impl LookupNode {
         let target = *q.lookup.target();
         match q.kind {
             Kind::JoinSelf => {
-                let due = self.table.buckets_due_for_refresh(now);
+                let due: Vec<u8> = self
+                    .table
+                    .buckets_due_for_refresh(self.shared.millis(now))
+                    .into_iter()
+                    .map(|b| b + SHORT_SHIFT)
+                    .collect();
                 if !due.is_empty() {
                     self.events.push_back(Out::JoinedSelf { due });
                 }
             }
             Kind::JoinRefresh => {
                 if !self.frozen {
-                    self.table.mark_looked_up(now, &target);
+                    let now = self.shared.millis(now);
+                    self.table.mark_looked_up(now, &short(&target));
                 }
             }
             Kind::Measure(lookup) => self.events.push_back(Out::Finished {
@@ -336,11 +463,7 @@ impl SimNode for LookupNode {
                         None => return Ok(()),
                     }
                 } else {
-                    self.table
-                        .closest(&target, self.config.k)
-                        .into_iter()
-                        .map(|e| (e.peer, e.key))
-                        .collect()
+                    self.closest(&target)
                 };
                 self.outbox.push_back((
                     from,
@@ -363,8 +486,8 @@ impl SimNode for LookupNode {
                     self.events.push_back(Out::Answered { lookup, from });
                 }
                 self.learn(now, from);
-                if let Some(cap) = self.group_cap {
-                    let (real_nodes, k) = (self.real_nodes(), self.config.k);
+                if let Some(cap) = self.shared.group_cap.get() {
+                    let (real_nodes, k) = (self.real_nodes(), self.shared.k());
                     let q = &mut self.queries[index];
                     peers.retain(|(peer, _)| {
                         if q.lookup.path_of(peer).is_some() {
@@ -398,7 +521,7 @@ impl SimNode for LookupNode {
 
     fn poll_transmit(&mut self) -> Option<(NodeId, Msg)> {
         let next = self.outbox.pop_front();
-        if next.is_none() && self.outbox.capacity() > 4 {
+        if next.is_none() && self.outbox.capacity() > 0 {
             // A burst of requests is over: give its buffer back (10,000 idle nodes add up).
             self.outbox = VecDeque::new();
         }
@@ -406,7 +529,12 @@ impl SimNode for LookupNode {
     }
 
     fn poll_event(&mut self) -> Option<Out> {
-        self.events.pop_front()
+        let next = self.events.pop_front();
+        if next.is_none() && self.events.capacity() > 0 {
+            // The experiment took them all: the buffer waits for the next event freed.
+            self.events = VecDeque::new();
+        }
+        next
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -116,7 +116,8 @@ impl MembershipSimConfig {
     }
 }
 
-/// The figures of one run. Every field but `wall_s` is a pure function of the configuration.
+/// The figures of one run. Every field but `wall_s`, `peak_rss_mb` and `bytes_per_node` is a pure function
+/// of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MembershipReport {
     /// Members in the cluster.
@@ -158,6 +159,10 @@ pub struct MembershipReport {
     pub rejected: u64,
     /// Virtual seconds simulated.
     pub virtual_s: f64,
+    /// Peak resident memory of the process, MiB (Linux; 0 elsewhere): see [`crate::memory`].
+    pub peak_rss_mb: u64,
+    /// The peak resident memory divided by the nodes, in bytes.
+    pub bytes_per_node: u64,
     /// Wall-clock seconds the run took.
     pub wall_s: f64,
 }
@@ -440,6 +445,8 @@ impl<'a> Sim<'a> {
             bytes_per_member_s: self.steady.bytes as f64 / per_member_s,
             rejected: h.traffic().rejected,
             virtual_s: virtual_end.as_micros() as f64 / 1e6,
+            peak_rss_mb: crate::memory::peak_rss_mb(),
+            bytes_per_node: crate::memory::bytes_per_node(self.config.nodes),
             wall_s: wall.elapsed().as_secs_f64(),
         }
     }
