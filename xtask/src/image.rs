@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail, ensure};
 
 /// Options of `cargo xtask image`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The image's name and tag.
     #[arg(long, default_value = "localhost/bavard:latest")]
     tag: String,
@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 /// Builds the binary and the image.
-pub fn run(args: &Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let root = crate::workspace_root();
     // Look for the tool first: a missing one should not cost a release build.
     let engine = match &args.engine {
