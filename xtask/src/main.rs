@@ -16,6 +16,7 @@ mod codegen;
 mod etcd;
 mod faults;
 mod http;
+mod image;
 mod interrupt;
 mod netns;
 mod outage;
@@ -64,6 +65,9 @@ enum Command {
     Sim(sim::Args),
     /// Acceptance checks on real processes, as a new user would try them: `gossip`.
     Acceptance(acceptance::Args),
+    /// Build the container image of deploy/Containerfile (a static `bavard`, FROM scratch)
+    /// with podman or buildah, offline.
+    Image(image::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Soak(args) => soak::run_args(args),
         Command::Sim(args) => sim::run(args),
         Command::Acceptance(args) => acceptance::run(args),
+        Command::Image(args) => image::run(args),
     };
     // An error caused by a Ctrl-C (a killed child) waits for the teardown to finish.
     interrupt::hold_if_interrupted();
