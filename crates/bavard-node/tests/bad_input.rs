@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use bavard_node::Node;
-use common::{eventually, start_cluster};
+use common::{eventually, serve_api, start_cluster};
 use futures::{AsyncReadExt as _, AsyncWriteExt as _};
 use libp2p::{PeerId, StreamProtocol};
 
@@ -214,19 +214,11 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_cluster(dir.path(), 1, 0).await;
     let node = &nodes[0];
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(bavard_node::http::serve(
-        listener,
-        node.clone(),
-        bavard_node::http::Access::with_token("test-token-0123456789", false),
-        node.shutdown_signal(),
-    ));
+    let base = serve_api(node, "test-token-0123456789").await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let base = format!("http://{addr}");
     let long_key = "k".repeat(2000);
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (
@@ -354,19 +346,11 @@ async fn binary_keys_round_trip_through_any_encoding() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_cluster(dir.path(), 1, 0).await;
     let node = &nodes[0];
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(bavard_node::http::serve(
-        listener,
-        node.clone(),
-        bavard_node::http::Access::with_token("test-token-0123456789", false),
-        node.shutdown_signal(),
-    ));
+    let base = serve_api(node, "test-token-0123456789").await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let base = format!("http://{addr}");
     let put: serde_json::Value = http
         .put(format!(
             "{base}/v1/kv/1220fffe?key_encoding=hex&consistency=one"

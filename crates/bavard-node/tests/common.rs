@@ -71,6 +71,22 @@ where
 
 /// Starts `n` nodes, node 0 the bootstrap of the others, and waits until every routing table
 /// holds at least `min_peers` entries.
+/// Serves `node`'s HTTP API (with `token`) on an ephemeral loopback port until the node shuts
+/// down; returns its base URL.
+pub async fn serve_api(node: &Node, token: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the API");
+    let addr = listener.local_addr().expect("API address");
+    tokio::spawn(bavard_node::http::serve(
+        listener,
+        node.clone(),
+        bavard_node::http::Access::with_token(token, false),
+        node.shutdown_signal(),
+    ));
+    format!("http://{addr}")
+}
+
 pub async fn start_cluster(root: &Path, n: usize, min_peers: usize) -> Vec<Node> {
     start_cluster_with(root, n, min_peers, |_, _| {}).await
 }

@@ -312,21 +312,6 @@ async fn a_dht_record_put_by_a_bavard_node_is_read_by_every_stock_node() {
     net.shutdown().await;
 }
 
-/// Serves `node`'s HTTP API on an ephemeral loopback port; returns its base URL.
-async fn serve_api(node: &Node) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the API");
-    let addr = listener.local_addr().expect("API address");
-    tokio::spawn(bavard_node::http::serve(
-        listener,
-        node.clone(),
-        bavard_node::http::Access::with_token("interop-token-0123456789", false),
-        node.shutdown_signal(),
-    ));
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cid_announced_by_a_stock_node_is_listed_by_the_http_api_under_that_cid() {
     let net = start_net(3, 2).await;
@@ -344,7 +329,7 @@ async fn a_cid_announced_by_a_stock_node_is_listed_by_the_http_api_under_that_ci
         .build()
         .expect("http client");
     for node in &net.bavard {
-        let base = serve_api(node).await;
+        let base = serve_api(node, "interop-token-0123456789").await;
         let resp = http
             .get(format!("{base}/v1/providers/{cid}"))
             .send()
