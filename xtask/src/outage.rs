@@ -7,8 +7,12 @@
 //! 3. Restarts the node and waits until it stores every key of its share (the keys for which it
 //!    is one of the 3 closest nodes by XOR distance, computed from the peer ids as the nodes
 //!    do) and no node has a hint queued, while the probe load keeps running.
-//! 4. Reports `catch_up_s` (restart to done), `keys_missing` and `hints_left` (at the end or at
-//!    the timeout), the catch-up rate, and the probe latency before and during the catch-up.
+//! 4. Measures the probe load for 10 s more once the node caught up (the same cluster, warm,
+//!    with nothing to catch up).
+//! 5. Reports `catch_up_s` (restart to done), `keys_missing` and `hints_left` (at the end or at
+//!    the timeout), the catch-up rate, and the probe latency before, during and after the
+//!    catch-up. The scenario reads every node's `/v1/status` once a second during all three
+//!    windows, so the windows differ only in the outage and the catch-up.
 //!
 //! The node held no record before it was killed except the probe keys of its share, and writes
 //! during the catch-up only overwrite probe keys, so its `records_stored` counts exactly the
@@ -45,7 +49,7 @@ pub(crate) struct Settings {
 
 /// Probe keys written before the outage and overwritten by the probe load.
 const PROBE_KEYS: usize = 64;
-/// How long the probe load's latency is measured before the outage.
+/// How long the probe load's latency is measured before the outage and after the catch-up.
 const BASELINE: Duration = Duration::from_secs(10);
 /// The replication factor the nodes run with (the default).
 const N: usize = 3;
@@ -74,6 +78,11 @@ pub(crate) struct Report {
     probe_catch_up_p50_ms: f64,
     probe_catch_up_p99_ms: f64,
     probe_catch_up_ops: usize,
+    /// The catch-up window's p99 in successive 5 s slices from the restart.
+    probe_catch_up_p99_ms_per_5s: Vec<f64>,
+    /// The same load for 10 s once the node caught up.
+    probe_after_p50_ms: f64,
+    probe_after_p99_ms: f64,
     probe_errors: usize,
     /// `records_stored` of the restarted node, one sample per second after the restart.
     progress: Vec<usize>,
@@ -143,8 +152,17 @@ fn put(api: &str, key: &str, value: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Runs the probe load (quorum puts and gets of the probe keys through every node but the
-/// killed one) until `stop`; returns the latencies of the successes and the error count.
+/// killed one) until `stop`; returns the latencies of the successes (sorted) and the error
+/// count.
 fn probe(apis: &[String], stop: &AtomicBool) -> (Vec<Duration>, usize) {
+    let (mut timed, errors) = probe_timed(apis, stop);
+    let mut lat: Vec<Duration> = timed.drain(..).map(|(_, l)| l).collect();
+    lat.sort_unstable();
+    (lat, errors)
+}
+
+/// [`probe`], with each success's start: `(start, latency)` in start order.
+fn probe_timed(apis: &[String], stop: &AtomicBool) -> (Vec<(Instant, Duration)>, usize) {
     let lat = Mutex::new(Vec::new());
     let errors = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -164,7 +182,7 @@ fn probe(apis: &[String], stop: &AtomicBool) -> (Vec<Duration>, usize) {
                             .is_ok_and(|r| r.status == 200)
                     };
                     if ok {
-                        lat.lock().expect("lock").push(start.elapsed());
+                        lat.lock().expect("lock").push((start, start.elapsed()));
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -175,8 +193,28 @@ fn probe(apis: &[String], stop: &AtomicBool) -> (Vec<Duration>, usize) {
         }
     });
     let mut lat = lat.into_inner().expect("lock");
-    lat.sort_unstable();
+    lat.sort_unstable_by_key(|(start, _)| *start);
     (lat, errors.into_inner())
+}
+
+/// The p99 of each `width` of `timed` from `from` on, in ms.
+fn p99_per_window(timed: &[(Instant, Duration)], from: Instant, width: Duration) -> Vec<f64> {
+    let mut windows: Vec<Vec<Duration>> = Vec::new();
+    for (start, lat) in timed {
+        let i =
+            (start.saturating_duration_since(from).as_secs_f64() / width.as_secs_f64()) as usize;
+        if windows.len() <= i {
+            windows.resize(i + 1, Vec::new());
+        }
+        windows[i].push(*lat);
+    }
+    windows
+        .into_iter()
+        .map(|mut w| {
+            w.sort_unstable();
+            (ms(&w, 0.99) * 10.0).round() / 10.0
+        })
+        .collect()
 }
 
 /// Runs `cargo xtask scenario outage`.
@@ -238,13 +276,8 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
     for i in 0..PROBE_KEYS {
         put(&via, &probe_key(i), b"p").context("writing the probe keys")?;
     }
-    let stop = AtomicBool::new(false);
-    let (baseline, _) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| probe(&others, &stop));
-        std::thread::sleep(BASELINE);
-        stop.store(true, Ordering::Relaxed);
-        h.join().expect("probe thread")
-    });
+    let apis: Vec<String> = state.nodes.iter().map(|n| n.api.clone()).collect();
+    let (baseline, _) = probe_window(&others, &apis);
 
     cluster::signal(state.nodes[k].pid, "KILL")?;
     if !s.json {
@@ -293,14 +326,13 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
     if !s.json {
         eprintln!("restarted node {k}; waiting until it holds its {share} keys");
     }
-    let apis: Vec<String> = state.nodes.iter().map(|n| n.api.clone()).collect();
     let stop = AtomicBool::new(false);
     let mut progress = Vec::new();
     let mut catch_up_s = None;
     let mut last = (0usize, usize::MAX);
     let deadline = restarted + s.catch_up_timeout;
-    let (during, probe_errors) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| probe(&others, &stop));
+    let (timed, probe_errors) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| probe_timed(&others, &stop));
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_secs(1));
             let stored = node_figures(&apis[k]).map_or(0, |(r, _)| r);
@@ -319,6 +351,13 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
         h.join().expect("probe thread")
     });
     let (stored, hints_left) = last;
+    let mut during: Vec<Duration> = timed.iter().map(|(_, l)| *l).collect();
+    during.sort_unstable();
+    let (after, after_errors) = if catch_up_s.is_some() {
+        probe_window(&others, &apis)
+    } else {
+        (Vec::new(), 0)
+    };
     let keys_missing = share.saturating_sub(stored);
     Ok(Report {
         scenario: "outage",
@@ -339,8 +378,29 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
         probe_catch_up_p50_ms: ms(&during, 0.50),
         probe_catch_up_p99_ms: ms(&during, 0.99),
         probe_catch_up_ops: during.len(),
-        probe_errors,
+        probe_catch_up_p99_ms_per_5s: p99_per_window(&timed, restarted, Duration::from_secs(5)),
+        probe_after_p50_ms: ms(&after, 0.50),
+        probe_after_p99_ms: ms(&after, 0.99),
+        probe_errors: probe_errors + after_errors,
         progress,
+    })
+}
+
+/// Runs the probe load for [`BASELINE`] while reading every node's figures once a second, as
+/// the catch-up window does.
+fn probe_window(probed: &[String], apis: &[String]) -> (Vec<Duration>, usize) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| probe(probed, &stop));
+        let end = Instant::now() + BASELINE;
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_secs(1));
+            for api in apis {
+                let _ = node_figures(api);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        h.join().expect("probe thread")
     })
 }
 
@@ -356,7 +416,7 @@ fn human(r: &Report) -> String {
          share of node {}: {} keys; caught up: {}; keys missing {}; hints left {}\n\
          catch-up rate: {}\n\
          probe latency p50/p99: before {:.1}/{:.1} ms, during catch-up {:.1}/{:.1} ms \
-         ({} ops, {} errors)\n",
+         ({} ops), after {:.1}/{:.1} ms ({} errors)\n",
         r.nodes,
         r.killed,
         r.keys,
@@ -375,6 +435,8 @@ fn human(r: &Report) -> String {
         r.probe_catch_up_p50_ms,
         r.probe_catch_up_p99_ms,
         r.probe_catch_up_ops,
+        r.probe_after_p50_ms,
+        r.probe_after_p99_ms,
         r.probe_errors,
     )
 }

@@ -224,8 +224,14 @@ pub struct ReplicationConfig {
     /// `limits.max_message_size` (every reader refuses larger frames).
     pub max_batch_bytes: usize,
     /// Bytes per second that anti-entropy and hint delivery may move (catch-up after an
-    /// outage), so client requests keep their latency; 0 = unlimited.
+    /// outage) while the node serves no client; 0 = unlimited.
     pub sync_max_bytes_per_sec: u64,
+    /// The same while the node serves clients (a coordinated write or read, or a replica
+    /// request for one record, within `sync_busy_window_secs`), so their latency holds during a
+    /// catch-up; 0 = unlimited.
+    pub sync_busy_bytes_per_sec: u64,
+    /// How long after a client request background transfers keep the busy rate.
+    pub sync_busy_window_secs: f64,
     /// Most hints kept for replicas that are down; a full hint store refuses new hints.
     pub max_hints: usize,
     /// Hints older than this are dropped (anti-entropy repairs what they carried).
@@ -253,6 +259,8 @@ impl Default for ReplicationConfig {
             max_batch_records: 256,
             max_batch_bytes: 96 * 1024,
             sync_max_bytes_per_sec: 32 * 1024 * 1024,
+            sync_busy_bytes_per_sec: 4 * 1024 * 1024,
+            sync_busy_window_secs: 1.0,
             max_hints: 100_000,
             hint_ttl_secs: 3.0 * 3600.0,
             hint_delivery_interval_secs: 5.0,

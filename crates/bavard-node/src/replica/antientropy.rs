@@ -207,6 +207,8 @@ async fn drive(
     peer: PeerId,
 ) -> Result<SyncStats, RoundError> {
     loop {
+        // Counted from before the step: a push's records are counted when it is built.
+        let before = init.stats().bytes;
         // The step reads the store (digests, a leaf's index, records to push): off the workers.
         let store = node.storage.store.clone();
         let step;
@@ -218,7 +220,6 @@ async fn drive(
         .map_err(|e| RoundError::new("internal", e))?;
         match step.map_err(|e| RoundError::new("storage", e))? {
             Step::Send(req) => {
-                let before = init.stats().bytes;
                 let resp = node
                     .request(peer, request_to_pb(req))
                     .await

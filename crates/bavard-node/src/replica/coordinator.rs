@@ -91,6 +91,7 @@ impl Replica {
         record: Record,
         consistency: Consistency,
     ) -> Result<PutReply, NodeError> {
+        self.pace.foreground();
         let required = consistency.required(self.ctx.config.kad.replication_factor);
         let stages = &self.ctx.metrics.stages;
         let started = Instant::now();
@@ -142,6 +143,7 @@ impl Replica {
         key: &[u8],
         consistency: Consistency,
     ) -> Result<Option<Record>, NodeError> {
+        self.pace.foreground();
         let required = consistency.required(self.ctx.config.kad.replication_factor);
         let stages = &self.ctx.metrics.stages;
         let started = Instant::now();

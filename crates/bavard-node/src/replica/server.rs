@@ -103,9 +103,13 @@ async fn handle(
     let kind = req.kind.ok_or("empty request")?;
     if super::wire::is_paxos_request(&kind) {
         // Compare-and-set rounds: the acceptor (see `super::paxos`).
+        node.pace.foreground();
         return node.serve_paxos_pb(peer, kind).await;
     }
     let req = request_from_pb(kind).map_err(|e| e.to_string())?;
+    if is_foreground(&req) {
+        node.pace.foreground();
+    }
     let resp = match req {
         Request::Store { records, hint_for } => node.store(records, hint_for).await?,
         req => {
@@ -125,6 +129,17 @@ async fn handle(
         }
     };
     Ok(response_to_pb(resp))
+}
+
+/// Whether `req` is a coordinator's (a client's write or read, or a read repair): one record
+/// to store as a replica, or one key to fetch. Anti-entropy and hint batches carry more, and
+/// their level-1 to level-3 requests none; a hint batch of one is rare enough to be counted too.
+fn is_foreground(req: &Request<PeerId>) -> bool {
+    match req {
+        Request::Store { records, hint_for } => hint_for.is_none() && records.len() == 1,
+        Request::Fetch { keys } => keys.len() == 1,
+        _ => false,
+    }
 }
 
 impl Replica {

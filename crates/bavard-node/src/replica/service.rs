@@ -73,7 +73,11 @@ impl Replica {
         Ok(Self(Arc::new(Shared {
             streams: StreamPool::new(rc.max_idle_streams_per_peer, secs(rc.idle_stream_secs)),
             limiter: PeerLimiter::new(config.limits.max_inbound_streams_per_peer),
-            pace: Pace::new(rc.sync_max_bytes_per_sec),
+            pace: Pace::new(
+                rc.sync_max_bytes_per_sec,
+                rc.sync_busy_bytes_per_sec,
+                secs(rc.sync_busy_window_secs),
+            ),
             hints,
             sync: SyncState::default(),
             placement: super::PlacementCache::default(),

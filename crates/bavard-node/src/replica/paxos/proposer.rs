@@ -96,6 +96,7 @@ impl Replica {
     /// deadline; returns the completion and the quorum. The round goes on in the background
     /// after the answer (the commit to every replica).
     async fn paxos(&self, key: Vec<u8>, op: Operation) -> Result<(Completion, usize), NodeError> {
+        self.pace.foreground();
         // The deadline of the whole operation: inside the HTTP request deadline, so that the
         // client hears whether the outcome is known rather than a bare 504.
         let request = secs(self.ctx.config.http.request_timeout_secs);
