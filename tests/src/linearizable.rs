@@ -578,19 +578,19 @@ impl<'a, V: Clone + Eq + Hash> Search<'a, V> {
             if entry != NIL && self.list[entry].is_call {
                 let op = self.list[entry].op;
                 let mut placed = false;
-                if self.is_first_twin(op, &linearized) {
-                    if let Some(next_state) = self.step(op, &state) {
-                        let mut next_set = linearized.clone();
-                        next_set.set(op);
-                        if cache.insert((next_set.clone(), next_state.clone())) {
-                            stack.push((entry, std::mem::replace(&mut state, next_state)));
-                            linearized = next_set;
-                            self.lift(entry);
-                            if self.list[entry].ret != NIL {
-                                definite_left -= 1;
-                            }
-                            placed = true;
+                if self.is_first_twin(op, &linearized)
+                    && let Some(next_state) = self.step(op, &state)
+                {
+                    let mut next_set = linearized.clone();
+                    next_set.set(op);
+                    if cache.insert((next_set.clone(), next_state.clone())) {
+                        stack.push((entry, std::mem::replace(&mut state, next_state)));
+                        linearized = next_set;
+                        self.lift(entry);
+                        if self.list[entry].ret != NIL {
+                            definite_left -= 1;
                         }
+                        placed = true;
                     }
                 }
                 if placed {
