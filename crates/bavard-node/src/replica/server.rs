@@ -112,9 +112,19 @@ async fn handle(
     }
     let resp = match req {
         Request::Store { records, hint_for } => node.store(records, hint_for).await?,
+        Request::Fetch { ref keys } if keys.len() <= INLINE_FETCH_KEYS => {
+            // A coordinator's read: a few point lookups, answered on the async worker. A hop
+            // to the blocking pool costs more than the lookups (two thread wake-ups per read on
+            // a busy machine).
+            let config = node.sync_config();
+            bavard_replica::answer(req, &*node.storage.store, &config, unix_ms()).map_err(|e| {
+                tracing::debug!(%peer, "replica request refused: {e}");
+                e.to_string()
+            })?
+        }
         req => {
-            // Fetches and anti-entropy requests: answered by the replica core, off the async
-            // workers (they read the store).
+            // Anti-entropy requests and large fetches: answered by the replica core, off the
+            // async workers (they read many keys or hash ranges of the store).
             let store = node.storage.store.clone();
             let config = node.sync_config();
             tokio::task::spawn_blocking(move || {
@@ -130,6 +140,9 @@ async fn handle(
     };
     Ok(response_to_pb(resp))
 }
+
+/// Fetches of at most this many keys are answered on the async worker (see [`handle`]).
+const INLINE_FETCH_KEYS: usize = 4;
 
 /// Whether `req` is a coordinator's (a client's write or read, or a read repair): one record
 /// to store as a replica, or one key to fetch. Anti-entropy and hint batches carry more, and
