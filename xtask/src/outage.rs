@@ -80,6 +80,10 @@ pub(crate) struct Report {
     probe_catch_up_ops: usize,
     /// The catch-up window's p99 in successive 5 s slices from the restart.
     probe_catch_up_p99_ms_per_5s: Vec<f64>,
+    /// The catch-up window's p99 on the probe keys the returning node replicates, and on the
+    /// others (where the coordinator never waits for it).
+    probe_catch_up_p99_ms_its_keys: f64,
+    probe_catch_up_p99_ms_other_keys: f64,
     /// The same load for 10 s once the node caught up.
     probe_after_p50_ms: f64,
     probe_after_p99_ms: f64,
@@ -156,13 +160,14 @@ fn put(api: &str, key: &str, value: &[u8]) -> anyhow::Result<()> {
 /// count.
 fn probe(apis: &[String], stop: &AtomicBool) -> (Vec<Duration>, usize) {
     let (mut timed, errors) = probe_timed(apis, stop);
-    let mut lat: Vec<Duration> = timed.drain(..).map(|(_, l)| l).collect();
+    let mut lat: Vec<Duration> = timed.drain(..).map(|(_, l, _)| l).collect();
     lat.sort_unstable();
     (lat, errors)
 }
 
-/// [`probe`], with each success's start: `(start, latency)` in start order.
-fn probe_timed(apis: &[String], stop: &AtomicBool) -> (Vec<(Instant, Duration)>, usize) {
+/// [`probe`], with each success's start and probe key: `(start, latency, key index)` in start
+/// order.
+fn probe_timed(apis: &[String], stop: &AtomicBool) -> (Vec<(Instant, Duration, usize)>, usize) {
     let lat = Mutex::new(Vec::new());
     let errors = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -182,7 +187,9 @@ fn probe_timed(apis: &[String], stop: &AtomicBool) -> (Vec<(Instant, Duration)>,
                             .is_ok_and(|r| r.status == 200)
                     };
                     if ok {
-                        lat.lock().expect("lock").push((start, start.elapsed()));
+                        lat.lock()
+                            .expect("lock")
+                            .push((start, start.elapsed(), i % PROBE_KEYS));
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -193,14 +200,18 @@ fn probe_timed(apis: &[String], stop: &AtomicBool) -> (Vec<(Instant, Duration)>,
         }
     });
     let mut lat = lat.into_inner().expect("lock");
-    lat.sort_unstable_by_key(|(start, _)| *start);
+    lat.sort_unstable_by_key(|(start, _, _)| *start);
     (lat, errors.into_inner())
 }
 
 /// The p99 of each `width` of `timed` from `from` on, in ms.
-fn p99_per_window(timed: &[(Instant, Duration)], from: Instant, width: Duration) -> Vec<f64> {
+fn p99_per_window(
+    timed: &[(Instant, Duration, usize)],
+    from: Instant,
+    width: Duration,
+) -> Vec<f64> {
     let mut windows: Vec<Vec<Duration>> = Vec::new();
-    for (start, lat) in timed {
+    for (start, lat, _) in timed {
         let i =
             (start.saturating_duration_since(from).as_secs_f64() / width.as_secs_f64()) as usize;
         if windows.len() <= i {
@@ -351,8 +362,19 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
         h.join().expect("probe thread")
     });
     let (stored, hints_left) = last;
-    let mut during: Vec<Duration> = timed.iter().map(|(_, l)| *l).collect();
+    let mut during: Vec<Duration> = timed.iter().map(|(_, l, _)| *l).collect();
     during.sort_unstable();
+    // Split by whether the returning node replicates the probe key.
+    let (mut theirs, mut rest): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
+    for (_, l, key) in &timed {
+        if replicates(&points, k, &probe_key(*key)) {
+            theirs.push(*l);
+        } else {
+            rest.push(*l);
+        }
+    }
+    theirs.sort_unstable();
+    rest.sort_unstable();
     let (after, after_errors) = if catch_up_s.is_some() {
         probe_window(&others, &apis)
     } else {
@@ -379,6 +401,8 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
         probe_catch_up_p99_ms: ms(&during, 0.99),
         probe_catch_up_ops: during.len(),
         probe_catch_up_p99_ms_per_5s: p99_per_window(&timed, restarted, Duration::from_secs(5)),
+        probe_catch_up_p99_ms_its_keys: ms(&theirs, 0.99),
+        probe_catch_up_p99_ms_other_keys: ms(&rest, 0.99),
         probe_after_p50_ms: ms(&after, 0.50),
         probe_after_p99_ms: ms(&after, 0.99),
         probe_errors: probe_errors + after_errors,

@@ -3,7 +3,8 @@
 //!
 //! Catch-up after an outage moves as much data as the network and the disk allow, but client
 //! requests share both (and the CPU): [`Pace::take`] makes background transfers wait once they
-//! exceed their rate (averaged over one second of burst). The rate is
+//! exceed their rate, with at most [`BURST`] of it in one go (a returning replica's partners all
+//! start a round with it at once: a second's worth each would arrive together). The rate is
 //! `replication.sync_max_bytes_per_sec` on a node that serves no client, and
 //! `replication.sync_busy_bytes_per_sec` while it does — a coordinator's write or read, or a
 //! replica request for a single record (what a coordinator sends; anti-entropy and hint
@@ -16,6 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// The longest stretch of the rate spent at once: the bucket holds this much of a second's
+/// budget, and starts empty.
+pub(crate) const BURST: Duration = Duration::from_millis(100);
 
 /// A shared byte budget per second, lower while clients are served.
 #[derive(Debug)]
@@ -46,7 +51,7 @@ impl Pace {
             busy_window,
             origin: now,
             last_foreground: AtomicU64::new(0),
-            state: Mutex::new((idle_bytes_per_sec as f64, now)),
+            state: Mutex::new((0.0, now)),
         }
     }
 
@@ -87,9 +92,10 @@ impl Pace {
             let mut state = self.state.lock().expect("pace lock");
             let now = Instant::now();
             let (tokens, since) = *state;
-            // Refill, up to one second's worth of burst at the rate in force.
+            // Refill, up to a burst's worth at the rate in force.
+            let burst = rate * BURST.as_secs_f64();
             let tokens =
-                (tokens + now.duration_since(since).as_secs_f64() * rate).min(rate) - bytes as f64;
+                (tokens + now.duration_since(since).as_secs_f64() * rate).min(burst) - bytes as f64;
             *state = (tokens, now);
             (tokens < 0.0).then(|| Duration::from_secs_f64(-tokens / rate))
         };
@@ -105,22 +111,25 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_secs(1);
 
+    /// Whether `d` is `ms` milliseconds, give or take one.
+    fn about(d: Duration, ms: u64) -> bool {
+        d >= Duration::from_millis(ms.saturating_sub(1)) && d <= Duration::from_millis(ms + 1)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_overdrawn_budget_waits_for_the_refill() {
         let pace = Pace::new(1000, 100, WINDOW);
         let start = Instant::now();
-        pace.take(1000).await;
-        assert_eq!(
-            start.elapsed(),
-            Duration::ZERO,
-            "one second of burst is free"
-        );
+        // The bucket starts empty: 500 bytes at 1000/s is half a second.
         pace.take(500).await;
-        let waited = start.elapsed();
-        assert!(
-            waited >= Duration::from_millis(499) && waited <= Duration::from_millis(501),
-            "{waited:?}"
-        );
+        assert!(about(start.elapsed(), 500), "{:?}", start.elapsed());
+        // After a long idle stretch only a burst (100 ms, 100 bytes) is free.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let start = Instant::now();
+        pace.take(100).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "a burst is free");
+        pace.take(300).await;
+        assert!(about(start.elapsed(), 300), "{:?}", start.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
@@ -139,19 +148,16 @@ mod tests {
         assert!(!pace.is_busy());
         pace.foreground();
         assert!(pace.is_busy());
-        // The burst shrinks to one second at the busy rate: 100 free, 100 more take 1 s.
+        // 100 bytes at the busy rate of 100/s take a second.
         let start = Instant::now();
-        pace.take(200).await;
-        let waited = start.elapsed();
-        assert!(
-            waited >= Duration::from_millis(999) && waited <= Duration::from_millis(1001),
-            "{waited:?}"
-        );
-        // A second after the last client request the idle rate is back.
+        pace.take(100).await;
+        assert!(about(start.elapsed(), 1000), "{:?}", start.elapsed());
+        // A second after the last client request the idle rate is back: 100 bytes (its burst)
+        // are free after a pause, 400 more take 0.4 s.
         assert!(!pace.is_busy());
         tokio::time::sleep(Duration::from_secs(1)).await;
         let start = Instant::now();
-        pace.take(900).await;
-        assert_eq!(start.elapsed(), Duration::ZERO, "refilled at the idle rate");
+        pace.take(500).await;
+        assert!(about(start.elapsed(), 400), "{:?}", start.elapsed());
     }
 }
