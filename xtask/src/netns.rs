@@ -193,6 +193,18 @@ impl Netns {
             );
         }
         let plan = Self::plan(n);
+        // Every cluster uses the same names and addresses: another one running (in another
+        // directory) must not be torn down by this one's cleanup.
+        let taken = plan.in_use(Path::new("/sys/class/net"), Path::new("/run/netns"));
+        if !taken.is_empty() {
+            bail!(
+                "{} already exist{}: another `--netns` cluster or scenario is running (stop it \
+                 with `cargo xtask cluster down --dir DIR`), or one crashed without its record \
+                 (remove them with `ip netns del NAME` and `ip link del {BRIDGE}`)",
+                taken.join(", "),
+                if taken.len() == 1 { "s" } else { "" }
+            );
+        }
         std::fs::create_dir_all(dir)?;
         std::fs::write(record_path(dir), serde_json::to_string_pretty(&plan)?)
             .context("cannot write netns.json")?;
@@ -201,6 +213,25 @@ impl Netns {
             return Err(e);
         }
         Ok(plan)
+    }
+
+    /// The bridge and namespaces of this plan that exist already (`links`: the directory of
+    /// network interfaces, `/sys/class/net`; `namespaces`: that of named namespaces,
+    /// `/run/netns`).
+    fn in_use(&self, links: &Path, namespaces: &Path) -> Vec<String> {
+        let bridge = links
+            .join(&self.bridge)
+            .exists()
+            .then(|| format!("bridge {}", self.bridge));
+        bridge
+            .into_iter()
+            .chain(
+                self.namespaces
+                    .iter()
+                    .filter(|ns| namespaces.join(ns).exists())
+                    .map(|ns| format!("namespace {ns}")),
+            )
+            .collect()
     }
 
     fn build(&self) -> anyhow::Result<()> {
@@ -284,6 +315,25 @@ pub(crate) fn teardown(dir: &Path) -> anyhow::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bridge_or_namespace_that_exists_already_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (links, namespaces) = (dir.path().join("net"), dir.path().join("netns"));
+        std::fs::create_dir_all(&links).unwrap();
+        std::fs::create_dir_all(&namespaces).unwrap();
+        let plan = Netns::plan(3);
+        assert!(plan.in_use(&links, &namespaces).is_empty());
+        std::fs::write(links.join(BRIDGE), "").unwrap();
+        std::fs::write(namespaces.join(ns_name(2)), "").unwrap();
+        assert_eq!(
+            plan.in_use(&links, &namespaces),
+            [
+                format!("bridge {BRIDGE}"),
+                format!("namespace {}", ns_name(2))
+            ]
+        );
+    }
 
     #[test]
     fn missing_tools_are_named_with_the_command_that_installs_them() {

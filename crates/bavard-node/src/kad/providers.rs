@@ -96,7 +96,9 @@ impl Kad {
             .into_iter()
             .map(|(id, addrs)| KadPeer {
                 id,
-                addrs,
+                // A record may name an address twice (a stock node's listen and observed
+                // address can be the same): list each once, in the order given.
+                addrs: unique(addrs),
                 connected: false,
             })
             .collect();
@@ -126,5 +128,29 @@ impl Kad {
                 std::collections::HashSet::new()
             }
         }
+    }
+}
+
+/// `addrs` without repeats, first occurrences kept in order.
+fn unique(addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    let mut seen = std::collections::HashSet::new();
+    addrs
+        .into_iter()
+        .filter(|a| seen.insert(a.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_named_twice_is_listed_once_in_its_first_place() {
+        let a: Multiaddr = "/ip4/10.0.0.1/tcp/4001".parse().unwrap();
+        let b: Multiaddr = "/memory/7".parse().unwrap();
+        assert_eq!(
+            unique(vec![a.clone(), b.clone(), a.clone(), b.clone()]),
+            [a, b]
+        );
     }
 }
