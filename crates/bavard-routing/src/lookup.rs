@@ -380,12 +380,14 @@ impl<P: Clone + Eq> Lookup<P> {
 
     /// Inserts a new candidate in distance order, keeping at most `max_candidates` unqueried ones
     /// on its path: when full, the newcomer must beat the farthest unqueried one, which it evicts.
+    /// A peer waiting for a retry (its request timed out) is not "unqueried": evicting it would
+    /// forget how often it was asked, and a later answer naming it again would ask it afresh.
     fn add(&mut self, peer: P, key: Key, path: usize, hop: u32) {
         let distance = self.target.distance(&key);
         let mut unqueried = 0;
         let mut farthest = None;
         for (j, c) in self.candidates.iter().enumerate() {
-            if c.path == path && c.state == State::NotContacted {
+            if c.path == path && c.state == State::NotContacted && c.attempts == 0 {
                 unqueried += 1;
                 farthest = Some(j);
             }
