@@ -40,8 +40,8 @@ use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::cluster::{self, ClusterState, UpArgs};
-use crate::runs::{NODE_CONFIG, Teardown, quantile};
+use crate::cluster::ClusterState;
+use crate::runs::quantile;
 use crate::scenario::{apply, restore_all, save_history, sleep_until, wait_membership};
 use crate::schedule::{self, Fault, Kind};
 use crate::workload::{Call, Shared, call_any_node};
@@ -150,19 +150,8 @@ pub(crate) fn run(s: &Settings) -> anyhow::Result<()> {
         s.duration,
         &mut ChaCha8Rng::seed_from_u64(seed),
     );
-    cluster::ensure_not_running(&s.dir)?;
-    std::fs::create_dir_all(&s.dir)?;
-    let config = s.dir.join("scenario.toml");
-    std::fs::write(&config, NODE_CONFIG)?;
-    let up = UpArgs {
-        nodes: s.nodes,
-        quic: false,
-        timeout: 120,
-        bin: s.bin.clone(),
-        config: Some(config),
-    };
-    let _teardown = Teardown(s.dir.clone());
-    let state = cluster::up_with(&s.dir, &up, s.netns)?;
+    let (_teardown, state) =
+        crate::runs::start_scenario_cluster(&s.dir, s.nodes, s.bin.clone(), s.netns)?;
     let report = drive(s, state, &faults, seed)?;
     if s.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -28,9 +28,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::cluster::{self, ClusterState, UpArgs};
+use crate::cluster::{self, ClusterState};
 use crate::http;
-use crate::runs::{NODE_CONFIG, Teardown, quantile_ms as ms};
+use crate::runs::quantile_ms as ms;
 
 /// The settings of one outage run.
 #[derive(Debug, Clone)]
@@ -239,19 +239,8 @@ pub(crate) fn run(s: &Settings) -> anyhow::Result<()> {
             s.nodes - 1
         );
     }
-    cluster::ensure_not_running(&s.dir)?;
-    std::fs::create_dir_all(&s.dir)?;
-    let config = s.dir.join("scenario.toml");
-    std::fs::write(&config, NODE_CONFIG)?;
-    let up = UpArgs {
-        nodes: s.nodes,
-        quic: false,
-        timeout: 120,
-        bin: s.bin.clone(),
-        config: Some(config),
-    };
-    let _teardown = Teardown(s.dir.clone());
-    let mut state = cluster::up_with(&s.dir, &up, s.netns)?;
+    let (_teardown, mut state) =
+        crate::runs::start_scenario_cluster(&s.dir, s.nodes, s.bin.clone(), s.netns)?;
     let report = drive(s, &s.dir, &mut state)?;
     if s.json {
         println!("{}", serde_json::to_string(&report)?);

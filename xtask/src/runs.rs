@@ -1,10 +1,10 @@
 //! Pieces every run on a local cluster shares (scenarios, the outage run, acceptance, benches):
-//! the node settings with short repair intervals, the guard that tears a cluster down, and
-//! nearest-rank quantiles.
+//! the node settings with short repair intervals, the guard that tears a cluster down, the start
+//! of a scenario's cluster, and nearest-rank quantiles.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::cluster;
+use crate::cluster::{self, ClusterState, UpArgs};
 
 /// The node settings of a scenario: short intervals, so that repair happens within seconds.
 pub(crate) const NODE_CONFIG: &str = "\
@@ -34,6 +34,31 @@ impl Drop for Teardown {
             }
         }
     }
+}
+
+/// Starts a scenario's cluster of `nodes` in `dir` with the scenario settings
+/// ([`NODE_CONFIG`], written to `DIR/scenario.toml`), over network namespaces with `netns`.
+/// The guard stops it when dropped, also when the start itself fails half-way.
+pub(crate) fn start_scenario_cluster(
+    dir: &Path,
+    nodes: usize,
+    bin: Option<PathBuf>,
+    netns: bool,
+) -> anyhow::Result<(Teardown, ClusterState)> {
+    cluster::ensure_not_running(dir)?;
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("scenario.toml");
+    std::fs::write(&config, NODE_CONFIG)?;
+    let up = UpArgs {
+        nodes,
+        quic: false,
+        timeout: 120,
+        bin,
+        config: Some(config),
+    };
+    let teardown = Teardown(dir.to_path_buf());
+    let state = cluster::up_with(dir, &up, netns)?;
+    Ok((teardown, state))
 }
 
 /// The `q`-quantile (0..=1) of sorted millisecond samples, nearest rank; 0 for none.

@@ -26,9 +26,9 @@ use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::cluster::{self, ClusterState, ProcState, UpArgs};
+use crate::cluster::{self, ClusterState, ProcState};
 use crate::faults;
-use crate::runs::{NODE_CONFIG, Teardown, quantile};
+use crate::runs::quantile;
 use crate::schedule::{self, Action, Fault, Kind};
 use crate::workload::{self, Call, Publish, Shared};
 
@@ -222,19 +222,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         &mut ChaCha8Rng::seed_from_u64(seed),
     );
 
-    cluster::ensure_not_running(&dir)?;
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("scenario.toml");
-    std::fs::write(&config, NODE_CONFIG)?;
-    let up = UpArgs {
-        nodes: args.nodes,
-        quic: false,
-        timeout: 120,
-        bin: args.bin.clone(),
-        config: Some(config),
-    };
-    let _teardown = Teardown(dir.clone());
-    let state = cluster::up_with(&dir, &up, args.netns)?;
+    let (_teardown, state) =
+        crate::runs::start_scenario_cluster(&dir, args.nodes, args.bin.clone(), args.netns)?;
     let report = drive(args, &dir, state, &faults, seed)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -775,6 +764,7 @@ fn human(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runs::NODE_CONFIG;
 
     fn args() -> Args {
         Args {

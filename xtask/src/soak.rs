@@ -36,8 +36,8 @@ use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::cluster::{self, ClusterState, UpArgs};
-use crate::runs::{NODE_CONFIG, Teardown, quantile};
+use crate::cluster::{self, ClusterState};
+use crate::runs::quantile;
 use crate::scenario;
 use crate::schedule::{Action, PAUSE_FOR};
 use crate::workload::{self, Shared};
@@ -321,19 +321,8 @@ pub(crate) fn run(s: &Settings) -> anyhow::Result<()> {
         bail!("a soak needs at least 60 s (--duration)");
     }
     let hostile = hostile_binary(s.bin.as_deref())?;
-    cluster::ensure_not_running(&s.dir)?;
-    std::fs::create_dir_all(&s.dir)?;
-    let config = s.dir.join("scenario.toml");
-    std::fs::write(&config, NODE_CONFIG)?;
-    let up = UpArgs {
-        nodes: s.nodes,
-        quic: false,
-        timeout: 120,
-        bin: s.bin.clone(),
-        config: Some(config),
-    };
-    let _teardown = Teardown(s.dir.clone());
-    let state = cluster::up_with(&s.dir, &up, false)?;
+    let (_teardown, state) =
+        crate::runs::start_scenario_cluster(&s.dir, s.nodes, s.bin.clone(), false)?;
     let report = drive(s, state, &hostile)?;
     if s.json {
         println!("{}", serde_json::to_string(&report)?);
