@@ -78,7 +78,7 @@ pub struct GetOptions {
 }
 
 /// What a write returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PutReply {
     /// The key written.
     pub key: String,
@@ -109,7 +109,7 @@ pub struct GetReply {
 }
 
 /// A peer as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerInfo {
     /// Its peer id.
     pub peer_id: String,
@@ -118,7 +118,7 @@ pub struct PeerInfo {
 }
 
 /// One routing-table bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BucketInfo {
     /// Bucket index (the position of the highest differing bit of the distance).
     pub index: u32,
@@ -129,7 +129,7 @@ pub struct BucketInfo {
 }
 
 /// The routing table as `GET /v1/routing` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoutingInfo {
     /// Bucket size.
     pub k: usize,
@@ -140,7 +140,7 @@ pub struct RoutingInfo {
 }
 
 /// `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     /// This node's peer id.
     pub peer_id: String,
@@ -167,7 +167,7 @@ pub struct Status {
 }
 
 /// Replica health: how far behind a node is, for operators watching a recovery.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplicationStatus {
     /// Keys that anti-entropy found newer on a partner and has not stored here yet.
     pub keys_behind: usize,
@@ -176,6 +176,15 @@ pub struct ReplicationStatus {
     pub ranges_pending: usize,
     /// Hints this node keeps for replicas that were down.
     pub hints_queued: usize,
+    /// Stale replicas this node repaired while coordinating reads, since it started.
+    #[serde(default)]
+    pub read_repairs: u64,
+    /// Anti-entropy rounds this node ran, since it started.
+    #[serde(default)]
+    pub anti_entropy_rounds: u64,
+    /// Anti-entropy rounds that failed (any reason), since it started.
+    #[serde(default)]
+    pub anti_entropy_failures: u64,
 }
 
 /// Errors of the node API, each mapped to an HTTP status.
@@ -265,7 +274,7 @@ impl Undecided {
 }
 
 /// A membership entry as `GET /v1/members` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberInfo {
     /// Its peer id.
     pub peer_id: String,
@@ -275,6 +284,31 @@ pub struct MemberInfo {
     pub incarnation: u64,
     /// The listen addresses it announced.
     pub addrs: Vec<String>,
+    /// For a suspect: milliseconds left before this node declares it dead unless it refutes
+    /// (Lifeguard shortens the timeout as independent confirmations arrive). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspicion_timeout_ms: Option<u64>,
+    /// For a suspect: how many other members independently confirmed the suspicion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspicion_confirmations: Option<u32>,
+}
+
+/// A topic this node takes part in, as `GET /v1/topics` shows it: its place in the topic's
+/// broadcast tree (Plumtree's eager and lazy neighbours over HyParView's active view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TopicInfo {
+    /// The topic's name.
+    pub topic: String,
+    /// Whether this node subscribed to it (false: it only published on it).
+    pub subscriber: bool,
+    /// Neighbours this node forwards whole messages to (the tree's edges).
+    pub eager: Vec<String>,
+    /// Neighbours this node sends only message ids to (repair links).
+    pub lazy: Vec<String>,
+    /// How many peers the passive view holds (replacements for failed neighbours).
+    pub passive: usize,
+    /// Messages of the topic this node has seen and still remembers.
+    pub seen: usize,
 }
 
 /// A message delivered on a subscribed topic.
@@ -287,7 +321,7 @@ pub struct TopicEvent {
 }
 
 /// What `POST /v1/topics/{topic}` returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublishReply {
     /// The message id, hex.
     pub message_id: String,

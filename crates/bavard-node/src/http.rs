@@ -17,9 +17,9 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Node;
 use crate::api::{Consistency, GetOptions, NodeError, PutOptions};
@@ -111,7 +111,7 @@ impl IntoResponse for ApiError {
 }
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     node: Node,
     timeout: Duration,
 }
@@ -266,6 +266,30 @@ impl AppState {
     }
 }
 
+/// Every route of the API (except the blob routes, [`crate::blobs::http::documented_routes`]),
+/// each registered with its OpenAPI description.
+pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
+    use utoipa::OpenApi as _;
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(kv_get, kv_put, kv_delete))
+        .routes(routes!(providers_get, providers_post))
+        .routes(routes!(dht_get, dht_put))
+        .routes(routes!(signed_get, signed_put))
+        .routes(routes!(signed_get_salted, signed_put_salted))
+        .routes(routes!(members))
+        .routes(routes!(topics))
+        .routes(routes!(topic_publish))
+        .routes(routes!(topic_events))
+        .routes(routes!(status))
+        .routes(routes!(peers))
+        .routes(routes!(routing))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(block_peer, unblock_peer))
+        .routes(routes!(cluster_token))
+        .routes(routes!(cluster_revoke))
+}
+
 /// Builds the API router for `node`, guarded by `access`.
 pub fn router(node: Node, access: Access) -> Router {
     let cfg = node.config();
@@ -273,38 +297,8 @@ pub fn router(node: Node, access: Access) -> Router {
         timeout: crate::config::secs(cfg.http.request_timeout_secs),
         node,
     };
-    Router::new()
-        .route("/v1/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
-        .route(
-            "/v1/providers/{key}",
-            get(providers_get).post(providers_post),
-        )
-        .route("/v1/dht/{key}", get(dht_get).put(dht_put))
-        .route("/v1/signed/{public_key}", get(signed_get).put(signed_put))
-        .route(
-            "/v1/signed/{public_key}/{salt}",
-            get(signed_get_salted).put(signed_put_salted),
-        )
-        .route("/v1/members", get(members))
-        .route("/v1/topics/{topic}", axum::routing::post(topic_publish))
-        .route("/v1/topics/{topic}/events", get(topic_events))
-        .route("/v1/status", get(status))
-        .route("/v1/peers", get(peers))
-        .route("/v1/routing", get(routing))
-        .route("/metrics", get(metrics))
-        .route(
-            "/v1/admin/blocked/{peer}",
-            axum::routing::put(block_peer).delete(unblock_peer),
-        )
-        .route(
-            "/v1/admin/cluster/token",
-            axum::routing::post(cluster_token),
-        )
-        .route(
-            "/v1/admin/cluster/revoke/{peer}",
-            axum::routing::post(cluster_revoke),
-        )
-        .fallback(not_found)
+    let (api, _) = documented_routes().split_for_parts();
+    api.fallback(not_found)
         .layer(DefaultBodyLimit::max(cfg.http.max_body_size))
         .with_state(state.clone())
         // Blob uploads are streamed and bounded by [blobs] max_upload_bytes instead.
@@ -338,17 +332,27 @@ fn parse_peer(peer: &str) -> Result<libp2p::PeerId, ApiError> {
 
 /// `PUT /v1/admin/blocked/{peer}`: refuse every connection with `peer` (an operator ban; the
 /// testbed uses it to cut links on loopback).
+#[utoipa::path(put, path = "/v1/admin/blocked/{peer}", tag = "admin", summary = "Refuse every connection with a peer",
+    params(("peer" = String, Path, description = "A peer id")), security(("api_token" = [])),
+    responses((status = 200, description = "Blocked", body = crate::openapi::BlockReply), crate::openapi::ErrorResponses))]
 async fn block_peer(
     State(s): State<AppState>,
     Path(peer): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_peer(&peer)?;
     s.node.block_peer(id);
-    Ok(Json(json!({ "blocked": peer })).into_response())
+    Ok(Json(crate::openapi::BlockReply {
+        blocked: Some(peer),
+        unblocked: None,
+    })
+    .into_response())
 }
 
 /// `POST /v1/admin/cluster/token?ttl=SECONDS` (default 3600): a join token for one new node
 /// (only on the node holding the cluster's authority).
+#[utoipa::path(post, path = "/v1/admin/cluster/token", tag = "admin", summary = "A join token for one new node (on the node holding the cluster's authority)",
+    params(("ttl" = Option<u64>, Query, description = "Lifetime in seconds (default 3600)")), security(("api_token" = [])),
+    responses((status = 200, description = "The token", body = crate::openapi::JoinTokenReply), crate::openapi::ErrorResponses))]
 async fn cluster_token(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -366,31 +370,47 @@ async fn cluster_token(
         },
     };
     let token = s.node.join_token(Duration::from_secs(ttl))?;
-    Ok(
-        Json(json!({ "token": token, "cluster_id": s.node.cluster_id(), "ttl": ttl }))
-            .into_response(),
-    )
+    Ok(Json(crate::openapi::JoinTokenReply {
+        token,
+        cluster_id: s.node.cluster_id(),
+        ttl,
+    })
+    .into_response())
 }
 
 /// `POST /v1/admin/cluster/revoke/{peer}`: revoke a member everywhere (only on the node holding
 /// the cluster's authority).
+#[utoipa::path(post, path = "/v1/admin/cluster/revoke/{peer}", tag = "admin", summary = "Revoke a member everywhere (on the node holding the cluster's authority)",
+    params(("peer" = String, Path, description = "A peer id")), security(("api_token" = [])),
+    responses((status = 200, description = "Revoked", body = crate::openapi::RevokeReply), crate::openapi::ErrorResponses))]
 async fn cluster_revoke(
     State(s): State<AppState>,
     Path(peer): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_peer(&peer)?;
     let version = s.call("revoke", s.node.revoke(id)).await?;
-    Ok(Json(json!({ "revoked": peer, "revocations_version": version })).into_response())
+    Ok(Json(crate::openapi::RevokeReply {
+        revoked: peer,
+        revocations_version: version,
+    })
+    .into_response())
 }
 
 /// `DELETE /v1/admin/blocked/{peer}`: lift a block.
+#[utoipa::path(delete, path = "/v1/admin/blocked/{peer}", tag = "admin", summary = "Lift a block",
+    params(("peer" = String, Path, description = "A peer id")), security(("api_token" = [])),
+    responses((status = 200, description = "Unblocked", body = crate::openapi::BlockReply), crate::openapi::ErrorResponses))]
 async fn unblock_peer(
     State(s): State<AppState>,
     Path(peer): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_peer(&peer)?;
     s.node.unblock_peer(id);
-    Ok(Json(json!({ "unblocked": peer })).into_response())
+    Ok(Json(crate::openapi::BlockReply {
+        blocked: None,
+        unblocked: Some(peer),
+    })
+    .into_response())
 }
 
 async fn not_found() -> ApiError {
@@ -465,23 +485,22 @@ impl axum::extract::FromRequestParts<AppState> for ContentKey {
     }
 }
 
-/// What answers echo of a key: as the request wrote it, how, and its bytes in hex.
-fn key_fields(key: &ApiKey) -> serde_json::Value {
-    json!({
-        "key": key.written,
-        "key_encoding": key.encoding.name(),
-        "key_hex": hex::encode(&key.bytes),
-    })
+/// A write's answer with the key as the request wrote it, how, and its bytes in hex.
+fn keyed(mut reply: crate::api::PutReply, key: &ApiKey) -> crate::api::PutReply {
+    reply.key = key.written.clone();
+    reply.key_encoding = Some(key.encoding.name().to_string());
+    reply.key_hex = Some(hex::encode(&key.bytes));
+    reply
 }
 
-/// Adds [`key_fields`] to a JSON object answer.
-fn with_key(mut answer: serde_json::Value, key: &ApiKey) -> serde_json::Value {
-    if let (Some(obj), serde_json::Value::Object(fields)) =
-        (answer.as_object_mut(), key_fields(key))
-    {
-        obj.extend(fields);
+/// The answer of a write that counts acknowledgements, with the key's fields.
+fn acks_reply(acks: usize, key: &ApiKey) -> crate::openapi::AcksReply {
+    crate::openapi::AcksReply {
+        acks,
+        key: key.written.clone(),
+        key_encoding: key.encoding.name().to_string(),
+        key_hex: hex::encode(&key.bytes),
     }
-    answer
 }
 
 /// Parses the query string, rejecting parameters the endpoint does not take.
@@ -526,6 +545,18 @@ fn condition(q: &HashMap<String, String>) -> Result<Option<Condition>, ApiError>
     }
 }
 
+#[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv", summary = "Write a key (or compare-and-set it)",
+    params(("key" = String, Path, description = "The key: UTF-8 text (percent-encoded), or hex / base64url bytes with `key_encoding`"),
+        ("key_encoding" = Option<String>, Query, description = "`utf8` (default), `hex` or `base64url`"),
+        ("consistency" = Option<String>, Query, description = "`one`, `quorum` (default), `all` or `serial`"),
+        ("ttl" = Option<u64>, Query, description = "Lifetime in seconds (default: [store] default_ttl)"),
+        ("if_version" = Option<u64>, Query, description = "Compare-and-set: apply only if the current version is this one"),
+        ("if_absent" = Option<bool>, Query, description = "Compare-and-set: apply only if the key holds no value")),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The value"),
+    responses(
+        (status = 200, description = "Written and acknowledged by `acks` replicas", body = crate::api::PutReply),
+        (status = 409, description = "The condition failed (nothing written)", body = crate::openapi::ErrorBody),
+        crate::openapi::ErrorResponses))]
 async fn kv_put(
     State(s): State<AppState>,
     KvKey(key): KvKey,
@@ -571,9 +602,18 @@ async fn kv_put_inner(
     let reply = s
         .call("put", s.node.put(key.bytes.clone(), body.to_vec(), opts))
         .await?;
-    Ok(Json(with_key(json!(reply), &key)).into_response())
+    Ok(Json(keyed(reply, &key)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv", summary = "Read a key",
+    params(("key" = String, Path, description = "The key: UTF-8 text (percent-encoded), or hex / base64url bytes with `key_encoding`"),
+        ("key_encoding" = Option<String>, Query, description = "`utf8` (default), `hex` or `base64url`"),
+        ("consistency" = Option<String>, Query, description = "`one`, `quorum` (default), `all` or `serial`")),
+    responses(
+        (status = 200, description = "The value", content_type = "application/octet-stream", body = crate::openapi::Binary,
+            headers(("x-bavard-version" = String, description = "The value's version"))),
+        (status = 404, description = "No value", body = crate::openapi::ErrorBody),
+        crate::openapi::ErrorResponses))]
 async fn kv_get(
     State(s): State<AppState>,
     KvKey(key): KvKey,
@@ -610,6 +650,16 @@ async fn kv_get_inner(
     }
 }
 
+#[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv", summary = "Delete a key (a tombstone write)",
+    params(("key" = String, Path, description = "The key: UTF-8 text (percent-encoded), or hex / base64url bytes with `key_encoding`"),
+        ("key_encoding" = Option<String>, Query, description = "`utf8` (default), `hex` or `base64url`"),
+        ("consistency" = Option<String>, Query, description = "`one`, `quorum` (default), `all` or `serial`"),
+        ("if_version" = Option<u64>, Query, description = "Compare-and-set: apply only if the current version is this one"),
+        ("if_absent" = Option<bool>, Query, description = "Compare-and-set: apply only if the key holds no value")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::api::PutReply),
+        (status = 409, description = "The condition failed (nothing deleted)", body = crate::openapi::ErrorBody),
+        crate::openapi::ErrorResponses))]
 async fn kv_delete(
     State(s): State<AppState>,
     KvKey(key): KvKey,
@@ -627,7 +677,7 @@ async fn kv_delete(
     let reply = s
         .call("delete", s.node.delete(key.bytes.clone(), opts))
         .await?;
-    Ok(Json(with_key(json!(reply), &key)).into_response())
+    Ok(Json(keyed(reply, &key)).into_response())
 }
 
 fn raw_bytes(value: Vec<u8>) -> Response {
@@ -639,6 +689,11 @@ fn raw_bytes(value: Vec<u8>) -> Response {
     resp
 }
 
+#[utoipa::path(put, path = "/v1/dht/{key}", tag = "dht", summary = "Store a value in the DHT (the k closest nodes)",
+    params(("key" = String, Path, description = "The content key: text, a CID (names its multihash), or hex / base64url bytes with `key_encoding`"),
+        ("key_encoding" = Option<String>, Query, description = "`utf8` (default), `hex` or `base64url`")),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The value"),
+    responses((status = 200, description = "Stored", body = crate::openapi::AcksReply), crate::openapi::ErrorResponses))]
 async fn dht_put(
     State(s): State<AppState>,
     ContentKey(key): ContentKey,
@@ -649,9 +704,16 @@ async fn dht_put(
     let acks = s
         .call("dht put", s.node.dht_put(key.bytes.clone(), body.to_vec()))
         .await?;
-    Ok(Json(with_key(json!({ "acks": acks }), &key)).into_response())
+    Ok(Json(acks_reply(acks, &key)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/dht/{key}", tag = "dht", summary = "Look a value up in the DHT",
+    params(("key" = String, Path, description = "The content key: text, a CID (names its multihash), or hex / base64url bytes with `key_encoding`"),
+        ("key_encoding" = Option<String>, Query, description = "`utf8` (default), `hex` or `base64url`")),
+    responses(
+        (status = 200, description = "The value", content_type = "application/octet-stream", body = crate::openapi::Binary),
+        (status = 404, description = "No value found", body = crate::openapi::ErrorBody),
+        crate::openapi::ErrorResponses))]
 async fn dht_get(
     State(s): State<AppState>,
     ContentKey(key): ContentKey,
@@ -675,6 +737,13 @@ fn public_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
         })
 }
 
+#[utoipa::path(get, path = "/v1/signed/{public_key}", tag = "dht", summary = "Look a signed record up",
+    params(("public_key" = String, Path, description = "The record's ed25519 public key, 64 hex digits")),
+    responses(
+        (status = 200, description = "The record's value", content_type = "application/octet-stream", body = crate::openapi::Binary,
+            headers(("x-bavard-seq" = u64, description = "Its sequence number"), ("x-bavard-signature" = String, description = "Its signature, hex"))),
+        (status = 404, description = "No record found", body = crate::openapi::ErrorBody),
+        crate::openapi::ErrorResponses))]
 async fn signed_get(
     State(s): State<AppState>,
     Path(pk): Path<String>,
@@ -682,6 +751,13 @@ async fn signed_get(
     signed_get_inner(s, pk, String::new()).await
 }
 
+#[utoipa::path(get, path = "/v1/signed/{public_key}/{salt}", tag = "dht", summary = "Look a salted signed record up",
+    params(("public_key" = String, Path, description = "The record's ed25519 public key, 64 hex digits"), ("salt" = String, Path, description = "The record's salt")),
+    responses(
+        (status = 200, description = "The record's value", content_type = "application/octet-stream", body = crate::openapi::Binary,
+            headers(("x-bavard-seq" = u64, description = "Its sequence number"), ("x-bavard-signature" = String, description = "Its signature, hex"))),
+        (status = 404, description = "No record found", body = crate::openapi::ErrorBody),
+        crate::openapi::ErrorResponses))]
 async fn signed_get_salted(
     State(s): State<AppState>,
     Path((pk, salt)): Path<(String, String)>,
@@ -708,6 +784,12 @@ async fn signed_get_inner(s: AppState, pk: String, salt: String) -> Result<Respo
     }
 }
 
+#[utoipa::path(put, path = "/v1/signed/{public_key}", tag = "dht", summary = "Store a signed record (BEP 44 style)",
+    params(("public_key" = String, Path, description = "The record's ed25519 public key, 64 hex digits"), ("seq" = u64, Query, description = "The record's sequence number (higher replaces lower)"),
+        ("sig" = String, Query, description = "Hex ed25519 signature of the record's signing bytes"),
+        ("cas" = Option<u64>, Query, description = "Apply only if the stored sequence number is this one")),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The value"),
+    responses((status = 200, description = "Stored", body = crate::openapi::SignedPutReply), crate::openapi::ErrorResponses))]
 async fn signed_put(
     State(s): State<AppState>,
     Path(pk): Path<String>,
@@ -717,6 +799,12 @@ async fn signed_put(
     signed_put_inner(s, pk, String::new(), q, body).await
 }
 
+#[utoipa::path(put, path = "/v1/signed/{public_key}/{salt}", tag = "dht", summary = "Store a salted signed record",
+    params(("public_key" = String, Path, description = "The record's ed25519 public key, 64 hex digits"), ("salt" = String, Path, description = "The record's salt"), ("seq" = u64, Query, description = "The record's sequence number (higher replaces lower)"),
+        ("sig" = String, Query, description = "Hex ed25519 signature of the record's signing bytes"),
+        ("cas" = Option<u64>, Query, description = "Apply only if the stored sequence number is this one")),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The value"),
+    responses((status = 200, description = "Stored", body = crate::openapi::SignedPutReply), crate::openapi::ErrorResponses))]
 async fn signed_put_salted(
     State(s): State<AppState>,
     Path((pk, salt)): Path<(String, String)>,
@@ -762,9 +850,19 @@ async fn signed_put_inner(
         signature,
     };
     let acks = s.call("signed put", s.node.signed_put(record, cas)).await?;
-    Ok(Json(json!({ "public_key": pk, "salt": salt, "seq": seq, "acks": acks })).into_response())
+    Ok(Json(crate::openapi::SignedPutReply {
+        public_key: pk,
+        salt,
+        seq,
+        acks,
+    })
+    .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/providers/{key}", tag = "dht", summary = "Announce this node as a provider of a key",
+    params(("key" = String, Path, description = "The content key: text, a CID (names its multihash), or hex / base64url bytes with `key_encoding`"),
+        ("key_encoding" = Option<String>, Query, description = "`utf8` (default), `hex` or `base64url`")),
+    responses((status = 200, description = "Announced", body = crate::openapi::AcksReply), crate::openapi::ErrorResponses))]
 async fn providers_post(
     State(s): State<AppState>,
     ContentKey(key): ContentKey,
@@ -772,9 +870,13 @@ async fn providers_post(
 ) -> Result<Response, ApiError> {
     query_params(&q, &["key_encoding"])?;
     let acks = s.call("provide", s.node.provide(key.bytes.clone())).await?;
-    Ok(Json(with_key(json!({ "acks": acks }), &key)).into_response())
+    Ok(Json(acks_reply(acks, &key)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/providers/{key}", tag = "dht", summary = "Find a key's providers",
+    params(("key" = String, Path, description = "The content key: text, a CID (names its multihash), or hex / base64url bytes with `key_encoding`"),
+        ("key_encoding" = Option<String>, Query, description = "`utf8` (default), `hex` or `base64url`")),
+    responses((status = 200, description = "The providers found", body = Vec<crate::api::PeerInfo>), crate::openapi::ErrorResponses))]
 async fn providers_get(
     State(s): State<AppState>,
     ContentKey(key): ContentKey,
@@ -787,18 +889,26 @@ async fn providers_get(
     Ok(Json(providers).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/status", tag = "node", summary = "This node's status",
+    responses((status = 200, description = "The status", body = crate::api::Status), crate::openapi::ErrorResponses))]
 async fn status(State(s): State<AppState>) -> Response {
     Json(s.node.status()).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/peers", tag = "node", summary = "Connected peers",
+    responses((status = 200, description = "The peers", body = Vec<crate::api::PeerInfo>), crate::openapi::ErrorResponses))]
 async fn peers(State(s): State<AppState>) -> Response {
     Json(s.node.peers()).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/routing", tag = "node", summary = "The Kademlia routing table",
+    responses((status = 200, description = "Its buckets", body = crate::api::RoutingInfo), crate::openapi::ErrorResponses))]
 async fn routing(State(s): State<AppState>) -> Response {
     Json(s.node.routing()).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "node", summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text", body = String), crate::openapi::ErrorResponses))]
 async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(
@@ -810,10 +920,29 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/v1/members", tag = "gossip", summary = "The membership as this node sees it",
+    responses((status = 200, description = "Every member, sorted by peer id", body = Vec<crate::api::MemberInfo>), crate::openapi::ErrorResponses))]
 async fn members(State(s): State<AppState>) -> Response {
     Json(s.node.members()).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/topics", tag = "gossip", summary = "The topics this node takes part in, with its neighbours in each topic's tree",
+    responses((status = 200, description = "The topics, sorted by name", body = Vec<crate::api::TopicInfo>), crate::openapi::ErrorResponses))]
+async fn topics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let list = s.call("listing the topics", s.node.topics()).await?;
+    Ok(Json(list).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "node", summary = "This document",
+    responses((status = 200, description = "The OpenAPI 3.1 description of this API", content_type = "application/json", body = Object), crate::openapi::ErrorResponses))]
+async fn openapi_json() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+#[utoipa::path(post, path = "/v1/topics/{topic}", tag = "gossip", summary = "Publish a message on a topic",
+    params(("topic" = String, Path, description = "The topic's name (1 to 256 bytes)")),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The payload"),
+    responses((status = 200, description = "Published", body = crate::api::PublishReply), crate::openapi::ErrorResponses))]
 async fn topic_publish(
     State(s): State<AppState>,
     Path(topic): Path<String>,
@@ -839,6 +968,10 @@ pub fn topic_sse_event(ev: &crate::api::TopicEvent) -> axum::response::sse::Even
     event.id(ev.message_id.clone())
 }
 
+#[utoipa::path(get, path = "/v1/topics/{topic}/events", tag = "gossip", summary = "Subscribe: a Server-Sent Events stream of the topic's messages",
+    description = "Event `message` carries a UTF-8 payload as text, `binary` a payload in base64; the event id is the message id. Comments keep the stream alive every 15 s and report messages a slow client missed.",
+    params(("topic" = String, Path, description = "The topic's name (1 to 256 bytes)")),
+    responses((status = 200, description = "The stream", content_type = "text/event-stream", body = String), crate::openapi::ErrorResponses))]
 async fn topic_events(
     State(s): State<AppState>,
     Path(topic): Path<String>,

@@ -41,6 +41,7 @@ pub mod keys;
 mod members;
 pub mod metrics;
 mod node;
+pub mod openapi;
 mod rate;
 mod recovery;
 pub mod replica;

@@ -16,6 +16,8 @@ pub(crate) struct MemberRow {
     pub(crate) state: MemberState,
     pub(crate) incarnation: u64,
     pub(crate) addrs: Vec<Multiaddr>,
+    /// For a suspect: when the suspicion expires, and its independent confirmations so far.
+    pub(crate) suspicion: Option<(std::time::Instant, u32)>,
 }
 
 /// The shared snapshot.

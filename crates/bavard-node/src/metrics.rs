@@ -151,6 +151,8 @@ pub struct Metrics {
     pub anti_entropy_keys: Counter,
     /// Anti-entropy rounds that failed, by reason.
     pub anti_entropy_failures: Family<RejectLabels, Counter>,
+    /// The sum of `anti_entropy_failures` over its reasons (for the status; not exported).
+    anti_entropy_failures_sum: Counter,
     /// Bytes anti-entropy exchanged (estimated encoded size).
     pub anti_entropy_bytes: Counter,
     /// Keys anti-entropy found newer on a partner and has not stored here yet.
@@ -208,6 +210,7 @@ impl Metrics {
             anti_entropy_rounds: Counter::default(),
             anti_entropy_keys: Counter::default(),
             anti_entropy_failures: Family::default(),
+            anti_entropy_failures_sum: Counter::default(),
             storage_failures: Counter::default(),
             storage_failed: Gauge::default(),
             store_corrupt_rows: Counter::default(),
@@ -392,6 +395,12 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+        self.anti_entropy_failures_sum.inc();
+    }
+
+    /// Failed anti-entropy rounds, every reason together.
+    pub fn anti_entropy_failures_total(&self) -> u64 {
+        self.anti_entropy_failures_sum.get()
     }
 
     /// The registry, to register more metrics at start-up.

@@ -617,6 +617,11 @@ impl Node {
         self.inner.gossip.members()
     }
 
+    /// Every topic this node takes part in, with its neighbours in the topic's broadcast tree.
+    pub async fn topics(&self) -> Result<Vec<crate::api::TopicInfo>, NodeError> {
+        self.inner.gossip.topics().await
+    }
+
     /// Subscribes to `topic`: joins its overlay (through its providers in the DHT, as a provider
     /// itself) and returns a receiver of every message published on it (this node's own included).
     pub fn subscribe(&self, topic: &str) -> Result<broadcast::Receiver<TopicEvent>, NodeError> {

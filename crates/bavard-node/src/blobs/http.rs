@@ -25,8 +25,9 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{BlobError, Blobs, parse_hash};
 
@@ -67,7 +68,7 @@ impl IntoResponse for BlobError {
 }
 
 #[derive(Clone)]
-struct BlobState {
+pub(crate) struct BlobState {
     blobs: Blobs,
     timeout: Duration,
 }
@@ -84,18 +85,29 @@ impl BlobState {
     }
 }
 
+/// The blob routes, each registered with its OpenAPI description.
+pub(crate) fn documented_routes() -> OpenApiRouter<BlobState> {
+    OpenApiRouter::new()
+        .routes(routes!(add, list))
+        .routes(routes!(read))
+        .routes(routes!(status))
+        .routes(routes!(pin, unpin))
+        .routes(routes!(probe))
+}
+
 /// The blob routes, with `timeout` as the deadline of each request until its response
 /// starts.
 pub(crate) fn router(blobs: Blobs, timeout: Duration) -> Router {
-    Router::new()
-        .route("/v1/blobs", post(add).get(list))
-        .route("/v1/blobs/{hash}", get(read))
-        .route("/v1/blobs/{hash}/status", get(status))
-        .route("/v1/blobs/{hash}/pin", put(pin).delete(unpin))
-        .route("/v1/admin/stream-probe/{peer}", post(probe))
-        .with_state(BlobState { blobs, timeout })
+    let (routes, _) = documented_routes().split_for_parts();
+    routes.with_state(BlobState { blobs, timeout })
 }
 
+#[utoipa::path(post, path = "/v1/blobs", tag = "blobs", summary = "Add a blob (streamed to disk, announced as provided)",
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The content"),
+    responses((status = 200, description = "Stored", body = super::AddReply),
+        (status = 413, description = "Over [blobs] max_upload_bytes", body = crate::openapi::ErrorBody),
+        (status = 507, description = "Over the disk quota", body = crate::openapi::ErrorBody),
+        crate::openapi::ErrorResponses))]
 /// `POST /v1/blobs`: the body, streamed to disk.
 async fn add(
     State(s): State<BlobState>,
@@ -115,12 +127,17 @@ async fn add(
     Ok(Json(reply).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/blobs", tag = "blobs", summary = "The blobs held here",
+    responses((status = 200, description = "Every blob", body = Vec<super::BlobEntry>), crate::openapi::ErrorResponses))]
 /// `GET /v1/blobs`.
 async fn list(State(s): State<BlobState>) -> Result<Response, BlobError> {
     let list = s.call("listing the blobs", s.blobs.list()).await?;
     Ok(Json(list).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/blobs/{hash}/status", tag = "blobs", summary = "A blob's state here and its fetch's providers",
+    params(("hash" = String, Path, description = "The blob: 64 hex digits (BLAKE3) or a base32 CIDv1 of raw content")),
+    responses((status = 200, description = "The status", body = super::BlobStatus), crate::openapi::ErrorResponses))]
 /// `GET /v1/blobs/{hash}/status`.
 async fn status(
     State(s): State<BlobState>,
@@ -131,13 +148,23 @@ async fn status(
     Ok(Json(status).into_response())
 }
 
+#[utoipa::path(put, path = "/v1/blobs/{hash}/pin", tag = "blobs", summary = "Pin a blob (never evicted)",
+    params(("hash" = String, Path, description = "The blob: 64 hex digits (BLAKE3) or a base32 CIDv1 of raw content")),
+    responses((status = 200, description = "Pinned", body = crate::openapi::PinReply), crate::openapi::ErrorResponses))]
 /// `PUT /v1/blobs/{hash}/pin`.
 async fn pin(State(s): State<BlobState>, Path(text): Path<String>) -> Result<Response, BlobError> {
     let hash = parse_hash(&text)?;
     s.call("pin", s.blobs.pin(hash)).await?;
-    Ok(Json(json!({ "hash": hash.to_hex(), "pinned": true })).into_response())
+    Ok(Json(crate::openapi::PinReply {
+        hash: hash.to_hex(),
+        pinned: true,
+    })
+    .into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/blobs/{hash}/pin", tag = "blobs", summary = "Unpin a blob (evictable under the quota)",
+    params(("hash" = String, Path, description = "The blob: 64 hex digits (BLAKE3) or a base32 CIDv1 of raw content")),
+    responses((status = 200, description = "Unpinned", body = crate::openapi::PinReply), crate::openapi::ErrorResponses))]
 /// `DELETE /v1/blobs/{hash}/pin`.
 async fn unpin(
     State(s): State<BlobState>,
@@ -145,9 +172,21 @@ async fn unpin(
 ) -> Result<Response, BlobError> {
     let hash = parse_hash(&text)?;
     s.call("unpin", s.blobs.unpin(hash)).await?;
-    Ok(Json(json!({ "hash": hash.to_hex(), "pinned": false })).into_response())
+    Ok(Json(crate::openapi::PinReply {
+        hash: hash.to_hex(),
+        pinned: false,
+    })
+    .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/blobs/{hash}", tag = "blobs", summary = "A blob's content, fetched from providers when not here, verified as it streams",
+    params(("hash" = String, Path, description = "The blob: 64 hex digits (BLAKE3) or a base32 CIDv1 of raw content"), ("Range" = Option<String>, Header, description = "`bytes=a-b`, `bytes=a-` or `bytes=-n`")),
+    responses(
+        (status = 200, description = "The content", content_type = "application/octet-stream", body = crate::openapi::Binary),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = crate::openapi::Binary),
+        (status = 404, description = "Not here and no provider found", body = crate::openapi::ErrorBody),
+        (status = 416, description = "The range does not fit", body = crate::openapi::ErrorBody),
+        crate::openapi::ErrorResponses))]
 /// `GET /v1/blobs/{hash}`: the content (or a `Range` of it), streamed as it is verified.
 async fn read(
     State(s): State<BlobState>,
@@ -232,6 +271,11 @@ fn parse_range(spec: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, Bl
     Ok(Some(range))
 }
 
+#[utoipa::path(post, path = "/v1/admin/stream-probe/{peer}", tag = "admin", summary = "Measure the raw rate of one stream from a peer",
+    params(("peer" = String, Path, description = "A peer id with [blobs] stream_probe on"),
+        ("bytes" = Option<u64>, Query, description = "Bytes to transfer (default 64 MiB)")),
+    security(("api_token" = [])),
+    responses((status = 200, description = "What the probe measured", body = super::probe::ProbeReport), crate::openapi::ErrorResponses))]
 /// `POST /v1/admin/stream-probe/{peer}?bytes=N` (default 64 MiB).
 async fn probe(
     State(s): State<BlobState>,

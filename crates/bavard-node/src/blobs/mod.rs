@@ -65,7 +65,7 @@ pub const BLOBS_PROTOCOL: libp2p::StreamProtocol =
     libp2p::StreamProtocol::new(bavard_blobs::protocol::PROTOCOL_NAME);
 
 /// What an add returns (`POST /v1/blobs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddReply {
     /// The blob's hash (64 hex digits).
     pub hash: String,
@@ -77,7 +77,7 @@ pub struct AddReply {
 }
 
 /// A blob held here, as `GET /v1/blobs` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlobEntry {
     /// Its hash.
     pub hash: String,
@@ -92,7 +92,7 @@ pub struct BlobEntry {
 }
 
 /// One provider's part in a fetch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProviderStatus {
     /// Its peer id.
     pub peer_id: String,
@@ -108,7 +108,7 @@ pub struct ProviderStatus {
 }
 
 /// `GET /v1/blobs/{hash}/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlobStatus {
     /// The blob's hash.
     pub hash: String,

@@ -25,7 +25,7 @@ pub const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/bavard/stream-p
 pub const MAX_PROBE_BYTES: u64 = 4 << 30;
 
 /// What a probe measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProbeReport {
     /// The peer that sent.
     pub peer_id: String,

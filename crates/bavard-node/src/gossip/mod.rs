@@ -48,7 +48,7 @@ use rand::seq::SliceRandom as _;
 use sha2::Digest as _;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::api::{MemberInfo, NodeError, TopicEvent};
+use crate::api::{MemberInfo, NodeError, TopicEvent, TopicInfo};
 use crate::config::{GossipConfig, secs};
 use crate::context::{Context, peer_key};
 use crate::kad::client::Kad;
@@ -90,9 +90,23 @@ enum Command {
     },
     /// Join again after a leave: a new membership instance (it outbids the old incarnation).
     Rejoin,
+    /// Each joined topic's place in its broadcast tree.
+    Views {
+        reply: oneshot::Sender<HashMap<TopicId, TopicView>>,
+    },
+}
+
+/// One topic's neighbours as the broadcast core holds them.
+#[derive(Default)]
+struct TopicView {
+    eager: Vec<PeerId>,
+    lazy: Vec<PeerId>,
+    passive: usize,
+    seen: usize,
 }
 
 struct TopicEntry {
+    name: String,
     tx: broadcast::Sender<TopicEvent>,
     /// Neighbours in the active view.
     active: Arc<AtomicUsize>,
@@ -316,6 +330,22 @@ impl Driver {
             }
             Command::Leave { reply } => {
                 let _ = reply.send(());
+            }
+            Command::Views { reply } => {
+                let b = &self.broadcast;
+                let views = b
+                    .topics()
+                    .map(|t| {
+                        let view = TopicView {
+                            eager: b.eager_peers(t),
+                            lazy: b.lazy_peers(t),
+                            passive: b.passive_view(t).len(),
+                            seen: b.seen_messages(t),
+                        };
+                        (*t, view)
+                    })
+                    .collect();
+                let _ = reply.send(views);
             }
             Command::Rejoin => {
                 let cfg = membership_config(&self.ctx.config.gossip);
@@ -579,6 +609,10 @@ impl Driver {
                     state: m.state(),
                     incarnation: m.incarnation(),
                     addrs: meta::addrs(m.meta(), max_addrs),
+                    suspicion: self.membership.suspicion_deadline(&id).map(|at| {
+                        let confirmations = self.membership.suspicion_confirmations(&id);
+                        (at, confirmations.unwrap_or(0))
+                    }),
                 }
             })
             .collect();
@@ -630,6 +664,7 @@ impl Gossip {
     /// Every member this node knows, itself included, sorted by peer id.
     pub(crate) fn members(&self) -> Vec<MemberInfo> {
         let rows = self.ctx.members.rows();
+        let now = Instant::now();
         let mut list: Vec<MemberInfo> = rows
             .into_iter()
             .map(|m| MemberInfo {
@@ -637,10 +672,46 @@ impl Gossip {
                 state: state_name(m.state).to_string(),
                 incarnation: m.incarnation,
                 addrs: m.addrs.iter().map(|a| a.to_string()).collect(),
+                suspicion_timeout_ms: m
+                    .suspicion
+                    .filter(|_| m.state == MemberState::Suspect)
+                    .map(|(at, _)| at.saturating_duration_since(now).as_millis() as u64),
+                suspicion_confirmations: m
+                    .suspicion
+                    .filter(|_| m.state == MemberState::Suspect)
+                    .map(|(_, n)| n),
             })
             .collect();
         list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         list
+    }
+
+    /// Every topic this node takes part in, with its neighbours in the topic's tree, sorted by
+    /// name.
+    pub(crate) async fn topics(&self) -> Result<Vec<TopicInfo>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Views { reply })
+            .map_err(|_| NodeError::ShuttingDown)?;
+        let mut views = rx.await.map_err(|_| NodeError::ShuttingDown)?;
+        let ids = |peers: &[PeerId]| peers.iter().map(PeerId::to_string).collect();
+        let topics = self.topics.lock().expect("topics lock");
+        let mut list: Vec<TopicInfo> = topics
+            .iter()
+            .map(|(id, t)| {
+                let view = views.remove(id).unwrap_or_default();
+                TopicInfo {
+                    topic: t.name.clone(),
+                    subscriber: t.subscriber,
+                    eager: ids(&view.eager),
+                    lazy: ids(&view.lazy),
+                    passive: view.passive,
+                    seen: view.seen,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Ok(list)
     }
 
     /// Subscribes to `topic`: joins its overlay (through its providers in the DHT, as a provider
@@ -781,6 +852,7 @@ impl Gossip {
         topics.insert(
             id,
             TopicEntry {
+                name: topic.to_string(),
                 tx,
                 active: active.clone(),
                 subscriber,

@@ -126,10 +126,14 @@ impl Replica {
     /// How far this node's replicas are from its partners'.
     pub(crate) fn status(&self) -> ReplicationStatus {
         let (keys_behind, ranges_pending) = self.sync.behind();
+        let m = &self.ctx.metrics;
         ReplicationStatus {
             keys_behind,
             ranges_pending,
             hints_queued: self.hints.len(),
+            read_repairs: m.read_repairs.get(),
+            anti_entropy_rounds: m.anti_entropy_rounds.get(),
+            anti_entropy_failures: m.anti_entropy_failures_total(),
         }
     }
 
