@@ -347,6 +347,12 @@ impl Client {
         Ok(Self::check(self.send(req).await?).await?.json().await?)
     }
 
+    /// `GET /v1/topics`.
+    pub async fn topics(&self) -> anyhow::Result<Vec<crate::api::TopicInfo>> {
+        let req = self.http.get(self.url("/v1/topics"));
+        Ok(Self::check(self.send(req).await?).await?.json().await?)
+    }
+
     /// `POST /v1/topics/{topic}`.
     pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<PublishReply> {
         let req = self

@@ -386,6 +386,24 @@ async fn http_lists_members_publishes_and_streams_topic_events() {
     )
     .await;
 
+    // Both ends list the topic with the other in its tree (2 of 3 nodes take part: each is the
+    // other's eager neighbour once a message went through).
+    let peer0 = nodes[0].peer_id().to_string();
+    let peer2 = nodes[2].peer_id().to_string();
+    for (api, me, other) in [(&api0, &peer0, &peer2), (&api2, &peer2, &peer0)] {
+        let topics = api.topics().await.unwrap();
+        assert_eq!(topics.len(), 1, "{me}: {topics:?}");
+        let chat = &topics[0];
+        assert_eq!(chat.topic, "chat");
+        assert!(chat.seen >= 2, "{me}: {chat:?}");
+        assert!(
+            chat.eager.contains(other) || chat.lazy.contains(other),
+            "{me} does not list {other} as a neighbour: {chat:?}"
+        );
+    }
+    assert!(!api0.topics().await.unwrap()[0].subscriber);
+    assert!(api2.topics().await.unwrap()[0].subscriber);
+
     let long = "x".repeat(300);
     let err = api0.publish(&long, b"m".to_vec()).await.unwrap_err();
     assert!(err.to_string().contains("HTTP 400"), "{err}");
