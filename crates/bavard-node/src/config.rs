@@ -19,8 +19,14 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Addresses to listen on (`/ip4/127.0.0.1/tcp/0`, `/ip4/0.0.0.0/udp/4001/quic-v1`, `/memory/7`).
     pub listen: Vec<Multiaddr>,
-    /// Peers to join through; each must end in `/p2p/PEER_ID`.
+    /// Peers to join through; each must end in `/p2p/PEER_ID`. A `/dns4/NAME/…` (or `/dns/`,
+    /// `/dns6/`) address is resolved at start and again at every bootstrap.
     pub bootstrap: Vec<Multiaddr>,
+    /// Addresses other nodes reach this one at, announced (to Kademlia through identify, to the
+    /// membership, in join tokens) instead of the addresses it listens on. Empty: announce the
+    /// bound listen addresses. Set it behind NAT or a port mapping, or when listening on
+    /// 0.0.0.0 in a container whose interface address others cannot reach.
+    pub advertise: Vec<Multiaddr>,
     /// Address of the HTTP API; `None` runs no API server (library use).
     pub api: Option<SocketAddr>,
     /// Kademlia protocol parameters.
@@ -56,6 +62,7 @@ impl Default for NodeConfig {
                     .expect("valid multiaddr"),
             ],
             bootstrap: Vec::new(),
+            advertise: Vec::new(),
             api: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),
             kad: KadConfig::default(),
             replication: ReplicationConfig::default(),
@@ -85,6 +92,22 @@ impl NodeConfig {
         for addr in &self.bootstrap {
             if crate::util::peer_id_of(addr).is_none() {
                 anyhow::bail!("bootstrap address {addr} does not end in /p2p/PEER_ID");
+            }
+        }
+        for addr in &self.advertise {
+            use libp2p::multiaddr::Protocol;
+            if crate::util::peer_id_of(addr).is_some() {
+                anyhow::bail!("advertised address {addr} must not end in /p2p/ (the node adds it)");
+            }
+            let unspecified = match addr.iter().next() {
+                Some(Protocol::Ip4(ip)) => ip.is_unspecified(),
+                Some(Protocol::Ip6(ip)) => ip.is_unspecified(),
+                _ => false,
+            };
+            if unspecified {
+                anyhow::bail!(
+                    "advertised address {addr} is unspecified: give the address others dial"
+                );
             }
         }
         if self.kad.k == 0 || self.kad.alpha == 0 || self.kad.replication_factor == 0 {

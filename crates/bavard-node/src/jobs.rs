@@ -109,6 +109,10 @@ fn interval(s: f64) -> Duration {
 
 /// Looks up our own id; true when the routing table holds at least one peer afterwards.
 async fn bootstrap(kad: &Kad) -> bool {
+    // Names are resolved again each time: a seed may have come back with a new address.
+    if kad.ctx.config.bootstrap.iter().any(is_dns) {
+        crate::node::dial_bootstrap(&kad.ctx).await;
+    }
     let own = kad.ctx.peer_id.to_bytes();
     if let Err(e) = kad.lookup(&own, LookupKind::FindNode).await {
         tracing::debug!("bootstrap lookup failed: {e}");
@@ -118,6 +122,14 @@ async fn bootstrap(kad: &Kad) -> bool {
         tracing::debug!(size, "bootstrapped");
     }
     size > 0
+}
+
+fn is_dns(addr: &libp2p::Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    matches!(
+        addr.iter().next(),
+        Some(Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_))
+    )
 }
 
 async fn refresh_buckets(kad: &Kad, rng: &mut StdRng) {

@@ -319,9 +319,14 @@ struct NodeArgs {
     /// Address to listen on (repeatable), e.g. /ip4/127.0.0.1/tcp/4001.
     #[arg(long)]
     listen: Vec<Multiaddr>,
-    /// Peer to join through (repeatable), ending in /p2p/PEER_ID.
+    /// Peer to join through (repeatable), ending in /p2p/PEER_ID; /dns4/NAME/… names are
+    /// resolved at start and at every bootstrap.
     #[arg(long)]
     bootstrap: Vec<Multiaddr>,
+    /// Address other nodes reach this one at (repeatable), announced instead of the listen
+    /// addresses: a public address behind NAT or a port mapping, e.g. /ip4/203.0.113.7/tcp/4001.
+    #[arg(long)]
+    advertise: Vec<Multiaddr>,
     /// HTTP API address, HOST:PORT (default 127.0.0.1:5001).
     #[arg(long)]
     api: Option<SocketAddr>,
@@ -559,6 +564,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.bootstrap.is_empty() {
         config.bootstrap = args.bootstrap;
+    }
+    if !args.advertise.is_empty() {
+        config.advertise = args.advertise;
     }
     if let Some(api) = args.api {
         config.api = Some(api);

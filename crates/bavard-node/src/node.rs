@@ -68,6 +68,26 @@ async fn join(ctx: &Context, token: &JoinToken) -> anyhow::Result<()> {
     }
 }
 
+/// Dials every bootstrap address (resolving `/dns*` names first, see
+/// [`crate::util::resolve_dns`]) and remembers it as its peer's address. A name that does not
+/// resolve is logged and tried again at the next bootstrap.
+pub(crate) async fn dial_bootstrap(ctx: &Context) {
+    for addr in &ctx.config.bootstrap {
+        let Some(peer) = peer_id_of(addr) else {
+            continue;
+        };
+        match crate::util::resolve_dns(addr, Duration::from_secs(5)).await {
+            Ok(resolved) => {
+                for a in resolved {
+                    ctx.learn_addr(peer, a.clone());
+                    ctx.swarm(SwarmCommand::Dial(a));
+                }
+            }
+            Err(e) => tracing::warn!("bootstrap address {addr}: {e:#}"),
+        }
+    }
+}
+
 /// The compare-and-set condition of a write that goes through a consensus round: its own
 /// condition, or none for a serial write; `None` for a plain (last-writer-wins) write.
 fn serial_condition(opts: &PutOptions) -> Option<bavard_replica::paxos::Condition> {
@@ -162,6 +182,12 @@ impl Node {
                 _ = &mut deadline => anyhow::bail!("listen addresses not bound within 10 s"),
             }
         }
+        // What others are told to dial: the advertised addresses when set, else the bound ones.
+        let listen_addrs = if config.advertise.is_empty() {
+            listen_addrs
+        } else {
+            config.advertise.clone()
+        };
         for addr in &listen_addrs {
             swarm.add_external_address(addr.clone());
         }
@@ -199,12 +225,7 @@ impl Node {
             tokio::spawn(crate::swarm::run(kad.clone(), swarm, command_rx)),
             tokio::spawn(crate::admission::protocol::run(ctx.clone())),
         ];
-        for addr in ctx.config.bootstrap.clone() {
-            if let Some(peer) = peer_id_of(&addr) {
-                ctx.learn_addr(peer, addr.clone());
-                ctx.swarm(SwarmCommand::Dial(addr));
-            }
-        }
+        dial_bootstrap(&ctx).await;
         if let Startup::Joining(token) = &startup
             && let Err(e) = join(&ctx, token).await
         {

@@ -130,7 +130,8 @@ pub(crate) async fn run(
                 }
             },
             event = swarm.select_next_some() => match event {
-                SwarmEvent::NewListenAddr { address, .. } => {
+                // Advertised addresses replace the bound ones (see `NodeConfig::advertise`).
+                SwarmEvent::NewListenAddr { address, .. } if ctx.config.advertise.is_empty() => {
                     let mut addrs = ctx.listen_addrs.lock().expect("listen lock");
                     if !addrs.contains(&address) {
                         addrs.push(address);

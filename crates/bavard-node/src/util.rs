@@ -15,6 +15,81 @@ pub fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// The addresses a `/dns/NAME/…`, `/dns4/NAME/…` or `/dns6/NAME/…` multiaddr names: its first
+/// component replaced by each IP the system resolver (the hosts file, then DNS) gives for
+/// `NAME`, IPv4 only for `dns4` and IPv6 only for `dns6`. Any other address is returned as it
+/// is. A bootstrap address such as `/dns4/bavard-0.bavard/tcp/4001/p2p/PEER_ID` (a Kubernetes
+/// pod's stable name) is resolved this way at start and again at every bootstrap, so a seed
+/// that comes back with a new IP is found again.
+///
+/// # Errors
+///
+/// The name does not resolve (within `timeout`) to an address of the wanted family.
+pub async fn resolve_dns(
+    addr: &Multiaddr,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Vec<Multiaddr>> {
+    let mut parts = addr.iter();
+    let (name, want_v4, want_v6) = match parts.next() {
+        Some(Protocol::Dns(name)) => (name, true, true),
+        Some(Protocol::Dns4(name)) => (name, true, false),
+        Some(Protocol::Dns6(name)) => (name, false, true),
+        _ => return Ok(vec![addr.clone()]),
+    };
+    let rest: Vec<Protocol<'_>> = parts.collect();
+    let port = rest
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) | Protocol::Udp(port) => Some(*port),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let found = tokio::time::timeout(timeout, lookup(&name, port))
+        .await
+        .map_err(|_| anyhow::anyhow!("resolving {name} took longer than {timeout:?}"))??;
+    let mut out = Vec::new();
+    for ip in found {
+        let first = match ip {
+            std::net::IpAddr::V4(v4) if want_v4 => Protocol::Ip4(v4),
+            std::net::IpAddr::V6(v6) if want_v6 => Protocol::Ip6(v6),
+            _ => continue,
+        };
+        let resolved: Multiaddr = std::iter::once(first).chain(rest.iter().cloned()).collect();
+        if !out.contains(&resolved) {
+            out.push(resolved);
+        }
+    }
+    if out.is_empty() {
+        anyhow::bail!("{name} has no address of the family {addr} asks for");
+    }
+    Ok(out)
+}
+
+/// The IPs of `name`: from the system's resolver configuration (`/etc/resolv.conf`, its search
+/// domains, `/etc/hosts`) read by a pure-Rust resolver, which works in a `FROM scratch` image
+/// with a static binary; else, when that configuration cannot be read or gives nothing, from
+/// the C library's `getaddrinfo`.
+async fn lookup(name: &str, port: u16) -> anyhow::Result<Vec<std::net::IpAddr>> {
+    let native = match hickory_resolver::Resolver::builder_tokio().map(|b| b.build()) {
+        Ok(Ok(resolver)) => match resolver.lookup_ip(name).await {
+            Ok(found) => Ok(found.iter().collect::<Vec<_>>()),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        },
+        Ok(Err(e)) => Err(anyhow::anyhow!("{e}")),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
+    match native {
+        Ok(ips) if !ips.is_empty() => Ok(ips),
+        native => match tokio::net::lookup_host((name, port)).await {
+            Ok(found) => Ok(found.map(|sa| sa.ip()).collect()),
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot resolve {name}: {e} (resolver: {})",
+                native.map_or_else(|e| e.to_string(), |_| "no address".to_string())
+            )),
+        },
+    }
+}
+
 /// The address without its trailing `/p2p/PEER_ID`.
 pub fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
     let mut addr = addr.clone();
