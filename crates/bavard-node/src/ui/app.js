@@ -219,7 +219,8 @@
 
   function renderRouting(r) {
     const k = r.k || 1;
-    $("routing-summary").textContent = `(${orDash(r.size)} peers, k = ${orDash(r.k)})`;
+    $("routing-summary").textContent =
+      `(${orDash(r.size)} ${r.size === 1 ? "peer" : "peers"}, k = ${orDash(r.k)})`;
     const buckets = (r.buckets || []).slice().sort((a, b) => b.index - a.index);
     $("routing-empty").hidden = buckets.length > 0;
     $("buckets").replaceChildren(...buckets.map((b) => {
@@ -247,6 +248,9 @@
   function parseMetrics(text, wanted) {
     const sums = {};
     for (const line of text.split("\n")) {
+      // A counter family with no samples yet (a labelled one) counts as 0.
+      const declared = /^# TYPE bavard_([a-z0-9_]+) counter/.exec(line);
+      if (declared && wanted.includes(declared[1])) sums[declared[1]] = sums[declared[1]] || 0;
       if (!line || line[0] === "#") continue;
       const m = /^bavard_([a-z0-9_]+?)(?:_total)?(?:\{[^}]*\})?\s+([0-9.eE+-]+|NaN)/.exec(line);
       if (!m || !wanted.includes(m[1])) continue;
@@ -495,7 +499,8 @@
         $("publish-payload").value);
       const reply = await resp.json();
       const out = $("publish-result");
-      out.textContent = "published " + reply.message_id;
+      out.textContent = "published " + shortId(reply.message_id);
+      out.title = reply.message_id;
       out.dataset.messageId = reply.message_id;
       showError("publish-error", null);
     } catch (e) {
