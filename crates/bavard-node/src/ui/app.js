@@ -6,6 +6,7 @@
   const TOKEN_KEY = "bavard.api-token";
   const POLL_MS = 1000;
   const SLOW_POLL_MS = 5000;
+  const POLL_TIMEOUT_MS = 5000;
   const FEED_MAX = 200;
 
   const $ = (id) => document.getElementById(id);
@@ -54,6 +55,15 @@
     return new ApiError(resp.status, message, code);
   }
 
+  /** A fetch failure as an ApiError (an abort by the caller is passed on as it is). */
+  function unreachable(e) {
+    if (e.name === "AbortError") return e;
+    if (e.name === "TimeoutError") {
+      return new ApiError(0, `the node did not answer within ${POLL_TIMEOUT_MS / 1000} s`, "timeout");
+    }
+    return new ApiError(0, "the node did not answer (" + e.message + ")", "unreachable");
+  }
+
   /** Sends a request; resolves to the Response when it succeeded, throws ApiError otherwise. */
   async function request(method, path, body, signal) {
     let resp;
@@ -66,11 +76,21 @@
         cache: "no-store",
       });
     } catch (e) {
-      if (e.name === "AbortError") throw e;
-      throw new ApiError(0, "the node did not answer (" + e.message + ")", "unreachable");
+      throw unreachable(e);
     }
     if (!resp.ok) throw await failure(resp);
     return resp;
+  }
+
+  /** A poll: a GET with a deadline, so that a frozen node shows as such instead of stalling
+   * the page. */
+  async function poll(path) {
+    const resp = await request("GET", path, undefined, AbortSignal.timeout(POLL_TIMEOUT_MS));
+    try {
+      return path === "/metrics" ? await resp.text() : await resp.json();
+    } catch (e) {
+      throw unreachable(e);
+    }
   }
 
   async function getJson(path) {
@@ -285,7 +305,7 @@
       ["/v1/routing", renderRouting, "routing-error"],
     ].map(async ([path, render, errId]) => {
       try {
-        render(await getJson(path));
+        render(await poll(path));
         showError(errId, null);
         return true;
       } catch (e) {
@@ -314,7 +334,7 @@
   async function slowRefresh() {
     clearTimeout(slowTimer);
     try {
-      const text = await (await request("GET", "/metrics")).text();
+      const text = await poll("/metrics");
       const sums = parseMetrics(text, METRIC_NAMES);
       for (const [name, v] of Object.entries(sums)) setReplica(name, v, "metrics");
       showError("metrics-error", null);
@@ -323,7 +343,7 @@
     }
     if (overlayAvailable) {
       try {
-        renderOverlay(await getJson("/v1/topics"));
+        renderOverlay(await poll("/v1/topics"));
         $("overlay-panel").hidden = false;
         showError("overlay-error", null);
       } catch (e) {
