@@ -254,7 +254,9 @@
     }));
   }
 
-  function renderOverlay(topics) {
+  function renderOverlay(answer) {
+    // A list of topics; tolerate it wrapped in an object too.
+    const topics = Array.isArray(answer) ? answer : (answer && answer.topics) || [];
     const ids = (list) => (list || []).map(shortId).join(", ") || "—";
     $("overlay-body").replaceChildren(...topics.map((t) => el("tr", { "data-topic": t.topic },
       el("td", { class: "mono", text: t.topic }),
