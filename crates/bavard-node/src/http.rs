@@ -231,7 +231,9 @@ async fn guard(
         }
     }
     let admin = req.uri().path().starts_with("/v1/admin/");
-    if (admin || access.token_everywhere) && !access.token_ok(req.headers()) {
+    // The console's static assets carry no data; the page asks for the token itself.
+    let asset = crate::ui::is_asset(req.uri().path());
+    if (admin || access.token_everywhere) && !asset && !access.token_ok(req.headers()) {
         let what = if admin {
             "admin endpoints need the node's API token"
         } else {
@@ -306,6 +308,7 @@ pub fn router(node: Node, access: Access) -> Router {
             state.node.blobs(),
             state.timeout,
         ))
+        .merge(crate::ui::router())
         .layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(access),
             guard,

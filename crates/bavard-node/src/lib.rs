@@ -49,6 +49,7 @@ mod request;
 mod storage;
 pub mod streams;
 pub mod swarm;
+pub mod ui;
 pub mod util;
 pub mod wire;
 

@@ -175,6 +175,7 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
     DOC.get_or_init(|| {
         let mut doc = crate::http::documented_routes().split_for_parts().1;
         doc.merge(crate::blobs::http::documented_routes().split_for_parts().1);
+        doc.merge(crate::ui::documented_routes().split_for_parts().1);
         doc
     })
 }

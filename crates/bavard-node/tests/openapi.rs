@@ -172,6 +172,9 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
         "/v1/admin/cluster/token",
         "/v1/admin/cluster/revoke/{peer}",
         "/v1/admin/stream-probe/{peer}",
+        "/ui",
+        "/ui/app.js",
+        "/ui/style.css",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not documented");
     }
@@ -220,6 +223,7 @@ fn routers_register_routes_only_with_their_description() {
     for (file, text) in [
         ("src/http.rs", include_str!("../src/http.rs")),
         ("src/blobs/http.rs", include_str!("../src/blobs/http.rs")),
+        ("src/ui.rs", include_str!("../src/ui.rs")),
     ] {
         assert!(
             !text.contains(".route("),
