@@ -59,39 +59,43 @@ pub(crate) struct Cuts {
 }
 
 impl Cuts {
-    /// The groups of nodes `0..n` that can still reach each other: the connected components of
-    /// the full mesh without the cut links. A node in neither side of a cut keeps its links to
-    /// both, so it joins their groups. Sorted by smallest member.
+    /// Which side of each cut each node `0..n` is on: `A` or `B` for the first and second set of
+    /// a cut, `-` for neither, joined with `/` when there are several cuts (`A/-`). Empty strings
+    /// when nothing is cut.
+    pub(crate) fn sides(&self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let each: Vec<&str> = self
+                    .cuts
+                    .iter()
+                    .map(|(a, b)| {
+                        if a.contains(&i) {
+                            "A"
+                        } else if b.contains(&i) {
+                            "B"
+                        } else {
+                            "-"
+                        }
+                    })
+                    .collect();
+                each.join("/")
+            })
+            .collect()
+    }
+
+    /// The nodes `0..n` grouped by [`sides`](Self::sides): the groups a drawing separates. A
+    /// node on neither side of a cut keeps its links to both, but is drawn apart from each, as
+    /// it is on neither. Groups are ordered by their smallest member.
     pub(crate) fn groups(&self, n: usize) -> Vec<Vec<usize>> {
-        let cut: std::collections::HashSet<(usize, usize)> = self
-            .cuts
-            .iter()
-            .flat_map(|(a, b)| cut_links(a, b))
-            .collect();
-        let mut group = vec![usize::MAX; n];
-        let mut out = Vec::new();
-        for start in 0..n {
-            if group[start] != usize::MAX {
-                continue;
+        let sides = self.sides(n);
+        let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, side) in sides.into_iter().enumerate() {
+            match out.iter_mut().find(|(s, _)| *s == side) {
+                Some((_, members)) => members.push(i),
+                None => out.push((side, vec![i])),
             }
-            let id = out.len();
-            let mut members = vec![start];
-            group[start] = id;
-            let mut next = 0;
-            while next < members.len() {
-                let x = members[next];
-                next += 1;
-                for (y, g) in group.iter_mut().enumerate() {
-                    if *g == usize::MAX && !cut.contains(&(x, y)) {
-                        *g = id;
-                        members.push(y);
-                    }
-                }
-            }
-            members.sort_unstable();
-            out.push(members);
         }
-        out
+        out.into_iter().map(|(_, members)| members).collect()
     }
 
     /// One line per cut, for `cluster status`.
@@ -238,27 +242,31 @@ mod tests {
     }
 
     #[test]
-    fn cuts_split_the_nodes_into_the_groups_that_still_reach_each_other() {
+    fn each_node_is_on_a_side_of_each_cut_and_nodes_on_the_same_sides_are_grouped() {
         let none = Cuts::default();
+        assert_eq!(none.sides(3), ["", "", ""]);
         assert_eq!(none.groups(3), [vec![0, 1, 2]]);
         let halves = Cuts {
             cuts: vec![(vec![0, 1], vec![2, 3, 4])],
         };
+        assert_eq!(halves.sides(5), ["A", "A", "B", "B", "B"]);
         assert_eq!(halves.groups(5), [vec![0, 1], vec![2, 3, 4]]);
         let isolated = Cuts {
             cuts: vec![(vec![2], vec![0, 1, 3])],
         };
         assert_eq!(isolated.groups(4), [vec![0, 1, 3], vec![2]]);
-        // Node 1 is on neither side: it still reaches both, so nothing is split.
-        let bridge = Cuts {
-            cuts: vec![(vec![0], vec![2])],
+        // Node 4 is on neither side (down when the cut was made, say): a group of its own.
+        let bystander = Cuts {
+            cuts: vec![(vec![0, 1], vec![2, 3])],
         };
-        assert_eq!(bridge.groups(3), [vec![0, 1, 2]]);
-        // Two cuts make three groups.
-        let three = Cuts {
+        assert_eq!(bystander.sides(5)[4], "-");
+        assert_eq!(bystander.groups(5), [vec![0, 1], vec![2, 3], vec![4]]);
+        // Two cuts: a side per cut.
+        let two = Cuts {
             cuts: vec![(vec![0, 1], vec![2, 3]), (vec![0], vec![1, 2, 3])],
         };
-        assert_eq!(three.groups(4), [vec![0], vec![1], vec![2, 3]]);
+        assert_eq!(two.sides(4), ["A/A", "A/B", "B/B", "B/B"]);
+        assert_eq!(two.groups(4), [vec![0], vec![1], vec![2, 3]]);
     }
 
     #[test]

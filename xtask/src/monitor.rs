@@ -7,7 +7,8 @@
 //! on `127.0.0.1` and a free port, and polls `GET /api/v1/targets` until every node target is
 //! `up`, then `GET /api/v1/rules` to check that the rule file loaded. The pid and URL go into
 //! `cluster.json` ([`Monitor`]), so that `cluster status` shows Prometheus and `cluster down`
-//! stops it with the nodes.
+//! stops it with the nodes. `cluster restart` rewrites the configuration and sends SIGHUP (a
+//! configuration reload), as a restarted node may come back on new ports.
 //!
 //! A node wants its API token on every request only when its API listens off loopback (the
 //! `--netns` testbed); the job of such a node reads the token from `DIR/node-I/api.token`
@@ -162,9 +163,7 @@ pub(crate) fn start(dir: &Path, state: &ClusterState, exe: &Path) -> anyhow::Res
     let home = dir.join("prometheus");
     let data = home.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
-    let config_path = home.join("prometheus.yml");
-    std::fs::write(&config_path, config(&targets(state), &rules_file()))
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let config_path = write_config(dir, state)?;
     let port = free_port()?;
     let log = OpenOptions::new()
         .create(true)
@@ -189,6 +188,24 @@ pub(crate) fn start(dir: &Path, state: &ClusterState, exe: &Path) -> anyhow::Res
         url: format!("http://127.0.0.1:{port}"),
         config: config_path,
     })
+}
+
+/// Writes `DIR/prometheus/prometheus.yml` for the nodes of `state` and returns its path.
+fn write_config(dir: &Path, state: &ClusterState) -> anyhow::Result<PathBuf> {
+    let path = dir.join("prometheus").join("prometheus.yml");
+    std::fs::write(&path, config(&targets(state), &rules_file()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Points a running Prometheus at the nodes' current addresses: rewrites its configuration and
+/// sends SIGHUP, on which it reloads it. Does nothing when it is not running.
+pub(crate) fn reconfigure(dir: &Path, state: &ClusterState, m: &Monitor) -> anyhow::Result<()> {
+    if crate::cluster::proc_state_named(m.pid, "prometheus") == ProcState::Gone {
+        return Ok(());
+    }
+    write_config(dir, state)?;
+    crate::cluster::signal(m.pid, "HUP")
 }
 
 /// One target as `GET /api/v1/targets` reports it.

@@ -249,7 +249,7 @@ fn poll(dir: &Path, topic: &str) -> anyhow::Result<PageState> {
             .collect()
     });
     Ok(PageState {
-        view: view::build(&probes, topic, cuts.groups(state.nodes.len())),
+        view: view::build(&probes, topic, &cuts),
         dir: dir.display().to_string(),
         prometheus: state.monitor.map(|m| m.url),
     })

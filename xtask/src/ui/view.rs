@@ -10,13 +10,15 @@
 //! - topic-tree edges are the eager and lazy peers each node lists for the chosen topic
 //!   (Plumtree's spanning tree and its lazy links); a node that answers `/v1/topics` with 404
 //!   (an older node) contributes none, and the page says so;
-//! - the groups are those the recorded cuts leave ([`crate::faults::Cuts::groups`]).
+//! - each node's side of the recorded cuts, and the groups of nodes on the same sides, which the
+//!   page draws apart with a cut line between them ([`crate::faults::Cuts`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{NodeStatus, ProcState};
+use crate::faults::Cuts;
 
 /// A membership entry of `GET /v1/members`, the fields the page needs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -88,6 +90,8 @@ pub(crate) struct NodeView {
     pub(crate) state: String,
     /// How many of the answering other nodes hold each state for it.
     pub(crate) votes: BTreeMap<String, usize>,
+    /// Its side of the recorded cuts (`A`, `B`, `-`; empty when nothing is cut).
+    pub(crate) side: String,
     /// From its `/v1/status`.
     pub(crate) members_alive: Option<usize>,
     /// From its `/v1/status`.
@@ -134,7 +138,7 @@ pub(crate) struct View {
     pub(crate) tree: Vec<TreeEdge>,
     /// Whether some answering node serves `/v1/topics`; false when every one said 404.
     pub(crate) topics_supported: bool,
-    /// The groups the recorded cuts leave (one group: no partition).
+    /// The nodes grouped by side of the recorded cuts (one group: no partition).
     pub(crate) groups: Vec<Vec<usize>>,
 }
 
@@ -156,8 +160,9 @@ pub(crate) fn majority(votes: &BTreeMap<String, usize>) -> Option<String> {
         .map(|(state, _)| state.clone())
 }
 
-/// Folds one poll's probes (by index) and the cut groups into the view of `topic`.
-pub(crate) fn build(probes: &[Probe], topic: &str, groups: Vec<Vec<usize>>) -> View {
+/// Folds one poll's probes (by index) and the recorded cuts into the view of `topic`.
+pub(crate) fn build(probes: &[Probe], topic: &str, cuts: &Cuts) -> View {
+    let sides = cuts.sides(probes.len());
     let index_of: HashMap<&str, usize> = probes
         .iter()
         .map(|p| (p.peer_id.as_str(), p.index))
@@ -210,6 +215,7 @@ pub(crate) fn build(probes: &[Probe], topic: &str, groups: Vec<Vec<usize>>) -> V
                 answers: p.status.is_some(),
                 state,
                 votes,
+                side: sides.get(p.index).cloned().unwrap_or_default(),
                 members_alive: p.status.as_ref().map(|s| s.members_alive),
                 connected_peers: p.status.as_ref().map(|s| s.connected_peers),
                 routing_table_size: p.status.as_ref().map(|s| s.routing_table_size),
@@ -270,7 +276,7 @@ pub(crate) fn build(probes: &[Probe], topic: &str, groups: Vec<Vec<usize>>) -> V
         tree,
         // Nobody answered at all: say supported, so the page does not claim a 404 it never saw.
         topics_supported: supported || !unsupported,
-        groups,
+        groups: cuts.groups(probes.len()),
     }
 }
 
@@ -329,7 +335,7 @@ mod tests {
             probe(2, &[(0, "alive"), (1, "alive")]),
             probe(3, &[(0, "alive"), (1, "suspect"), (2, "suspect")]),
         ];
-        let v = build(&probes, "t", vec![vec![0, 1, 2, 3]]);
+        let v = build(&probes, "t", &Cuts::default());
         assert_eq!(v.nodes[0].state, "alive");
         // Node 1: alive for nodes 0 and 2, suspect for node 3.
         assert_eq!(v.nodes[1].state, "alive");
@@ -354,7 +360,7 @@ mod tests {
             probe(1, &[(0, "alive"), (2, "alive")]),
             gone(2),
         ];
-        let v = build(&probes, "t", vec![vec![0, 1, 2]]);
+        let v = build(&probes, "t", &Cuts::default());
         assert_eq!(v.nodes[2].state, "down");
         assert_eq!(v.nodes[2].process, "down");
         assert!(!v.nodes[2].answers);
@@ -367,7 +373,7 @@ mod tests {
             members: None,
             ..probe(0, &[])
         };
-        let v = build(&[paused], "t", vec![vec![0]]);
+        let v = build(&[paused], "t", &Cuts::default());
         assert_eq!(
             (v.nodes[0].process, v.nodes[0].state.as_str()),
             ("paused", "unknown")
@@ -382,7 +388,7 @@ mod tests {
             state: "alive".into(),
         });
         let probes = vec![p0, probe(1, &[(0, "alive")]), gone(2)];
-        let v = build(&probes, "t", vec![vec![0, 1, 2]]);
+        let v = build(&probes, "t", &Cuts::default());
         assert_eq!(
             v.links,
             [
@@ -419,7 +425,7 @@ mod tests {
         ]);
         let mut p1 = probe(1, &[]);
         p1.topics = Topics::Unsupported;
-        let v = build(&[p0, p1, gone(2)], "ui-demo", vec![vec![0, 1, 2]]);
+        let v = build(&[p0, p1, gone(2)], "ui-demo", &Cuts::default());
         assert_eq!(
             v.tree,
             [
@@ -442,12 +448,23 @@ mod tests {
     fn topics_are_unsupported_only_when_every_answer_was_404() {
         let mut p0 = probe(0, &[]);
         p0.topics = Topics::Unsupported;
-        let v = build(&[p0.clone(), gone(1)], "t", vec![vec![0, 1]]);
+        let v = build(&[p0.clone(), gone(1)], "t", &Cuts::default());
         assert!(!v.topics_supported);
         assert!(v.tree.is_empty());
         // Nobody answered: nothing is known, and nothing is claimed.
-        let v = build(&[gone(0), gone(1)], "t", vec![vec![0, 1]]);
+        let v = build(&[gone(0), gone(1)], "t", &Cuts::default());
         assert!(v.topics_supported);
+    }
+
+    #[test]
+    fn each_node_carries_its_side_of_the_cut() {
+        let cuts = Cuts {
+            cuts: vec![(vec![0], vec![1])],
+        };
+        let v = build(&[probe(0, &[]), probe(1, &[]), gone(2)], "t", &cuts);
+        let sides: Vec<&str> = v.nodes.iter().map(|n| n.side.as_str()).collect();
+        assert_eq!(sides, ["A", "B", "-"]);
+        assert_eq!(v.groups, [vec![0], vec![1], vec![2]]);
     }
 
     #[test]

@@ -35,18 +35,21 @@ function el(name, attrs, parent) {
 function layout(nodes, groups) {
   const pos = new Map();
   const cuts = [];
+  const labels = []; // [angle, side] at the middle of each group's arc
   const n = nodes.length;
   if (groups.length <= 1) {
     nodes.forEach((node, k) => {
       const a = -Math.PI / 2 + (2 * Math.PI * k) / Math.max(n, 1);
       pos.set(node.index, [RADIUS * Math.cos(a), RADIUS * Math.sin(a)]);
     });
-    return { pos, cuts };
+    return { pos, cuts, labels };
   }
+  const side = new Map(nodes.map((n) => [n.index, n.side]));
   const slots = n + groups.length; // one empty slot per gap
   let slot = 0;
   for (const group of groups) {
     cuts.push(-Math.PI / 2 + (2 * Math.PI * (slot - 0.5)) / slots);
+    labels.push([-Math.PI / 2 + (2 * Math.PI * (slot + group.length / 2)) / slots, side.get(group[0])]);
     for (const i of group) {
       const a = -Math.PI / 2 + (2 * Math.PI * (slot + 0.5)) / slots;
       pos.set(i, [RADIUS * Math.cos(a), RADIUS * Math.sin(a)]);
@@ -54,7 +57,7 @@ function layout(nodes, groups) {
     }
     slot += 1;
   }
-  return { pos, cuts };
+  return { pos, cuts, labels };
 }
 
 function nodeEl(i) {
@@ -65,8 +68,8 @@ function nodeEl(i) {
   el("circle", { class: "body", r: "28" }, g);
   const index = el("text", { class: "index" }, g);
   index.textContent = i;
-  el("text", { class: "sub", y: "48" }, g);
-  el("text", { class: "latency", y: "-40" }, g);
+  el("text", { class: "sub", y: "56" }, g);
+  el("text", { class: "latency", y: "-44" }, g);
   g.addEventListener("click", () => select(i));
   g.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(i); }
@@ -93,7 +96,7 @@ function render(v) {
   const prom = $("prometheus");
   prom.hidden = !v.prometheus;
   if (v.prometheus) { prom.href = v.prometheus; prom.textContent = `Prometheus ${v.prometheus}`; }
-  const { pos, cuts } = layout(v.nodes, v.groups);
+  const { pos, cuts, labels } = layout(v.nodes, v.groups);
 
   const cutLayer = $("cut-layer");
   cutLayer.replaceChildren();
@@ -104,6 +107,10 @@ function render(v) {
   }
   if (cuts.length) {
     el("circle", { r: 6, fill: "var(--dead)" }, cutLayer);
+  }
+  for (const [a, side] of labels) {
+    const t = el("text", { class: "side", x: (RADIUS + 66) * Math.cos(a), y: (RADIUS + 66) * Math.sin(a) }, cutLayer);
+    t.textContent = side === "-" ? "on neither side" : `side ${side}`;
   }
 
   const linkLayer = $("link-layer");
@@ -144,6 +151,7 @@ function render(v) {
     const votes = Object.entries(node.votes).map(([s, c]) => `${c} ${s}`).join(", ") || "no votes";
     g.setAttribute("aria-label", `node ${node.index}: ${node.state}, process ${node.process} (${votes}); Enter publishes through it`);
     g.querySelector(".sub").textContent = `${node.state}${node.process === "paused" ? " (paused)" : ""}`;
+    if (node.side) g.setAttribute("aria-label", `${g.getAttribute("aria-label")}, side ${node.side}`);
     g.querySelector(".latency").textContent = latencyText(node.index);
   }
   renderTable(v);
@@ -165,7 +173,7 @@ function renderTable(v) {
   for (const node of v.nodes) {
     const tr = tbody.insertRow();
     if (node.index === selected) tr.className = "selected";
-    const cells = [node.index, node.state, node.process, node.members_alive ?? "–",
+    const cells = [node.index, node.state, node.process, node.side || "–", node.members_alive ?? "–",
       node.connected_peers ?? "–", latencyText(node.index) || "–"];
     cells.forEach((c, k) => {
       const td = tr.insertCell();
@@ -232,7 +240,7 @@ function follow() {
       if (view) render(view);
       if (view && published.latency.size === view.nodes.filter((n) => n.answers).length) {
         const worst = Math.max(...published.latency.values());
-        log(`${published.id || "message"} delivered on ${published.latency.size} nodes, the last after ${Math.round(worst)} ms`);
+        log(`${published.id || `"${published.payload}"`} delivered on ${published.latency.size} nodes, the last after ${Math.round(worst)} ms`);
       }
     }
   });
