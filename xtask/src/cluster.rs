@@ -7,6 +7,12 @@
 //! `DIR/cluster.json` (binary, nodes, pids, directories, addresses); `status`, `kill`, `pause`,
 //! `resume`, `restart` and `down` act on it. Signals are sent with the `kill` command, so the
 //! xtask needs no libc binding. Unix only.
+//!
+//! `partition` and `isolate` record each cut in `DIR/partition.json` ([`faults::Cuts`]) and
+//! `heal` removes it, so that `cluster ui` can draw which side each node is on. `up --monitor`
+//! adds a Prometheus server ([`crate::monitor`]); `ui` serves a page that draws the network and
+//! drives these same commands ([`crate::ui`]). Every command that acts on nodes is a function
+//! here returning what it did, called alike by the subcommand and by the page's server.
 
 use std::fs::OpenOptions;
 use std::io::BufRead as _;
@@ -19,8 +25,9 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::monitor::{self, Monitor};
 use crate::netns::{self, Netns};
-use crate::{faults, http};
+use crate::{faults, http, ui};
 
 /// Arguments of `cargo xtask cluster`.
 #[derive(Debug, clap::Args)]
@@ -41,6 +48,10 @@ enum Cmd {
         /// Give each node its own network namespace and address on a bridge (root only).
         #[arg(long)]
         netns: bool,
+        /// Also start Prometheus (`/usr/bin/prometheus`), scraping every node's /metrics with
+        /// deploy/prometheus/rules.yml loaded; `down` stops it.
+        #[arg(long)]
+        monitor: bool,
     },
     /// Show every node: state, peers, routing-table size, records.
     Status {
@@ -85,6 +96,9 @@ enum Cmd {
     /// Stop every node (SIGTERM, then SIGKILL after a grace period) and remove the network
     /// namespaces, links and rules the tool created.
     Down,
+    /// Serve a page on 127.0.0.1 that draws the cluster (member states, membership and topic-tree
+    /// edges, partitions, message deliveries) and kills, restarts, partitions and heals nodes.
+    Ui(ui::Args),
 }
 
 /// How to start a cluster.
@@ -121,6 +135,9 @@ pub(crate) struct ClusterState {
     /// The network namespaces, when the cluster runs with `--netns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) netns: Option<Netns>,
+    /// The Prometheus server, when the cluster runs with `--monitor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) monitor: Option<Monitor>,
 }
 
 /// One node of the cluster.
@@ -189,9 +206,23 @@ pub(crate) enum ProcState {
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let dir = args.dir.clone().unwrap_or_else(default_dir);
     match &args.command {
-        Cmd::Up { up: up_args, netns } => {
-            let state = up_with(&dir, up_args, *netns)?;
+        Cmd::Up {
+            up: up_args,
+            netns,
+            monitor,
+        } => {
+            // Before a node starts: a missing Prometheus is a message, not a half-started run.
+            let prometheus = monitor.then(monitor::find_prometheus).transpose()?;
+            let mut state = up_with(&dir, up_args, *netns)?;
             println!("{}", up_table(&state));
+            if let Some(exe) = prometheus {
+                let deadline = Instant::now() + Duration::from_secs(up_args.timeout);
+                let m = monitor::start(&dir, &state, &exe)?;
+                state.monitor = Some(m.clone());
+                save(&dir, &state)?;
+                let report = monitor::wait_ready(&dir, &m, state.nodes.len(), deadline)?;
+                println!("Prometheus {} (pid {})\n{report}", m.url, m.pid);
+            }
             println!(
                 "cluster of {} nodes running in {}; logs in node-*/node.log; stop it with `cargo xtask cluster down`",
                 state.nodes.len(),
@@ -200,47 +231,92 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Status { json } => status(&dir, *json),
-        Cmd::Kill { nodes } => each_node(&dir, nodes, "killed", |n| signal(n.pid, "KILL")),
-        Cmd::Pause { nodes } => each_node(&dir, nodes, "paused", |n| signal(n.pid, "STOP")),
-        Cmd::Resume { nodes } => each_node(&dir, nodes, "resumed", |n| signal(n.pid, "CONT")),
-        Cmd::Restart { nodes } => {
-            let mut state = load(&dir)?;
-            for i in parse_indices(nodes, state.nodes.len())? {
-                restart(&dir, &mut state, i)?;
-                let n = &state.nodes[i];
-                println!(
-                    "restarted node {i} (pid {}): {} api http://{}",
-                    n.pid,
-                    n.p2p(),
-                    n.api
-                );
-            }
-            Ok(())
-        }
-        Cmd::Partition { a, b } => {
-            let state = load(&dir)?;
-            let (a, b) = faults::parse_sides(a, b, state.nodes.len())?;
-            faults::partition(&state, &a, &b)?;
-            println!("cut every link between nodes {a:?} and {b:?}");
-            Ok(())
-        }
-        Cmd::Isolate { node } => {
-            let state = load(&dir)?;
-            parse_indices(&node.to_string(), state.nodes.len())?;
-            faults::isolate(&state, *node)?;
-            println!("isolated node {node}");
-            Ok(())
-        }
-        Cmd::Heal => {
-            faults::heal(&load(&dir)?)?;
-            println!("restored every link");
-            Ok(())
-        }
+        Cmd::Kill { nodes } => print_lines(&kill(&dir, nodes)?),
+        Cmd::Pause { nodes } => print_lines(&pause(&dir, nodes)?),
+        Cmd::Resume { nodes } => print_lines(&resume(&dir, nodes)?),
+        Cmd::Restart { nodes } => print_lines(&restart_nodes(&dir, nodes)?),
+        Cmd::Partition { a, b } => print_lines(&partition(&dir, a, b)?),
+        Cmd::Isolate { node } => print_lines(&isolate(&dir, *node)?),
+        Cmd::Heal => print_lines(&heal(&dir)?),
         Cmd::Down => {
             println!("{}", down(&dir)?);
             Ok(())
         }
+        Cmd::Ui(ui_args) => ui::run(&dir, ui_args),
     }
+}
+
+fn print_lines(lines: &[String]) -> anyhow::Result<()> {
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// `cluster kill NODES`: SIGKILL. Returns a line per node.
+pub(crate) fn kill(dir: &Path, nodes: &str) -> anyhow::Result<Vec<String>> {
+    each_node(dir, nodes, "killed", |n| signal(n.pid, "KILL"))
+}
+
+/// `cluster pause NODES`: SIGSTOP. Returns a line per node.
+pub(crate) fn pause(dir: &Path, nodes: &str) -> anyhow::Result<Vec<String>> {
+    each_node(dir, nodes, "paused", |n| signal(n.pid, "STOP"))
+}
+
+/// `cluster resume NODES`: SIGCONT. Returns a line per node.
+pub(crate) fn resume(dir: &Path, nodes: &str) -> anyhow::Result<Vec<String>> {
+    each_node(dir, nodes, "resumed", |n| signal(n.pid, "CONT"))
+}
+
+/// `cluster restart NODES`. Returns a line per node.
+pub(crate) fn restart_nodes(dir: &Path, nodes: &str) -> anyhow::Result<Vec<String>> {
+    let mut state = load(dir)?;
+    let mut out = Vec::new();
+    for i in parse_indices(nodes, state.nodes.len())? {
+        restart(dir, &mut state, i)?;
+        let n = &state.nodes[i];
+        out.push(format!(
+            "restarted node {i} (pid {}): {} api http://{}",
+            n.pid,
+            n.p2p(),
+            n.api
+        ));
+    }
+    if let Some(m) = &state.monitor {
+        monitor::reconfigure(dir, &state, m)?;
+    }
+    Ok(out)
+}
+
+/// `cluster partition A B`: cuts every link between the two sets and records the cut.
+pub(crate) fn partition(dir: &Path, a: &str, b: &str) -> anyhow::Result<Vec<String>> {
+    let state = load(dir)?;
+    let (a, b) = faults::parse_sides(a, b, state.nodes.len())?;
+    // Recorded first: a cut that fails half-way still shows, and `heal` lifts it.
+    faults::record_cut(dir, &a, &b)?;
+    faults::partition(&state, &a, &b)?;
+    Ok(vec![format!(
+        "cut every link between nodes {a:?} and {b:?}"
+    )])
+}
+
+/// `cluster isolate NODE`: cuts every link of one node and records the cut.
+pub(crate) fn isolate(dir: &Path, node: usize) -> anyhow::Result<Vec<String>> {
+    let state = load(dir)?;
+    parse_indices(&node.to_string(), state.nodes.len())?;
+    let others: Vec<usize> = (0..state.nodes.len()).filter(|&j| j != node).collect();
+    faults::record_cut(dir, &[node], &others)?;
+    faults::isolate(&state, node)?;
+    Ok(vec![format!("isolated node {node}")])
+}
+
+/// `cluster heal`: restores every link and forgets the recorded cuts, also when a node could not
+/// be reached (the error says which): on loopback a down node comes back with no blocks.
+pub(crate) fn heal(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let state = load(dir)?;
+    faults::clear_cuts(dir)?;
+    faults::heal(&state)?;
+    Ok(vec!["restored every link".to_string()])
 }
 
 /// `target/cluster` in the workspace.
@@ -413,6 +489,12 @@ fn artifact_executable(line: &str, name: &str) -> Option<PathBuf> {
 /// The state of `pid`: from `/proc` where there is one (a recycled pid that is not a bavard
 /// process counts as gone), else from `kill -0`.
 pub(crate) fn proc_state(pid: u32) -> ProcState {
+    proc_state_named(pid, "bavard")
+}
+
+/// The state of `pid`, a process whose command line names `name` (a recycled pid whose command
+/// line does not counts as gone).
+pub(crate) fn proc_state_named(pid: u32, name: &str) -> ProcState {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     if Path::new("/proc/self").exists() {
         let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
@@ -420,7 +502,7 @@ pub(crate) fn proc_state(pid: u32) -> ProcState {
         };
         let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
         // Just after exec the new command line can read empty for a moment: not a recycled pid.
-        if !cmdline.is_empty() && !String::from_utf8_lossy(&cmdline).contains("bavard") {
+        if !cmdline.is_empty() && !String::from_utf8_lossy(&cmdline).contains(name) {
             return ProcState::Gone;
         }
         return parse_proc_stat(&stat);
@@ -710,6 +792,7 @@ pub(crate) fn up_with(dir: &Path, args: &UpArgs, with_netns: bool) -> anyhow::Re
             .context("cannot find the --config file")?,
         nodes: Vec::new(),
         netns: None,
+        monitor: None,
     };
     if with_netns {
         state.netns = Some(Netns::create(dir, args.nodes)?);
@@ -812,41 +895,45 @@ pub(crate) fn wait_joined(state: &ClusterState, deadline: Instant) -> anyhow::Re
     }
 }
 
+/// Applies `f` to the selected nodes that run; returns a line per node.
 fn each_node(
     dir: &Path,
     spec: &str,
     what: &str,
     f: impl Fn(&NodeEntry) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let state = load(dir)?;
+    let mut out = Vec::new();
     for i in parse_indices(spec, state.nodes.len())? {
         let n = &state.nodes[i];
         if proc_state(n.pid) == ProcState::Gone {
-            eprintln!("node {i} (pid {}) is not running", n.pid);
+            out.push(format!("node {i} (pid {}) is not running", n.pid));
             continue;
         }
         f(n)?;
-        println!("{what} node {i} (pid {})", n.pid);
+        out.push(format!("{what} node {i} (pid {})", n.pid));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Sends SIGTERM to `pids` (and SIGCONT, so that a paused node can act on it), waits up to
 /// `grace`, then SIGKILLs what is left. Returns how many needed SIGKILL.
 fn stop(pids: &[u32], grace: Duration) -> usize {
+    stop_named(pids, grace, "bavard")
+}
+
+/// [`stop`] for processes whose command line names `name`.
+fn stop_named(pids: &[u32], grace: Duration, name: &str) -> usize {
     for &pid in pids {
         let _ = signal(pid, "TERM");
         let _ = signal(pid, "CONT");
     }
+    let gone = |p: u32| proc_state_named(p, name) == ProcState::Gone;
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && pids.iter().any(|&p| proc_state(p) != ProcState::Gone) {
+    while Instant::now() < deadline && pids.iter().any(|&p| !gone(p)) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let left: Vec<u32> = pids
-        .iter()
-        .copied()
-        .filter(|&p| proc_state(p) != ProcState::Gone)
-        .collect();
+    let left: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
     for &pid in &left {
         let _ = signal(pid, "KILL");
     }
@@ -921,7 +1008,15 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<String> {
         .map(|n| n.pid)
         .collect();
     let killed = stop(&pids, Duration::from_secs(15));
+    let prometheus = match &state.monitor {
+        Some(m) if proc_state_named(m.pid, "prometheus") != ProcState::Gone => {
+            stop_named(&[m.pid], Duration::from_secs(10), "prometheus");
+            format!(", stopped Prometheus (pid {})", m.pid)
+        }
+        _ => String::new(),
+    };
     let namespaces = netns::teardown(dir)?;
+    faults::clear_cuts(dir)?;
     std::fs::remove_file(state_path(dir))?;
     let ns = if namespaces > 0 {
         format!(", removed {namespaces} network namespaces and the bridge")
@@ -929,7 +1024,7 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<String> {
         String::new()
     };
     Ok(format!(
-        "stopped {} nodes ({killed} needed SIGKILL){ns}; data and logs remain in {}",
+        "stopped {} nodes ({killed} needed SIGKILL){prometheus}{ns}; data and logs remain in {}",
         pids.len(),
         dir.display()
     ))
@@ -1011,6 +1106,17 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!("{}", status_table(&rows));
+        if let Some(m) = &state.monitor {
+            let running = match proc_state_named(m.pid, "prometheus") {
+                ProcState::Gone => "not running",
+                ProcState::Stopped => "paused",
+                ProcState::Running => "running",
+            };
+            println!("prometheus  {running}  pid {}  {}", m.pid, m.url);
+        }
+        if let Some(cuts) = faults::load_cuts(dir)? {
+            println!("{}", cuts.describe());
+        }
     }
     Ok(())
 }
@@ -1129,6 +1235,7 @@ mod tests {
                 api: "127.0.0.1:2".into(),
             }],
             netns: None,
+            monitor: None,
         };
         let text = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<ClusterState>(&text).unwrap(), state);
@@ -1150,6 +1257,7 @@ mod tests {
             config: None,
             nodes: vec![],
             netns: None,
+            monitor: None,
         };
         assert_eq!(
             node_addrs(&state, 3),

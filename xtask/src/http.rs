@@ -34,13 +34,18 @@ pub(crate) fn remember_token(api: &str, token: String) {
         .insert(api.to_string(), token);
 }
 
-/// The head of a request to `addr`, with its token when one is known.
-pub(crate) fn head(method: &str, path: &str, addr: &str, extra: &str) -> String {
-    let auth = TOKENS
+/// The token remembered for the node whose API is `addr`.
+pub(crate) fn token(addr: &str) -> Option<String> {
+    TOKENS
         .lock()
         .expect("tokens lock")
         .as_ref()
         .and_then(|t| t.get(addr).cloned())
+}
+
+/// The head of a request to `addr`, with its token when one is known.
+pub(crate) fn head(method: &str, path: &str, addr: &str, extra: &str) -> String {
+    let auth = token(addr)
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{extra}\r\n")

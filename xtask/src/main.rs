@@ -18,6 +18,7 @@ mod faults;
 mod http;
 mod image;
 mod interrupt;
+mod monitor;
 mod netns;
 mod outage;
 mod prom;
@@ -27,6 +28,7 @@ mod schedule;
 mod sim;
 mod soak;
 mod stock;
+mod ui;
 mod versus;
 mod workload;
 mod wrk;
@@ -48,8 +50,8 @@ struct Cli {
 enum Command {
     /// Regenerate the prost types in crates/bavard-proto/src/generated/ from proto/*.proto.
     Codegen(codegen::Args),
-    /// Run a local cluster of bavard nodes: up, status, kill, pause, resume, restart,
-    /// partition, isolate, heal, down.
+    /// Run a local cluster of bavard nodes: up [--monitor], status, kill, pause, resume,
+    /// restart, partition, isolate, heal, down, ui.
     Cluster(cluster::Args),
     /// Benchmarks against a local cluster (`bench dht [--vs-stock]`, `bench kv [--vs etcd]`,
     /// `bench blobs`).
