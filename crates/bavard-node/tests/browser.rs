@@ -414,6 +414,19 @@ async fn the_console_shows_members_alive_then_dead_and_delivers_a_published_mess
     )
     .await;
     assert_eq!(read_version, version);
+    // The overlay panel (GET /v1/topics, polled every 5 s) lists the topic this node joined
+    // (no neighbours: no other node joined it).
+    let overlay = format!("#overlay-body tr[data-topic='{TOPIC}']");
+    let row = wait_for(
+        "the topic in the overlay",
+        Duration::from_secs(20),
+        || async {
+            let tr = client.find(Locator::Css(&overlay)).await.ok()?;
+            tr.text().await.ok()
+        },
+    )
+    .await;
+    assert!(row.contains(TOPIC), "{row}");
     screenshot(&client, &shots, "console-3-feed.png").await;
 
     client.close().await.expect("end the browser session");
