@@ -255,14 +255,14 @@
   }
 
   function renderOverlay(answer) {
-    // A list of topics; tolerate it wrapped in an object too.
-    const topics = Array.isArray(answer) ? answer : (answer && answer.topics) || [];
+    // GET /v1/topics: [{topic, subscriber, eager, lazy, passive, seen}].
+    const topics = Array.isArray(answer) ? answer : [];
     const ids = (list) => (list || []).map(shortId).join(", ") || "—";
     $("overlay-body").replaceChildren(...topics.map((t) => el("tr", { "data-topic": t.topic },
       el("td", { class: "mono", text: t.topic }),
       el("td", { class: "mono", text: ids(t.eager) }),
       el("td", { class: "mono", text: ids(t.lazy) }),
-      el("td", { class: "num", text: Array.isArray(t.passive) ? String(t.passive.length) : orDash(t.passive) }),
+      el("td", { class: "num", text: orDash(t.passive) }),
       el("td", { class: "num", text: orDash(t.seen) }))));
   }
 
