@@ -9,7 +9,7 @@
 //!   refused at once). `seeders` random nodes hold the blob at time zero; `leechers` other random
 //!   nodes start fetching it, all at zero or spread uniformly over `arrival`. The rest of the
 //!   network only counts in `bytes_per_node`.
-//! - **Bandwidth** ([`links`]): every node has an upload and a download capacity (bytes per
+//! - **Bandwidth** (`links.rs`): every node has an upload and a download capacity (bytes per
 //!   second; optionally spread by a seeded factor), shared fairly among the transfers it takes
 //!   part in: each block of a transfer takes `block / min(upload share of the sender, download
 //!   share of the receiver)`, the shares read when the block starts, then the link's one-way
@@ -174,8 +174,9 @@ pub struct BlobsReport {
     pub completion_s_max: f64,
     /// Virtual seconds until the last leecher completed (or the run stopped).
     pub sim_s: f64,
-    /// What an ideal swarm needs: the blob over one seeder's upload if every leecher shared it
-    /// perfectly, or over a leecher's download, whichever is longer, seconds.
+    /// A lower bound on the last completion, seconds: the longest of the blob over a leecher's
+    /// download, the blob over the seeders' upload, and every copy over the upload of the
+    /// seeders and leechers together.
     pub ideal_s: f64,
     /// Bytes sent by every node, duplicates included.
     pub uploaded_bytes: u64,
