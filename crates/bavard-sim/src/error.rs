@@ -52,6 +52,41 @@ pub enum SimError {
     /// A clock offset beyond what the harness supports.
     #[error("--skew-ms must be at most one day (got {0:?})")]
     SkewTooLarge(std::time::Duration),
+    /// A swarm needs a seeder and a leecher, and both fit in the network.
+    #[error(
+        "--seeders {seeders} and --leechers {leechers} must each be at least 1 and together at most --nodes {nodes}"
+    )]
+    BadSwarm {
+        /// Seeders asked for.
+        seeders: u32,
+        /// Leechers asked for.
+        leechers: u32,
+        /// Nodes in the run.
+        nodes: u32,
+    },
+    /// A blob of zero bytes has nothing to fetch.
+    #[error("--size-mib must be more than 0")]
+    EmptyBlob,
+    /// Capacities must be positive and their spread in `[0, 1)`.
+    #[error(
+        "--upload-mbps ({upload} B/s) and --download-mbps ({download} B/s) must be positive and --capacity-spread ({spread}) in [0, 1)"
+    )]
+    BadCapacity {
+        /// Upload, bytes per second.
+        upload: f64,
+        /// Download, bytes per second.
+        download: f64,
+        /// Spread factor.
+        spread: f64,
+    },
+    /// At least one seeder must stay.
+    #[error("--depart {depart} must leave at least one of the {seeders} seeders")]
+    TooManyDeparting {
+        /// Seeders asked to depart.
+        depart: u32,
+        /// Seeders in the run.
+        seeders: u32,
+    },
     /// The routing core refused the table or lookup parameters (k, α…).
     #[error("invalid routing parameters: {0}")]
     Routing(#[from] ConfigError),

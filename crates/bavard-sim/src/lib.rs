@@ -25,7 +25,10 @@
 //! - [`kv`]: the replicated-store experiment — the replica core and the membership on N nodes
 //!   under partitions, crashes and clock skew, every client operation checked by the history
 //!   checker of `bavard-tests` for lost writes, phantom and stale reads, and the time the
-//!   replicas take to converge ([`run_kv_sim`], [`KvSimConfig`], [`KvReport`]).
+//!   replicas take to converge ([`run_kv_sim`], [`KvSimConfig`], [`KvReport`]);
+//! - [`blobs`]: the swarm experiment — leechers fetching one blob with the real swarm scheduler
+//!   over links of limited bandwidth, completion times and how evenly upload was spread, against
+//!   one provider at a time ([`run_blobs_sim`], [`BlobsSimConfig`], [`BlobsReport`]).
 //!
 //! Nodes are `u32` ids indexing `Vec`s of state, and a node keeps only its own state (shared
 //! configuration and keys live once, tables hold compact keys and times): a million nodes' lookup
@@ -36,6 +39,7 @@
 //! `tests/broadcast_overlay.rs`, `tests/membership_cluster.rs`), next to the harness's own
 //! (`tests/harness.rs`).
 
+pub mod blobs;
 pub mod engine;
 mod error;
 pub mod gossip;
@@ -50,6 +54,7 @@ pub mod memory;
 pub mod rng;
 pub mod stats;
 
+pub use blobs::{BlobsReport, BlobsSimConfig, run_blobs_sim};
 pub use engine::{Clock, EventQueue, SimTime};
 pub use error::SimError;
 pub use gossip::{GossipReport, GossipSimConfig, GossipStrategy, run_gossip_sim};

@@ -6,6 +6,7 @@
 //! bavard-sim membership --nodes 1000 --kill 10 --loss 0.1 --seed 7 [--json]
 //! bavard-sim kv --nodes 1000 --clients 50 --ops 100000 --partitions 3 --kill 20 --skew-ms 200 --seed 7 [--json]
 //! bavard-sim kv --cas --nodes 100 --seed 7 [--json]
+//! bavard-sim blobs --nodes 1000 --seeders 1 --leechers 200 --size-mib 256 --seed 1 [--baseline] [--json]
 //! ```
 //!
 //! `kv` exits with 1 when the checker finds a lost write, a phantom or stale read, or the
@@ -18,9 +19,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bavard_sim::{
-    Attack, GossipReport, GossipSimConfig, KvReport, KvSimConfig, LookupSimConfig,
-    MembershipReport, MembershipSimConfig, StrategyReport, run_gossip_sim, run_kv_sim,
-    run_lookup_sim, run_membership_sim,
+    Attack, BlobsReport, BlobsSimConfig, GossipReport, GossipSimConfig, KvReport, KvSimConfig,
+    LookupSimConfig, MembershipReport, MembershipSimConfig, StrategyReport, run_blobs_sim,
+    run_gossip_sim, run_kv_sim, run_lookup_sim, run_membership_sim,
 };
 use clap::{Parser, Subcommand};
 
@@ -43,6 +44,62 @@ enum Command {
     /// The replicated store under faults, every operation checked (lost writes, phantom and
     /// stale reads, convergence).
     Kv(KvArgs),
+    /// Swarm downloads of one blob over links of limited bandwidth: completion times and how
+    /// evenly upload is spread, against one provider at a time.
+    Blobs(BlobsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BlobsArgs {
+    /// Number of nodes in the network.
+    #[arg(long, default_value_t = 1_000)]
+    nodes: u32,
+    /// Nodes holding the whole blob at time zero.
+    #[arg(long, default_value_t = 1)]
+    seeders: u32,
+    /// Nodes that fetch it.
+    #[arg(long, default_value_t = 200)]
+    leechers: u32,
+    /// Blob size in MiB (fractions allowed).
+    #[arg(long, default_value_t = 256.0)]
+    size_mib: f64,
+    /// Seed of every random choice: a run replays exactly from it.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Upload capacity of every node, Mbit/s.
+    #[arg(long, default_value_t = 100.0)]
+    upload_mbps: f64,
+    /// Download capacity of every node, Mbit/s.
+    #[arg(long, default_value_t = 100.0)]
+    download_mbps: f64,
+    /// Heterogeneous capacities: each node's are multiplied by a seeded factor in [1-s, 1+s].
+    #[arg(long, default_value_t = 0.0)]
+    capacity_spread: f64,
+    /// Leechers arrive uniformly over this many virtual milliseconds (0: all at once).
+    #[arg(long, default_value_t = 0)]
+    arrival_ms: u64,
+    /// Seconds between a leecher's provider lookups (the node's provider_refresh_secs).
+    #[arg(long, default_value_t = 10.0)]
+    refresh_s: f64,
+    /// Providers in one fetch at once (the node's max_providers_per_fetch).
+    #[arg(long, default_value_t = 8)]
+    max_providers: usize,
+    /// Leechers announce themselves from their first verified block (the node announces a blob
+    /// only once complete).
+    #[arg(long)]
+    announce_partial: bool,
+    /// Seeders that depart (crash) mid-run.
+    #[arg(long, default_value_t = 0)]
+    depart: u32,
+    /// When they depart, virtual seconds.
+    #[arg(long, default_value_t = 10.0)]
+    depart_at_s: f64,
+    /// Also run the baseline: the same scheduler given one provider at a time.
+    #[arg(long)]
+    baseline: bool,
+    /// One JSON object per line and strategy instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -252,6 +309,154 @@ fn main() -> ExitCode {
         Command::Gossip(args) => gossip(&args),
         Command::Membership(args) => membership(&args),
         Command::Kv(args) => kv(&args),
+        Command::Blobs(args) => blobs(&args),
+    }
+}
+
+fn blobs(args: &BlobsArgs) -> ExitCode {
+    let mbps = |m: f64| m * 1e6 / 8.0;
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO);
+    let config = BlobsSimConfig {
+        nodes: args.nodes,
+        seeders: args.seeders,
+        leechers: args.leechers,
+        size: (args.size_mib.max(0.0) * 1_048_576.0) as u64,
+        seed: args.seed,
+        upload: mbps(args.upload_mbps),
+        download: mbps(args.download_mbps),
+        capacity_spread: args.capacity_spread,
+        arrival: Duration::from_millis(args.arrival_ms),
+        refresh: secs(args.refresh_s).max(Duration::from_millis(1)),
+        max_providers: args.max_providers.max(1),
+        announce_partial: args.announce_partial,
+        baseline: args.baseline,
+        depart: args.depart,
+        depart_at: secs(args.depart_at_s),
+        ..BlobsSimConfig::default()
+    };
+    let reports = match run_blobs_sim(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bavard-sim blobs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        for r in &reports {
+            println!("{}", serde_json::to_string(r).expect("a report serialises"));
+        }
+    } else {
+        print_blobs_table(args, &reports);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_blobs_table(args: &BlobsArgs, reports: &[BlobsReport]) {
+    let Some(first) = reports.first() else { return };
+    println!(
+        "blobs: {} nodes, {} seeders, {} leechers {}, {:.0} MiB = {} blocks, {}/{} Mbit/s up/down per node{}, \
+         seed {}; discovery: {}{}",
+        first.nodes,
+        first.seeders,
+        first.leechers,
+        if args.arrival_ms == 0 {
+            "all at t=0".to_owned()
+        } else {
+            format!("arriving over {} ms", args.arrival_ms)
+        },
+        first.size_bytes as f64 / 1_048_576.0,
+        first.blocks,
+        args.upload_mbps,
+        args.download_mbps,
+        if args.capacity_spread > 0.0 {
+            format!(
+                " (x[{:.2}, {:.2}])",
+                1.0 - args.capacity_spread,
+                1.0 + args.capacity_spread
+            )
+        } else {
+            String::new()
+        },
+        first.seed,
+        if first.announce_partial {
+            "leechers announce from their first block"
+        } else {
+            "complete nodes only (as the node announces)"
+        },
+        if first.departed > 0 {
+            format!(
+                "; {} seeders depart at {} s",
+                first.departed, args.depart_at_s
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "done = leechers complete; completion s = arrival to last block; ideal = blob x leechers / all upload \
+         (or one download); up: among nodes that uploaded, max/mean, Gini, CV, seeders' share; \
+         waste = bytes received twice / bytes needed; req/blk = blocks requested per block needed; \
+         prov = providers that delivered to a leecher (mean/max)"
+    );
+    println!(
+        "{:<9} {:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} {:>7} {:>5} {:>5} {:>6} {:>6} {:>7} {:>9} {:>7} {:>7}",
+        "strategy",
+        "prov",
+        "done",
+        "p50_s",
+        "p90_s",
+        "p99_s",
+        "max_s",
+        "ideal_s",
+        "upldr",
+        "max/mn",
+        "gini",
+        "cv",
+        "seedsh",
+        "waste",
+        "req/blk",
+        "prov_used",
+        "rss_mb",
+        "wall_s"
+    );
+    for r in reports {
+        println!(
+            "{:<9} {:>4} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>5} {:>7.2} {:>5.2} {:>5.2} {:>6.3} {:>6.4} {:>7.3} {:>5.1}/{:<3} {:>7} {:>7.1}",
+            r.strategy,
+            r.max_providers,
+            format!("{}/{}", r.completed, r.leechers),
+            r.completion_s_p50,
+            r.completion_s_p90,
+            r.completion_s_p99,
+            r.completion_s_max,
+            r.ideal_s,
+            r.uploaders,
+            r.upload_max_over_mean,
+            r.upload_gini,
+            r.upload_cv,
+            r.seeder_share,
+            r.wasted_share,
+            r.blocks_requested_per_block,
+            r.providers_used_mean,
+            r.providers_used_max,
+            r.peak_rss_mb,
+            r.wall_s
+        );
+    }
+    if let [ours, baseline, ..] = reports {
+        println!(
+            "ratio baseline/swarm: completion p50 {:.2}x, p90 {:.2}x, max {:.2}x; seeders' share {:.2}x",
+            baseline.completion_s_p50 / ours.completion_s_p50,
+            baseline.completion_s_p90 / ours.completion_s_p90,
+            baseline.completion_s_max / ours.completion_s_max,
+            baseline.seeder_share / ours.seeder_share
+        );
+    }
+    if let Some(last) = reports.last() {
+        println!(
+            "memory: peak RSS {} MB = {} B per node; {} block messages in the last run",
+            last.peak_rss_mb, last.bytes_per_node, last.messages
+        );
     }
 }
 

@@ -677,10 +677,56 @@ where
         while self.cursor < self.blocks && !self.is_free(self.block_at(self.cursor)) {
             self.cursor += 1;
         }
-        (self.cursor..self.blocks)
-            .map(|pos| self.block_at(pos))
-            .find(|&b| self.is_free(b) && have.has(b))
-            .map(|first| extend(self, first, self.blocks))
+        let first = match have {
+            Availability::All => (self.cursor..self.blocks)
+                .map(|pos| self.block_at(pos))
+                .find(|&b| self.is_free(b)),
+            // The same first block in scan order as testing every position, but only the
+            // provider's ranges are visited, a word of the bitfields at a time: a partial
+            // provider with nothing new would otherwise cost a scan of the whole blob at
+            // every input.
+            Availability::Blocks(ranges) => self.scan_segments().into_iter().find_map(|seg| {
+                ranges.iter().find_map(|r| {
+                    let (lo, hi) = (r.start.max(seg.start), r.end.min(seg.end));
+                    (lo < hi).then(|| self.first_free_in(lo..hi)).flatten()
+                })
+            }),
+        };
+        first.map(|first| extend(self, first, self.blocks))
+    }
+
+    /// The blocks at positions `cursor..blocks` of the scan order, as two ascending ranges
+    /// (the second may be empty), in scan order.
+    fn scan_segments(&self) -> [Range<u64>; 2] {
+        let s0 = self.start + self.cursor;
+        if s0 < self.blocks {
+            [s0..self.blocks, 0..self.start]
+        } else {
+            [s0 - self.blocks..self.start, 0..0]
+        }
+    }
+
+    /// The first free block of `range`, skipping 64 blocks at a time where none is free.
+    fn first_free_in(&self, range: Range<u64>) -> Option<u64> {
+        let (verified, requested) = (self.verified.as_bytes(), self.requested.as_bytes());
+        let word = |bits: &[u8], at: usize| {
+            u64::from_le_bytes(bits[at..at + 8].try_into().expect("8 bytes"))
+        };
+        let mut b = range.start;
+        while b < range.end {
+            if b.is_multiple_of(64) && b + 64 <= range.end {
+                let at = (b / 8) as usize;
+                if word(verified, at) | word(requested, at) == u64::MAX {
+                    b += 64;
+                    continue;
+                }
+            }
+            if self.is_free(b) {
+                return Some(b);
+            }
+            b += 1;
+        }
+        None
     }
 
     /// In endgame: the remaining part of the outstanding request of another provider that

@@ -610,3 +610,40 @@ fn blocks_a_driver_skips_are_asked_for_again() {
     }
     assert!(again.contains(0) && again.contains(1), "{again:?}");
 }
+
+proptest::proptest! {
+    /// `pick` for a partial provider visits only its ranges, a word at a time; it must pick the
+    /// same first block as testing every position of the scan order.
+    #[test]
+    fn a_partial_provider_gets_the_first_free_block_it_holds_in_scan_order(
+        blocks in 1u64..700,
+        seed in 0u64..1_000,
+        verified in proptest::collection::vec(0u64..700, 0..400),
+        requested in proptest::collection::vec(0u64..700, 0..400),
+        held in proptest::collection::vec((0u64..700, 1u64..200), 0..6),
+        cursor in 0u64..700,
+    ) {
+        let size = blocks * BLOCK_SIZE;
+        let verified: BlockRanges = verified.iter().filter(|&&b| b < blocks).map(|&b| b..b + 1).collect();
+        let rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut fetch: Fetch<u64, _> = Fetch::new(size, &verified, FetchConfig::default(), rng);
+        for b in requested.into_iter().filter(|&b| b < blocks) {
+            if !fetch.verified.get(b) && fetch.requested.set(b) {
+                fetch.free -= 1;
+            }
+        }
+        fetch.cursor = cursor.min(blocks);
+        let have = Availability::Blocks(
+            held.iter().map(|&(s, l)| s.min(blocks)..(s + l).min(blocks)).collect(),
+        );
+        let mut naive = fetch.cursor;
+        while naive < blocks && !fetch.is_free(fetch.block_at(naive)) {
+            naive += 1;
+        }
+        let expected = (naive..blocks)
+            .map(|pos| fetch.block_at(pos))
+            .find(|&b| fetch.is_free(b) && have.has(b));
+        let picked = fetch.pick(&have, 1).map(|r| r.start);
+        proptest::prop_assert_eq!(picked, expected);
+    }
+}
