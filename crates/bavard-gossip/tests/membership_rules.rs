@@ -867,3 +867,32 @@ fn a_confirmed_suspicion_ends_at_its_timeout_without_a_last_chance() {
     assert_eq!(state(&n, 3).0, MemberState::Dead);
     assert!(!told_directly_it_is_suspected(&sent, 3));
 }
+
+#[test]
+fn seeded_members_join_the_view_alive_without_events_or_messages() {
+    let (mut n, now) = node(MembershipConfig {
+        max_members: 4,
+        ..MembershipConfig::default()
+    });
+    let meta: std::sync::Arc<[u8]> = std::sync::Arc::from(&b"addr"[..]);
+    // The local id and a repeated id are skipped; nothing goes past `max_members`.
+    let added = n.seed_alive_members(
+        now,
+        [0, 1, 2, 2, 3, 4].map(|id| (id, 5, std::sync::Arc::clone(&meta))),
+    );
+    assert_eq!(added, 3);
+    assert_eq!(n.alive_count(), 4);
+    assert_eq!(n.member(&4), None);
+    assert_eq!(state(&n, 2), (MemberState::Alive, 5));
+    assert_eq!(n.member(&2).unwrap().meta(), b"addr");
+    assert_eq!(n.member(&2).unwrap().signature(), b"");
+    let (sent, events) = drain(&mut n);
+    assert!(sent.is_empty() && events.is_empty());
+    // The seeded members are probed like any other.
+    n.handle_timeout(now + Duration::from_secs(2));
+    let (sent, _) = drain(&mut n);
+    assert!(
+        sent.iter()
+            .any(|(to, m)| (1..=3).contains(to) && matches!(m, Message::Ping { .. }))
+    );
+}

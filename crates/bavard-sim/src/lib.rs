@@ -64,7 +64,7 @@ pub use kv::{KvReport, KvSimConfig, run_kv_sim};
 pub use latency::{Latency, LatencyConfig, LatencyModel};
 pub use lookup::{Attack, LookupSimConfig, Strategy, StrategyReport, run_lookup_sim};
 pub use loss::Loss;
-pub use membership::{MembershipReport, MembershipSimConfig, run_membership_sim};
+pub use membership::{MembershipReport, MembershipSimConfig, Start, run_membership_sim};
 pub use stats::Samples;
 
 /// A simulated node: an index into the simulator's per-node vectors.

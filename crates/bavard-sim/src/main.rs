@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bavard_sim::{
     Attack, BlobsReport, BlobsSimConfig, GossipReport, GossipSimConfig, KvReport, KvSimConfig,
-    LookupSimConfig, MembershipReport, MembershipSimConfig, StrategyReport, run_blobs_sim,
+    LookupSimConfig, MembershipReport, MembershipSimConfig, Start, StrategyReport, run_blobs_sim,
     run_gossip_sim, run_kv_sim, run_lookup_sim, run_membership_sim,
 };
 use clap::{Parser, Subcommand};
@@ -215,9 +215,14 @@ struct MembershipArgs {
     /// Virtual seconds of steady state measured between convergence and the crash.
     #[arg(long, default_value_t = 30)]
     steady_s: u64,
-    /// Virtual milliseconds between two joins.
+    /// Virtual milliseconds between two joins (with `--start join`).
     #[arg(long, default_value_t = 10)]
     join_interval_ms: u64,
+    /// How the cluster is formed: `join` (node i joins via node 0 at i × join interval),
+    /// `converged` (every member starts knowing every other as alive), or `auto`: join up to
+    /// 1,000 members, converged above (at 100 joins/s larger clusters do not converge).
+    #[arg(long, value_enum, default_value_t = StartArg::Auto)]
+    start: StartArg,
     /// Probe a ring neighbour every this many protocol periods (0: pure SWIM round-robin;
     /// default: the core's, 2).
     #[arg(long)]
@@ -225,6 +230,13 @@ struct MembershipArgs {
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StartArg {
+    Auto,
+    Join,
+    Converged,
 }
 
 #[derive(Debug, clap::Args)]
@@ -739,6 +751,11 @@ fn membership(args: &MembershipArgs) -> ExitCode {
         seed: args.seed,
         steady: Duration::from_secs(args.steady_s),
         join_interval: Duration::from_millis(args.join_interval_ms),
+        start: match args.start {
+            StartArg::Auto => Start::for_nodes(args.nodes),
+            StartArg::Join => Start::Join,
+            StartArg::Converged => Start::Converged,
+        },
         ..MembershipSimConfig::default()
     };
     if let Some(every) = args.ring_probe_every {
@@ -764,9 +781,13 @@ fn membership(args: &MembershipArgs) -> ExitCode {
 
 fn print_membership_table(config: &MembershipSimConfig, r: &MembershipReport) {
     println!(
-        "membership (SWIM + Lifeguard, LAN profile): {} members joined via node 0, {}; \
+        "membership (SWIM + Lifeguard, LAN profile): {} members {}, {}; \
          {:.0} s steady, then {} killed at once; seed {}, loss {}",
         r.nodes,
+        match r.start {
+            Start::Join => "joined via node 0",
+            Start::Converged => "started converged",
+        },
         if r.converged {
             format!("converged at {:.1} s", r.converge_s)
         } else {

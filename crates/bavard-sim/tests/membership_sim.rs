@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bavard_sim::{MembershipReport, MembershipSimConfig, SimError, run_membership_sim};
+use bavard_sim::{MembershipReport, MembershipSimConfig, SimError, Start, run_membership_sim};
 
 fn config(nodes: u32, kill: u32, seed: u64) -> MembershipSimConfig {
     MembershipSimConfig {
@@ -69,6 +69,37 @@ fn without_loss_every_crash_is_detected_everywhere_and_nobody_live_is_declared_d
         r.bytes_per_member_s > 100.0 * r.msgs_per_member_s.min(1.0),
         "{r:?}"
     );
+}
+
+#[test]
+fn a_converged_start_detects_every_crash_without_false_positives_and_replays_per_seed() {
+    let cfg = MembershipSimConfig {
+        start: Start::Converged,
+        loss: 0.1,
+        ..config(200, 10, 7)
+    };
+    let r = run_membership_sim(&cfg).unwrap();
+    // Every view holds every member from the start: converged at the first check.
+    assert!(r.converged && r.converge_s <= 1.0, "{r:?}");
+    assert_eq!(r.start, Start::Converged);
+    assert_eq!(r.killed, 10);
+    assert_eq!(r.undetected, 0, "{r:?}");
+    assert_eq!(r.false_positives, 0, "{r:?}");
+    assert_eq!(r.rejected, 0, "{r:?}");
+    // At least the minimum suspicion timeout, 4 · log10(200) s ≈ 9.2 s; well under a minute.
+    assert!(r.first_detect_s_p50 >= 9.0, "{r:?}");
+    assert!(r.detect_s_p99 <= 30.0, "{r:?}");
+    let again = run_membership_sim(&cfg).unwrap();
+    assert_eq!(without_wall_time(&r), without_wall_time(&again));
+    let other = run_membership_sim(&MembershipSimConfig { seed: 8, ..cfg }).unwrap();
+    assert_ne!(without_wall_time(&r), without_wall_time(&other));
+}
+
+#[test]
+fn the_cli_default_joins_up_to_a_thousand_members_and_starts_converged_above() {
+    assert_eq!(Start::for_nodes(1_000), Start::Join);
+    assert_eq!(Start::for_nodes(1_001), Start::Converged);
+    assert_eq!(MembershipSimConfig::default().start, Start::Join);
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! Because this is a total order and every node keeps the maximum it has seen, the views
 //! converge whatever the order of delivery (a join-semilattice).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The state of a member as seen by the local node.
@@ -64,10 +65,15 @@ pub struct Member<P> {
     pub(crate) id: P,
     pub(crate) incarnation: u64,
     pub(crate) state: MemberState,
-    pub(crate) meta: Vec<u8>,
+    /// Shared, not copied: a view of N members holds N of these, and a cluster of N views holds
+    /// N² of them, most with the same bytes (a driver that hands the same `Arc` to every view,
+    /// as the simulator's converged start does, stores each member's metadata once). An
+    /// unchanged claim keeps the `Arc` it has.
+    pub(crate) meta: Arc<[u8]>,
     /// The member's signature of its current `Alive` or `Left` claim, relayed with every copy
-    /// of it; empty while it is suspect or dead (those claims are not its own).
-    pub(crate) signature: Vec<u8>,
+    /// of it; `None` while it is suspect or dead (those claims are not its own) and with
+    /// [`NoAuth`](crate::NoAuth), so that an unsigned entry costs no allocation.
+    pub(crate) signature: Option<Arc<[u8]>>,
     pub(crate) state_changed: Instant,
 }
 
@@ -96,7 +102,7 @@ impl<P> Member<P> {
     /// [`Authenticator`](super::Authenticator)); empty while it is suspect or dead, and with
     /// [`NoAuth`](crate::NoAuth).
     pub fn signature(&self) -> &[u8] {
-        &self.signature
+        self.signature.as_deref().unwrap_or_default()
     }
 
     /// When the state last changed, as seen locally.

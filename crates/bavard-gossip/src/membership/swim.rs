@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -195,8 +196,8 @@ where
                 id: local.clone(),
                 incarnation: 0,
                 state: MemberState::Alive,
-                meta: local_meta,
-                signature: Vec::new(),
+                meta: local_meta.into(),
+                signature: None,
                 state_changed: now,
             },
         );
@@ -402,9 +403,56 @@ where
             return;
         };
         m.incarnation = next;
-        m.meta = meta;
+        m.meta = meta.into();
         let claim = self.sign_local_claim();
         self.broadcasts.push_urgent(claim);
+    }
+
+    /// Adds `members` to the view as alive, as a driver that already knows the cluster from
+    /// outside the protocol would (a simulator's converged start, a restored snapshot): no
+    /// message, no event, nothing queued for dissemination, no signature checked; it is trusted
+    /// input. Each entry is `(id, incarnation, metadata)`; the local id, ids already known and
+    /// repeated ids are skipped, and nothing is added beyond `max_members`. Returns the number
+    /// of members added.
+    ///
+    /// The new members go into the part of the probe list not yet probed in this pass, in an
+    /// order drawn from the core's RNG (a seeded run replays). The entries carry no signature:
+    /// with an authenticator other than [`NoAuth`], other members only take them from push-pull
+    /// once the members' own signed claims have replaced them here. Passing the same `Arc` to
+    /// every view shares the metadata bytes between them.
+    pub fn seed_alive_members<I>(&mut self, now: Instant, members: I) -> usize
+    where
+        I: IntoIterator<Item = (P, u64, Arc<[u8]>)>,
+    {
+        let room = self.config.max_members.saturating_sub(self.members.len());
+        let mut new: BTreeMap<P, Member<P>> = BTreeMap::new();
+        for (id, incarnation, meta) in members {
+            if new.len() >= room {
+                break;
+            }
+            if id == self.local || self.members.contains_key(&id) || new.contains_key(&id) {
+                continue;
+            }
+            let member = Member {
+                id: id.clone(),
+                incarnation,
+                state: MemberState::Alive,
+                meta,
+                signature: None,
+                state_changed: now,
+            };
+            new.insert(id, member);
+        }
+        let added = new.len();
+        let start = self.probe_list.len();
+        self.probe_list.extend(new.keys().cloned());
+        self.alive += added;
+        // `append` rebuilds the tree from both sorted sequences with full nodes: about half the
+        // memory of one insert per member, which matters at N² entries across a simulation.
+        self.members.append(&mut new);
+        let unprobed = self.probe_index.min(start);
+        self.probe_list[unprobed..].shuffle(&mut self.rng);
+        added
     }
 
     // ----- inputs -----
@@ -818,7 +866,7 @@ where
         let m = &self.members[&self.local];
         let (incarnation, state) = (m.incarnation, m.state);
         let meta = if state == MemberState::Alive {
-            m.meta.clone()
+            m.meta.to_vec()
         } else {
             Vec::new()
         };
@@ -832,7 +880,7 @@ where
             .members
             .get_mut(&self.local)
             .expect("local member exists");
-        m.signature = signature.clone();
+        m.signature = shared_signature(&signature);
         Update {
             member: self.local.clone(),
             incarnation,
@@ -851,11 +899,11 @@ where
             incarnation: m.incarnation,
             state: m.state,
             meta: if m.state == MemberState::Alive {
-                m.meta.clone()
+                m.meta.to_vec()
             } else {
                 Vec::new()
             },
-            signature: m.signature.clone(),
+            signature: m.signature().to_vec(),
             from: self.local.clone(),
         }
     }
@@ -868,8 +916,8 @@ where
                 id: id.clone(),
                 incarnation: u.incarnation,
                 state: MemberState::Alive,
-                meta: u.meta.clone(),
-                signature: u.signature.clone(),
+                meta: Arc::from(&u.meta[..]),
+                signature: shared_signature(&u.signature),
                 state_changed: now,
             },
         );
@@ -890,17 +938,20 @@ where
         let id = u.member.clone();
         let m = self.members.get_mut(&id).expect("caller checked");
         let old = m.state;
-        let meta_changed = u.state == MemberState::Alive && m.meta != u.meta;
+        let meta_changed = u.state == MemberState::Alive && m.meta[..] != u.meta[..];
         m.incarnation = u.incarnation;
         m.state = u.state;
         m.state_changed = now;
-        if u.state == MemberState::Alive {
-            m.meta = u.meta.clone();
+        // Unchanged bytes keep their (shared) allocation.
+        if meta_changed {
+            m.meta = Arc::from(&u.meta[..]);
         }
         // The member's own signature while its own claim stands; a suspicion or death is not
         // its claim, and only a newer signed one can replace it.
-        m.signature = u.signature.clone();
-        let meta = m.meta.clone();
+        if m.signature() != &u.signature[..] {
+            m.signature = shared_signature(&u.signature);
+        }
+        let meta = m.meta.to_vec();
         self.count(old, false);
         self.count(u.state, true);
         let incarnation = u.incarnation;
@@ -1350,11 +1401,15 @@ where
                     incarnation: m.incarnation,
                     state: m.state,
                     meta: if m.state == MemberState::Alive {
-                        m.meta.clone()
+                        m.meta.to_vec()
                     } else {
                         Vec::new()
                     },
-                    signature: if own { m.signature.clone() } else { Vec::new() },
+                    signature: if own {
+                        m.signature().to_vec()
+                    } else {
+                        Vec::new()
+                    },
                     from: if own {
                         m.id.clone()
                     } else {
@@ -1393,6 +1448,11 @@ where
         }
         out
     }
+}
+
+/// A member's signature as stored in the view: no allocation when there is none.
+fn shared_signature(signature: &[u8]) -> Option<Arc<[u8]>> {
+    (!signature.is_empty()).then(|| Arc::from(signature))
 }
 
 /// memberlist's `pushPullScale`: above 32 members the push-pull interval grows with

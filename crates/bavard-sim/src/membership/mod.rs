@@ -4,7 +4,19 @@
 //!
 //! **Cluster.** `nodes` [`Membership`] cores with memberlist's LAN profile by default
 //! ([`MembershipConfig::lan`]: probe every second, 500 ms probe timeout, gossip every 200 ms) on the
-//! latency plane of [`LatencyModel`]. Node `i ≥ 1` joins through node 0 at `i × join_interval`.
+//! latency plane of [`LatencyModel`]. The cluster starts in one of two ways ([`Start`]):
+//!
+//! - [`Start::Join`]: node `i ≥ 1` joins through node 0 at `i × join_interval` (10 ms: 100 joins
+//!   per second). Each join is an update every member must receive; at 10 ms the broadcast
+//!   queues keep up at 1,000 members but not at 2,000 (measured: not converged after 140 s,
+//!   205 live members declared dead), because every member piggybacks a bounded number of
+//!   updates per gossip round while the joins arrive faster than `retransmit_mult · log10 N`
+//!   sends each drain. Real clusters do not start thousands of members in a few seconds;
+//! - [`Start::Converged`]: every member starts knowing every other as alive at incarnation 0
+//!   ([`Membership::seed_alive_members`], the metadata shared between views), as a cluster that
+//!   has been running for a while does; the experiment then measures the steady state and the
+//!   detection, which is what SWIM's figures are about. The CLI uses it above 1,000 members.
+//!
 //! Every second of virtual time the simulator checks whether the views have converged: every
 //! node knows all `nodes` members and holds none of them dead (alive or suspect: under loss a
 //! few members are always briefly suspected somewhere before they refute). Convergence is waited for at most
@@ -33,6 +45,7 @@
 
 mod node;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bavard_gossip::membership::{Membership, MembershipConfig, MembershipEvent};
@@ -63,7 +76,9 @@ pub struct MembershipSimConfig {
     pub seed: u64,
     /// Probability that a message is lost, in `[0, 1)`. Default 0.
     pub loss: f64,
-    /// Virtual time between two joins. Default 10 ms.
+    /// How the cluster is formed. Default [`Start::Join`].
+    pub start: Start,
+    /// Virtual time between two joins with [`Start::Join`]. Default 10 ms.
     pub join_interval: Duration,
     /// How long convergence is waited for after the last join. Default 120 s.
     pub converge_cap: Duration,
@@ -86,6 +101,7 @@ impl Default for MembershipSimConfig {
             kill: 10,
             seed: 0,
             loss: 0.0,
+            start: Start::Join,
             join_interval: Duration::from_millis(10),
             converge_cap: Duration::from_secs(120),
             steady: Duration::from_secs(30),
@@ -93,6 +109,32 @@ impl Default for MembershipSimConfig {
             meta_len: 24,
             membership: MembershipConfig::lan(),
             latency: LatencyConfig::default(),
+        }
+    }
+}
+
+/// How the simulated cluster is formed (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// Node `i` joins through node 0 at `i × join_interval`.
+    Join,
+    /// Every member starts knowing every other as alive.
+    Converged,
+}
+
+impl Start {
+    /// Above this many members [`Start::for_nodes`] picks [`Start::Converged`]: join mode at
+    /// 100 joins per second converges at 1,000 members (77 s after the first join, seed 7, 10%
+    /// loss) but not at 2,000 (not within its 140 s cap, 205 live members declared dead).
+    pub const JOIN_MAX_NODES: u32 = 1_000;
+
+    /// The CLI's default: joins up to [`Self::JOIN_MAX_NODES`] members, a converged start above.
+    pub fn for_nodes(nodes: u32) -> Self {
+        if nodes <= Self::JOIN_MAX_NODES {
+            Start::Join
+        } else {
+            Start::Converged
         }
     }
 }
@@ -122,6 +164,8 @@ impl MembershipSimConfig {
 pub struct MembershipReport {
     /// Members in the cluster.
     pub nodes: u32,
+    /// How the cluster was formed.
+    pub start: Start,
     /// Members crashed.
     pub killed: u32,
     /// Message loss probability.
@@ -172,11 +216,16 @@ pub fn run_membership_sim(config: &MembershipSimConfig) -> Result<MembershipRepo
     config.validate()?;
     let wall = Instant::now();
     let mut h = cluster(config);
-    for i in 0..config.nodes {
-        h.schedule(
-            SimTime::ZERO.after(config.join_interval * i),
-            Event::Join(i),
-        );
+    match config.start {
+        Start::Join => {
+            for i in 0..config.nodes {
+                h.schedule(
+                    SimTime::ZERO.after(config.join_interval * i),
+                    Event::Join(i),
+                );
+            }
+        }
+        Start::Converged => seed_views(&mut h, config),
     }
     h.schedule(SimTime::ZERO.after(CHECK_PERIOD), Event::Check);
     let mut sim = Sim::new(config);
@@ -203,12 +252,31 @@ fn cluster(config: &MembershipSimConfig) -> Harness<Node, Event> {
         .with_loss(Loss::new(config.loss, hash_words(&[config.seed, 0x051f])).with_stream(3))
         .build(move |i, now| {
             let rng = seeded(seed, stream::NODES + u64::from(i));
-            let mut meta = vec![0u8; meta_len];
-            let id = i.to_be_bytes();
-            let l = id.len().min(meta.len());
-            meta[..l].copy_from_slice(&id[..l]);
-            Membership::new(i, meta, membership.clone(), rng, now)
+            Membership::new(i, meta_of(i, meta_len), membership.clone(), rng, now)
         })
+}
+
+/// Member `i`'s metadata: its id, big-endian, padded with zeros to `meta_len` bytes.
+fn meta_of(i: NodeId, meta_len: usize) -> Vec<u8> {
+    let mut meta = vec![0u8; meta_len];
+    let id = i.to_be_bytes();
+    let l = id.len().min(meta.len());
+    meta[..l].copy_from_slice(&id[..l]);
+    meta
+}
+
+/// [`Start::Converged`]: every member learns every other, alive at incarnation 0, with one
+/// shared copy of each member's metadata for the whole cluster (N² entries, N metadata buffers).
+fn seed_views(h: &mut Harness<Node, Event>, config: &MembershipSimConfig) {
+    let n = config.nodes;
+    let metas: Vec<Arc<[u8]>> = (0..n)
+        .map(|i| Arc::from(meta_of(i, config.meta_len)))
+        .collect();
+    for i in 0..n {
+        h.act(i, |m, now| {
+            m.seed_alive_members(now, (0..n).map(|j| (j, 0, Arc::clone(&metas[j as usize]))))
+        });
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,6 +493,7 @@ impl<'a> Sim<'a> {
         let per_member_s = f64::from(self.config.nodes) * steady_s.max(f64::MIN_POSITIVE);
         MembershipReport {
             nodes: self.config.nodes,
+            start: self.config.start,
             killed: self.victims.len() as u32,
             loss: self.config.loss,
             converged: self.converged.is_some(),
