@@ -111,7 +111,7 @@ fn interval(s: f64) -> Duration {
 async fn bootstrap(kad: &Kad) -> bool {
     // Names are resolved again each time: a seed may have come back with a new address.
     if kad.ctx.config.bootstrap.iter().any(is_dns) {
-        crate::node::dial_bootstrap(&kad.ctx).await;
+        crate::node::dial_bootstrap(&kad.ctx, false).await;
     }
     let own = kad.ctx.peer_id.to_bytes();
     if let Err(e) = kad.lookup(&own, LookupKind::FindNode).await {

@@ -70,8 +70,9 @@ async fn join(ctx: &Context, token: &JoinToken) -> anyhow::Result<()> {
 
 /// Dials every bootstrap address (resolving `/dns*` names first, see
 /// [`crate::util::resolve_dns`]) and remembers it as its peer's address. A name that does not
-/// resolve is logged and tried again at the next bootstrap.
-pub(crate) async fn dial_bootstrap(ctx: &Context) {
+/// resolve is logged (at warn on the node's `first` attempt, then at debug: the bootstrap
+/// retries every few seconds) and tried again at the next bootstrap.
+pub(crate) async fn dial_bootstrap(ctx: &Context, first: bool) {
     for addr in &ctx.config.bootstrap {
         let Some(peer) = peer_id_of(addr) else {
             continue;
@@ -83,7 +84,10 @@ pub(crate) async fn dial_bootstrap(ctx: &Context) {
                     ctx.swarm(SwarmCommand::Dial(a));
                 }
             }
-            Err(e) => tracing::warn!("bootstrap address {addr}: {e:#}"),
+            Err(e) if first => tracing::warn!(
+                "bootstrap address {addr}: {e:#} (retried at each bootstrap, logged at debug)"
+            ),
+            Err(e) => tracing::debug!("bootstrap address {addr}: {e:#}"),
         }
     }
 }
@@ -225,7 +229,7 @@ impl Node {
             tokio::spawn(crate::swarm::run(kad.clone(), swarm, command_rx)),
             tokio::spawn(crate::admission::protocol::run(ctx.clone())),
         ];
-        dial_bootstrap(&ctx).await;
+        dial_bootstrap(&ctx, true).await;
         if let Startup::Joining(token) = &startup
             && let Err(e) = join(&ctx, token).await
         {
