@@ -221,7 +221,11 @@ fn connect(api: &str, timeout: Duration) -> anyhow::Result<TcpStream> {
 
 /// `POST /v1/blobs` with `data`, written straight from the slice (the generic client copies
 /// the body into the request).
-fn upload(api: &str, data: &[u8], timeout: Duration) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn upload(
+    api: &str,
+    data: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
     let mut stream = connect(api, timeout)?;
     let extra = format!("Content-Length: {}\r\nConnection: close\r\n", data.len());
     stream.write_all(http::head("POST", "/v1/blobs", api, &extra).as_bytes())?;
@@ -243,7 +247,11 @@ fn upload(api: &str, data: &[u8], timeout: Duration) -> anyhow::Result<serde_jso
 
 /// `GET path` whose body is hashed as it arrives, not kept: its length and SHA-256. Only a
 /// `Content-Length` body (what the node sends for a blob).
-fn download(api: &str, path: &str, timeout: Duration) -> anyhow::Result<(u64, [u8; 32])> {
+pub(crate) fn download(
+    api: &str,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<(u64, [u8; 32])> {
     let mut stream = connect(api, timeout)?;
     stream.write_all(http::head("GET", path, api, "Connection: close\r\n").as_bytes())?;
     let mut buf = vec![0u8; 1 << 20];
@@ -313,7 +321,7 @@ fn human(r: &Report) -> String {
         ]);
     }
     format!(
-        "bench blobs: {} MiB blob, {NODES} nodes on loopback (added in {:.2} s)\n{}\
+        "bench blobs: {} MiB blob, {NODES} nodes on loopback (added in {:.2} s)\n{}\n\
          1 provider / raw stream: {:.0}%\n",
         r.size_bytes >> 20,
         r.add_secs,

@@ -353,7 +353,7 @@ fn remember_token(node: &NodeEntry) {
     }
 }
 
-fn save(dir: &Path, state: &ClusterState) -> anyhow::Result<()> {
+pub(crate) fn save(dir: &Path, state: &ClusterState) -> anyhow::Result<()> {
     let path = state_path(dir);
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(state)?)

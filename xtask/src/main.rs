@@ -10,6 +10,7 @@ mod acceptance;
 mod antientropy;
 mod bench;
 mod bench_blobs;
+mod blob_swarm;
 mod cas;
 mod cluster;
 mod codegen;
@@ -57,7 +58,7 @@ enum Command {
     /// `bench blobs`).
     Bench(bench::Args),
     /// Fault-injection scenarios with a correctness check: churn, partition, crash, pause,
-    /// outage, soak.
+    /// outage, soak, cas, blobs.
     Scenario(scenario::Args),
     /// A long run of churn, partitions and a hostile peer's request flood under client load,
     /// reporting memory, descriptors and the victim's responsiveness (`scenario soak`, with a

@@ -81,6 +81,13 @@ pub(crate) struct Args {
     /// Seconds allowed, after the workload stops, for the cluster to converge.
     #[arg(long, default_value_t = 45)]
     converge_timeout: u64,
+    /// Blobs: size of the blob in MiB.
+    #[arg(long, default_value_t = 256)]
+    size_mib: u64,
+    /// Blobs: MiB per second each provider serves to one peer (so that a fault lands in the
+    /// middle of a fetch).
+    #[arg(long, default_value_t = 16)]
+    serve_mib_s: u64,
 }
 
 /// The client's request timeout: above the node's own 5 s request deadline, so that a slow
@@ -177,6 +184,19 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             kill_node: args.kill_node.unwrap_or(args.nodes.saturating_sub(1)),
             catch_up_timeout: Duration::from_secs(args.catch_up_timeout),
             netns: args.netns,
+            json: args.json,
+            bin: args.bin.clone(),
+            dir,
+        });
+    }
+    if args.name == Kind::Blobs {
+        if args.netns {
+            bail!("scenario blobs runs on loopback only");
+        }
+        return crate::blob_swarm::run(&crate::blob_swarm::Settings {
+            size_mib: args.size_mib,
+            serve_mib_s: args.serve_mib_s,
+            seed: args.seed.unwrap_or(1),
             json: args.json,
             bin: args.bin.clone(),
             dir,
@@ -783,6 +803,8 @@ mod tests {
             catch_up_timeout: 300,
             consistency: "quorum".into(),
             converge_timeout: 10,
+            size_mib: 256,
+            serve_mib_s: 16,
         }
     }
 

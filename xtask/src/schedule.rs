@@ -34,6 +34,10 @@ pub(crate) enum Kind {
     /// are killed, paused and partitioned, one fault at a time; judged by the linearizability
     /// checker (its own driver, `crate::cas`).
     Cas,
+    /// Issue 15's swarm run: a blob added on one node, fetched by the others through a
+    /// killed provider, a corrupting provider and an interrupted fetch (its own driver,
+    /// `crate::blob_swarm`).
+    Blobs,
 }
 
 /// One fault action.
@@ -151,7 +155,7 @@ pub(crate) fn schedule(
             }
         }
         // The outage run kills and restarts its node itself.
-        Kind::Outage | Kind::Soak => {}
+        Kind::Outage | Kind::Soak | Kind::Blobs => {}
         Kind::Cas => {
             // One fault at a time, each kind in turn from a random start: a hard kill, a pause
             // past the failure detector, a partition into halves; then a few calm seconds.

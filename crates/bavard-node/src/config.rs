@@ -144,6 +144,12 @@ impl NodeConfig {
                 "replication.max_batch_records and max_digest_entries must be at least 1"
             );
         }
+        if rc.background_threads == 0 || rc.background_threads > 64 {
+            anyhow::bail!(
+                "replication.background_threads must be between 1 and 64, got {}",
+                rc.background_threads
+            );
+        }
         Ok(())
     }
 }
@@ -255,6 +261,12 @@ pub struct ReplicationConfig {
     pub sync_busy_bytes_per_sec: u64,
     /// How long after a client request background transfers keep the busy rate.
     pub sync_busy_window_secs: f64,
+    /// Threads that run anti-entropy's CPU work (hashing, reading, building batches, answering
+    /// partners), at `background_priority`.
+    pub background_threads: usize,
+    /// Their scheduling priority: `normal`, `low` (nice 10) or `idle` (Linux `SCHED_IDLE`:
+    /// only on an idle core). See [`crate::background`].
+    pub background_priority: crate::background::BackgroundPriority,
     /// Most hints kept for replicas that are down; a full hint store refuses new hints.
     pub max_hints: usize,
     /// Hints older than this are dropped (anti-entropy repairs what they carried).
@@ -284,6 +296,8 @@ impl Default for ReplicationConfig {
             sync_max_bytes_per_sec: 32 * 1024 * 1024,
             sync_busy_bytes_per_sec: 4 * 1024 * 1024,
             sync_busy_window_secs: 1.0,
+            background_threads: 2,
+            background_priority: crate::background::BackgroundPriority::Low,
             max_hints: 100_000,
             hint_ttl_secs: 3.0 * 3600.0,
             hint_delivery_interval_secs: 5.0,

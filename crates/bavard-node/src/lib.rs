@@ -22,6 +22,7 @@
 pub mod addresses;
 pub mod admission;
 pub mod api;
+pub mod background;
 pub mod blobs;
 pub mod client;
 mod clock;

@@ -64,7 +64,7 @@ async fn page() -> Response {
 #[utoipa::path(get, path = "/ui/", tag = "console", summary = "The web console",
     responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 async fn page_slash() -> Response {
-    asset("text/html; charset=utf-8", INDEX_HTML)
+    page().await
 }
 
 #[utoipa::path(get, path = "/ui/app.js", tag = "console", summary = "The console's script",

@@ -651,3 +651,52 @@ async fn the_cli_adds_fetches_lists_and_unpins() {
         within("a shutdown", node.shutdown()).await;
     }
 }
+
+/// A node fetching a blob is findable as a provider from its first stored blocks, before it
+/// completes (`[blobs] announce_partial`, the default), so that leechers arriving together
+/// trade blocks among themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetching_node_announces_itself_before_it_completes() {
+    let root = tempfile::tempdir().unwrap();
+    // The seeder serves 256 KiB/s: the 4 MiB fetch lasts about 16 s, far longer than an
+    // announce and a lookup on loopback.
+    let (nodes, _) = start_nodes(root.path(), 3, |i, c| {
+        if i == 0 {
+            c.blobs.serve_bytes_per_sec_per_peer = 256 * 1024;
+        }
+    })
+    .await;
+    let file = random_bytes(4 * MIB, 7);
+    let added = within("an add", nodes[0].blobs().add_bytes(file.clone()))
+        .await
+        .unwrap();
+    let hash = parse_hash(&added.hash).unwrap();
+
+    let fetcher = nodes[1].clone();
+    let running = tokio::spawn(async move { fetcher.blobs().fetch(hash).await });
+    let leecher = nodes[1].peer_id().to_string();
+    eventually("the leecher to be found as a provider", LONG, || async {
+        nodes[2]
+            .providers(hash.as_bytes().to_vec())
+            .await
+            .is_ok_and(|found| found.iter().any(|p| p.peer_id == leecher))
+    })
+    .await;
+    let s = status(&nodes[1], hash).await;
+    assert_ne!(
+        s.state, "complete",
+        "the leecher was found only after it completed ({} of {:?} bytes)",
+        s.verified_bytes, s.size
+    );
+    assert!(
+        s.verified_bytes > 0,
+        "announced before any block was stored"
+    );
+
+    let fetched = within("the fetch", running).await.unwrap().unwrap();
+    assert_eq!(fetched, file.len() as u64);
+    assert_eq!(read_back(&nodes[1], hash).await, file);
+    for node in &nodes {
+        within("a shutdown", node.shutdown()).await;
+    }
+}

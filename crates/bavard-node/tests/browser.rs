@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bavard_node::{Node, NodeConfig};
+use bavard_node::Node;
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -23,20 +23,6 @@ use serde_json::{Value, json};
 const TOKEN: &str = "console-test-token-0123456789abcdef";
 const TOPIC: &str = "console-news";
 const INSTALL: &str = "apt-get install chromium chromium-driver";
-
-/// Short gossip intervals, so that a killed node is declared dead in a few seconds.
-fn gossip_config(dir: &Path) -> NodeConfig {
-    let mut c = test_config(dir, true);
-    c.gossip.probe_interval_secs = 0.2;
-    c.gossip.probe_timeout_secs = 0.1;
-    c.gossip.suspicion_mult = 3;
-    c.gossip.gossip_interval_secs = 0.1;
-    c.gossip.push_pull_interval_secs = 2.0;
-    c.gossip.dead_member_retention_secs = 120.0;
-    c.gossip.join_retry_secs = 0.5;
-    c.gossip.topic_retry_secs = 0.5;
-    c
-}
 
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
@@ -206,20 +192,6 @@ async fn screenshot(client: &Client, dir: &Path, name: &str) {
 
 /// Serves node 0's API on loopback, but with the token required everywhere (as on a
 /// non-loopback address), so that the page has to ask for it.
-async fn serve_guarded_api(node: &Node) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the API");
-    let addr = listener.local_addr().expect("API address");
-    tokio::spawn(bavard_node::http::serve(
-        listener,
-        node.clone(),
-        bavard_node::http::Access::with_token(TOKEN, true),
-        node.shutdown_signal(),
-    ));
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_members_alive_then_dead_and_delivers_a_published_message() {
     let Some((driver_bin, chromium)) = browser_binaries() else {
@@ -233,17 +205,21 @@ async fn the_console_shows_members_alive_then_dead_and_delivers_a_published_mess
 
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let first = Node::start(gossip_config(&dir.path().join("n0")))
+    let first = Node::start(fast_gossip_config(&dir.path().join("n0"), true))
         .await
         .unwrap();
     let boot = p2p_addr(&first);
     let mut nodes = vec![first];
     for i in 1..3 {
-        let mut c = gossip_config(&dir.path().join(format!("n{i}")));
+        let mut c = fast_gossip_config(&dir.path().join(format!("n{i}")), true);
         c.bootstrap = vec![boot.clone()];
         nodes.push(Node::start(c).await.unwrap());
     }
-    let base = serve_guarded_api(&nodes[0]).await;
+    let base = serve_api_with(
+        &nodes[0],
+        bavard_node::http::Access::with_token(TOKEN, true),
+    )
+    .await;
 
     // The assets need no token; the API does.
     let http = reqwest::Client::new();

