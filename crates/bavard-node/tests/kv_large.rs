@@ -55,6 +55,7 @@ fn config(dir: &Path) -> NodeConfig {
 
 struct Cluster {
     nodes: Vec<Option<Node>>,
+    ids: Vec<libp2p::PeerId>,
     apis: Vec<String>,
     http: reqwest::Client,
 }
@@ -92,6 +93,7 @@ impl Cluster {
             .build()
             .unwrap();
         Cluster {
+            ids: nodes.iter().map(Node::peer_id).collect(),
             nodes: nodes.into_iter().map(Some).collect(),
             apis,
             http,
@@ -116,8 +118,9 @@ impl Cluster {
     }
 
     fn node_id(&self, i: usize) -> libp2p::PeerId {
-        self.node(i).peer_id()
+        self.ids[i]
     }
+
 
     async fn put_http(&self, i: usize, key: &str, value: Vec<u8>, query: &str) -> reqwest::Response {
         within(
@@ -228,6 +231,22 @@ async fn a_large_value_is_held_by_its_replicas_before_the_ack_and_reads_back_fro
         .await
         .unwrap();
     assert!(metrics.contains("bavard_kv_large_writes_total 2"), "{metrics}");
+    // The replicas fetched the blobs (the coordinator had them).
+    let mut fetched = 0;
+    for i in c.live() {
+        let text = within("metrics", c.http.get(format!("{}/metrics", c.apis[i])).send())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        fetched += text
+            .lines()
+            .find_map(|l| l.strip_prefix("bavard_kv_blob_fetches_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    assert!(fetched >= 3, "{fetched} blob fetches by replicas");
 
     // A replica stopped: reads still answer (from the two others), at quorum.
     let key = "big-all";
@@ -240,9 +259,18 @@ async fn a_large_value_is_held_by_its_replicas_before_the_ack_and_reads_back_fro
     assert!(within("a body", resp.bytes()).await.unwrap() == value);
     // And a large write at quorum still succeeds; the fallback node holds the blob with
     // the hint.
+    let replicas = c.replicas(key.as_bytes());
     let other = random_bytes(MIB, 3);
     let reply = put_ok(&c, reader, key, &other, "quorum").await;
     assert!(reply["acks"].as_u64().unwrap() >= 2);
+    // The node outside the preference list stands in for the stopped one: it holds the blob
+    // pinned, with the hint (or as a replica, once the membership declared the other dead).
+    let fallback = c.live().into_iter().find(|i| !replicas.contains(i)).unwrap();
+    let other_hash = BlobHash::of(&other);
+    eventually("the fallback node to hold the blob", LONG, || async {
+        c.holds(fallback, other_hash).await == (true, true)
+    })
+    .await;
     for i in c.live() {
         let resp = c.get_http(i, key, "quorum").await;
         assert_eq!(resp.status(), 200);
@@ -342,11 +370,19 @@ async fn small_values_stay_inline_and_bad_large_writes_are_typed_errors() {
 
     // Over [store] max_large_value_size (4 MiB here): 413 with the typed body, whether the
     // length is declared or the body is streamed; nothing written.
-    let resp = c.put_http(0, "huge", vec![7u8; 4 * MIB + 1], "").await;
-    assert_eq!(resp.status(), 413);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["code"], "payload_too_large");
-    assert!(body["error"].as_str().unwrap().contains("max_large_value_size"), "{body}");
+    // A declared length is refused before any of the body is sent (raw HTTP, so that the
+    // client sends only the head).
+    let too_big = raw_http(
+        &c.apis[0],
+        &format!(
+            "PUT /v1/kv/huge HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            4 * MIB + 1
+        ),
+    )
+    .await;
+    assert!(too_big.starts_with("HTTP/1.1 413"), "{too_big}");
+    assert!(too_big.contains("\"code\":\"payload_too_large\""), "{too_big}");
+    assert!(too_big.contains("max_large_value_size"), "{too_big}");
     let chunks = futures::stream::iter((0..5).map(|_| Ok::<_, std::io::Error>(vec![1u8; MIB])));
     let streamed = within(
         "a streamed put",
@@ -412,4 +448,15 @@ async fn small_values_stay_inline_and_bad_large_writes_are_typed_errors() {
     }
     assert_eq!(c.get_http(0, "cut", "quorum").await.status(), 404);
     c.shutdown().await;
+}
+
+/// Sends `head` on a new connection to `api` and returns the start of the answer.
+async fn raw_http(api: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = api.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = within("an answer", sock.read(&mut answer)).await.unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
 }
