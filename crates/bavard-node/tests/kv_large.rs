@@ -18,6 +18,7 @@ use bavard_node::api::{Consistency, GetOptions, KvValue, NodeError, PutOptions};
 use bavard_node::blobs::BlobError;
 use bavard_node::replica::Condition;
 use bavard_node::{Node, NodeConfig};
+use bavard_proto::store as pb;
 use bavard_routing::Key;
 use common::{eventually, init_tracing, p2p_addr, test_config};
 use rand::{RngCore as _, SeedableRng as _};
@@ -459,4 +460,120 @@ async fn raw_http(api: &str, head: &str) -> String {
     let mut answer = vec![0u8; 4096];
     let n = within("an answer", sock.read(&mut answer)).await.unwrap();
     String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+/// Sends one `/bavard/kv/1` request from a raw member to `peer`; `None` when the stream closes
+/// unanswered.
+async fn ask(
+    control: &bavard_node::streams::Control,
+    peer: libp2p::PeerId,
+    kind: pb::request::Kind,
+) -> Option<pb::response::Kind> {
+    use futures::AsyncWriteExt as _;
+    let mut stream = within(
+        "a stream",
+        control
+            .clone()
+            .open_stream(peer, libp2p::StreamProtocol::new("/bavard/kv/1")),
+    )
+    .await
+    .expect("a stream opens");
+    let req = pb::Request { kind: Some(kind) };
+    stream
+        .write_all(&prost::Message::encode_length_delimited_to_vec(&req))
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    let read = bavard_node::wire::read_message::<pb::Response, _>(&mut stream, 1 << 20);
+    within("an answer", read).await.ok().flatten().and_then(|r| r.kind)
+}
+
+fn blob_record(key: &str, hash: Vec<u8>, size: u64, value: Vec<u8>) -> pb::Record {
+    pb::Record {
+        key: key.as_bytes().to_vec(),
+        value,
+        version: Some(pb::Version {
+            hlc: 1 << 20,
+            writer: b"raw".to_vec(),
+        }),
+        blob: Some(pb::BlobRef { hash, size }),
+        ..Default::default()
+    }
+}
+
+fn store(record: pb::Record) -> pb::request::Kind {
+    pb::request::Kind::Store(pb::StoreRequest {
+        records: vec![record],
+        hint_for: Vec::new(),
+    })
+}
+
+/// A replica stores a record naming a blob only once it holds that blob, as described: a
+/// record whose blob is the wrong size is refused, one whose blob nobody has is never stored,
+/// and malformed references are refused as a whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_refuses_records_whose_blob_it_cannot_hold_as_described() {
+    let root = tempfile::tempdir().unwrap();
+    let c = Cluster::start(root.path()).await;
+    let value = random_bytes(MIB, 31);
+    let hash = BlobHash::of(&value);
+    put_ok(&c, 0, "real", &value, "all").await;
+    let target = c.node(1);
+    let (_, control) = common::raw_member(target);
+    let before = target.status().records_stored;
+
+    // The right blob with the wrong size: fetched (from the replicas), then refused.
+    let answer = ask(
+        &control,
+        target.peer_id(),
+        store(blob_record("liar", hash.as_bytes().to_vec(), MIB as u64 + 1, Vec::new())),
+    )
+    .await;
+    match answer {
+        Some(pb::response::Kind::Store(resp)) => {
+            assert_eq!(resp.results[0].outcome, pb::Outcome::Rejected as i32);
+            assert!(resp.results[0].error.contains("bytes"), "{:?}", resp.results[0]);
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
+    // A blob nobody has: refused, or left unanswered past the request timeout (the fetch
+    // waits for providers); never stored.
+    let ghost = BlobHash::of(b"nobody has this");
+    let answer = ask(
+        &control,
+        target.peer_id(),
+        store(blob_record("ghost", ghost.as_bytes().to_vec(), 100_000, Vec::new())),
+    )
+    .await;
+    if let Some(pb::response::Kind::Store(resp)) = &answer {
+        assert_eq!(resp.results[0].outcome, pb::Outcome::Rejected as i32);
+    } else {
+        assert!(answer.is_none(), "{answer:?}");
+    }
+    // Malformed references: the request is refused as a whole.
+    for (record, why) in [
+        (blob_record("short", vec![1; 31], 10, Vec::new()), "32 bytes"),
+        (blob_record("both", hash.as_bytes().to_vec(), MIB as u64, b"x".to_vec()), "inline"),
+        (
+            pb::Record {
+                tombstone: true,
+                ..blob_record("dead", hash.as_bytes().to_vec(), MIB as u64, Vec::new())
+            },
+            "tombstone",
+        ),
+    ] {
+        match ask(&control, target.peer_id(), store(record)).await {
+            Some(pb::response::Kind::Error(e)) => assert!(e.contains(why), "{e}"),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(target.status().records_stored, before, "nothing was stored");
+    let metrics = within("metrics", c.http.get(format!("{}/metrics", c.apis[1])).send())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("bavard_kv_blob_fetch_failures_total 0"), "{metrics}");
+    c.shutdown().await;
 }
