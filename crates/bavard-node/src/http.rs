@@ -612,20 +612,19 @@ async fn kv_put_inner(
         ttl_secs,
         condition: condition(&q)?,
     };
-    // A large value's body is streamed (`Node::put_stream`): the request deadline covers the
-    // replication, plus the time the replicas get to fetch the blob, and the upload itself is
-    // bounded by a deadline between chunks instead.
-    // The declared length (0 for a chunked body, bounded as it streams instead).
-    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    // A large value's body is streamed (`Node::put_stream`), so the request deadline grows with
+    // its size: the upload and the replicas' fetch each get a second per MiB (the declared
+    // length, or the largest value for a chunked body) beyond the request timeout. The upload
+    // also fails after the request timeout without a byte.
+    let declared = axum::body::HttpBody::size_hint(&body).exact();
     let max = s.node.config().store.max_large_value_size;
-    if declared > max {
-        return Err(NodeError::ValueTooLarge {
-            size: declared,
-            max,
-        }
-        .into());
+    if let Some(size) = declared
+        && size > max
+    {
+        return Err(NodeError::ValueTooLarge { size, max }.into());
     }
-    let deadline = s.timeout + crate::replica::large::transfer_allowance(declared);
+    let deadline =
+        s.timeout + 2 * crate::replica::large::transfer_allowance(declared.unwrap_or(max));
     let put = s
         .node
         .put_stream(key.bytes.clone(), body.into_data_stream(), opts);
@@ -680,7 +679,10 @@ async fn kv_get_inner(
             // Streamed as it is read (and verified, when fetched): never whole in memory.
             let blob = s
                 .call("opening the value's blob", async {
-                    s.node.open_value(&read).await.map_err(NodeError::LargeValue)
+                    s.node
+                        .open_value(&read)
+                        .await
+                        .map_err(NodeError::LargeValue)
                 })
                 .await?;
             let mut resp = Response::new(axum::body::Body::from_stream(blob.into_stream(0..*size)));

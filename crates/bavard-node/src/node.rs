@@ -510,7 +510,10 @@ impl Node {
         let version = match self.inner.storage.next_version() {
             Ok(v) => v,
             Err(e) => {
-                self.inner.replica.release_blobs(vec![*hash.as_bytes()]).await;
+                self.inner
+                    .replica
+                    .release_blobs(vec![*hash.as_bytes()])
+                    .await;
                 return Err(e);
             }
         };
@@ -520,7 +523,10 @@ impl Node {
         let written = self.inner.replica.write(record, opts.consistency).await;
         // The upload pinned the blob; from now on only the records referencing it keep it
         // pinned here (this node may not be one of the key's replicas).
-        self.inner.replica.release_blobs(vec![*hash.as_bytes()]).await;
+        self.inner
+            .replica
+            .release_blobs(vec![*hash.as_bytes()])
+            .await;
         written
     }
 

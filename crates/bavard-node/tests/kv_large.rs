@@ -74,7 +74,8 @@ impl Cluster {
         }
         for node in &nodes {
             eventually("every node to know every other", LONG, || async {
-                node.status().routing_table_size >= NODES - 1 && node.status().members_alive >= NODES
+                node.status().routing_table_size >= NODES - 1
+                    && node.status().members_alive >= NODES
             })
             .await;
         }
@@ -89,10 +90,7 @@ impl Cluster {
                 node.shutdown_signal(),
             ));
         }
-        let http = reqwest::Client::builder()
-            .timeout(LONG)
-            .build()
-            .unwrap();
+        let http = reqwest::Client::builder().timeout(LONG).build().unwrap();
         Cluster {
             ids: nodes.iter().map(Node::peer_id).collect(),
             nodes: nodes.into_iter().map(Some).collect(),
@@ -122,8 +120,13 @@ impl Cluster {
         self.ids[i]
     }
 
-
-    async fn put_http(&self, i: usize, key: &str, value: Vec<u8>, query: &str) -> reqwest::Response {
+    async fn put_http(
+        &self,
+        i: usize,
+        key: &str,
+        value: Vec<u8>,
+        query: &str,
+    ) -> reqwest::Response {
         within(
             "a put",
             self.http
@@ -139,7 +142,10 @@ impl Cluster {
         within(
             "a get",
             self.http
-                .get(format!("{}/v1/kv/{key}?consistency={consistency}", self.apis[i]))
+                .get(format!(
+                    "{}/v1/kv/{key}?consistency={consistency}",
+                    self.apis[i]
+                ))
                 .send(),
         )
         .await
@@ -162,9 +168,20 @@ impl Cluster {
 }
 
 /// Puts `value` at `consistency` through node `i`'s HTTP API; returns the reply's JSON.
-async fn put_ok(c: &Cluster, i: usize, key: &str, value: &[u8], consistency: &str) -> serde_json::Value {
+async fn put_ok(
+    c: &Cluster,
+    i: usize,
+    key: &str,
+    value: &[u8],
+    consistency: &str,
+) -> serde_json::Value {
     let resp = c
-        .put_http(i, key, value.to_vec(), &format!("?consistency={consistency}"))
+        .put_http(
+            i,
+            key,
+            value.to_vec(),
+            &format!("?consistency={consistency}"),
+        )
         .await;
     assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
     resp.json().await.unwrap()
@@ -189,7 +206,10 @@ async fn a_large_value_is_held_by_its_replicas_before_the_ack_and_reads_back_fro
                 holders += 1;
             }
         }
-        assert!(holders >= acks, "{holders} nodes hold {key}'s blob, {acks} acked");
+        assert!(
+            holders >= acks,
+            "{holders} nodes hold {key}'s blob, {acks} acked"
+        );
         if consistency == "all" {
             for r in c.replicas(key.as_bytes()) {
                 assert_eq!(c.holds(r, hash).await, (true, true), "replica {r} of {key}");
@@ -200,7 +220,10 @@ async fn a_large_value_is_held_by_its_replicas_before_the_ack_and_reads_back_fro
                 let resp = c.get_http(i, key, level).await;
                 assert_eq!(resp.status(), 200, "node {i} at {level}");
                 assert_eq!(resp.headers()["content-type"], "application/octet-stream");
-                assert_eq!(resp.headers()["x-bavard-version"], reply["version"].as_str().unwrap());
+                assert_eq!(
+                    resp.headers()["x-bavard-version"],
+                    reply["version"].as_str().unwrap()
+                );
                 assert_eq!(resp.headers()["x-bavard-blob"], hash.to_hex().as_str());
                 assert_eq!(
                     resp.headers()["content-length"],
@@ -225,22 +248,31 @@ async fn a_large_value_is_held_by_its_replicas_before_the_ack_and_reads_back_fro
             assert!(got.value == value);
         }
     }
-    let metrics = within("metrics", c.http.get(format!("{}/metrics", c.apis[0])).send())
+    let metrics = within(
+        "metrics",
+        c.http.get(format!("{}/metrics", c.apis[0])).send(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("bavard_kv_large_writes_total 2"),
+        "{metrics}"
+    );
+    // The replicas fetched the blobs (the coordinator had them).
+    let mut fetched = 0;
+    for i in c.live() {
+        let text = within(
+            "metrics",
+            c.http.get(format!("{}/metrics", c.apis[i])).send(),
+        )
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("bavard_kv_large_writes_total 2"), "{metrics}");
-    // The replicas fetched the blobs (the coordinator had them).
-    let mut fetched = 0;
-    for i in c.live() {
-        let text = within("metrics", c.http.get(format!("{}/metrics", c.apis[i])).send())
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
         fetched += text
             .lines()
             .find_map(|l| l.strip_prefix("bavard_kv_blob_fetches_total "))
@@ -266,7 +298,11 @@ async fn a_large_value_is_held_by_its_replicas_before_the_ack_and_reads_back_fro
     assert!(reply["acks"].as_u64().unwrap() >= 2);
     // The node outside the preference list stands in for the stopped one: it holds the blob
     // pinned, with the hint (or as a replica, once the membership declared the other dead).
-    let fallback = c.live().into_iter().find(|i| !replicas.contains(i)).unwrap();
+    let fallback = c
+        .live()
+        .into_iter()
+        .find(|i| !replicas.contains(i))
+        .unwrap();
     let other_hash = BlobHash::of(&other);
     eventually("the fallback node to hold the blob", LONG, || async {
         c.holds(fallback, other_hash).await == (true, true)
@@ -322,13 +358,19 @@ async fn overwrites_and_deletes_unpin_a_blob_once_no_key_uses_it() {
         assert!(!c.holds(i, h2).await.1, "node {i}: v2 unpinned");
         assert_eq!(c.get_http(i, "doc", "quorum").await.status(), 404);
     }
-    let metrics = within("metrics", c.http.get(format!("{}/metrics", c.apis[0])).send())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("bavard_kv_blobs_released_total"), "{metrics}");
+    let metrics = within(
+        "metrics",
+        c.http.get(format!("{}/metrics", c.apis[0])).send(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("bavard_kv_blobs_released_total"),
+        "{metrics}"
+    );
     c.shutdown().await;
 }
 
@@ -346,7 +388,12 @@ async fn small_values_stay_inline_and_bad_large_writes_are_typed_errors() {
     assert!(resp.headers().get("x-bavard-blob").is_none());
     assert!(within("a body", resp.bytes()).await.unwrap() == small);
     for i in c.live() {
-        assert!(within("a listing", c.node(i).blobs().list()).await.unwrap().is_empty());
+        assert!(
+            within("a listing", c.node(i).blobs().list())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
     let read = within("a get", node.get_value(b"small", GetOptions::default()))
         .await
@@ -382,7 +429,10 @@ async fn small_values_stay_inline_and_bad_large_writes_are_typed_errors() {
     )
     .await;
     assert!(too_big.starts_with("HTTP/1.1 413"), "{too_big}");
-    assert!(too_big.contains("\"code\":\"payload_too_large\""), "{too_big}");
+    assert!(
+        too_big.contains("\"code\":\"payload_too_large\""),
+        "{too_big}"
+    );
     assert!(too_big.contains("max_large_value_size"), "{too_big}");
     let chunks = futures::stream::iter((0..5).map(|_| Ok::<_, std::io::Error>(vec![1u8; MIB])));
     let streamed = within(
@@ -404,7 +454,13 @@ async fn small_values_stay_inline_and_bad_large_writes_are_typed_errors() {
     let resp = c.put_http(0, "over", over.clone(), "?if_absent").await;
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("inline_value_limit"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("inline_value_limit"),
+        "{body}"
+    );
     let refused = within(
         "a conditional put",
         node.put(
@@ -417,7 +473,13 @@ async fn small_values_stay_inline_and_bad_large_writes_are_typed_errors() {
         ),
     )
     .await;
-    assert!(matches!(refused, Err(NodeError::LargeValueCondition { limit: 16384 })), "{refused:?}");
+    assert!(
+        matches!(
+            refused,
+            Err(NodeError::LargeValueCondition { limit: 16384 })
+        ),
+        "{refused:?}"
+    );
 
     // A body cut short: a typed error, nothing stored.
     let broken = futures::stream::iter(vec![
@@ -433,7 +495,12 @@ async fn small_values_stay_inline_and_bad_large_writes_are_typed_errors() {
         matches!(cut, Err(NodeError::LargeValue(BlobError::Upload(_)))),
         "{cut:?}"
     );
-    assert!(within("a get", node.get(b"cut", GetOptions::default())).await.unwrap().is_none());
+    assert!(
+        within("a get", node.get(b"cut", GetOptions::default()))
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Over raw HTTP: a declared length the body never reaches, then the client closes.
     {
         use tokio::io::AsyncWriteExt as _;
@@ -485,7 +552,11 @@ async fn ask(
         .unwrap();
     stream.flush().await.unwrap();
     let read = bavard_node::wire::read_message::<pb::Response, _>(&mut stream, 1 << 20);
-    within("an answer", read).await.ok().flatten().and_then(|r| r.kind)
+    within("an answer", read)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.kind)
 }
 
 fn blob_record(key: &str, hash: Vec<u8>, size: u64, value: Vec<u8>) -> pb::Record {
@@ -526,13 +597,22 @@ async fn a_replica_refuses_records_whose_blob_it_cannot_hold_as_described() {
     let answer = ask(
         &control,
         target.peer_id(),
-        store(blob_record("liar", hash.as_bytes().to_vec(), MIB as u64 + 1, Vec::new())),
+        store(blob_record(
+            "liar",
+            hash.as_bytes().to_vec(),
+            MIB as u64 + 1,
+            Vec::new(),
+        )),
     )
     .await;
     match answer {
         Some(pb::response::Kind::Store(resp)) => {
             assert_eq!(resp.results[0].outcome, pb::Outcome::Rejected as i32);
-            assert!(resp.results[0].error.contains("bytes"), "{:?}", resp.results[0]);
+            assert!(
+                resp.results[0].error.contains("bytes"),
+                "{:?}",
+                resp.results[0]
+            );
         }
         other => panic!("unexpected answer {other:?}"),
     }
@@ -542,7 +622,12 @@ async fn a_replica_refuses_records_whose_blob_it_cannot_hold_as_described() {
     let answer = ask(
         &control,
         target.peer_id(),
-        store(blob_record("ghost", ghost.as_bytes().to_vec(), 100_000, Vec::new())),
+        store(blob_record(
+            "ghost",
+            ghost.as_bytes().to_vec(),
+            100_000,
+            Vec::new(),
+        )),
     )
     .await;
     if let Some(pb::response::Kind::Store(resp)) = &answer {
@@ -552,8 +637,14 @@ async fn a_replica_refuses_records_whose_blob_it_cannot_hold_as_described() {
     }
     // Malformed references: the request is refused as a whole.
     for (record, why) in [
-        (blob_record("short", vec![1; 31], 10, Vec::new()), "32 bytes"),
-        (blob_record("both", hash.as_bytes().to_vec(), MIB as u64, b"x".to_vec()), "inline"),
+        (
+            blob_record("short", vec![1; 31], 10, Vec::new()),
+            "32 bytes",
+        ),
+        (
+            blob_record("both", hash.as_bytes().to_vec(), MIB as u64, b"x".to_vec()),
+            "inline",
+        ),
         (
             pb::Record {
                 tombstone: true,
@@ -568,12 +659,18 @@ async fn a_replica_refuses_records_whose_blob_it_cannot_hold_as_described() {
         }
     }
     assert_eq!(target.status().records_stored, before, "nothing was stored");
-    let metrics = within("metrics", c.http.get(format!("{}/metrics", c.apis[1])).send())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!metrics.contains("bavard_kv_blob_fetch_failures_total 0"), "{metrics}");
+    let metrics = within(
+        "metrics",
+        c.http.get(format!("{}/metrics", c.apis[1])).send(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        !metrics.contains("bavard_kv_blob_fetch_failures_total 0"),
+        "{metrics}"
+    );
     c.shutdown().await;
 }

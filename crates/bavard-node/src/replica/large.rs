@@ -120,7 +120,9 @@ fn dec(map: &mut HashMap<[u8; 32], usize>, hash: [u8; 32]) {
 
 impl RefState {
     fn referenced(&self, hash: &[u8; 32]) -> bool {
-        self.keys.contains_key(hash) || self.pending.contains_key(hash) || self.hints.contains_key(hash)
+        self.keys.contains_key(hash)
+            || self.pending.contains_key(hash)
+            || self.hints.contains_key(hash)
     }
 
     /// Records that `key` now references `blob` (or none); returns the blob it referenced
@@ -175,7 +177,6 @@ impl BlobRefs {
     fn lock(&self) -> std::sync::MutexGuard<'_, RefState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-
 }
 
 impl Replica {
@@ -398,7 +399,11 @@ mod tests {
         let mut s = RefState::default();
         assert_eq!(s.set(b"k1", Some(a)), None);
         assert_eq!(s.set(b"k2", Some(a)), None, "two keys share one blob");
-        assert_eq!(s.set(b"k1", Some(a)), None, "the same blob again changes nothing");
+        assert_eq!(
+            s.set(b"k1", Some(a)),
+            None,
+            "the same blob again changes nothing"
+        );
         assert_eq!(s.set(b"k1", Some(b)), Some(a), "k1 overwritten");
         assert!(s.referenced(&a), "k2 still uses it");
         assert_eq!(s.set(b"k2", None), Some(a), "k2 deleted");
@@ -410,7 +415,11 @@ mod tests {
         assert!(s.referenced(&a), "a store in progress holds it");
         dec(&mut s.pending, a);
         assert!(!s.referenced(&a));
-        assert_eq!(s.set(b"gone", None), None, "deleting an inline key releases nothing");
+        assert_eq!(
+            s.set(b"gone", None),
+            None,
+            "deleting an inline key releases nothing"
+        );
         assert!(s.referenced(&b));
     }
 

@@ -483,9 +483,25 @@ mod tests {
     fn records_and_tombstones_roundtrip() {
         let v = Version::new(HlcTimestamp::new(1000, 3), b"w".to_vec());
         let data = Record::new(b"k".to_vec(), b"v".to_vec(), v.clone()).with_expiry(5000);
-        let tomb = Record::tombstone(b"k".to_vec(), 77, v);
-        for r in [data, tomb] {
+        let tomb = Record::tombstone(b"k".to_vec(), 77, v.clone());
+        let blob = Record::blob_ref(b"k".to_vec(), [5; 32], 1 << 30, v);
+        for r in [data, tomb, blob] {
             assert_eq!(record_from_pb(record_to_pb(&r)).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn malformed_blob_references_are_typed_errors() {
+        let v = Version::new(HlcTimestamp::new(1000, 3), b"w".to_vec());
+        let good = record_to_pb(&Record::blob_ref(b"k".to_vec(), [5; 32], 10, v));
+        let mut short = good.clone();
+        short.blob.as_mut().unwrap().hash.pop();
+        let mut inline = good.clone();
+        inline.value = b"x".to_vec();
+        let mut dead = good;
+        dead.tombstone = true;
+        for bad in [short, inline, dead] {
+            assert!(matches!(record_from_pb(bad), Err(WireError::BadBlobRef(_))));
         }
     }
 
