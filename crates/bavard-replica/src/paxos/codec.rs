@@ -334,6 +334,19 @@ mod tests {
                 }),
                 committed: None,
             },
+            Acceptor {
+                promised: Some(ballot(4, b"n")),
+                accepted: Some(Accepted {
+                    ballot: ballot(4, b"n"),
+                    proposal: Record::blob_ref(
+                        b"key".to_vec(),
+                        [3; 32],
+                        1 << 20,
+                        Version::default(),
+                    ),
+                }),
+                committed: None,
+            },
         ] {
             assert_eq!(Acceptor::decode(b"key", &state.encode()), Ok(state));
         }
