@@ -149,8 +149,9 @@ pub struct Metrics {
     pub kv_large_writes: Counter,
     /// KV reads answered with a value stored as a blob, coordinated here.
     pub kv_large_reads: Counter,
-    /// Blobs of large values this node fetched to hold a record (as a replica, a hint holder,
-    /// or by anti-entropy).
+    /// Records of large values whose blob was not here and was fetched to hold the record (as
+    /// a replica, a hint holder, or by anti-entropy; records of one blob arriving together
+    /// share one fetch and count once each).
     pub kv_blob_fetches: Counter,
     /// Records refused or put off because the blob of their value could not be fetched or
     /// pinned here (the record is not stored; the sender or the next round retries).

@@ -54,7 +54,21 @@ fn config(dir: &Path) -> NodeConfig {
     c
 }
 
+/// Serves `node`'s API on an ephemeral port; returns its base URL.
+async fn serve(node: &Node) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(bavard_node::http::serve(
+        listener,
+        node.clone(),
+        bavard_node::http::Access::with_token(TOKEN, false),
+        node.shutdown_signal(),
+    ));
+    api
+}
+
 struct Cluster {
+    root: std::path::PathBuf,
     nodes: Vec<Option<Node>>,
     ids: Vec<libp2p::PeerId>,
     apis: Vec<String>,
@@ -81,22 +95,27 @@ impl Cluster {
         }
         let mut apis = Vec::new();
         for node in &nodes {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            apis.push(format!("http://{}", listener.local_addr().unwrap()));
-            tokio::spawn(bavard_node::http::serve(
-                listener,
-                node.clone(),
-                bavard_node::http::Access::with_token(TOKEN, false),
-                node.shutdown_signal(),
-            ));
+            apis.push(serve(node).await);
         }
         let http = reqwest::Client::builder().timeout(LONG).build().unwrap();
         Cluster {
+            root: root.to_path_buf(),
             ids: nodes.iter().map(Node::peer_id).collect(),
             nodes: nodes.into_iter().map(Some).collect(),
             apis,
             http,
         }
+    }
+
+    /// Starts node `i` again on its data directory (same identity and blob store; its records
+    /// were in memory), bootstrapping from `from`.
+    async fn restart(&mut self, i: usize, from: usize) {
+        let mut cfg = config(&self.root.join(format!("n{i}")));
+        cfg.bootstrap = vec![p2p_addr(self.node(from))];
+        let node = within("a restart", Node::start(cfg)).await.unwrap();
+        assert_eq!(node.peer_id(), self.ids[i]);
+        self.apis[i] = serve(&node).await;
+        self.nodes[i] = Some(node);
     }
 
     fn node(&self, i: usize) -> &Node {
@@ -672,5 +691,62 @@ async fn a_replica_refuses_records_whose_blob_it_cannot_hold_as_described() {
         !metrics.contains("bavard_kv_blob_fetch_failures_total 0"),
         "{metrics}"
     );
+    c.shutdown().await;
+}
+
+/// A replica that was down while a large value was written gets the record back (hinted
+/// handoff or anti-entropy) only with its blob: it fetches the blob, holds it pinned, and
+/// serves the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_back_from_an_outage_gets_the_record_with_its_blob() {
+    let root = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(root.path()).await;
+    // A key one of whose replicas is not node 0 (the others bootstrap from node 0).
+    let key = (0..)
+        .map(|i| format!("late-{i}"))
+        .find(|k| c.replicas(k.as_bytes()).iter().any(|r| *r != 0))
+        .unwrap();
+    let down = *c
+        .replicas(key.as_bytes())
+        .iter()
+        .find(|r| **r != 0)
+        .unwrap();
+    let writer = (0..NODES).find(|i| *i != down).unwrap();
+    c.nodes[down].take().unwrap().shutdown().await;
+
+    let value = random_bytes(MIB + 7, 41);
+    let hash = BlobHash::of(&value);
+    let reply = put_ok(&c, writer, &key, &value, "quorum").await;
+    assert!(reply["acks"].as_u64().unwrap() >= 2);
+
+    c.restart(down, 0).await;
+    eventually("the returning replica to hold the blob", LONG, || async {
+        c.holds(down, hash).await == (true, true)
+    })
+    .await;
+    eventually("the returning replica to hold the record", LONG, || async {
+        c.node(down).status().records_stored >= 1
+    })
+    .await;
+    let resp = c.get_http(down, &key, "all").await;
+    assert_eq!(resp.status(), 200);
+    assert!(within("a body", resp.bytes()).await.unwrap() == value);
+    // It fetched the blob to take the record (it never had it; the hint and anti-entropy may
+    // both have asked for it, sharing one fetch).
+    let metrics = within(
+        "metrics",
+        c.http.get(format!("{}/metrics", c.apis[down])).send(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let fetches: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bavard_kv_blob_fetches_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(fetches >= 1, "{metrics}");
     c.shutdown().await;
 }
