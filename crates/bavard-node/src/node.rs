@@ -520,14 +520,19 @@ impl Node {
         let record = Record::blob_ref(key, *hash.as_bytes(), added.size, version)
             .with_publisher(self.peer_id().to_bytes())
             .with_expiry(expires_at_ms);
-        let written = self.inner.replica.write(record, opts.consistency).await;
-        // The upload pinned the blob; from now on only the records referencing it keep it
-        // pinned here (this node may not be one of the key's replicas).
-        self.inner
-            .replica
-            .release_blobs(vec![*hash.as_bytes()])
-            .await;
-        written
+        // The upload pinned the blob; once the write is over, only the records referencing it
+        // keep it pinned here (this node may not be one of the key's replicas). A task of its
+        // own, so that a client that gives up does not leave the pin behind.
+        let replica = self.inner.replica.clone();
+        let consistency = opts.consistency;
+        let hash = *hash.as_bytes();
+        tokio::spawn(async move {
+            let written = replica.write(record, consistency).await;
+            replica.release_blobs(vec![hash]).await;
+            written
+        })
+        .await
+        .map_err(|_| NodeError::ShuttingDown)?
     }
 
     /// Deletes `key` by writing a tombstone to its replicas (a compare-and-set with a condition
