@@ -750,3 +750,26 @@ async fn a_replica_back_from_an_outage_gets_the_record_with_its_blob() {
     assert!(fetches >= 1, "{metrics}");
     c.shutdown().await;
 }
+
+/// The large-value settings are checked at start: the inline limit fits a record, and the
+/// largest value fits the blob protocol; the defaults are 16 KiB and 1 GiB.
+#[test]
+fn large_value_settings_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = test_config(dir.path(), true);
+    assert_eq!(base.store.inline_value_limit, 16 * 1024);
+    assert_eq!(base.store.max_large_value_size, 1 << 30);
+    base.validate().unwrap();
+    let mut c = base.clone();
+    c.store.inline_value_limit = c.store.max_value_size + 1;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("inline_value_limit"), "{err}");
+    let mut c = base.clone();
+    c.store.max_large_value_size = u64::MAX;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("max_large_value_size"), "{err}");
+    let mut c = base;
+    c.store.max_large_value_size = 100;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("max_large_value_size"), "{err}");
+}
