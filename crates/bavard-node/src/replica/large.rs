@@ -42,10 +42,13 @@
 //! (same content): it stays pinned until the last one goes. Pins and unpins are serialized so a
 //! store in progress never loses its pin to a concurrent release.
 //!
-//! Known gaps: a record that expires (TTL) or is replaced through a compare-and-set round
-//! leaves its blob pinned until the node restarts and a later overwrite of a key sharing it;
-//! a hint that expires undelivered does the same. A blob pinned by hand (`PUT
-//! /v1/blobs/{hash}/pin`) that a KV value also uses is unpinned with the value's last record.
+//! Known gaps: a record that expires (TTL) or is replaced through a compare-and-set round,
+//! and a hint that expires undelivered, leave their blob pinned until a later overwrite or
+//! delete of a key using the same blob releases it. The counts of hints are not rebuilt at
+//! start: after a restart, a hint's blob may be unpinned while the hint waits (it stays on disk
+//! unless the quota evicts it; the owner can also fetch it from the other holders). A blob
+//! pinned by hand (`PUT /v1/blobs/{hash}/pin`) that a KV value also uses is unpinned with the
+//! value's last record.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
