@@ -43,8 +43,9 @@
 //! store in progress never loses its pin to a concurrent release.
 //!
 //! Known gaps: a record that expires (TTL) or is replaced through a compare-and-set round,
-//! and a hint that expires undelivered, leave their blob pinned until a later overwrite or
-//! delete of a key using the same blob releases it. The counts of hints are not rebuilt at
+//! and a hint that expires undelivered, leave their blob pinned (an expired or CAS-replaced
+//! record's blob is released by the next plain write or delete of the same key, before a
+//! restart). The counts of hints are not rebuilt at
 //! start: after a restart, a hint's blob may be unpinned while the hint waits (it stays on disk
 //! unless the quota evicts it; the owner can also fetch it from the other holders). A blob
 //! pinned by hand (`PUT /v1/blobs/{hash}/pin`) that a KV value also uses is unpinned with the
