@@ -108,6 +108,31 @@ pub struct GetReply {
     pub version: String,
 }
 
+/// A value read by [`crate::Node::get_value`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvRead {
+    /// The value: inline bytes, or the blob of a large value.
+    pub value: KvValue,
+    /// Its version.
+    pub version: String,
+    /// The node that wrote it (it holds a large value's blob), when known.
+    pub publisher: Option<libp2p::PeerId>,
+}
+
+/// A value's bytes, or where a large value's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvValue {
+    /// Up to `[store] inline_value_limit` bytes, kept in the record.
+    Inline(Vec<u8>),
+    /// A larger value: the blob its replicas hold.
+    Blob {
+        /// The blob's hash.
+        hash: bavard_blobs::BlobHash,
+        /// The value's size in bytes.
+        size: u64,
+    },
+}
+
 /// A peer as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerInfo {
@@ -243,6 +268,32 @@ pub enum NodeError {
          disk works again: use another node"
     )]
     StorageFailed(String),
+    /// A value over `[store] max_large_value_size` (413).
+    #[error(
+        "the value is {size} bytes or more, over the {max}-byte limit ([store] \
+         max_large_value_size)"
+    )]
+    ValueTooLarge {
+        /// The value's size, or the bytes received when the limit was crossed.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A compare-and-set (`if_version`, `if_absent`, `consistency=serial`) of a value above
+    /// `[store] inline_value_limit`: not supported, nothing written (400).
+    #[error(
+        "a compare-and-set (if_version, if_absent or consistency=serial) takes values up to \
+         [store] inline_value_limit ({limit} bytes); this one is larger: write it without a \
+         condition"
+    )]
+    LargeValueCondition {
+        /// The inline limit.
+        limit: usize,
+    },
+    /// Storing or reading a large value's blob failed (the blob's status: 400 for a body cut
+    /// short, 404 when no replica has it, 502 for a failed fetch, 507 for a full blob store…).
+    #[error("large value: {0}")]
+    LargeValue(crate::blobs::BlobError),
 }
 
 /// What a client may assume about a compare-and-set that could not be decided.

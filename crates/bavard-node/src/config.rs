@@ -139,6 +139,25 @@ impl NodeConfig {
                 rc.max_batch_bytes
             );
         }
+        if self.store.inline_value_limit > self.store.max_value_size {
+            anyhow::bail!(
+                "store.inline_value_limit ({}) must not exceed store.max_value_size ({}): an \
+                 inline value must fit in a record",
+                self.store.inline_value_limit,
+                self.store.max_value_size
+            );
+        }
+        let max_blob = bavard_blobs::protocol::Limits::default().max_blob_size;
+        if self.store.max_large_value_size < self.store.inline_value_limit as u64
+            || self.store.max_large_value_size > max_blob
+        {
+            anyhow::bail!(
+                "store.max_large_value_size ({}) must be between store.inline_value_limit ({}) \
+                 and the largest blob the blob protocol carries ({max_blob})",
+                self.store.max_large_value_size,
+                self.store.inline_value_limit
+            );
+        }
         if rc.max_batch_records == 0 || rc.max_digest_entries == 0 {
             anyhow::bail!(
                 "replication.max_batch_records and max_digest_entries must be at least 1"
@@ -313,8 +332,17 @@ impl Default for ReplicationConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Largest value accepted, in bytes.
+    /// Largest inline value a record may carry, in bytes (what a replica accepts from its
+    /// peers; a write through the API keeps inline only values up to `inline_value_limit`).
     pub max_value_size: usize,
+    /// Values up to this many bytes are stored inline in their record; larger ones are stored
+    /// as a blob held by each of the key's replicas, the record carrying its hash (see
+    /// `bavard_node::replica::large`). At most `max_value_size`.
+    pub inline_value_limit: usize,
+    /// Largest value a KV write accepts, in bytes (413 past it); values above
+    /// `inline_value_limit` are stored as blobs, so this is bounded by the blob protocol's
+    /// largest blob, not by `max_value_size`.
+    pub max_large_value_size: u64,
     /// Largest key accepted, in bytes.
     pub max_key_size: usize,
     /// Most records one node stores.
@@ -334,6 +362,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             max_value_size: 64 * 1024,
+            inline_value_limit: 16 * 1024,
+            max_large_value_size: 1 << 30,
             max_key_size: 1024,
             max_records: 100_000,
             max_providers_per_key: 20,

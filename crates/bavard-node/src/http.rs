@@ -29,6 +29,8 @@ use crate::replica::Condition;
 
 /// The header carrying a value's version on reads.
 pub const VERSION_HEADER: &str = "x-bavard-version";
+/// The header naming the blob a large KV value is stored in, on reads.
+pub const BLOB_HEADER: &str = "x-bavard-blob";
 /// The header carrying a signed record's sequence number on reads.
 pub const SEQ_HEADER: &str = "x-bavard-seq";
 /// The header carrying a signed record's signature (hex) on reads.
@@ -82,6 +84,13 @@ impl From<NodeError> for ApiError {
             NodeError::Undecided { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }
+            NodeError::ValueTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
+            }
+            NodeError::LargeValueCondition { .. } => {
+                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
+            }
+            NodeError::LargeValue(b) => (b.status(), ErrorCode::for_status(b.status())),
         };
         let mut err = Self::with_code(status, code, e.to_string());
         match &e {
@@ -555,16 +564,17 @@ fn condition(q: &HashMap<String, String>) -> Result<Option<Condition>, ApiError>
         ("ttl" = Option<u64>, Query, description = "Lifetime in seconds (default: [store] default_ttl)"),
         ("if_version" = Option<u64>, Query, description = "Compare-and-set: apply only if the current version is this one"),
         ("if_absent" = Option<bool>, Query, description = "Compare-and-set: apply only if the key holds no value")),
-    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The value"),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The value: up to `[store] inline_value_limit` bytes it is kept in its record; larger (up to `[store] max_large_value_size`) it is streamed into a blob that every replica holds before it acknowledges"),
     responses(
         (status = 200, description = "Written and acknowledged by `acks` replicas", body = crate::api::PutReply),
         (status = 409, description = "The condition failed (nothing written)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The value is over `[store] max_large_value_size` (nothing written)", body = crate::openapi::ErrorBody),
         crate::openapi::ErrorResponses))]
 async fn kv_put(
     State(s): State<AppState>,
     KvKey(key): KvKey,
     Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let result = kv_put_inner(&s, key, q, body).await;
@@ -576,7 +586,7 @@ async fn kv_put_inner(
     s: &AppState,
     key: ApiKey,
     q: HashMap<String, String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     query_params(
         &q,
@@ -602,9 +612,31 @@ async fn kv_put_inner(
         ttl_secs,
         condition: condition(&q)?,
     };
-    let reply = s
-        .call("put", s.node.put(key.bytes.clone(), body.to_vec(), opts))
-        .await?;
+    // A large value's body is streamed (`Node::put_stream`), so the request deadline grows with
+    // its size: the upload and the replicas' fetch each get a second per MiB (the declared
+    // length, or the largest value for a chunked body) beyond the request timeout. The upload
+    // also fails after the request timeout without a byte.
+    let declared = axum::body::HttpBody::size_hint(&body).exact();
+    let max = s.node.config().store.max_large_value_size;
+    if let Some(size) = declared
+        && size > max
+    {
+        return Err(NodeError::ValueTooLarge { size, max }.into());
+    }
+    let deadline =
+        s.timeout + 2 * crate::replica::large::transfer_allowance(declared.unwrap_or(max));
+    let put = s
+        .node
+        .put_stream(key.bytes.clone(), body.into_data_stream(), opts);
+    let reply = match tokio::time::timeout(deadline, put).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("put did not finish within {deadline:?}"),
+            ));
+        }
+    };
     Ok(Json(keyed(reply, &key)).into_response())
 }
 
@@ -613,8 +645,9 @@ async fn kv_put_inner(
         ("key_encoding" = Option<String>, Query, description = "`utf8` (default), `hex` or `base64url`"),
         ("consistency" = Option<String>, Query, description = "`one`, `quorum` (default), `all` or `serial`")),
     responses(
-        (status = 200, description = "The value", content_type = "application/octet-stream", body = crate::openapi::Binary,
-            headers(("x-bavard-version" = String, description = "The value's version"))),
+        (status = 200, description = "The value (a large one streamed from its blob, fetched from the replicas when not here)", content_type = "application/octet-stream", body = crate::openapi::Binary,
+            headers(("x-bavard-version" = String, description = "The value's version"),
+                ("x-bavard-blob" = Option<String>, description = "For a value stored as a blob: the blob's hash"))),
         (status = 404, description = "No value", body = crate::openapi::ErrorBody),
         crate::openapi::ErrorResponses))]
 async fn kv_get(
@@ -637,20 +670,38 @@ async fn kv_get_inner(
     let opts = GetOptions {
         consistency: consistency(&q)?,
     };
-    match s.call("get", s.node.get(&key.bytes, opts)).await? {
-        Some(reply) => {
-            let mut resp = reply.value.into_response();
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&reply.version) {
-                resp.headers_mut().insert(VERSION_HEADER, v);
+    let Some(read) = s.call("get", s.node.get_value(&key.bytes, opts)).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not found"));
+    };
+    let mut resp = match &read.value {
+        crate::api::KvValue::Inline(value) => value.clone().into_response(),
+        crate::api::KvValue::Blob { hash, size } => {
+            // Streamed as it is read (and verified, when fetched): never whole in memory.
+            let blob = s
+                .call("opening the value's blob", async {
+                    s.node
+                        .open_value(&read)
+                        .await
+                        .map_err(NodeError::LargeValue)
+                })
+                .await?;
+            let mut resp = Response::new(axum::body::Body::from_stream(blob.into_stream(0..*size)));
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(*size));
+            if let Ok(v) = HeaderValue::from_str(&hash.to_hex()) {
+                resp.headers_mut().insert(BLOB_HEADER, v);
             }
-            Ok(resp)
+            resp
         }
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not found")),
+    };
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&read.version) {
+        resp.headers_mut().insert(VERSION_HEADER, v);
     }
+    Ok(resp)
 }
 
 #[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv", summary = "Delete a key (a tombstone write)",

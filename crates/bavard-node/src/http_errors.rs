@@ -36,7 +36,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 409: a conditional write found another version.
     Conflict,
-    /// 413: the body is over `[http] max_body_size`.
+    /// 413: the body is over `[http] max_body_size` (a KV value: over `[store]
+    /// max_large_value_size`).
     PayloadTooLarge,
     /// 415: the body's content type is not one the endpoint takes.
     UnsupportedMediaType,

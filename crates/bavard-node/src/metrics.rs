@@ -145,6 +145,20 @@ pub struct Metrics {
     pub quorum_failures: Counter,
     /// Replicas sent a newer version after a read.
     pub read_repairs: Counter,
+    /// KV writes of a value above the inline limit (stored as a blob), coordinated here.
+    pub kv_large_writes: Counter,
+    /// KV reads answered with a value stored as a blob, coordinated here.
+    pub kv_large_reads: Counter,
+    /// Records of large values whose blob was not here and was fetched to hold the record (as
+    /// a replica, a hint holder, or by anti-entropy; records of one blob arriving together
+    /// share one fetch and count once each).
+    pub kv_blob_fetches: Counter,
+    /// Records refused or put off because the blob of their value could not be fetched or
+    /// pinned here (the record is not stored; the sender or the next round retries).
+    pub kv_blob_fetch_failures: Counter,
+    /// Blobs of large values unpinned here because no record references them any more (they
+    /// may then be evicted under the blob quota).
+    pub kv_blobs_released: Counter,
     /// Anti-entropy rounds completed.
     pub anti_entropy_rounds: Counter,
     /// Keys pulled or pushed by anti-entropy.
@@ -207,6 +221,11 @@ impl Metrics {
             hints_delivered: Counter::default(),
             quorum_failures: Counter::default(),
             read_repairs: Counter::default(),
+            kv_large_writes: Counter::default(),
+            kv_large_reads: Counter::default(),
+            kv_blob_fetches: Counter::default(),
+            kv_blob_fetch_failures: Counter::default(),
+            kv_blobs_released: Counter::default(),
             anti_entropy_rounds: Counter::default(),
             anti_entropy_keys: Counter::default(),
             anti_entropy_failures: Family::default(),
@@ -295,6 +314,31 @@ impl Metrics {
             "read_repairs",
             "Replicas repaired after a read",
             m.read_repairs.clone(),
+        );
+        registry.register(
+            "kv_large_writes",
+            "KV writes of values stored as blobs, coordinated here",
+            m.kv_large_writes.clone(),
+        );
+        registry.register(
+            "kv_large_reads",
+            "KV reads of values stored as blobs, coordinated here",
+            m.kv_large_reads.clone(),
+        );
+        registry.register(
+            "kv_blob_fetches",
+            "Blobs of large KV values fetched to hold a record",
+            m.kv_blob_fetches.clone(),
+        );
+        registry.register(
+            "kv_blob_fetch_failures",
+            "Records not stored because their value's blob could not be fetched or pinned",
+            m.kv_blob_fetch_failures.clone(),
+        );
+        registry.register(
+            "kv_blobs_released",
+            "Blobs of large KV values unpinned once no record references them",
+            m.kv_blobs_released.clone(),
         );
         registry.register(
             "anti_entropy_rounds",

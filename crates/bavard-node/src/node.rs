@@ -28,8 +28,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::admission::{Admission, JoinToken, Startup};
 use crate::api::{
-    BucketInfo, Consistency, GetOptions, GetReply, MemberInfo, NodeError, PeerInfo, PutOptions,
-    PutReply, RoutingInfo, Status, TopicEvent,
+    BucketInfo, Consistency, GetOptions, GetReply, KvRead, KvValue, MemberInfo, NodeError,
+    PeerInfo, PutOptions, PutReply, RoutingInfo, Status, TopicEvent,
 };
 use crate::config::{NodeConfig, secs};
 use crate::context::{Context, Parts, Slots, SwarmCommand, peer_key};
@@ -219,9 +219,9 @@ impl Node {
         });
         crate::kad::install_diversity_filter(&ctx);
         let kad = Kad::new(ctx.clone(), storage.clone());
-        let replica = Replica::open(ctx.clone(), kad.clone(), storage.clone())?;
-        let gossip = Gossip::new(ctx.clone(), kad.clone());
         let blobs = crate::blobs::Blobs::open(ctx.clone(), kad.clone(), blob_metrics).await?;
+        let replica = Replica::open(ctx.clone(), kad.clone(), storage.clone(), blobs.clone())?;
+        let gossip = Gossip::new(ctx.clone(), kad.clone());
         ctx.metrics.records_stored.set(storage.len() as i64);
         ctx.refresh_gauges();
 
@@ -401,12 +401,11 @@ impl Node {
         self.check_key(&key)?;
         self.inner.storage.check_writable()?;
         let config = &self.inner.ctx.config;
-        let max = config.store.max_value_size;
-        if value.len() > max {
-            return Err(NodeError::BadRequest(format!(
-                "the value is {} bytes, over the {max}-byte limit",
-                value.len()
-            )));
+        if value.len() > config.store.inline_value_limit {
+            let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(
+                bytes::Bytes::from(value),
+            )]);
+            return self.put_large(key, body, opts).await;
         }
         let ttl = opts
             .ttl_secs
@@ -423,6 +422,117 @@ impl Node {
             .with_publisher(self.peer_id().to_bytes())
             .with_expiry(expires_at_ms);
         self.inner.replica.write(record, opts.consistency).await
+    }
+
+    /// Stores the value streamed by `body` under `key`, as [`Node::put`] does: a value up to
+    /// `[store] inline_value_limit` bytes is kept inline in its record; a larger one (up to
+    /// `[store] max_large_value_size`, else [`NodeError::ValueTooLarge`]) is spooled into the
+    /// blob store as it arrives (never whole in memory) and its replicas hold it as a blob
+    /// (see [`crate::replica`]'s large values). A body that fails or stalls for the HTTP
+    /// request timeout is [`NodeError::LargeValue`]; a large value with a condition is
+    /// [`NodeError::LargeValueCondition`].
+    pub async fn put_stream<S, E>(
+        &self,
+        key: Vec<u8>,
+        body: S,
+        opts: PutOptions,
+    ) -> Result<PutReply, NodeError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        let limit = self.inner.ctx.config.store.inline_value_limit;
+        let mut body = body;
+        let mut head = Vec::new();
+        // Read up to the inline limit: a value that ends within it is an ordinary record.
+        loop {
+            let idle = secs(self.inner.ctx.config.http.request_timeout_secs);
+            let chunk = match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => {
+                    return Err(NodeError::LargeValue(crate::blobs::BlobError::Upload(
+                        format!("no data for {idle:?} ([http] request_timeout_secs)"),
+                    )));
+                }
+                Ok(None) => return self.put(key, head, opts).await,
+                Ok(Some(Err(e))) => {
+                    return Err(NodeError::LargeValue(crate::blobs::BlobError::Upload(
+                        e.to_string(),
+                    )));
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            if head.len() + chunk.len() > limit {
+                let first = futures::stream::iter([
+                    Ok::<_, String>(bytes::Bytes::from(std::mem::take(&mut head))),
+                    Ok(chunk),
+                ]);
+                let rest = body.map(|c| c.map_err(|e| e.to_string()));
+                return self.put_large(key, first.chain(rest), opts).await;
+            }
+            head.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Stores a value above the inline limit (see [`Node::put_stream`]).
+    async fn put_large<S, E>(
+        &self,
+        key: Vec<u8>,
+        body: S,
+        opts: PutOptions,
+    ) -> Result<PutReply, NodeError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        self.check_key(&key)?;
+        self.inner.storage.check_writable()?;
+        let config = &self.inner.ctx.config;
+        if serial_condition(&opts).is_some() {
+            return Err(NodeError::LargeValueCondition {
+                limit: config.store.inline_value_limit,
+            });
+        }
+        let max = config.store.max_large_value_size;
+        let added = match self.inner.blobs.add_stream_within(body, max).await {
+            Ok(added) => added,
+            Err(crate::blobs::BlobError::TooLarge { size, max }) => {
+                return Err(NodeError::ValueTooLarge { size, max });
+            }
+            Err(e) => return Err(NodeError::LargeValue(e)),
+        };
+        let hash = crate::blobs::parse_hash(&added.hash).map_err(NodeError::LargeValue)?;
+        self.inner.ctx.metrics.kv_large_writes.inc();
+        let ttl = opts
+            .ttl_secs
+            .map(Duration::from_secs)
+            .unwrap_or_else(|| secs(config.kad.record_ttl_secs));
+        let expires_at_ms = unix_ms().saturating_add(ttl.as_millis() as u64);
+        let version = match self.inner.storage.next_version() {
+            Ok(v) => v,
+            Err(e) => {
+                self.inner
+                    .replica
+                    .release_blobs(vec![*hash.as_bytes()])
+                    .await;
+                return Err(e);
+            }
+        };
+        let record = Record::blob_ref(key, *hash.as_bytes(), added.size, version)
+            .with_publisher(self.peer_id().to_bytes())
+            .with_expiry(expires_at_ms);
+        // The upload pinned the blob; once the write is over, only the records referencing it
+        // keep it pinned here (this node may not be one of the key's replicas). A task of its
+        // own, so that a client that gives up does not leave the pin behind.
+        let replica = self.inner.replica.clone();
+        let consistency = opts.consistency;
+        let hash = *hash.as_bytes();
+        tokio::spawn(async move {
+            let written = replica.write(record, consistency).await;
+            replica.release_blobs(vec![hash]).await;
+            written
+        })
+        .await
+        .map_err(|_| NodeError::ShuttingDown)?
     }
 
     /// Deletes `key` by writing a tombstone to its replicas (a compare-and-set with a condition
@@ -451,13 +561,106 @@ impl Node {
         } else {
             self.inner.replica.read(key, opts.consistency).await?
         };
-        Ok(best.and_then(|r| {
-            let version = r.version.hlc.to_string();
-            r.data().map(|v| GetReply {
-                value: v.to_vec(),
-                version,
-            })
+        let Some(found) = self.kv_value(best) else {
+            return Ok(None);
+        };
+        let value = match found.value {
+            KvValue::Inline(value) => value,
+            // The whole value in memory: the HTTP API streams it instead (`Node::get_value`).
+            KvValue::Blob { .. } => {
+                let mut read = self
+                    .open_value(&found)
+                    .await
+                    .map_err(NodeError::LargeValue)?;
+                let mut value = Vec::with_capacity(read.size().min(1 << 24) as usize);
+                while (value.len() as u64) < read.size() {
+                    let chunk = read
+                        .read(value.len() as u64, 1 << 20)
+                        .await
+                        .map_err(NodeError::LargeValue)?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    value.extend_from_slice(&chunk);
+                }
+                value
+            }
+        };
+        Ok(Some(GetReply {
+            value,
+            version: found.version,
         }))
+    }
+
+    /// Reads `key` as [`Node::get`] does, without reading a large value's blob: the answer
+    /// names it, for [`Node::open_value`] to stream.
+    pub async fn get_value(
+        &self,
+        key: &[u8],
+        opts: GetOptions,
+    ) -> Result<Option<KvRead>, NodeError> {
+        self.check_key(key)?;
+        let best = if opts.consistency == Consistency::Serial {
+            self.inner.replica.serial_read(key.to_vec()).await?
+        } else {
+            self.inner.replica.read(key, opts.consistency).await?
+        };
+        Ok(self.kv_value(best))
+    }
+
+    fn kv_value(&self, best: Option<Record>) -> Option<KvRead> {
+        let r = best?;
+        let version = r.version.hlc.to_string();
+        let publisher = r
+            .publisher
+            .as_deref()
+            .and_then(|p| PeerId::from_bytes(p).ok());
+        let value = match r.value {
+            bavard_store::Value::Data(v) => KvValue::Inline(v),
+            bavard_store::Value::Blob { hash, size } => {
+                self.inner.ctx.metrics.kv_large_reads.inc();
+                KvValue::Blob {
+                    hash: bavard_blobs::BlobHash::from_bytes(hash),
+                    size,
+                }
+            }
+            bavard_store::Value::Tombstone { .. } => return None,
+        };
+        Some(KvRead {
+            value,
+            version,
+            publisher,
+        })
+    }
+
+    /// Opens the blob of a large value read by [`Node::get_value`]: at once when it is here,
+    /// else fetched from its holders (the writer first, then the DHT's providers, which the
+    /// replicas are). An inline value is refused ([`crate::blobs::BlobError::Store`]).
+    pub async fn open_value(
+        &self,
+        read: &KvRead,
+    ) -> Result<crate::blobs::BlobRead, crate::blobs::BlobError> {
+        let KvValue::Blob { hash, size } = read.value else {
+            return Err(crate::blobs::BlobError::Store(
+                "an inline value has no blob".into(),
+            ));
+        };
+        let blobs = &self.inner.blobs;
+        let here = matches!(blobs.status(hash).await, Ok(s) if s.complete);
+        if !here && let Some(writer) = read.publisher {
+            self.inner.replica.name_provider(hash, writer);
+        }
+        let blob = blobs.open_read(hash).await?;
+        if blob.size() != size {
+            return Err(crate::blobs::BlobError::FetchFailed {
+                hash,
+                why: format!(
+                    "the record says the value is {size} bytes, the blob is {}",
+                    blob.size()
+                ),
+            });
+        }
+        Ok(blob)
     }
 
     /// Puts a DHT record (the open DHT's PUT_VALUE, apart from the KV store) on this node and the

@@ -212,7 +212,12 @@ async fn hostile_kademlia_and_replica_frames_are_dropped_and_the_node_keeps_serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_http_requests_get_a_400_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_cluster(dir.path(), 1, 0).await;
+    // Values above 16 KiB are stored as blobs, up to [store] max_large_value_size: lowered
+    // here so that a value over it is cheap to send.
+    let nodes = common::start_cluster_with(dir.path(), 1, 0, |_, c| {
+        c.store.max_large_value_size = 64 * 1024;
+    })
+    .await;
     let node = &nodes[0];
     let base = serve_api(node, "test-token-0123456789").await;
     let http = reqwest::Client::builder()
@@ -261,8 +266,8 @@ async fn bad_http_requests_get_a_400_naming_the_problem() {
         (
             http.put(format!("{base}/v1/kv/a"))
                 .body(vec![0u8; 70 * 1024]),
-            400,
-            "limit",
+            413,
+            "max_large_value_size",
         ),
         (
             http.get(format!("{base}/v1/kv/missing?consistency=one")),

@@ -334,9 +334,11 @@ fn fuzz_known_plain_text_rejections_are_json_errors_with_typed_codes() {
             StatusCode::BAD_REQUEST,
             "bad_request",
         ),
+        // (A KV value is streamed and bounded by [store] max_large_value_size instead: a DHT
+        // record's body is one that [http] max_body_size bounds.)
         (
             Method::PUT,
-            "/v1/kv/a",
+            "/v1/dht/a",
             vec![b'v'; 5000],
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",

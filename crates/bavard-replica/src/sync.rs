@@ -183,6 +183,7 @@ pub fn record_size(r: &Record) -> usize {
     let value = match &r.value {
         Value::Data(v) => v.len(),
         Value::Tombstone { .. } => 0,
+        Value::Blob { .. } => 40,
     };
     64 + r.key.len() + value + r.version.writer.len() + r.publisher.as_ref().map_or(0, Vec::len)
 }

@@ -9,6 +9,7 @@
 //! u64 version.hlc
 //! u32 len, [u8] version.writer
 //! u8  value tag: 0 = Data (u32 len, [u8] bytes) | 1 = Tombstone (u64 deleted_at_ms)
+//!                | 2 = Blob ([u8; 32] BLAKE3 hash, u64 size)
 //! u8  publisher tag: 0 = none | 1 = (u32 len, [u8] publisher)
 //! u8  expiry tag: 0 = none | 1 = (u64 expires_at_ms)
 //! ```
@@ -75,6 +76,11 @@ pub(crate) fn encode_record(record: &Record) -> Vec<u8> {
             out.push(1);
             out.extend_from_slice(&deleted_at_ms.to_be_bytes());
         }
+        Value::Blob { hash, size } => {
+            out.push(2);
+            out.extend_from_slice(hash);
+            out.extend_from_slice(&size.to_be_bytes());
+        }
     }
     match &record.publisher {
         None => out.push(0),
@@ -104,6 +110,13 @@ pub(crate) fn decode_record(key: &[u8], row: &[u8]) -> Result<Record, DecodeErro
         1 => Value::Tombstone {
             deleted_at_ms: r.u64("deleted_at_ms")?,
         },
+        2 => {
+            let hash = r.array::<32>("blob hash")?;
+            Value::Blob {
+                hash,
+                size: r.u64("blob size")?,
+            }
+        }
         tag => {
             return Err(DecodeError::InvalidTag {
                 field: "value",
@@ -290,6 +303,12 @@ mod tests {
         assert_eq!(decode_record(b"key", &encode_record(&r)), Ok(r));
         let t = Record::tombstone(b"k".to_vec(), 7, Version::default());
         assert_eq!(decode_record(b"k", &encode_record(&t)), Ok(t));
+        let b = Record::blob_ref(b"k".to_vec(), [9; 32], 5 << 20, Version::default());
+        let row = encode_record(&b);
+        assert_eq!(decode_record(b"k", &row), Ok(b));
+        for len in 0..row.len() {
+            assert!(decode_record(b"k", &row[..len]).is_err(), "prefix {len}");
+        }
     }
 
     #[test]

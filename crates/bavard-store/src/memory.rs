@@ -358,7 +358,9 @@ impl RecordStore for MemoryStore {
         for record in inner.records.values() {
             match record.data() {
                 Some(bytes) => stats.value_bytes += bytes.len(),
-                None => stats.tombstones += 1,
+                None if record.is_tombstone() => stats.tombstones += 1,
+                // A blob reference: the bytes are the blob store's.
+                None => {}
             }
         }
         Ok(stats)

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::version::Version;
 
-/// The payload of a record: data, or a tombstone marking a logical delete.
+/// The payload of a record: data, a reference to a blob holding the data, or a tombstone
+/// marking a logical delete.
 ///
 /// A delete is a write like any other (it carries a newer [`Version`]) so that it replicates and
 /// wins over older values under LWW. Tombstones are purged by [`crate::RecordStore::expire`] once
@@ -18,6 +19,15 @@ use crate::version::Version;
 pub enum Value {
     /// The value's bytes.
     Data(Vec<u8>),
+    /// A value too large to keep inline: its bytes are a content-addressed blob (BLAKE3 hash
+    /// of the bytes) that every replica of the key holds beside the record. The store only
+    /// keeps the reference; the node keeps the blob (see `bavard-node`'s large values).
+    Blob {
+        /// The BLAKE3 hash of the value's bytes.
+        hash: [u8; 32],
+        /// The value's size in bytes.
+        size: u64,
+    },
     /// A logical delete.
     Tombstone {
         /// When the delete happened, unix ms (wall clock); starts the purge grace period.
@@ -88,11 +98,32 @@ impl Record {
         matches!(self.value, Value::Tombstone { .. })
     }
 
-    /// The data bytes, or `None` for a tombstone.
+    /// The inline data bytes, or `None` for a tombstone or a blob reference.
     pub fn data(&self) -> Option<&[u8]> {
         match &self.value {
             Value::Data(bytes) => Some(bytes),
-            Value::Tombstone { .. } => None,
+            Value::Tombstone { .. } | Value::Blob { .. } => None,
+        }
+    }
+
+    /// The blob a large value lives in (its hash and size), or `None` for an inline value or
+    /// a tombstone.
+    pub fn blob(&self) -> Option<([u8; 32], u64)> {
+        match self.value {
+            Value::Blob { hash, size } => Some((hash, size)),
+            Value::Data(_) | Value::Tombstone { .. } => None,
+        }
+    }
+
+    /// A record whose value is the blob `hash` of `size` bytes, with no publisher and no
+    /// expiry.
+    pub fn blob_ref(key: impl Into<Vec<u8>>, hash: [u8; 32], size: u64, version: Version) -> Self {
+        Self {
+            key: key.into(),
+            value: Value::Blob { hash, size },
+            publisher: None,
+            expires_at_ms: None,
+            version,
         }
     }
 
@@ -100,7 +131,7 @@ impl Record {
     pub fn is_purgeable_tombstone(&self, now_ms: u64, grace_ms: u64) -> bool {
         match self.value {
             Value::Tombstone { deleted_at_ms } => now_ms >= deleted_at_ms.saturating_add(grace_ms),
-            Value::Data(_) => false,
+            Value::Data(_) | Value::Blob { .. } => false,
         }
     }
 }
@@ -134,5 +165,15 @@ mod tests {
         let d = Record::new(b"k".to_vec(), b"v".to_vec(), version());
         assert!(!d.is_purgeable_tombstone(u64::MAX, 0));
         assert_eq!(d.data(), Some(&b"v"[..]));
+        assert_eq!(d.blob(), None);
+    }
+
+    #[test]
+    fn a_blob_reference_is_live_data_without_inline_bytes() {
+        let b = Record::blob_ref(b"k".to_vec(), [7; 32], 1 << 20, version());
+        assert!(!b.is_tombstone());
+        assert_eq!(b.data(), None);
+        assert_eq!(b.blob(), Some(([7; 32], 1 << 20)));
+        assert!(!b.is_purgeable_tombstone(u64::MAX, 0));
     }
 }

@@ -699,9 +699,11 @@ impl RecordStore for RedbStore {
             let (k, v) = entry.map_err(storage("stats"))?;
             let record =
                 decode_record(k.value(), v.value()).map_err(corrupt("records", k.value()))?;
-            match record.data() {
-                Some(bytes) => stats.value_bytes += bytes.len(),
-                None => stats.tombstones += 1,
+            match &record.value {
+                crate::Value::Data(bytes) => stats.value_bytes += bytes.len(),
+                // The blob's bytes are the blob store's, not this store's.
+                crate::Value::Blob { .. } => {}
+                crate::Value::Tombstone { .. } => stats.tombstones += 1,
             }
         }
         Ok(stats)

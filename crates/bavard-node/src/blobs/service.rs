@@ -140,7 +140,17 @@ impl Blobs {
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: std::fmt::Display,
     {
-        let max = self.0.config.max_upload_bytes;
+        self.add_stream_within(body, self.0.config.max_upload_bytes)
+            .await
+    }
+
+    /// [`Blobs::add_stream`] with another size limit than `[blobs] max_upload_bytes` (a
+    /// large KV value is bounded by `[store] max_large_value_size`).
+    pub async fn add_stream_within<S, E>(&self, body: S, max: u64) -> Result<AddReply, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
         let idle = secs(self.0.ctx.config.http.request_timeout_secs).max(Duration::from_secs(1));
         let spooler = self.with_store(|s| s.spooler()).await?;
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_QUEUE);

@@ -249,10 +249,14 @@ async fn drive(
                 if valid.len() < offered {
                     node.ctx.metrics.reject("future_version");
                 }
+                // A large value's record is applied only once its blob is here (fetched from
+                // the partner first); one that cannot be is retried by the next round.
                 let stored = node
-                    .storage
-                    .committer
-                    .put_many(valid, crate::replica::commit::Priority::Background)
+                    .commit_records(
+                        valid,
+                        Some(peer),
+                        crate::replica::commit::Priority::Background,
+                    )
                     .await
                     .into_iter()
                     .filter(|o| {

@@ -100,6 +100,9 @@ impl Replica {
         let started = Instant::now();
         let key = String::from_utf8_lossy(&record.key).into_owned();
         let version = record.version.hlc.to_string();
+        // A large value's replicas answer once they fetched its blob.
+        let timeout = self.ctx.config.kad.request_timeout()
+            + super::large::transfer_allowance(record.blob().map_or(0, |(_, size)| size));
         let write = Write::new(
             record,
             self.ctx.peer_id,
@@ -107,7 +110,7 @@ impl Replica {
             fallbacks,
             required,
             Instant::now(),
-            self.ctx.config.kad.request_timeout(),
+            timeout,
         );
         let result = self
             .coordinate(
@@ -254,7 +257,7 @@ impl Replica {
     async fn serve_locally(&self, request: Request<PeerId>) -> Result<Response, Failure> {
         match request {
             Request::Store { records, hint_for } => self
-                .store(records, hint_for)
+                .store(records, hint_for, None)
                 .await
                 .map_err(Failure::Refused),
             Request::Fetch { keys } => {

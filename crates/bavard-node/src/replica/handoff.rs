@@ -82,14 +82,18 @@ async fn deliver_to(node: &Replica, owner: PeerId) -> usize {
             Ok(pb::response::Kind::Store(resp)) if resp.results.len() == batch.len() => {
                 // Stored, unchanged or stale: the owner has this version or a newer one. A
                 // rejected hint stays (and expires with the hint TTL).
-                let done: Vec<Vec<u8>> = batch
+                let done: Vec<_> = batch
                     .iter()
                     .zip(&resp.results)
                     .filter(|(_, r)| r.outcome != pb::Outcome::Rejected as i32)
-                    .map(|(h, _)| h.stored_key.clone())
+                    .map(|(h, _)| h)
                     .collect();
                 delivered += done.len();
-                node.hints.remove_many(&done);
+                let keys: Vec<Vec<u8>> = done.iter().map(|h| h.stored_key.clone()).collect();
+                node.hints.remove_many(&keys);
+                // The owner holds the blobs of delivered large records now.
+                let records: Vec<_> = done.iter().map(|h| &h.record).collect();
+                node.hints_delivered(&records).await;
             }
             Ok(other) => {
                 tracing::debug!(%owner, "unexpected answer to a hint delivery: {other:?}");

@@ -33,6 +33,9 @@
 //!   (see [`paxos`] and `docs/OPERATIONS.md`).
 //! - **Deletes** are tombstones, replicated and repaired like values, purged after the tombstone
 //!   grace period.
+//! - **Large values** (above `[store] inline_value_limit`) are blobs held by every replica of
+//!   the key, the record carrying the blob's hash; a replica stores such a record only once it
+//!   holds the blob durably, on every path ([`large`]).
 //! - **Durability.** A replica answers a store only after its commit is fsynced (group commit
 //!   batches concurrent writes into one fsync, see [`commit`]); the coordinator counts only such
 //!   answers.
@@ -42,6 +45,7 @@ pub mod commit;
 pub(crate) mod coordinator;
 pub(crate) mod handoff;
 pub(crate) mod hints;
+pub(crate) mod large;
 pub(crate) mod pace;
 pub mod paxos;
 pub(crate) mod pool;

@@ -70,6 +70,9 @@ async fn serve(node: &Replica, peer: PeerId, mut stream: Stream) {
             break;
         }
 
+        // A store of large records answers once their blobs are fetched: more time.
+        let blob = super::large::largest_blob(req.kind.as_ref());
+        let timeout = timeout + super::large::transfer_allowance(blob);
         let started = std::time::Instant::now();
         let handled = tokio::time::timeout(timeout, handle(node, peer, req)).await;
         node.ctx.metrics.stages.since(Stage::replica_serve, started);
@@ -111,7 +114,7 @@ async fn handle(
         node.pace.foreground();
     }
     let resp = match req {
-        Request::Store { records, hint_for } => node.store(records, hint_for).await?,
+        Request::Store { records, hint_for } => node.store(records, hint_for, Some(peer)).await?,
         Request::Fetch { ref keys } if keys.len() <= INLINE_FETCH_KEYS => {
             // A coordinator's read: a few point lookups, answered on the async worker. A hop
             // to the blocking pool costs more than the lookups (two thread wake-ups per read on
@@ -159,10 +162,15 @@ impl Replica {
     /// Stores a batch of records (or hints for `hint_for`) durably, after checking each one's
     /// clock; the records share group commits. One outcome per record, in order. The replica
     /// server and the coordinator's own share of a write both store through it.
+    ///
+    /// A record referencing a blob (a large value) is stored, or kept as a hint, only once
+    /// this node holds the blob (fetched from `from`, the sender, or the DHT's providers; see
+    /// [`super::large`]); one whose blob cannot be had is rejected.
     pub(crate) async fn store(
         &self,
         records: Vec<Record>,
         hint_for: Option<PeerId>,
+        from: Option<PeerId>,
     ) -> Result<Response, String> {
         let node = self;
         let max = node.ctx.config.replication.max_batch_records;
@@ -200,23 +208,43 @@ impl Replica {
         }
         let stored: Vec<StoreOutcome> = match hint_for {
             Some(owner) => {
-                let count = valid.len();
+                // The hint holder holds the blobs of large records too, until delivery: its
+                // acknowledgement counts toward W like a replica's.
+                let held = self.hold_all(&valid, from).await;
+                let mut outcomes = Vec::with_capacity(valid.len());
+                let mut keep = Vec::new();
+                let mut blobs = Vec::new();
+                for (record, held) in valid.into_iter().zip(held) {
+                    match held {
+                        Ok(blob) => {
+                            outcomes.push(None);
+                            blobs.push(blob);
+                            keep.push(record);
+                        }
+                        Err(e) => outcomes.push(Some(StoreOutcome::Rejected(e))),
+                    }
+                }
                 // A hint write is a commit of its own (fsync): off the async workers.
                 let replica = self.clone();
-                let added =
-                    tokio::task::spawn_blocking(move || replica.hints.add_many(owner, valid, now))
+                let added = if keep.is_empty() {
+                    Ok(())
+                } else {
+                    tokio::task::spawn_blocking(move || replica.hints.add_many(owner, keep, now))
                         .await
-                        .unwrap_or_else(|e| Err(format!("hint write failed: {e}")));
+                        .unwrap_or_else(|e| Err(format!("hint write failed: {e}")))
+                };
+                self.settle_hints(&blobs, added.is_ok()).await;
                 let outcome = match added {
                     Ok(()) => StoreOutcome::Stored,
                     Err(e) => StoreOutcome::Rejected(e),
                 };
-                vec![outcome; count]
+                outcomes
+                    .into_iter()
+                    .map(|o| o.unwrap_or_else(|| outcome.clone()))
+                    .collect()
             }
             None => node
-                .storage
-                .committer
-                .put_many(valid, priority)
+                .commit_records(valid, from, priority)
                 .await
                 .into_iter()
                 .map(|o| match o {
@@ -226,7 +254,7 @@ impl Replica {
                     Ok(PutOutcome::Expired) => {
                         StoreOutcome::Rejected("record already expired".into())
                     }
-                    Err(e) => StoreOutcome::Rejected(e.to_string()),
+                    Err(e) => StoreOutcome::Rejected(e),
                 })
                 .collect(),
         };

@@ -48,6 +48,10 @@ pub(crate) struct Shared {
     /// Low-priority threads for anti-entropy's CPU work (see [`crate::background`]).
     pub(crate) background: crate::background::Background,
     placement: super::PlacementCache,
+    /// The blob service: large values live in blobs (see [`super::large`]).
+    pub(crate) blobs: crate::blobs::Blobs,
+    /// Which blobs this node's records and hints reference.
+    pub(crate) refs: super::large::BlobRefs,
 }
 
 impl Deref for Replica {
@@ -59,7 +63,12 @@ impl Deref for Replica {
 
 impl Replica {
     /// The service over `storage`, with its hint store (`DATA_DIR/hints.redb`).
-    pub(crate) fn open(ctx: Context, kad: Kad, storage: Arc<Storage>) -> anyhow::Result<Self> {
+    pub(crate) fn open(
+        ctx: Context,
+        kad: Kad,
+        storage: Arc<Storage>,
+        blobs: crate::blobs::Blobs,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let config = &ctx.config;
         let hints_path = config.data_dir.join("hints.redb");
@@ -71,8 +80,12 @@ impl Replica {
             config.store.max_value_size,
         )
         .with_context(|| format!("cannot open the hint store {}", hints_path.display()))?;
+        let refs = super::large::BlobRefs::scan(&*storage.store)
+            .context("cannot list the blobs the stored records reference")?;
         let rc = &config.replication;
         Ok(Self(Arc::new(Shared {
+            blobs,
+            refs,
             streams: StreamPool::new(rc.max_idle_streams_per_peer, secs(rc.idle_stream_secs)),
             limiter: PeerLimiter::new(config.limits.max_inbound_streams_per_peer),
             pace: Pace::new(
@@ -190,7 +203,10 @@ impl Replica {
         if peer == self.ctx.peer_id {
             return Err(RequestError::SelfRequest);
         }
-        let timeout = self.ctx.config.kad.request_timeout();
+        // A store of large records waits for the receiver to fetch their blobs.
+        let blob = super::large::largest_blob(Some(&kind));
+        let timeout =
+            self.ctx.config.kad.request_timeout() + super::large::transfer_allowance(blob);
         retry_broken_stream(peer, timeout, || self.request_once(peer, kind.clone())).await
     }
 

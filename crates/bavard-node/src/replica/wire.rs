@@ -21,6 +21,10 @@ pub enum WireError {
     /// A tombstone carried a value.
     #[error("tombstone with a value")]
     TombstoneWithValue,
+    /// A blob reference alongside inline bytes or a tombstone, or with a hash that is not 32
+    /// bytes.
+    #[error("malformed blob reference: {0}")]
+    BadBlobRef(&'static str),
     /// A leaf bitmap of the wrong size.
     #[error(transparent)]
     LeafSet(#[from] LeafSetSizeError),
@@ -86,9 +90,18 @@ pub fn version_from_pb(v: pb::Version) -> Version {
 
 /// A domain record on the wire.
 pub fn record_to_pb(r: &Record) -> pb::Record {
-    let (value, tombstone, deleted_at_ms) = match &r.value {
-        Value::Data(v) => (v.clone(), false, 0),
-        Value::Tombstone { deleted_at_ms } => (Vec::new(), true, *deleted_at_ms),
+    let (value, tombstone, deleted_at_ms, blob) = match &r.value {
+        Value::Data(v) => (v.clone(), false, 0, None),
+        Value::Tombstone { deleted_at_ms } => (Vec::new(), true, *deleted_at_ms, None),
+        Value::Blob { hash, size } => (
+            Vec::new(),
+            false,
+            0,
+            Some(pb::BlobRef {
+                hash: hash.to_vec(),
+                size: *size,
+            }),
+        ),
     };
     pb::Record {
         key: r.key.clone(),
@@ -98,6 +111,7 @@ pub fn record_to_pb(r: &Record) -> pb::Record {
         version: Some(version_to_pb(&r.version)),
         publisher: r.publisher.clone().unwrap_or_default(),
         expires_at_ms: r.expires_at_ms.unwrap_or(0),
+        blob,
     }
 }
 
@@ -108,7 +122,20 @@ pub fn record_from_pb(r: pb::Record) -> Result<Record, WireError> {
             return Err(WireError::EmptyKey);
         }
         let version = version_from_pb(r.version.ok_or(WireError::MissingVersion)?);
-        let value = if r.tombstone {
+        let value = if let Some(blob) = r.blob {
+            if r.tombstone {
+                return Err(WireError::BadBlobRef("a tombstone with a blob"));
+            }
+            if !r.value.is_empty() {
+                return Err(WireError::BadBlobRef("inline bytes beside a blob"));
+            }
+            let hash = <[u8; 32]>::try_from(blob.hash.as_slice())
+                .map_err(|_| WireError::BadBlobRef("the hash is not 32 bytes"))?;
+            Value::Blob {
+                hash,
+                size: blob.size,
+            }
+        } else if r.tombstone {
             if !r.value.is_empty() {
                 return Err(WireError::TombstoneWithValue);
             }
@@ -456,9 +483,25 @@ mod tests {
     fn records_and_tombstones_roundtrip() {
         let v = Version::new(HlcTimestamp::new(1000, 3), b"w".to_vec());
         let data = Record::new(b"k".to_vec(), b"v".to_vec(), v.clone()).with_expiry(5000);
-        let tomb = Record::tombstone(b"k".to_vec(), 77, v);
-        for r in [data, tomb] {
+        let tomb = Record::tombstone(b"k".to_vec(), 77, v.clone());
+        let blob = Record::blob_ref(b"k".to_vec(), [5; 32], 1 << 30, v);
+        for r in [data, tomb, blob] {
             assert_eq!(record_from_pb(record_to_pb(&r)).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn malformed_blob_references_are_typed_errors() {
+        let v = Version::new(HlcTimestamp::new(1000, 3), b"w".to_vec());
+        let good = record_to_pb(&Record::blob_ref(b"k".to_vec(), [5; 32], 10, v));
+        let mut short = good.clone();
+        short.blob.as_mut().unwrap().hash.pop();
+        let mut inline = good.clone();
+        inline.value = b"x".to_vec();
+        let mut dead = good;
+        dead.tombstone = true;
+        for bad in [short, inline, dead] {
+            assert!(matches!(record_from_pb(bad), Err(WireError::BadBlobRef(_))));
         }
     }
 

@@ -9,11 +9,21 @@ pub struct Version {
     #[prost(bytes = "vec", tag = "2")]
     pub writer: ::prost::alloc::vec::Vec<u8>,
 }
+/// A large value's blob: the value's bytes are the content-addressed blob `hash` (BLAKE3, 32
+/// bytes) of `size` bytes, fetched over `/bavard/blobs/1`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobRef {
+    #[prost(bytes = "vec", tag = "1")]
+    pub hash: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+}
 /// A versioned record, or a tombstone.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Record {
     #[prost(bytes = "vec", tag = "1")]
     pub key: ::prost::alloc::vec::Vec<u8>,
+    /// The value's bytes (empty for a tombstone or a blob reference).
     #[prost(bytes = "vec", tag = "2")]
     pub value: ::prost::alloc::vec::Vec<u8>,
     #[prost(bool, tag = "3")]
@@ -27,6 +37,10 @@ pub struct Record {
     /// Unix ms; 0 = never expires.
     #[prost(uint64, tag = "7")]
     pub expires_at_ms: u64,
+    /// Set for a value above the inline limit: the record carries the blob's reference instead
+    /// of the bytes. A replica stores such a record only once it holds the blob durably.
+    #[prost(message, optional, tag = "8")]
+    pub blob: ::core::option::Option<BlobRef>,
 }
 /// Store these records durably (a coordinator's write, read repair, anti-entropy push).
 /// With `hint_for` set, the receiver is not a replica: it keeps the records as hints for that

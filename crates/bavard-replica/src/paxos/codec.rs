@@ -168,6 +168,13 @@ fn put_proposal(out: &mut Vec<u8>, r: &Record) {
             out.push(1);
             out.extend_from_slice(&deleted_at_ms.to_be_bytes());
         }
+        // A compare-and-set never proposes a blob reference (large values are refused), but
+        // a round may carry the key's current record forward: keep it exact.
+        Value::Blob { hash, size } => {
+            out.push(2);
+            out.extend_from_slice(hash);
+            out.extend_from_slice(&size.to_be_bytes());
+        }
     }
     match &r.publisher {
         None => out.push(0),
@@ -246,6 +253,13 @@ impl<'a> Reader<'a> {
             1 => Value::Tombstone {
                 deleted_at_ms: self.u64("proposal deleted_at_ms")?,
             },
+            2 => {
+                let hash = self.array::<32>("proposal blob hash")?;
+                Value::Blob {
+                    hash,
+                    size: self.u64("proposal blob size")?,
+                }
+            }
             tag => {
                 return Err(StateDecodeError::InvalidTag {
                     field: "proposal value",
@@ -317,6 +331,19 @@ mod tests {
                 accepted: Some(Accepted {
                     ballot: ballot(3, b""),
                     proposal: Record::tombstone(b"key".to_vec(), 5, Version::default()),
+                }),
+                committed: None,
+            },
+            Acceptor {
+                promised: Some(ballot(4, b"n")),
+                accepted: Some(Accepted {
+                    ballot: ballot(4, b"n"),
+                    proposal: Record::blob_ref(
+                        b"key".to_vec(),
+                        [3; 32],
+                        1 << 20,
+                        Version::default(),
+                    ),
                 }),
                 committed: None,
             },

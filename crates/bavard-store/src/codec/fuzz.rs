@@ -16,6 +16,7 @@ fn record() -> impl Strategy<Value = Record> {
         prop_oneof![
             blob(0..64).prop_map(Value::Data),
             any::<u64>().prop_map(|deleted_at_ms| Value::Tombstone { deleted_at_ms }),
+            (any::<[u8; 32]>(), any::<u64>()).prop_map(|(hash, size)| Value::Blob { hash, size }),
         ],
         prop::option::of(blob(0..40)),
         prop::option::of(any::<u64>()),
