@@ -87,18 +87,21 @@ fn upload_is_spread_over_the_leechers_in_a_swarm() {
 
 #[test]
 fn a_seeder_departing_mid_transfer_does_not_stop_the_swarm() {
+    // Leechers serve each other from their first blocks (the default), so the swarm is done
+    // in about a second: the seeders leave at 0.5 s, mid-transfer.
     let config = BlobsSimConfig {
         seeders: 3,
         depart: 2,
-        depart_at: Duration::from_secs(2),
+        depart_at: Duration::from_millis(500),
         ..small()
     };
     let r = &run(&config)[0];
-    assert_eq!(r.departed, 2);
+    assert_eq!(r.departed, 2, "{r:?}");
     assert_eq!(r.completed, 20, "{r:?}");
     // They went mid-transfer: the run lasted beyond their departure, and what they had in
-    // flight was asked again of the seeder left (endgame) or dropped at the stall timeout.
-    assert!(r.sim_s > 2.0, "{r:?}");
+    // flight was asked again of the seeder left or of other leechers (endgame), or dropped at
+    // the stall timeout.
+    assert!(r.sim_s > 0.5, "{r:?}");
 }
 
 #[test]
