@@ -202,6 +202,26 @@ mod tests {
     }
 
     #[test]
+    fn node_settings_refuse_bad_background_values() {
+        let mut c = crate::config::NodeConfig::default();
+        c.validate().unwrap();
+        for threads in [0, 65] {
+            c.replication.background_threads = threads;
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("background_threads"), "{err}");
+        }
+        let parsed: Result<crate::config::NodeConfig, _> =
+            toml::from_str("[replication]\nbackground_priority = \"realtime\"\n");
+        assert!(parsed.is_err(), "an unknown priority is refused");
+        let parsed: crate::config::NodeConfig =
+            toml::from_str("[replication]\nbackground_priority = \"idle\"\n").unwrap();
+        assert_eq!(
+            parsed.replication.background_priority,
+            BackgroundPriority::Idle
+        );
+    }
+
+    #[test]
     fn priorities_read_from_lowercase_names() {
         #[derive(Deserialize)]
         struct C {
