@@ -404,15 +404,74 @@ fn a_proposal_left_by_a_crashed_proposer_is_finished_by_the_next_one() {
         panic!("{done:?}");
     };
     assert_eq!(current.data(), Some(&b"from-a"[..]));
-    // Prepare, re-propose A's value, prepare again.
+    // Prepare, re-propose A's value, commit it (waiting for a majority), prepare again.
     assert_eq!(
         (done.round_trips, done.attempts, done.contention_retries),
-        (3, 2, 1)
+        (4, 2, 1)
     );
     // A's value kept A's version (what A would have told its client).
     assert_eq!(current.version.writer, vec![1]);
     assert_eq!(s.replicas[0].value(), Some(&b"from-a"[..]));
     assert_eq!(s.replicas[1].value(), Some(&b"from-a"[..]));
+}
+
+#[test]
+fn a_finished_proposal_is_committed_before_the_next_prepare_can_overtake_it() {
+    let mut s = Script::new(3);
+    let mut a = Node::new(1, 0);
+    let mut b = Node::new(2, 0);
+    // A's value is chosen, but none of its commits arrives (A crashed after the proposals).
+    let mut pa = s.start(&mut a, cas(Condition::Absent, "from-a"), config());
+    s.pump(&mut pa, &mut a, &|o| {
+        !matches!(o.request, PaxosRequest::Commit { .. })
+    });
+    drop(pa);
+
+    // B's commits travel slowly: each one arrives only once B has nothing else to send, so a
+    // prepare sent right after a commit overtakes it. B must wait for its commits of A's
+    // value, or every attempt finds A's value still in progress until B gives up.
+    let mut pb = s.start(&mut b, cas(Condition::Absent, "from-b"), config());
+    let mut held = Vec::new();
+    let mut done = None;
+    for _ in 0..1000 {
+        loop {
+            if let Some(floor) = pb.poll_ballot() {
+                b.hlc.observe_persisted(floor);
+                let ts = b.timestamp(s.now_ms());
+                pb.handle_ballot(s.now(), ts);
+                continue;
+            }
+            let Some(out) = pb.poll_send() else { break };
+            if matches!(out.request, PaxosRequest::Commit { .. }) {
+                held.push(out);
+            } else {
+                let answer = s.replicas[out.to].serve(out.request);
+                pb.handle_response(s.now(), out.id, Ok(answer));
+            }
+        }
+        if let Some(d) = pb.result() {
+            done = Some(d.clone());
+            break;
+        }
+        if held.is_empty() {
+            let next = pb.poll_timeout().expect("waits for something");
+            s.elapsed = s.elapsed.max(next - s.t0);
+            pb.handle_timeout(s.now());
+        }
+        for out in held.drain(..) {
+            let answer = s.replicas[out.to].serve(out.request);
+            pb.handle_response(s.now(), out.id, Ok(answer));
+        }
+    }
+    let done = done.expect("B decides");
+    let Outcome::ConditionFailed {
+        current: Some(current),
+    } = &done.outcome
+    else {
+        panic!("{done:?}");
+    };
+    assert_eq!(current.data(), Some(&b"from-a"[..]));
+    assert_eq!((done.attempts, done.contention_retries), (2, 1));
 }
 
 #[test]

@@ -947,5 +947,9 @@ fn print_table(config: &LookupSimConfig, reports: &[StrategyReport]) {
             last.peak_rss_mb,
             last.bytes_per_node
         );
+        println!(
+            "join ({}): {:.1} messages per node, {:.1} s virtual, {:.1} s wall",
+            last.join, last.join_messages_per_node, last.join_virtual_s, last.join_wall_s
+        );
     }
 }

@@ -9,7 +9,12 @@
 //! Updates about the local node itself (a refutation above all: `Alive` with a higher
 //! incarnation) are urgent and go before everything else, whatever is waiting: a refutation
 //! stuck behind a backlog of join announcements lets the suspicion run out (Lifeguard, §4.2,
-//! relies on the refutation spreading at once).
+//! relies on the refutation spreading at once). Refutations relayed for others (an `Alive` that
+//! clears a suspicion) come next, before the rest: at thousands of members on a lossy network
+//! the false suspicions alone fill every packet, and a refutation that waits behind them is one
+//! that some member never hears before its suspicion timer runs out. Neither SWIM nor
+//! memberlist orders a relayed refutation ahead; both cap the cluster size at which a given loss
+//! rate is tolerated lower for it.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -22,7 +27,7 @@ struct Entry<P> {
     update: Update<P>,
     transmits: u32,
     id: u64,
-    /// 0 for urgent updates, 1 for the others.
+    /// 0 for urgent updates, 1 for relayed refutations, 2 for the others.
     rank: u8,
 }
 
@@ -59,6 +64,11 @@ impl<P: Clone + Eq + Hash + Ord> BroadcastQueue<P> {
 
     /// Queues `update`, replacing any queued update about the same member.
     pub(crate) fn push(&mut self, update: Update<P>) {
+        self.insert(update, 2);
+    }
+
+    /// Queues `update` ahead of every update but the urgent ones: another member's refutation.
+    pub(crate) fn push_refutation(&mut self, update: Update<P>) {
         self.insert(update, 1);
     }
 
@@ -190,6 +200,22 @@ mod tests {
         q.push(alive(0, 4));
         assert_eq!(q.len(), 40, "replaced, not duplicated");
         assert_eq!(q.fetch(1, 1400, 4), vec![alive(0, 4)], "newest fresh one");
+    }
+
+    #[test]
+    fn relayed_refutations_go_after_urgent_updates_and_before_the_rest() {
+        let mut q = BroadcastQueue::new(64);
+        for m in 1..40 {
+            q.push(alive(m, 0));
+        }
+        q.push_refutation(alive(50, 2));
+        q.push_urgent(alive(0, 3));
+        assert_eq!(q.fetch(2, 1400, 4), vec![alive(0, 3), alive(50, 2)]);
+        assert_eq!(
+            q.fetch(2, 1400, 4),
+            vec![alive(0, 3), alive(50, 2)],
+            "both still ahead after one transmission"
+        );
     }
 
     #[test]

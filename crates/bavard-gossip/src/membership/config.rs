@@ -5,7 +5,8 @@ use std::time::Duration;
 /// Parameters of a [`Membership`](super::Membership) state machine.
 ///
 /// [`MembershipConfig::default`] (= [`MembershipConfig::lan`]) is HashiCorp memberlist's
-/// `DefaultLANConfig`: probe every 1 s with a 500 ms timeout, 3 indirect checks, suspicion
+/// `DefaultLANConfig`: probe every 1 s with a 500 ms timeout, 3 indirect checks and a fallback
+/// direct ping, suspicion
 /// multiplier 4 (max ×6), retransmit multiplier 4, gossip every 200 ms to 3 nodes, push-pull every
 /// 30 s, dead members gossiped to and kept for 30 s, awareness multiplier up to 8, 1400-byte
 /// packets. The bounds (`max_*`) are bavard's own and protect the state machine from hostile input;
@@ -20,6 +21,12 @@ pub struct MembershipConfig {
     pub probe_timeout: Duration,
     /// Number of members asked to probe the target indirectly (SWIM's `k`).
     pub indirect_checks: usize,
+    /// With the indirect probes, ping the target directly once more (memberlist's fallback
+    /// ping, which it sends over TCP: `DisableTcpPings` is off by default). A lost ping or ack
+    /// is the common cause of a failed direct probe on a lossy network, and a second try cuts
+    /// the false suspicions, each of which every member has to relay twice (the suspicion and
+    /// its refutation), by about the loss of one round trip (5× at 10% loss).
+    pub fallback_ping: bool,
     /// Every `ring_probe_every`-th protocol period probes a ring neighbour (the next live member
     /// in id order, then the previous one, alternately) instead of the next member of the
     /// round-robin list; 0 turns this off (pure SWIM). Not in memberlist. SWIM's randomised
@@ -100,6 +107,7 @@ impl MembershipConfig {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
             indirect_checks: 3,
+            fallback_ping: true,
             ring_probe_every: 2,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,

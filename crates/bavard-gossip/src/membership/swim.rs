@@ -1004,7 +1004,11 @@ where
                 });
             }
         }
-        self.broadcasts.push(u);
+        if u.state == MemberState::Alive && old == MemberState::Suspect {
+            self.broadcasts.push_refutation(u);
+        } else {
+            self.broadcasts.push(u);
+        }
     }
 
     fn new_suspicion(&self, from: P, incarnation: u64, now: Instant) -> Suspicion<P> {
@@ -1091,6 +1095,10 @@ where
                     piggyback,
                 },
             );
+        }
+        if self.config.fallback_ping {
+            let piggyback = self.piggyback(&target, PROBE_BASE_LEN);
+            self.send(target, Message::Ping { seq, piggyback });
         }
         let p = self.probe.as_mut().expect("checked above");
         p.indirect_sent = true;

@@ -21,8 +21,10 @@
 //!    majority of promises.
 //! 2. **Finish what is in progress.** If the highest-ballot accepted proposal among the
 //!    promises is newer than every commit they report, it may have been chosen: re-propose it
-//!    under our ballot, commit it, and start over with a new ballot. (If it was our own
-//!    operation's earlier attempt, the operation is then committed.)
+//!    under our ballot, commit it, wait for a majority of commit acknowledgements (else the
+//!    next prepare can overtake the commit and find the same proposal in progress again), and
+//!    start over with a new ballot. (If it was our own operation's earlier attempt, the
+//!    operation is then committed.)
 //! 3. **Evaluate the condition** ([`Condition`]) against the newest record the majority
 //!    reports (tombstones count as absent). If it fails, answer
 //!    [`Outcome::ConditionFailed`] with the current value: nothing was proposed. A serial read

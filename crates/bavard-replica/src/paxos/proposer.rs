@@ -262,10 +262,14 @@ enum Phase {
         rejected: usize,
         failed: usize,
     },
-    /// Waiting for a quorum of commit acknowledgements ([`PaxosConfig::wait_for_commit`]).
+    /// Waiting for a quorum of commit acknowledgements: of this operation's value
+    /// ([`PaxosConfig::wait_for_commit`]), or of another's that it finished (`start_over`),
+    /// before the next attempt prepares. Without that wait the next prepare can overtake the
+    /// commit on its way and find the same proposal still in progress, again and again.
     Commit {
         version: Version,
         acked: usize,
+        start_over: bool,
     },
     Backoff {
         until: Instant,
@@ -527,7 +531,7 @@ impl<P: Clone + PartialEq> Proposer<P> {
                 if matches!(answer, Ok(PaxosResponse::Committed)) {
                     *acked += 1;
                 }
-                self.check_commit();
+                self.check_commit(now);
             }
             Phase::Backoff { .. } | Phase::NeedBallot { .. } | Phase::Done => {}
         }
@@ -825,12 +829,21 @@ impl<P: Clone + PartialEq> Proposer<P> {
             };
             match purpose {
                 Purpose::FinishOther => {
-                    self.send_all(now, &request, true);
-                    self.retry(now, Cause::Contention, false);
+                    self.round_trips += 1;
+                    self.phase = Phase::Commit {
+                        version,
+                        acked: 0,
+                        start_over: true,
+                    };
+                    self.send_all(now, &request, false);
                 }
                 Purpose::Fresh | Purpose::FinishOurs if self.config.wait_for_commit => {
                     self.round_trips += 1;
-                    self.phase = Phase::Commit { version, acked: 0 };
+                    self.phase = Phase::Commit {
+                        version,
+                        acked: 0,
+                        start_over: false,
+                    };
                     self.send_all(now, &request, false);
                 }
                 Purpose::Fresh | Purpose::FinishOurs => {
@@ -861,15 +874,24 @@ impl<P: Clone + PartialEq> Proposer<P> {
         }
     }
 
-    fn check_commit(&mut self) {
-        let Phase::Commit { version, acked } = &self.phase else {
+    fn check_commit(&mut self, now: Instant) {
+        let Phase::Commit {
+            version,
+            acked,
+            start_over,
+        } = &self.phase
+        else {
             return;
         };
         // Chosen already: the outcome is known whatever the commits do; waiting only makes it
-        // visible to quorum reads before the client hears of it.
+        // visible to quorum reads (and to the next prepare) before going on.
         if *acked >= self.quorum || self.flight.is_empty() {
-            let version = version.clone();
-            self.finish(Outcome::Committed { version });
+            if *start_over {
+                self.retry(now, Cause::Contention, false);
+            } else {
+                let version = version.clone();
+                self.finish(Outcome::Committed { version });
+            }
         }
     }
 }

@@ -316,6 +316,13 @@ pub struct StrategyReport {
     pub link_rtt_ms_mean: f64,
     /// Mean entries per routing table once the tables are built.
     pub table_entries_mean: f64,
+    /// Messages sent per node while the tables were built (requests and answers of the joins'
+    /// self-lookups and bucket refreshes; 0 with the fast join).
+    pub join_messages_per_node: f64,
+    /// Virtual seconds from the first join to the last join's end (0 with the fast join).
+    pub join_virtual_s: f64,
+    /// Wall-clock seconds the table building took.
+    pub join_wall_s: f64,
     /// The nodes' own state once the tables are built, per node, in bytes: each node's struct
     /// and the heap it owns (its table's buckets and entries at their capacities), plus its share
     /// of what the nodes share (every node's key). Not counted: the allocator's overhead, the
@@ -342,6 +349,9 @@ pub fn run_lookup_sim(config: &LookupSimConfig) -> Result<Vec<StrategyReport>, S
     } else {
         sim.join_all();
     }
+    sim.join_messages = sim.h.traffic().sent;
+    sim.join_virtual_s = sim.h.now().as_micros() as f64 / 1e6;
+    sim.join_wall_s = wall.elapsed().as_secs_f64();
     sim.churn();
     sim.turn_adversaries();
     for i in 0..config.nodes {
@@ -427,6 +437,9 @@ struct Sim<'a> {
     rtt_count: u64,
     /// `(entries, bytes)` per node once the tables are built: see [`StrategyReport`].
     table_entries_mean: f64,
+    join_messages: u64,
+    join_virtual_s: f64,
+    join_wall_s: f64,
     state_bytes_per_node: u64,
 }
 
@@ -460,6 +473,9 @@ impl<'a> Sim<'a> {
             rtt_sum_ms: 0.0,
             rtt_count: 0,
             table_entries_mean: 0.0,
+            join_messages: 0,
+            join_virtual_s: 0.0,
+            join_wall_s: 0.0,
             state_bytes_per_node: 0,
         }
     }
@@ -701,6 +717,9 @@ impl<'a> Sim<'a> {
                 self.rtt_sum_ms / self.rtt_count as f64
             },
             table_entries_mean: self.table_entries_mean,
+            join_messages_per_node: self.join_messages as f64 / n,
+            join_virtual_s: self.join_virtual_s,
+            join_wall_s: self.join_wall_s,
             state_bytes_per_node: self.state_bytes_per_node,
             peak_rss_mb: crate::memory::peak_rss_mb(),
             bytes_per_node: crate::memory::bytes_per_node(self.config.nodes),
