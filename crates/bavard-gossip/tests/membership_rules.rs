@@ -278,6 +278,12 @@ fn failed_probe_suspects_the_target_and_tells_it_directly() {
         .collect();
     assert_eq!(relays.len(), 3);
     assert!(!relays.contains(&target));
+    // And the target is pinged once more directly (the fallback ping).
+    assert!(
+        sent.iter()
+            .any(|(to, m)| *to == target && matches!(m, Message::Ping { .. })),
+        "{sent:?}"
+    );
     // End of the period: suspect, and the suspect hears it first.
     n.handle_timeout(start + Duration::from_secs(1));
     assert_eq!(state(&n, target).0, MemberState::Suspect);
@@ -289,6 +295,64 @@ fn failed_probe_suspects_the_target_and_tells_it_directly() {
     assert!(sent.iter().any(|(to, m)| *to == target
         && matches!(m, Message::Gossip { piggyback } if piggyback[0].state == MemberState::Suspect)));
     assert_eq!(n.health_score(), 3, "three relays that did not even nack");
+}
+
+#[test]
+fn an_ack_to_the_fallback_ping_saves_the_target_from_suspicion() {
+    for fallback in [true, false] {
+        let (mut n, now) = node(MembershipConfig {
+            fallback_ping: fallback,
+            ..MembershipConfig::lan()
+        });
+        for m in 1..=6 {
+            gossip(&mut n, now, m, vec![upd(m, 0, MemberState::Alive, m)]).unwrap();
+        }
+        let _ = drain(&mut n);
+        let mut t = now;
+        let (target, first_seq) = loop {
+            t = n.poll_timeout().unwrap().max(t);
+            n.handle_timeout(t);
+            let (sent, _) = drain(&mut n);
+            if let Some((to, Message::Ping { seq, .. })) =
+                sent.iter().find(|(_, m)| matches!(m, Message::Ping { .. }))
+            {
+                break (*to, *seq);
+            }
+        };
+        let start = t;
+        n.handle_timeout(start + Duration::from_millis(500));
+        let (sent, _) = drain(&mut n);
+        let relays = sent
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::PingReq { .. }))
+            .count();
+        assert_eq!(relays, 5, "k = 5 relays out of the 5 other members");
+        let fallback_seq = sent.iter().find_map(|(to, m)| match m {
+            Message::Ping { seq, .. } if *to == target => Some(*seq),
+            _ => None,
+        });
+        assert_eq!(fallback_seq.is_some(), fallback, "{sent:?}");
+        if let Some(seq) = fallback_seq {
+            assert_eq!(seq, first_seq, "the probe's own sequence number");
+            // The first ping (or its ack) was lost; the fallback's ack arrives.
+            n.handle_message(
+                start + Duration::from_millis(600),
+                target,
+                Message::Ack {
+                    seq,
+                    piggyback: vec![],
+                },
+            )
+            .unwrap();
+        }
+        n.handle_timeout(start + Duration::from_secs(1));
+        let expected = if fallback {
+            MemberState::Alive
+        } else {
+            MemberState::Suspect
+        };
+        assert_eq!(state(&n, target).0, expected, "fallback ping {fallback}");
+    }
 }
 
 #[test]

@@ -228,6 +228,12 @@ struct MembershipArgs {
     /// default: the core's, 2).
     #[arg(long)]
     ring_probe_every: Option<u32>,
+    /// Members asked to probe a target indirectly (SWIM's k; default: the core's).
+    #[arg(long)]
+    indirect_checks: Option<usize>,
+    /// No fallback direct ping with the indirect probes (memberlist's TCP fallback ping).
+    #[arg(long)]
+    no_fallback_ping: bool,
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -761,6 +767,12 @@ fn membership(args: &MembershipArgs) -> ExitCode {
     };
     if let Some(every) = args.ring_probe_every {
         config.membership.ring_probe_every = every;
+    }
+    if let Some(k) = args.indirect_checks {
+        config.membership.indirect_checks = k;
+    }
+    if args.no_fallback_ping {
+        config.membership.fallback_ping = false;
     }
     let report = match run_membership_sim(&config) {
         Ok(r) => r,

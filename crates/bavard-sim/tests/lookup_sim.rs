@@ -17,7 +17,7 @@ fn without_wall_time(reports: &[StrategyReport]) -> Vec<serde_json::Value> {
         .map(|r| {
             let mut v = serde_json::to_value(r).unwrap();
             // Wall time and the resident set vary from run to run; nothing else may.
-            for key in ["wall_s", "peak_rss_mb", "bytes_per_node"] {
+            for key in ["wall_s", "join_wall_s", "peak_rss_mb", "bytes_per_node"] {
                 v.as_object_mut().unwrap().remove(key);
             }
             v
@@ -96,11 +96,30 @@ fn a_json_report_carries_every_documented_key() {
         "peak_rss_mb",
         "bytes_per_node",
         "state_bytes_per_node",
+        "join_messages_per_node",
+        "join_virtual_s",
+        "join_wall_s",
         "wall_s",
     ] {
         assert!(json.get(key).is_some(), "missing {key} in {json}");
     }
     assert_eq!(json["strategy"], "ours");
+}
+
+#[test]
+fn real_joins_report_their_message_cost_and_the_fast_join_none() {
+    let real = &run_lookup_sim(&config(200, 10, 5)).unwrap()[0];
+    // A join is a self-lookup and bucket refreshes: dozens of requests and answers per node.
+    assert!(real.join_messages_per_node >= 10.0, "{real:?}");
+    assert!(real.join_virtual_s > 0.0, "{real:?}");
+    assert_eq!(real.join, "lookups");
+    let fast = &run_lookup_sim(&LookupSimConfig {
+        fast_join: true,
+        ..config(200, 10, 5)
+    })
+    .unwrap()[0];
+    assert_eq!(fast.join_messages_per_node, 0.0, "{fast:?}");
+    assert_eq!(fast.join_virtual_s, 0.0, "{fast:?}");
 }
 
 #[test]

@@ -628,14 +628,17 @@ where
                 limit: self.config.max_signature_len,
             });
         }
-        // Only an `Alive` claimed by the member itself adds an unknown member.
-        let new: HashSet<&P> = updates
+        // Only an `Alive` claimed by the member itself adds an unknown member. Counting the
+        // unknown ones costs a lookup each: skipped when even all of them would fit (the common
+        // case, and the simulator of 10,000 members spent a tenth of its time here).
+        let claims = updates
             .iter()
-            .filter(|u| {
-                u.state == MemberState::Alive
-                    && u.from == u.member
-                    && !self.members.contains_key(&u.member)
-            })
+            .filter(|u| u.state == MemberState::Alive && u.from == u.member);
+        if self.members.len() + claims.clone().count() <= self.config.max_members {
+            return Ok(());
+        }
+        let new: HashSet<&P> = claims
+            .filter(|u| !self.members.contains_key(&u.member))
             .map(|u| &u.member)
             .collect();
         let would_be = self.members.len() + new.len();
@@ -951,7 +954,12 @@ where
         if m.signature() != &u.signature[..] {
             m.signature = shared_signature(&u.signature);
         }
-        let meta = m.meta.to_vec();
+        // For the events of an `Alive` only.
+        let meta = if u.state == MemberState::Alive {
+            m.meta.to_vec()
+        } else {
+            Vec::new()
+        };
         self.count(old, false);
         self.count(u.state, true);
         let incarnation = u.incarnation;
