@@ -16,9 +16,8 @@ use std::time::Duration;
 use bavard_blobs::BlobHash;
 use bavard_node::blobs::{BlobStatus, parse_hash};
 use bavard_node::{Node, NodeConfig};
-use common::{eventually, init_tracing, p2p_addr, test_config};
+use common::{eventually, init_tracing, p2p_addr, random_bytes, test_config};
 use futures::StreamExt as _;
-use rand::{RngCore as _, SeedableRng as _};
 use sha2::{Digest as _, Sha256};
 
 const MIB: usize = 1 << 20;
@@ -27,15 +26,7 @@ const LONG: Duration = Duration::from_secs(90);
 
 /// Awaits `f`, failing the test if it takes longer than [`LONG`].
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LONG, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {LONG:?}"))
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
+    common::within_limit(what, LONG, f).await
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -71,6 +71,21 @@ where
 
 /// Serves `node`'s HTTP API (with `token`) on an ephemeral loopback port until the node shuts
 /// down; returns its base URL.
+/// Awaits `f`, panicking with `what` if it takes longer than `limit`.
+pub async fn within_limit<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
+
+/// `len` bytes from a ChaCha8 stream seeded with `seed`.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore as _, SeedableRng as _};
+    let mut data = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
+    data
+}
+
 pub async fn serve_api(node: &Node, token: &str) -> String {
     serve_api_with(node, bavard_node::http::Access::with_token(token, false)).await
 }

@@ -20,8 +20,7 @@ use bavard_node::replica::Condition;
 use bavard_node::{Node, NodeConfig};
 use bavard_proto::store as pb;
 use bavard_routing::Key;
-use common::{eventually, init_tracing, p2p_addr, test_config};
-use rand::{RngCore as _, SeedableRng as _};
+use common::{eventually, p2p_addr, random_bytes, start_cluster_with, test_config};
 
 const MIB: usize = 1 << 20;
 const NODES: usize = 4;
@@ -30,19 +29,18 @@ const LONG: Duration = Duration::from_secs(60);
 const TOKEN: &str = "test-token-0123456789";
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LONG, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {LONG:?}"))
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
+    common::within_limit(what, LONG, f).await
 }
 
 fn config(dir: &Path) -> NodeConfig {
     let mut c = test_config(dir, true);
+    tune(&mut c);
+    c
+}
+
+/// What these tests change in [`test_config`]: short timeouts, a 4 MiB value limit, fast
+/// background rounds.
+fn tune(c: &mut NodeConfig) {
     c.kad.request_timeout_secs = 5.0;
     c.store.max_large_value_size = 4 * MIB as u64;
     c.blobs.request_timeout_secs = 5.0;
@@ -51,20 +49,11 @@ fn config(dir: &Path) -> NodeConfig {
     c.blobs.provider_refresh_secs = 1.0;
     c.replication.anti_entropy_interval_secs = 0.5;
     c.replication.hint_delivery_interval_secs = 0.5;
-    c
 }
 
 /// Serves `node`'s API on an ephemeral port; returns its base URL.
 async fn serve(node: &Node) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(bavard_node::http::serve(
-        listener,
-        node.clone(),
-        bavard_node::http::Access::with_token(TOKEN, false),
-        node.shutdown_signal(),
-    ));
-    api
+    common::serve_api(node, TOKEN).await
 }
 
 struct Cluster {
@@ -77,19 +66,14 @@ struct Cluster {
 
 impl Cluster {
     async fn start(root: &Path) -> Cluster {
-        init_tracing();
-        let mut nodes: Vec<Node> = Vec::new();
-        for i in 0..NODES {
-            let mut c = config(&root.join(format!("n{i}")));
-            if let Some(first) = nodes.first() {
-                c.bootstrap = vec![p2p_addr(first)];
-            }
-            nodes.push(within("a node start", Node::start(c)).await.unwrap());
-        }
+        let nodes = within(
+            "the cluster's start",
+            start_cluster_with(root, NODES, NODES - 1, |_, c| tune(c)),
+        )
+        .await;
         for node in &nodes {
             eventually("every node to know every other", LONG, || async {
-                node.status().routing_table_size >= NODES - 1
-                    && node.status().members_alive >= NODES
+                node.status().members_alive >= NODES
             })
             .await;
         }
