@@ -9,8 +9,8 @@
 //! first detection. A probe is a direct `Ping`; without an `Ack` within the probe timeout the
 //! prober sends `PingReq` to `indirect_checks` random members, which ping the target on its
 //! behalf and forward the ack (and pings the target once more itself, memberlist's fallback
-//! ping: [`MembershipConfig::fallback_ping`]). Without any ack by the end of the period the target becomes
-//! *suspect*; unless it refutes in time it is declared *dead*. Membership changes are not sent
+//! ping: [`MembershipConfig::fallback_ping`]). Without any ack by the end of the period the
+//! target becomes *suspect*; unless it refutes in time it is declared *dead*. Membership changes are not sent
 //! separately but piggybacked on the probe traffic (infection-style dissemination), each update
 //! `retransmit_mult · ceil(log10(N + 1))` times.
 //!
