@@ -186,6 +186,58 @@ impl Script {
         }
         panic!("the proposer never finished");
     }
+
+    /// Like [`Script::run`], but the requests `late` picks arrive late: each is delivered only
+    /// once `p` has nothing else to send, so whatever `p` sends right after it overtakes it.
+    fn run_overtaken(
+        &mut self,
+        p: &mut Proposer<usize>,
+        node: &mut Node,
+        late: &dyn Fn(&Outgoing<usize>) -> bool,
+    ) -> Completion {
+        let mut held = Vec::new();
+        for _ in 0..1000 {
+            loop {
+                if let Some(floor) = p.poll_ballot() {
+                    node.hlc.observe_persisted(floor);
+                    let ts = node.timestamp(self.now_ms());
+                    p.handle_ballot(self.now(), ts);
+                    continue;
+                }
+                let Some(out) = p.poll_send() else { break };
+                if late(&out) {
+                    held.push(out);
+                } else {
+                    let answer = self.replicas[out.to].serve(out.request);
+                    p.handle_response(self.now(), out.id, Ok(answer));
+                }
+            }
+            if let Some(done) = p.result() {
+                return done.clone();
+            }
+            if held.is_empty() {
+                let next = p.poll_timeout().expect("waits for something");
+                self.elapsed = self.elapsed.max(next - self.t0);
+                p.handle_timeout(self.now());
+            }
+            for out in held.drain(..) {
+                let answer = self.replicas[out.to].serve(out.request);
+                p.handle_response(self.now(), out.id, Ok(answer));
+            }
+        }
+        panic!("the proposer never decided");
+    }
+}
+
+/// The current value a failed condition reports; panics on any other outcome.
+fn condition_failed_on(done: &Completion) -> &Record {
+    let Outcome::ConditionFailed {
+        current: Some(current),
+    } = &done.outcome
+    else {
+        panic!("{done:?}");
+    };
+    current
 }
 
 fn all(_: &Outgoing<usize>) -> bool {
@@ -397,12 +449,7 @@ fn a_proposal_left_by_a_crashed_proposer_is_finished_by_the_next_one() {
     // own condition against it.
     let mut pb = s.start(&mut b, cas(Condition::Absent, "from-b"), config());
     let done = s.run(&mut pb, &mut b, &|o| o.to != 2);
-    let Outcome::ConditionFailed {
-        current: Some(current),
-    } = &done.outcome
-    else {
-        panic!("{done:?}");
-    };
+    let current = condition_failed_on(&done);
     assert_eq!(current.data(), Some(&b"from-a"[..]));
     // Prepare, re-propose A's value, commit it (waiting for a majority), prepare again.
     assert_eq!(
@@ -431,46 +478,10 @@ fn a_finished_proposal_is_committed_before_the_next_prepare_can_overtake_it() {
     // prepare sent right after a commit overtakes it. B must wait for its commits of A's
     // value, or every attempt finds A's value still in progress until B gives up.
     let mut pb = s.start(&mut b, cas(Condition::Absent, "from-b"), config());
-    let mut held = Vec::new();
-    let mut done = None;
-    for _ in 0..1000 {
-        loop {
-            if let Some(floor) = pb.poll_ballot() {
-                b.hlc.observe_persisted(floor);
-                let ts = b.timestamp(s.now_ms());
-                pb.handle_ballot(s.now(), ts);
-                continue;
-            }
-            let Some(out) = pb.poll_send() else { break };
-            if matches!(out.request, PaxosRequest::Commit { .. }) {
-                held.push(out);
-            } else {
-                let answer = s.replicas[out.to].serve(out.request);
-                pb.handle_response(s.now(), out.id, Ok(answer));
-            }
-        }
-        if let Some(d) = pb.result() {
-            done = Some(d.clone());
-            break;
-        }
-        if held.is_empty() {
-            let next = pb.poll_timeout().expect("waits for something");
-            s.elapsed = s.elapsed.max(next - s.t0);
-            pb.handle_timeout(s.now());
-        }
-        for out in held.drain(..) {
-            let answer = s.replicas[out.to].serve(out.request);
-            pb.handle_response(s.now(), out.id, Ok(answer));
-        }
-    }
-    let done = done.expect("B decides");
-    let Outcome::ConditionFailed {
-        current: Some(current),
-    } = &done.outcome
-    else {
-        panic!("{done:?}");
-    };
-    assert_eq!(current.data(), Some(&b"from-a"[..]));
+    let done = s.run_overtaken(&mut pb, &mut b, &|o| {
+        matches!(o.request, PaxosRequest::Commit { .. })
+    });
+    assert_eq!(condition_failed_on(&done).data(), Some(&b"from-a"[..]));
     assert_eq!((done.attempts, done.contention_retries), (2, 1));
 }
 
