@@ -195,32 +195,25 @@ impl Script {
         node: &mut Node,
         late: &dyn Fn(&Outgoing<usize>) -> bool,
     ) -> Completion {
-        let mut held = Vec::new();
+        let held = std::cell::RefCell::new(Vec::new());
         for _ in 0..1000 {
-            loop {
-                if let Some(floor) = p.poll_ballot() {
-                    node.hlc.observe_persisted(floor);
-                    let ts = node.timestamp(self.now_ms());
-                    p.handle_ballot(self.now(), ts);
-                    continue;
+            self.pump(p, node, &|out| {
+                let on_time = !late(out);
+                if !on_time {
+                    held.borrow_mut().push(out.clone());
                 }
-                let Some(out) = p.poll_send() else { break };
-                if late(&out) {
-                    held.push(out);
-                } else {
-                    let answer = self.replicas[out.to].serve(out.request);
-                    p.handle_response(self.now(), out.id, Ok(answer));
-                }
-            }
+                on_time
+            });
             if let Some(done) = p.result() {
                 return done.clone();
             }
+            let held = held.take();
             if held.is_empty() {
                 let next = p.poll_timeout().expect("waits for something");
                 self.elapsed = self.elapsed.max(next - self.t0);
                 p.handle_timeout(self.now());
             }
-            for out in held.drain(..) {
+            for out in held {
                 let answer = self.replicas[out.to].serve(out.request);
                 p.handle_response(self.now(), out.id, Ok(answer));
             }
