@@ -11,7 +11,8 @@
 //!    with nothing to catch up).
 //! 5. Reports `catch_up_s` (restart to done), `keys_missing` and `hints_left` (at the end or at
 //!    the timeout), the catch-up rate, and the probe latency before, during and after the
-//!    catch-up. The scenario reads every node's `/v1/status` once a second during all three
+//!    catch-up. The run fails on any write error, key missing, hint left or probe error (a probe
+//!    read that does not find its key is an acknowledged write that cannot be read). The scenario reads every node's `/v1/status` once a second during all three
 //!    windows, so the windows differ only in the outage and the catch-up.
 //!
 //! The node held no record before it was killed except the probe keys of its share, and writes
@@ -87,6 +88,10 @@ pub(crate) struct Report {
     /// The same load for 10 s once the node caught up.
     probe_after_p50_ms: f64,
     probe_after_p99_ms: f64,
+    /// Probe operations that failed during and after the catch-up: a quorum write through a
+    /// live majority that was refused, or a quorum read of a probe key that did not answer 200
+    /// (every probe key was written before the outage, so a 404 is an acknowledged write that
+    /// cannot be read). Any fails the run.
     probe_errors: usize,
     /// `records_stored` of the restarted node, one sample per second after the restart.
     progress: Vec<usize>,
@@ -94,7 +99,10 @@ pub(crate) struct Report {
 
 impl Report {
     fn passed(&self) -> bool {
-        self.write_errors == 0 && self.keys_missing == 0 && self.hints_left == 0
+        self.write_errors == 0
+            && self.keys_missing == 0
+            && self.hints_left == 0
+            && self.probe_errors == 0
     }
 }
 
@@ -249,11 +257,12 @@ pub(crate) fn run(s: &Settings) -> anyhow::Result<()> {
     }
     if !report.passed() {
         bail!(
-            "outage: {} write errors, {} keys missing, {} hints left after {} s",
+            "outage: {} write errors, {} keys missing, {} hints left after {} s, {} probe errors",
             report.write_errors,
             report.keys_missing,
             report.hints_left,
-            s.catch_up_timeout.as_secs()
+            s.catch_up_timeout.as_secs(),
+            report.probe_errors
         );
     }
     Ok(())
@@ -457,6 +466,58 @@ fn human(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_error_fails_the_run_like_a_missing_key() {
+        let report = Report {
+            scenario: "outage",
+            nodes: 5,
+            killed: 4,
+            keys: 10,
+            value_size: 1,
+            write_errors: 0,
+            write_s: 1.0,
+            write_ops_s: 10.0,
+            share: 6,
+            catch_up_s: Some(1.0),
+            keys_missing: 0,
+            hints_left: 0,
+            catch_up_bytes_per_s: Some(6.0),
+            probe_baseline_p50_ms: 1.0,
+            probe_baseline_p99_ms: 2.0,
+            probe_catch_up_p50_ms: 1.0,
+            probe_catch_up_p99_ms: 2.0,
+            probe_catch_up_ops: 10,
+            probe_catch_up_p99_ms_per_5s: vec![2.0],
+            probe_catch_up_p99_ms_its_keys: 2.0,
+            probe_catch_up_p99_ms_other_keys: 2.0,
+            probe_after_p50_ms: 1.0,
+            probe_after_p99_ms: 2.0,
+            probe_errors: 0,
+            progress: vec![6],
+        };
+        assert!(report.passed());
+        for broken in [
+            Report {
+                probe_errors: 1,
+                ..report.clone()
+            },
+            Report {
+                keys_missing: 1,
+                ..report.clone()
+            },
+            Report {
+                hints_left: 1,
+                ..report.clone()
+            },
+            Report {
+                write_errors: 1,
+                ..report.clone()
+            },
+        ] {
+            assert!(!broken.passed(), "{broken:?}");
+        }
+    }
 
     #[test]
     fn a_key_has_exactly_three_replicas_among_five_nodes() {

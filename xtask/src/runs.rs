@@ -37,8 +37,9 @@ impl Drop for Teardown {
 }
 
 /// Starts a scenario's cluster of `nodes` in `dir` with the scenario settings
-/// ([`NODE_CONFIG`], written to `DIR/scenario.toml`), over network namespaces with `netns`.
-/// The guard stops it when dropped, also when the start itself fails half-way.
+/// ([`NODE_CONFIG`], written to `DIR/scenario.toml`), over network namespaces with `netns`, and
+/// waits until every node sees every member alive. The guard stops it when dropped, also when
+/// the start itself fails half-way.
 pub(crate) fn start_scenario_cluster(
     dir: &Path,
     nodes: usize,
@@ -58,6 +59,11 @@ pub(crate) fn start_scenario_cluster(
     };
     let teardown = Teardown(dir.to_path_buf());
     let state = cluster::up_with(dir, &up, netns)?;
+    // `up` returns once every routing table holds a peer; a membership that does not know every
+    // member yet places keys on the members it knows, so a key written then (the outage
+    // scenario's probe keys, written once) can land on none of its replicas and stay there
+    // until re-replication (`replicate_interval_secs`, an hour).
+    crate::bench::wait_converged(&state, std::time::Duration::from_secs(60));
     Ok((teardown, state))
 }
 
