@@ -356,6 +356,45 @@ fn an_ack_to_the_fallback_ping_saves_the_target_from_suspicion() {
 }
 
 #[test]
+fn a_relayed_refutation_is_piggybacked_before_newer_news() {
+    let (mut n, now) = node(MembershipConfig {
+        max_piggyback_updates: 2,
+        ..MembershipConfig::lan()
+    });
+    for m in 1..=10 {
+        gossip(&mut n, now, m, vec![upd(m, 0, MemberState::Alive, m)]).unwrap();
+    }
+    gossip(&mut n, now, 2, vec![upd(5, 0, MemberState::Suspect, 2)]).unwrap();
+    // Member 5 refutes; then news about 20 newcomers arrives after it.
+    gossip(&mut n, now, 5, vec![upd(5, 1, MemberState::Alive, 5)]).unwrap();
+    assert_eq!(state(&n, 5), (MemberState::Alive, 1));
+    for m in 20..40 {
+        gossip(&mut n, now, m, vec![upd(m, 0, MemberState::Alive, m)]).unwrap();
+    }
+    let _ = drain(&mut n);
+    n.handle_message(
+        now,
+        7,
+        Message::Ping {
+            seq: 9,
+            piggyback: vec![],
+        },
+    )
+    .unwrap();
+    let (sent, _) = drain(&mut n);
+    let Some((7, Message::Ack { piggyback, .. })) = sent.first() else {
+        panic!("{sent:?}");
+    };
+    // Without the priority, the two newest newcomers would fill the ack.
+    assert!(
+        piggyback
+            .iter()
+            .any(|u| u.member == 5 && u.state == MemberState::Alive && u.incarnation == 1),
+        "{piggyback:?}"
+    );
+}
+
+#[test]
 fn ping_req_relay_forwards_the_ack_or_nacks_in_time() {
     let (mut n, now) = node_with_members(3);
     n.handle_message(
