@@ -226,11 +226,17 @@ impl Snapshot {
 
     /// Scrapes every node of `state`.
     fn scrape(state: &ClusterState) -> anyhow::Result<Self> {
+        let apis: Vec<&str> = state.nodes.iter().map(|n| n.api.as_str()).collect();
+        Self::scrape_apis(&apis)
+    }
+
+    /// Scrapes the nodes serving these HTTP APIs.
+    pub(crate) fn scrape_apis(apis: &[&str]) -> anyhow::Result<Self> {
         let mut texts = Vec::new();
-        for n in &state.nodes {
-            let r = http::get(&n.api, "/metrics", Duration::from_secs(10))?;
+        for api in apis {
+            let r = http::get(api, "/metrics", Duration::from_secs(10))?;
             if r.status != 200 {
-                bail!("GET /metrics on node {}: HTTP {}", n.index, r.status);
+                bail!("GET /metrics on {api}: HTTP {}", r.status);
             }
             texts.push(String::from_utf8_lossy(&r.body).into_owned());
         }

@@ -29,9 +29,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::bench::Snapshot;
 use crate::cluster::{self, ClusterState};
 use crate::http;
 use crate::runs::quantile_ms as ms;
+use crate::versus::{ProfileRow, profile_rows, profile_table};
 
 /// The settings of one outage run.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub(crate) struct Settings {
     pub(crate) catch_up_timeout: Duration,
     pub(crate) netns: bool,
     pub(crate) json: bool,
+    /// Also report the nodes' `*_seconds` histograms counted in each window.
+    pub(crate) profile: bool,
     pub(crate) bin: Option<std::path::PathBuf>,
     pub(crate) dir: std::path::PathBuf,
 }
@@ -95,6 +99,41 @@ pub(crate) struct Report {
     probe_errors: usize,
     /// `records_stored` of the restarted node, one sample per second after the restart.
     progress: Vec<usize>,
+    /// With `--profile`: the nodes' `*_seconds` histograms counted in each window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<WindowProfiles>,
+}
+
+/// The `*_seconds` histograms counted in each probe window (`--profile`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct WindowProfiles {
+    /// The nodes that stay up, summed, in the baseline window.
+    before: Vec<ProfileRow>,
+    /// The nodes that stay up, summed, from the restart until the catch-up ended.
+    catch_up: Vec<ProfileRow>,
+    /// The returning node, from its restart until the catch-up ended.
+    catch_up_returning: Vec<ProfileRow>,
+    /// The nodes that stay up, summed, in the window after the catch-up.
+    after: Vec<ProfileRow>,
+}
+
+/// Scrapes `apis` when profiling; a failed scrape only loses the profile.
+fn scrape(on: bool, apis: &[String]) -> Option<Snapshot> {
+    if !on {
+        return None;
+    }
+    let apis: Vec<&str> = apis.iter().map(String::as_str).collect();
+    Snapshot::scrape_apis(&apis)
+        .inspect_err(|e| eprintln!("profile: {e:#}"))
+        .ok()
+}
+
+/// The histograms counted between two scrapes.
+fn counted(before: &Option<Snapshot>, after: &Option<Snapshot>) -> Vec<ProfileRow> {
+    match (before, after) {
+        (Some(b), Some(a)) => profile_rows(&crate::prom::delta(&a.hists, &b.hists)),
+        _ => Vec::new(),
+    }
 }
 
 impl Report {
@@ -286,7 +325,9 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
         put(&via, &probe_key(i), b"p").context("writing the probe keys")?;
     }
     let apis: Vec<String> = state.nodes.iter().map(|n| n.api.clone()).collect();
+    let scraped_before = scrape(s.profile, &others);
     let (baseline, _) = probe_window(&others, &apis);
+    let scraped_baseline = scrape(s.profile, &others);
 
     cluster::signal(state.nodes[k].pid, "KILL")?;
     if !s.json {
@@ -330,6 +371,7 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
         .filter(|key| replicates(&points, k, key))
         .count();
 
+    let scraped_restart = scrape(s.profile, &others);
     cluster::restart(dir, state, k)?;
     let restarted = Instant::now();
     if !s.json {
@@ -360,6 +402,8 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
         h.join().expect("probe thread")
     });
     let (stored, hints_left) = last;
+    let scraped_caught_up = scrape(s.profile, &others);
+    let returning = scrape(s.profile, std::slice::from_ref(&apis[k]));
     let mut during: Vec<Duration> = timed.iter().map(|(_, l, _)| *l).collect();
     during.sort_unstable();
     // Split by whether the returning node replicates the probe key.
@@ -378,6 +422,19 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
     } else {
         (Vec::new(), 0)
     };
+    let scraped_after = scrape(s.profile, &others);
+    let profile = s.profile.then(|| WindowProfiles {
+        before: counted(&scraped_before, &scraped_baseline),
+        catch_up: counted(&scraped_restart, &scraped_caught_up),
+        catch_up_returning: returning
+            .map(|r| profile_rows(&r.hists))
+            .unwrap_or_default(),
+        after: if catch_up_s.is_some() {
+            counted(&scraped_caught_up, &scraped_after)
+        } else {
+            Vec::new()
+        },
+    });
     let keys_missing = share.saturating_sub(stored);
     Ok(Report {
         scenario: "outage",
@@ -405,6 +462,7 @@ fn drive(s: &Settings, dir: &Path, state: &mut ClusterState) -> anyhow::Result<R
         probe_after_p99_ms: ms(&after, 0.99),
         probe_errors: probe_errors + after_errors,
         progress,
+        profile,
     })
 }
 
@@ -460,7 +518,18 @@ fn human(r: &Report) -> String {
         r.probe_after_p50_ms,
         r.probe_after_p99_ms,
         r.probe_errors,
-    )
+    ) + &r.profile.as_ref().map_or(String::new(), |p| {
+        format!(
+            "\nprofile before (the nodes that stay up, summed):\n{}\
+             \nprofile during catch-up (the nodes that stay up, summed):\n{}\
+             \nprofile during catch-up (the returning node):\n{}\
+             \nprofile after:\n{}",
+            profile_table(&p.before),
+            profile_table(&p.catch_up),
+            profile_table(&p.catch_up_returning),
+            profile_table(&p.after),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -495,6 +564,7 @@ mod tests {
             probe_after_p99_ms: 2.0,
             probe_errors: 0,
             progress: vec![6],
+            profile: None,
         };
         assert!(report.passed());
         for broken in [
@@ -517,6 +587,28 @@ mod tests {
         ] {
             assert!(!broken.passed(), "{broken:?}");
         }
+    }
+
+    #[test]
+    fn the_profile_counts_each_window_between_its_scrapes() {
+        let scrape = |count: u64| {
+            let text = format!(
+                "# TYPE bavard_stage_seconds histogram\n\
+                 bavard_stage_seconds_bucket{{stage=\"commit\",le=\"0.001\"}} {count}\n\
+                 bavard_stage_seconds_bucket{{stage=\"commit\",le=\"+Inf\"}} {count}\n\
+                 bavard_stage_seconds_sum{{stage=\"commit\"}} {}\n\
+                 bavard_stage_seconds_count{{stage=\"commit\"}} {count}\n",
+                count as f64 * 0.0005
+            );
+            Some(Snapshot::from_texts([text.as_str()]).unwrap())
+        };
+        let rows = counted(&scrape(10), &scrape(35));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].labels, "stage=\"commit\"");
+        assert_eq!(rows[0].count, 25, "only what the window counted");
+        // A window whose scrape failed has no rows rather than wrong ones.
+        assert!(counted(&None, &scrape(35)).is_empty());
+        assert!(counted(&scrape(10), &None).is_empty());
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub(crate) struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Outage: also report the nodes' `*_seconds` histograms (per-stage latencies) counted
+    /// before, during and after the catch-up.
+    #[arg(long)]
+    profile: bool,
     /// Use this bavard binary (e.g. target/debug/bavard) instead of building a release one.
     #[arg(long)]
     bin: Option<PathBuf>,
@@ -185,6 +189,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             catch_up_timeout: Duration::from_secs(args.catch_up_timeout),
             netns: args.netns,
             json: args.json,
+            profile: args.profile,
             bin: args.bin.clone(),
             dir,
         });
@@ -794,6 +799,7 @@ mod tests {
             seed: Some(1),
             netns: false,
             json: true,
+            profile: false,
             bin: None,
             dir: None,
             clients: Some(2),

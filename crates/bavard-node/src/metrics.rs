@@ -54,8 +54,11 @@ pub enum Stage {
     stream_open,
     /// Serving one replica-protocol request (frame read to answer written).
     replica_serve,
-    /// A write waiting in the group committer's queue before its batch starts.
+    /// A client's write (a coordinator's own share, a replica store of one record) waiting in
+    /// the group committer's queue before its batch starts.
     commit_queue,
+    /// A repair write (anti-entropy, hint delivery) waiting in the group committer's queue.
+    commit_queue_background,
     /// One group commit (the batch write and its fsync).
     commit,
 }
@@ -95,6 +98,19 @@ impl Stages {
     /// Records the time since `start` for `stage`.
     pub fn since(&self, stage: Stage, start: std::time::Instant) {
         self.observe(stage, start.elapsed());
+    }
+
+    /// How many times `stage` was observed, read from the text exposition.
+    #[cfg(test)]
+    pub(crate) fn count(&self, stage: Stage) -> u64 {
+        let mut registry = Registry::default();
+        registry.register("stage_seconds", "stages", self.0.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let prefix = format!("stage_seconds_count{{stage=\"{stage:?}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |n| n.trim().parse().expect("a count"))
     }
 }
 

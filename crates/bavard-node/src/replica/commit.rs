@@ -34,6 +34,7 @@ struct Job {
     record: Record,
     reply: oneshot::Sender<Result<PutOutcome, StoreError>>,
     queued: Instant,
+    priority: Priority,
 }
 
 #[derive(Default)]
@@ -119,6 +120,7 @@ impl Committer {
                     record,
                     reply,
                     queued: now,
+                    priority,
                 };
                 match priority {
                     Priority::Foreground => queues.foreground.push_back(job),
@@ -195,10 +197,11 @@ fn run(
     while let Some(jobs) = next_batch(shared, max_batch, max_background) {
         let started = Instant::now();
         for job in &jobs {
-            stages.observe(
-                Stage::commit_queue,
-                started.saturating_duration_since(job.queued),
-            );
+            let stage = match job.priority {
+                Priority::Foreground => Stage::commit_queue,
+                Priority::Background => Stage::commit_queue_background,
+            };
+            stages.observe(stage, started.saturating_duration_since(job.queued));
         }
         let now = crate::util::unix_ms();
         let records: Vec<Record> = jobs.iter().map(|j| j.record.clone()).collect();
@@ -265,6 +268,29 @@ mod tests {
         assert_eq!(store.len().unwrap(), 52);
     }
 
+    #[tokio::test]
+    async fn client_and_repair_writes_wait_in_stages_of_their_own() {
+        let store: Arc<dyn RecordStore> =
+            Arc::new(MemoryStore::new(StoreConfig::new(b"me".to_vec())));
+        let stages = Stages::default();
+        let c = Committer::start(store, 64, 16, stages.clone()).unwrap();
+        let record =
+            |k: &str| Record::new(k.as_bytes().to_vec(), b"v".to_vec(), Version::default());
+        c.put(record("client")).await.unwrap();
+        for outcome in c
+            .put_many(
+                vec![record("repair1"), record("repair2")],
+                Priority::Background,
+            )
+            .await
+        {
+            outcome.unwrap();
+        }
+        assert_eq!(stages.count(Stage::commit_queue), 1);
+        assert_eq!(stages.count(Stage::commit_queue_background), 2);
+        assert!(stages.count(Stage::commit) >= 1);
+    }
+
     #[test]
     fn client_writes_go_first_and_background_ones_fill_a_bounded_share() {
         let shared = Shared {
@@ -275,6 +301,11 @@ mod tests {
             record: Record::new(k.as_bytes().to_vec(), b"v".to_vec(), Version::default()),
             reply: oneshot::channel().0,
             queued: Instant::now(),
+            priority: if k.starts_with("fg") {
+                Priority::Foreground
+            } else {
+                Priority::Background
+            },
         };
         {
             let mut q = shared.queues.lock().unwrap();

@@ -4,10 +4,15 @@
 //! its hints in batches bounded in records and bytes (below the frame limit, paced with
 //! anti-entropy); hints are deleted only after the owner acknowledged them durably, so one
 //! owner's backlog neither starves nor delays the others'.
+//!
+//! The hint store is a redb file: every read and every delete (an fsync) runs on the
+//! low-priority background threads, never on an async worker, where it would hold up the
+//! client requests that worker serves.
 
 use bavard_proto::store as pb;
 use libp2p::PeerId;
 
+use super::hints::Hints;
 use super::service::Replica;
 use super::wire::record_to_pb;
 use crate::util::unix_ms;
@@ -38,9 +43,9 @@ pub(crate) async fn run(node: Replica) {
 pub(crate) async fn deliver(node: &Replica) -> usize {
     use futures::StreamExt as _;
     let policy = node.handoff_policy();
-    let owners: Vec<PeerId> = node
-        .hints
-        .owners(unix_ms())
+    let owners: Vec<PeerId> = on_hints(node, |h| h.owners(unix_ms()))
+        .await
+        .unwrap_or_default()
         .into_iter()
         .filter(|o| policy.deliverable(node.ctx.members.is_down(o)))
         .collect();
@@ -52,8 +57,21 @@ pub(crate) async fn deliver(node: &Replica) -> usize {
     if delivered > 0 {
         node.ctx.metrics.hints_delivered.inc_by(delivered as u64);
     }
-    node.ctx.metrics.hints_queued.set(node.hints.len() as i64);
+    if let Some(queued) = on_hints(node, Hints::len).await {
+        node.ctx.metrics.hints_queued.set(queued as i64);
+    }
     delivered
+}
+
+/// Runs `f` on the hint store on the background threads; `None` if the job was lost (the
+/// threads are gone: the node is shutting down).
+async fn on_hints<R, F>(node: &Replica, f: F) -> Option<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&Hints) -> R + Send + 'static,
+{
+    let owner = node.clone();
+    node.background.run(move || f(&owner.hints)).await.ok()
 }
 
 /// Owners whose hints are delivered at the same time.
@@ -64,9 +82,14 @@ async fn deliver_to(node: &Replica, owner: PeerId) -> usize {
     let mut after: Option<Vec<u8>> = None;
     let mut delivered = 0;
     loop {
-        let (batch, more) = node
-            .hints
-            .pending_for(&owner, after.as_deref(), &policy, unix_ms());
+        let from = after.clone();
+        let Some((batch, more)) = on_hints(node, move |h| {
+            h.pending_for(&owner, from.as_deref(), &policy, unix_ms())
+        })
+        .await
+        else {
+            break;
+        };
         let Some(last) = batch.last() else { break };
         after = Some(last.stored_key.clone());
         let bytes: usize = batch
@@ -90,7 +113,7 @@ async fn deliver_to(node: &Replica, owner: PeerId) -> usize {
                     .collect();
                 delivered += done.len();
                 let keys: Vec<Vec<u8>> = done.iter().map(|h| h.stored_key.clone()).collect();
-                node.hints.remove_many(&keys);
+                on_hints(node, move |h| h.remove_many(&keys)).await;
                 // The owner holds the blobs of delivered large records now.
                 let records: Vec<_> = done.iter().map(|h| &h.record).collect();
                 node.hints_delivered(&records).await;
