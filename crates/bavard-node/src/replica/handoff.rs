@@ -82,7 +82,7 @@ async fn deliver_to(node: &Replica, owner: PeerId) -> usize {
     let mut after: Option<Vec<u8>> = None;
     let mut delivered = 0;
     loop {
-        let from = after.clone();
+        let from = after.take();
         let Some((batch, more)) = on_hints(node, move |h| {
             h.pending_for(&owner, from.as_deref(), &policy, unix_ms())
         })
