@@ -292,6 +292,12 @@ pub struct ReplicationConfig {
     pub hint_ttl_secs: f64,
     /// How often queued hints are offered to their owners.
     pub hint_delivery_interval_secs: f64,
+    /// How often this node checks whether its membership grew; when it did, the records it
+    /// holds but does not replicate (written while it did not know every member, or taken over
+    /// by a member that joined) are written to their replicas at quorum. Each check that finds
+    /// a new member scans the whole store once. 0 = never (re-replication still moves them,
+    /// every `kad.replicate_interval_secs`).
+    pub rehome_interval_secs: f64,
     /// Send the newest version to replicas that answered a read with an older one.
     pub read_repair: bool,
     /// Tombstones are purged this long after the delete. Must exceed the anti-entropy cycle plus
@@ -320,6 +326,7 @@ impl Default for ReplicationConfig {
             max_hints: 100_000,
             hint_ttl_secs: 3.0 * 3600.0,
             hint_delivery_interval_secs: 5.0,
+            rehome_interval_secs: 30.0,
             read_repair: true,
             tombstone_grace_secs: 10.0 * 24.0 * 3600.0,
             max_idle_streams_per_peer: 32,

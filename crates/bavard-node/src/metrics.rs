@@ -157,6 +157,9 @@ pub struct Metrics {
     pub hints_handed: Counter,
     /// Hints delivered to their owners.
     pub hints_delivered: Counter,
+    /// Records this node held without replicating them, written to their replicas at quorum
+    /// after its membership grew (see `crate::replica::rehome`).
+    pub records_rehomed: Counter,
     /// Reads or writes that did not reach their consistency level.
     pub quorum_failures: Counter,
     /// Replicas sent a newer version after a read.
@@ -235,6 +238,7 @@ impl Metrics {
             hints_queued: Gauge::default(),
             hints_handed: Counter::default(),
             hints_delivered: Counter::default(),
+            records_rehomed: Counter::default(),
             quorum_failures: Counter::default(),
             read_repairs: Counter::default(),
             kv_large_writes: Counter::default(),
@@ -320,6 +324,11 @@ impl Metrics {
             "hints_delivered",
             "Hints delivered to their owners",
             m.hints_delivered.clone(),
+        );
+        registry.register(
+            "records_rehomed",
+            "Records held by a non-replica, written to their replicas after the membership grew",
+            m.records_rehomed.clone(),
         );
         registry.register(
             "quorum_failures",

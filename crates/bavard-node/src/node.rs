@@ -249,6 +249,7 @@ impl Node {
             tokio::spawn(crate::jobs::run(kad.clone(), replica.clone())),
             tokio::spawn(crate::replica::antientropy::run(replica.clone())),
             tokio::spawn(crate::replica::handoff::run(replica.clone())),
+            tokio::spawn(crate::replica::rehome::run(replica.clone())),
             tokio::spawn(crate::blobs::server::run(blobs.clone())),
             tokio::spawn(blobs.clone().resume()),
             tokio::spawn(crate::recovery::run(

@@ -23,6 +23,7 @@ fn kv_config(dir: &Path, bootstrap: Option<Multiaddr>) -> NodeConfig {
     c.kad.lookup_timeout_secs = 6.0;
     c.replication.anti_entropy_interval_secs = 0.3;
     c.replication.hint_delivery_interval_secs = 0.3;
+    c.replication.rehome_interval_secs = 0.5;
     c.bootstrap = bootstrap.into_iter().collect();
     c
 }
@@ -32,18 +33,29 @@ struct Cluster {
     nodes: Vec<Option<Node>>,
     ids: Vec<PeerId>,
     boot: Multiaddr,
+    /// Applied to every node's [`kv_config`], at start and restart.
+    tweak: fn(&mut NodeConfig),
 }
 
 impl Cluster {
     async fn start(root: &Path) -> Cluster {
+        Self::start_with(root, |_| {}).await
+    }
+
+    async fn start_with(root: &Path, tweak: fn(&mut NodeConfig)) -> Cluster {
         init_tracing();
+        let config = |dir: &Path, boot: Option<Multiaddr>| {
+            let mut c = kv_config(dir, boot);
+            tweak(&mut c);
+            c
+        };
         let dirs: Vec<PathBuf> = (0..N).map(|i| root.join(format!("n{i}"))).collect();
-        let first = Node::start(kv_config(&dirs[0], None)).await.unwrap();
+        let first = Node::start(config(&dirs[0], None)).await.unwrap();
         let boot = p2p_addr(&first);
         let mut nodes = vec![Some(first)];
         for d in &dirs[1..] {
             nodes.push(Some(
-                Node::start(kv_config(d, Some(boot.clone()))).await.unwrap(),
+                Node::start(config(d, Some(boot.clone()))).await.unwrap(),
             ));
         }
         let ids = nodes
@@ -55,6 +67,7 @@ impl Cluster {
             nodes,
             ids,
             boot,
+            tweak,
         };
         c.wait_full_tables().await;
         c
@@ -96,7 +109,9 @@ impl Cluster {
         } else {
             Some(self.boot.clone())
         };
-        let node = Node::start(kv_config(&self.dirs[i], boot)).await.unwrap();
+        let mut config = kv_config(&self.dirs[i], boot);
+        (self.tweak)(&mut config);
+        let node = Node::start(config).await.unwrap();
         if i == 0 {
             // Node 0 comes back on a new memory address: point it at a live peer.
             for j in self.live() {
@@ -171,6 +186,87 @@ async fn put(node: &Node, key: &str, value: &str) -> Result<String, NodeError> {
     .await
     .map_err(|_| NodeError::Timeout("put".into()))??;
     Ok(r.version)
+}
+
+/// A write placed while its coordinator's membership did not list the key's replicas (here a
+/// partition hid them; just after a start it is the members not learnt yet) is acknowledged by
+/// members that are none of its replicas. Anti-entropy syncs replicas with replicas, and
+/// re-replication is hourly: once the membership grows back, the holders send it to its
+/// replicas (`replica::rehome`), and quorum reads through them find it.
+///
+/// Anti-entropy is off here: a holder whose membership has learnt one replica back but not the
+/// others counts itself and that one as replicas and may push the record to it, after which the
+/// replicas spread it among themselves. That happens or not with the order in which the
+/// membership heals; rehoming must not depend on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_acknowledged_by_non_replicas_reaches_its_replicas_when_the_membership_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start_with(dir.path(), |c| {
+        c.replication.anti_entropy_interval_secs = 3600.0;
+    })
+    .await;
+    let key = "placed-by-a-partial-view";
+    let replicas = c.replicas(key.as_bytes());
+    let others: Vec<usize> = (0..N).filter(|i| !replicas.contains(i)).collect();
+    let writer = c.node(others[0]).clone();
+    let state_of = |node: &Node, i: usize| {
+        let id = c.ids[i].to_string();
+        node.members()
+            .into_iter()
+            .find(|m| m.peer_id == id)
+            .map(|m| m.state)
+    };
+    eventually(
+        "the writer knows every member alive",
+        Duration::from_secs(30),
+        || {
+            let alive = (0..N)
+                .filter(|&i| i != others[0])
+                .all(|i| state_of(&writer, i).as_deref() == Some("alive"));
+            async move { alive }
+        },
+    )
+    .await;
+
+    c.cut(&others, &replicas);
+    eventually(
+        "the writer holds the key's replicas for dead",
+        Duration::from_secs(60),
+        || {
+            let dead = replicas
+                .iter()
+                .all(|&i| state_of(&writer, i).as_deref() == Some("dead"));
+            async move { dead }
+        },
+    )
+    .await;
+    put(&writer, key, "acknowledged")
+        .await
+        .expect("a quorum of the members the writer knows");
+    for &r in &replicas {
+        assert!(
+            c.node(r).local_record(key.as_bytes()).unwrap().is_none(),
+            "the partition kept it from replica {r}"
+        );
+    }
+
+    c.heal();
+    // No read before every replica holds it: a read would repair them.
+    let holders: Vec<Node> = replicas.iter().map(|&r| c.node(r).clone()).collect();
+    eventually(
+        "every replica of the key holds the write",
+        Duration::from_secs(60),
+        || {
+            let all = holders
+                .iter()
+                .all(|n| matches!(n.local_record(key.as_bytes()), Ok(Some(_))));
+            async move { all }
+        },
+    )
+    .await;
+    let read = holders[0].get(key.as_bytes(), quorum()).await.unwrap();
+    assert_eq!(read.map(|r| r.value), Some(b"acknowledged".to_vec()));
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,9 @@
 //!   what the partner lacks, in byte-bounded batches ([`bavard_replica::sync`], driven by
 //!   [`antientropy`]). Replicas converge after a partition heals or a replica returns, even for
 //!   keys nobody reads, and keys move to nodes that became replicas when membership changed.
+//! - **Rehoming.** A node that learns a new member sends the records it holds but does not
+//!   replicate to their replicas ([`rehome`]): a write placed while it knew only some members
+//!   reaches the key's real replicas.
 //! - **Versions.** Every write carries a hybrid logical clock timestamp (Kulkarni et al. 2014)
 //!   and the writer's peer id; replicas keep the highest (last writer wins by HLC, ties by writer
 //!   id), so every replica picks the same winner. Timestamps more than `max_clock_drift_ms` ahead
@@ -50,6 +53,7 @@ pub(crate) mod pace;
 pub mod paxos;
 pub(crate) mod pool;
 pub(crate) mod progress;
+pub(crate) mod rehome;
 pub(crate) mod server;
 pub(crate) mod service;
 pub mod wire;
