@@ -194,10 +194,11 @@ async fn put(node: &Node, key: &str, value: &str) -> Result<String, NodeError> {
 /// re-replication is hourly: once the membership grows back, the holders send it to its
 /// replicas (`replica::rehome`), and quorum reads through them find it.
 ///
-/// Anti-entropy is off here: a holder whose membership has learnt one replica back but not the
-/// others counts itself and that one as replicas and may push the record to it, after which the
-/// replicas spread it among themselves. That happens or not with the order in which the
-/// membership heals; rehoming must not depend on it.
+/// Anti-entropy runs only when a partner comes back here (its interval is an hour): a holder
+/// whose membership has learnt one replica back but not the others counts itself and that one
+/// as replicas and may push the record to it, after which the replicas spread it among
+/// themselves. That happens or not with the order in which the membership heals, so the test
+/// also checks that the writer rehomed the record itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_acknowledged_by_non_replicas_reaches_its_replicas_when_the_membership_grows() {
     let dir = tempfile::tempdir().unwrap();
@@ -266,6 +267,22 @@ async fn a_write_acknowledged_by_non_replicas_reaches_its_replicas_when_the_memb
     .await;
     let read = holders[0].get(key.as_bytes(), quorum()).await.unwrap();
     assert_eq!(read.map(|r| r.value), Some(b"acknowledged".to_vec()));
+    // The writer sent it itself: without rehoming, the record reaches the replicas only when
+    // an anti-entropy round happens to run while the writer's membership has healed halfway.
+    eventually(
+        "the writer counts the record it rehomed",
+        Duration::from_secs(30),
+        || {
+            let rehomed = writer
+                .metrics_text()
+                .lines()
+                .find_map(|l| l.strip_prefix("bavard_records_rehomed_total "))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            async move { rehomed >= 1.0 }
+        },
+    )
+    .await;
     c.shutdown().await;
 }
 

@@ -10,19 +10,23 @@
 //!
 //! So every `replication.rehome_interval_secs` a node compares its placement's members with
 //! those of its last pass. When a member was added, it scans its store (off the async workers,
-//! on the background threads) and writes each record it is not a replica of to the key's
-//! current replicas at quorum, paced with the other background transfers. The record keeps its
-//! version, so a replica that holds it or a newer one answers "unchanged" or "stale". The local
-//! copy stays: deleting it safely would need a delete conditional on the version, and a copy
-//! kept by a non-replica is never read.
+//! on the background threads) and sends each record it is not a replica of to the key's
+//! current replicas: byte-bounded store batches per replica, as hints are delivered, paced with
+//! the other background transfers. The record keeps its version, so a replica that holds it or
+//! a newer one answers "unchanged" or "stale". A member that comes back after it was declared
+//! dead makes this move its share: while it was dead, the next-closest member took its writes.
+//! The local copy stays: deleting it safely would need a delete conditional on the version, and
+//! a copy kept by a non-replica is never read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use bavard_proto::store as pb;
 use bavard_routing::Key;
 use bavard_store::{Record, RecordStore as _};
 use libp2p::PeerId;
 
 use super::service::Replica;
+use super::wire::record_to_pb;
 use crate::api::Consistency;
 use crate::util::unix_ms;
 
@@ -57,17 +61,22 @@ pub(crate) async fn run(node: Replica) {
                 last = members;
                 let sent = rehome(&node).await;
                 if sent > 0 {
-                    tracing::info!(sent, "sent records this node does not replicate to their replicas");
+                    tracing::info!(
+                        sent,
+                        "sent records this node does not replicate to their replicas"
+                    );
                 }
             }
         }
     }
 }
 
-/// Writes every record this node holds but does not replicate (in its current placement) to
-/// the key's replicas; returns how many such writes reached a quorum.
-pub(crate) async fn rehome(node: &Replica) -> usize {
+/// Sends every record this node holds but does not replicate (in its current placement) to
+/// the key's replicas, in byte-bounded store batches per replica (as hints are delivered);
+/// returns how many records at least a quorum of their replicas acknowledged.
+async fn rehome(node: &Replica) -> usize {
     let me = node.ctx.peer_id;
+    let quorum = Consistency::Quorum.required(node.ctx.config.kad.replication_factor);
     let mut after: Option<Vec<u8>> = None;
     let mut sent = 0;
     loop {
@@ -77,7 +86,7 @@ pub(crate) async fn rehome(node: &Replica) -> usize {
         // The scan and the placement checks run on the background threads.
         let page = node
             .background
-            .run(move || -> Result<(Vec<Record>, Option<Vec<u8>>), String> {
+            .run(move || -> Result<(Vec<Foreign>, Option<Vec<u8>>), String> {
                 let page = store
                     .scan(from.as_deref(), SCAN_PAGE, unix_ms())
                     .map_err(|e| e.to_string())?;
@@ -86,7 +95,13 @@ pub(crate) async fn rehome(node: &Replica) -> usize {
                     .flatten();
                 let foreign = page
                     .into_iter()
-                    .filter(|r| !placement.is_replica(&Key::hash(&r.key), &me))
+                    .filter_map(|record| {
+                        let target = Key::hash(&record.key);
+                        (!placement.is_replica(&target, &me)).then(|| Foreign {
+                            replicas: placement.preference_list(&target),
+                            record,
+                        })
+                    })
                     .collect();
                 Ok((foreign, next))
             })
@@ -99,25 +114,102 @@ pub(crate) async fn rehome(node: &Replica) -> usize {
             }
             Err(_) => return sent,
         };
-        for record in foreign {
-            if node.ctx.is_shutting_down() {
-                return sent;
-            }
-            node.pace
-                .take(bavard_replica::sync::record_size(&record))
-                .await;
-            let key = hex::encode(&record.key);
-            match node.write(record, Consistency::Quorum).await {
-                Ok(_) => {
-                    sent += 1;
-                    node.ctx.metrics.records_rehomed.inc();
-                }
-                Err(e) => tracing::debug!(key, "cannot send a record to its replicas: {e}"),
-            }
+        if node.ctx.is_shutting_down() {
+            return sent;
         }
+        sent += send(node, foreign, quorum).await;
         match next {
             Some(key) => after = Some(key),
             None => return sent,
         }
     }
+}
+
+/// A record this node holds without replicating it, and the replicas it goes to.
+struct Foreign {
+    record: Record,
+    replicas: Vec<PeerId>,
+}
+
+/// Sends `foreign` to their replicas, each replica's share in batches, the replicas at once;
+/// returns how many records `quorum` replicas acknowledged.
+async fn send(node: &Replica, foreign: Vec<Foreign>, quorum: usize) -> usize {
+    use futures::StreamExt as _;
+    let mut by_replica: BTreeMap<PeerId, Vec<usize>> = BTreeMap::new();
+    for (i, f) in foreign.iter().enumerate() {
+        for peer in &f.replicas {
+            by_replica.entry(*peer).or_default().push(i);
+        }
+    }
+    let foreign = &foreign;
+    let acked: Vec<Vec<usize>> = futures::stream::iter(by_replica)
+        .map(|(peer, indexes)| send_to(node, peer, foreign, indexes))
+        .buffer_unordered(PARALLEL_REPLICAS)
+        .collect()
+        .await;
+    let mut acks = vec![0usize; foreign.len()];
+    for i in acked.into_iter().flatten() {
+        acks[i] += 1;
+    }
+    let sent = acks
+        .iter()
+        .zip(foreign)
+        .filter(|(n, f)| **n >= quorum.min(f.replicas.len()))
+        .count();
+    node.ctx.metrics.records_rehomed.inc_by(sent as u64);
+    sent
+}
+
+/// Replicas sent to at the same time.
+const PARALLEL_REPLICAS: usize = 4;
+
+/// Sends `foreign[indexes]` to `peer` in byte-bounded batches; returns the indexes it stored or
+/// already held (a newer version included).
+async fn send_to(
+    node: &Replica,
+    peer: PeerId,
+    foreign: &[Foreign],
+    indexes: Vec<usize>,
+) -> Vec<usize> {
+    let policy = node.handoff_policy();
+    let mut acked = Vec::new();
+    let mut rest = indexes.into_iter().peekable();
+    while rest.peek().is_some() {
+        let mut batch = policy.batch();
+        let mut in_batch = Vec::new();
+        while let Some(&i) = rest.peek() {
+            if batch.offer(foreign[i].record.clone()).is_err() {
+                break;
+            }
+            in_batch.push(i);
+            rest.next();
+        }
+        let records = batch.into_records();
+        let bytes = records.iter().map(bavard_replica::sync::record_size).sum();
+        node.pace.take(bytes).await;
+        let req = pb::request::Kind::Store(pb::StoreRequest {
+            records: records.iter().map(record_to_pb).collect(),
+            hint_for: Vec::new(),
+        });
+        match node.request(peer, req).await {
+            Ok(pb::response::Kind::Store(resp)) if resp.results.len() == in_batch.len() => {
+                acked.extend(
+                    in_batch
+                        .iter()
+                        .zip(&resp.results)
+                        .filter(|(_, r)| r.outcome != pb::Outcome::Rejected as i32)
+                        .map(|(i, _)| *i),
+                );
+            }
+            Ok(other) => {
+                tracing::debug!(%peer, "unexpected answer to rehomed records: {other:?}");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "cannot send rehomed records: {e}");
+                break;
+            }
+        }
+    }
+    acked
 }
