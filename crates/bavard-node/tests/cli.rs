@@ -101,6 +101,49 @@ fn until_ok(args: &[&str]) -> Output {
     }
 }
 
+/// A node whose log goes to a file (not a terminal) writes plain text: no colour escapes for
+/// log files and journald.
+#[test]
+fn a_log_written_to_a_file_has_no_colour_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("node.log");
+    let child = Command::new(BIN)
+        .args([
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("bavard node starts");
+    let node = Proc {
+        child,
+        api: String::new(),
+        p2p: String::new(),
+        dir: dir.path().to_path_buf(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("INFO") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "no INFO line in the log: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(node);
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour escapes in a log file: {log:?}"
+    );
+}
+
 #[test]
 fn put_on_one_node_get_on_another_and_a_missing_key_says_not_found() {
     let root = tempfile::tempdir().unwrap();
