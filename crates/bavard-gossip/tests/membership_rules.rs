@@ -79,6 +79,20 @@ fn drain(n: &mut Node) -> Output {
     (t, e)
 }
 
+/// `from` pings `n` with an empty piggyback; what `n` sends and reports then (the ack first).
+fn pinged(n: &mut Node, now: Instant, from: u64, seq: u64) -> Output {
+    n.handle_message(
+        now,
+        from,
+        Message::Ping {
+            seq,
+            piggyback: vec![],
+        },
+    )
+    .unwrap();
+    drain(n)
+}
+
 fn state(n: &Node, id: u64) -> (MemberState, u64) {
     let m = n.member(&id).unwrap();
     (m.state(), m.incarnation())
@@ -188,16 +202,7 @@ fn suspicion_about_the_local_node_is_refuted_with_a_higher_incarnation() {
     );
     assert_eq!(state(&n, 0), (MemberState::Alive, 6));
     // The refutation goes out on the very next message.
-    n.handle_message(
-        now,
-        3,
-        Message::Ping {
-            seq: 9,
-            piggyback: vec![],
-        },
-    )
-    .unwrap();
-    let (sent, _) = drain(&mut n);
+    let (sent, _) = pinged(&mut n, now, 3, 9);
     let (to, Message::Ack { seq: 9, piggyback }) = &sent[0] else {
         panic!("{sent:?}")
     };
@@ -372,16 +377,7 @@ fn a_relayed_refutation_is_piggybacked_before_newer_news() {
         gossip(&mut n, now, m, vec![upd(m, 0, MemberState::Alive, m)]).unwrap();
     }
     let _ = drain(&mut n);
-    n.handle_message(
-        now,
-        7,
-        Message::Ping {
-            seq: 9,
-            piggyback: vec![],
-        },
-    )
-    .unwrap();
-    let (sent, _) = drain(&mut n);
+    let (sent, _) = pinged(&mut n, now, 7, 9);
     let Some((7, Message::Ack { piggyback, .. })) = sent.first() else {
         panic!("{sent:?}");
     };
@@ -693,16 +689,7 @@ fn piggyback_respects_the_count_and_byte_budget() {
     )
     .unwrap();
     drain(&mut n);
-    n.handle_message(
-        now,
-        1,
-        Message::Ping {
-            seq: 1,
-            piggyback: vec![],
-        },
-    )
-    .unwrap();
-    let (sent, _) = drain(&mut n);
+    let (sent, _) = pinged(&mut n, now, 1, 1);
     let (_, ack) = &sent[0];
     assert!(
         ack.encoded_len_estimate() <= 1400,
@@ -730,16 +717,7 @@ fn piggyback_respects_the_count_and_byte_budget() {
         },
     )
     .unwrap();
-    n.handle_message(
-        now,
-        1,
-        Message::Ping {
-            seq: 1,
-            piggyback: vec![],
-        },
-    )
-    .unwrap();
-    let (sent, _) = drain(&mut n);
+    let (sent, _) = pinged(&mut n, now, 1, 1);
     assert!(
         sent.iter()
             .any(|(_, m)| matches!(m, Message::Ack { piggyback, .. } if piggyback.len() == 3))
@@ -751,16 +729,7 @@ fn metadata_changes_bump_the_incarnation_and_are_reported() {
     let (mut n, now) = node_with_members(2);
     n.set_local_meta(b"/ip4/10.0.0.9/tcp/4001".to_vec());
     assert_eq!(n.local_incarnation(), 1);
-    n.handle_message(
-        now,
-        1,
-        Message::Ping {
-            seq: 4,
-            piggyback: vec![],
-        },
-    )
-    .unwrap();
-    let (sent, _) = drain(&mut n);
+    let (sent, _) = pinged(&mut n, now, 1, 4);
     assert!(sent.iter().any(|(_, m)| {
         m.updates()
             .iter()
