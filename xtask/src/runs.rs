@@ -61,8 +61,8 @@ pub(crate) fn start_scenario_cluster(
     let state = cluster::up_with(dir, &up, netns)?;
     // `up` returns once every routing table holds a peer; a membership that does not know every
     // member yet places keys on the members it knows, so a key written then (the outage
-    // scenario's probe keys, written once) can land on none of its replicas and stay there
-    // until re-replication (`replicate_interval_secs`, an hour).
+    // scenario's probe keys, written once) can land on none of its replicas, and quorum reads
+    // miss it until a rehoming pass moves it (`rehome_interval_secs` after the membership grew).
     crate::bench::wait_converged(&state, std::time::Duration::from_secs(60));
     Ok((teardown, state))
 }

@@ -54,11 +54,11 @@ pub(crate) async fn run(node: Replica) {
                     continue;
                 }
                 let members: BTreeSet<PeerId> = placement.members().copied().collect();
-                if members.is_subset(&last) {
-                    last = members;
+                let grew = !members.is_subset(&last);
+                last = members;
+                if !grew {
                     continue;
                 }
-                last = members;
                 let sent = rehome(&node).await;
                 if sent > 0 {
                     tracing::info!(
