@@ -481,13 +481,17 @@ fn value(i: usize, size: usize) -> Vec<u8> {
 }
 
 /// Runs `op(i)` for every i in 0..n on `threads` threads; returns the latencies of the
-/// successes, the number of failures and the wall time.
+/// successes, the number of failures and the wall time. Each thread runs `warm` first (opening
+/// its connections), and the clock starts once every thread has.
 fn phase(
     n: usize,
     threads: usize,
     label: &'static str,
+    warm: &(dyn Fn() + Sync),
     op: impl Fn(usize) -> anyhow::Result<()> + Sync,
 ) -> (Vec<Duration>, usize, Duration, Vec<String>) {
+    let threads = threads.min(n).max(1);
+    let ready = std::sync::Barrier::new(threads + 1);
     let next = AtomicUsize::new(0);
     let lat = Mutex::new(Vec::with_capacity(n));
     let errs = Mutex::new(Vec::new());
@@ -498,10 +502,12 @@ fn phase(
             .progress_chars("=> "),
     );
     bar.set_message(label);
-    let start = Instant::now();
+    let mut start = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..threads.min(n) {
+        for _ in 0..threads {
             s.spawn(|| {
+                warm();
+                ready.wait();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
@@ -516,6 +522,8 @@ fn phase(
                 }
             });
         }
+        ready.wait();
+        start = Instant::now();
     });
     let wall = start.elapsed();
     bar.finish_and_clear();
@@ -544,39 +552,48 @@ fn measure(
     let timeout = Duration::from_secs(30);
     let q = &a.consistency;
 
+    // Every load thread opens its connection to every node before the clock starts (as wrk
+    // does): the phases time the operations, not TCP handshakes with the API.
+    let warm = || {
+        for node in &state.nodes {
+            let _ = http::request_kept(&node.api, "GET", "/v1/status", &[], timeout);
+        }
+    };
     between();
-    let (put_lat, put_errors, put_wall, put_msgs) = phase(a.keys, a.concurrency, "put", |i| {
-        let node = &state.nodes[plan[i].0];
-        let path = format!("/v1/kv/{}?consistency={q}", key(i));
-        let r = http::request(&node.api, "PUT", &path, &value(i, a.value_size), timeout)?;
-        if r.status != 200 {
-            bail!(
-                "PUT on node {}: HTTP {}: {}",
-                node.index,
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
-        }
-        Ok(())
-    });
+    let (put_lat, put_errors, put_wall, put_msgs) =
+        phase(a.keys, a.concurrency, "put", &warm, |i| {
+            let node = &state.nodes[plan[i].0];
+            let path = format!("/v1/kv/{}?consistency={q}", key(i));
+            let r = http::request_kept(&node.api, "PUT", &path, &value(i, a.value_size), timeout)?;
+            if r.status != 200 {
+                bail!(
+                    "PUT on node {}: HTTP {}: {}",
+                    node.index,
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                );
+            }
+            Ok(())
+        });
     between();
-    let (get_lat, get_errors, get_wall, get_msgs) = phase(a.keys, a.concurrency, "get", |i| {
-        let node = &state.nodes[plan[i].1];
-        let path = format!("/v1/kv/{}?consistency={q}", key(i));
-        let r = http::request(&node.api, "GET", &path, &[], timeout)?;
-        if r.status != 200 {
-            bail!(
-                "GET on node {}: HTTP {}: {}",
-                node.index,
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
-        }
-        if r.body != value(i, a.value_size) {
-            bail!("GET on node {}: wrong value for {}", node.index, key(i));
-        }
-        Ok(())
-    });
+    let (get_lat, get_errors, get_wall, get_msgs) =
+        phase(a.keys, a.concurrency, "get", &warm, |i| {
+            let node = &state.nodes[plan[i].1];
+            let path = format!("/v1/kv/{}?consistency={q}", key(i));
+            let r = http::request_kept(&node.api, "GET", &path, &[], timeout)?;
+            if r.status != 200 {
+                bail!(
+                    "GET on node {}: HTTP {}: {}",
+                    node.index,
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                );
+            }
+            if r.body != value(i, a.value_size) {
+                bail!("GET on node {}: wrong value for {}", node.index, key(i));
+            }
+            Ok(())
+        });
     between();
     for (what, msgs) in [("put", &put_msgs), ("get", &get_msgs)] {
         for m in msgs.iter().take(5) {

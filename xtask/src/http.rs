@@ -1,10 +1,14 @@
 //! A tiny blocking HTTP/1.1 client over [`TcpStream`], enough to talk to a node's API.
 //!
-//! One request per connection (`Connection: close`): the response ends at end of stream, so
-//! only `Content-Length` and chunked bodies need parsing. This keeps the xtask free of an HTTP
+//! [`request`] sends one request per connection (`Connection: close`). The load generators use
+//! [`request_kept`], which keeps one connection per thread and node open (HTTP/1.1 keep-alive),
+//! as wrk and real clients do, so a benchmark times the request, not a TCP handshake. Only
+//! `Content-Length` and chunked bodies are understood. This keeps the xtask free of an HTTP
 //! client dependency; it is not a general-purpose client.
 
-use std::io::{Read as _, Write as _};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs as _};
 use std::time::Duration;
 
@@ -58,16 +62,7 @@ pub(crate) fn request(
     body: &[u8],
     timeout: Duration,
 ) -> anyhow::Result<Response> {
-    let sock = addr
-        .to_socket_addrs()
-        .with_context(|| format!("bad API address {addr:?}"))?
-        .next()
-        .with_context(|| format!("API address {addr:?} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&sock, timeout)
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
+    let mut stream = connect(addr, timeout)?;
     let extra = format!("Content-Length: {}\r\nConnection: close\r\n", body.len());
     let mut req = head(method, path, addr, &extra).into_bytes();
     req.extend_from_slice(body);
@@ -79,6 +74,179 @@ pub(crate) fn request(
         .read_to_end(&mut raw)
         .with_context(|| format!("no complete answer to {method} {path} from {addr}"))?;
     parse_response(&raw).with_context(|| format!("bad answer to {method} {path} from {addr}"))
+}
+
+thread_local! {
+    /// This thread's open connections, by API address.
+    static KEPT: RefCell<HashMap<String, BufReader<TcpStream>>> = RefCell::new(HashMap::new());
+}
+
+/// Like [`request`], on a connection this thread keeps open to `addr` between calls. A kept
+/// connection the node closed meanwhile is replaced, and the request sent again, only when
+/// nothing of the answer came back.
+pub(crate) fn request_kept(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<Response> {
+    let kept = KEPT.with(|k| k.borrow_mut().remove(addr));
+    let reused = kept.is_some();
+    let conn = match kept {
+        Some(conn) => conn,
+        None => BufReader::new(connect(addr, timeout)?),
+    };
+    match exchange(conn, addr, method, path, body) {
+        Ok((response, conn)) => {
+            if let Some(conn) = conn {
+                KEPT.with(|k| k.borrow_mut().insert(addr.to_string(), conn));
+            }
+            Ok(response)
+        }
+        Err(Exchange::Unanswered(_)) if reused => {
+            let conn = BufReader::new(connect(addr, timeout)?);
+            let (response, conn) =
+                exchange(conn, addr, method, path, body).map_err(Exchange::into_error)?;
+            if let Some(conn) = conn {
+                KEPT.with(|k| k.borrow_mut().insert(addr.to_string(), conn));
+            }
+            Ok(response)
+        }
+        Err(e) => Err(e.into_error()),
+    }
+}
+
+fn connect(addr: &str, timeout: Duration) -> anyhow::Result<TcpStream> {
+    let sock = addr
+        .to_socket_addrs()
+        .with_context(|| format!("bad API address {addr:?}"))?
+        .next()
+        .with_context(|| format!("API address {addr:?} resolves to nothing"))?;
+    let stream = TcpStream::connect_timeout(&sock, timeout)
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// How a request on a kept connection failed.
+enum Exchange {
+    /// Not a byte of the answer arrived: sending it again on a new connection is safe.
+    Unanswered(anyhow::Error),
+    /// Part of an answer arrived, or it was malformed.
+    Failed(anyhow::Error),
+}
+
+impl Exchange {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Exchange::Unanswered(e) | Exchange::Failed(e) => e,
+        }
+    }
+}
+
+/// Sends one request on `conn` and reads its answer; gives the connection back unless the node
+/// said it closes it.
+fn exchange(
+    mut conn: BufReader<TcpStream>,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(Response, Option<BufReader<TcpStream>>), Exchange> {
+    let extra = format!("Content-Length: {}\r\n", body.len());
+    let mut req = head(method, path, addr, &extra).into_bytes();
+    req.extend_from_slice(body);
+    conn.get_mut().write_all(&req).map_err(|e| {
+        Exchange::Unanswered(anyhow::anyhow!(
+            "cannot send {method} {path} to {addr}: {e}"
+        ))
+    })?;
+    match conn.fill_buf() {
+        Ok([]) => {
+            return Err(Exchange::Unanswered(anyhow::anyhow!(
+                "{addr} closed the connection before answering {method} {path}"
+            )));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(Exchange::Unanswered(anyhow::anyhow!(
+                "no answer to {method} {path} from {addr}: {e}"
+            )));
+        }
+    }
+    let (raw, close) = read_response(&mut conn).map_err(|e| {
+        Exchange::Failed(e.context(format!("bad answer to {method} {path} from {addr}")))
+    })?;
+    let response = parse_response(&raw).map_err(|e| {
+        Exchange::Failed(e.context(format!("bad answer to {method} {path} from {addr}")))
+    })?;
+    Ok((response, (!close).then_some(conn)))
+}
+
+/// Reads exactly one response from `r` (which may hold the next ones after it); returns its
+/// bytes and whether the server closes the connection after it.
+fn read_response(r: &mut impl BufRead) -> anyhow::Result<(Vec<u8>, bool)> {
+    let mut raw = Vec::new();
+    let mut length = None;
+    let mut chunked = false;
+    let mut close = false;
+    loop {
+        let start = raw.len();
+        if r.read_until(b'\n', &mut raw)? == 0 {
+            bail!("connection closed in the headers");
+        }
+        let line = std::str::from_utf8(&raw[start..]).context("headers are not UTF-8")?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .with_context(|| format!("bad Content-Length {value:?}"))?,
+                );
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.to_ascii_lowercase().contains("chunked");
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.eq_ignore_ascii_case("close");
+            }
+        }
+    }
+    if chunked {
+        loop {
+            let start = raw.len();
+            if r.read_until(b'\n', &mut raw)? == 0 {
+                bail!("connection closed in a chunk size");
+            }
+            let line = std::str::from_utf8(&raw[start..]).context("chunk size is not UTF-8")?;
+            let size_hex = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .with_context(|| format!("bad chunk size {size_hex:?}"))?;
+            // The chunk and its CRLF (the last chunk has no data, then the final CRLF).
+            let mut chunk = vec![0; size + 2];
+            r.read_exact(&mut chunk).context("chunk cut short")?;
+            raw.extend_from_slice(&chunk);
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        let Some(n) = length else {
+            // No length: the body runs to the end of the stream.
+            r.read_to_end(&mut raw)?;
+            return Ok((raw, true));
+        };
+        let mut body = vec![0; n];
+        r.read_exact(&mut body).context("body cut short")?;
+        raw.extend_from_slice(&body);
+    }
+    Ok((raw, close))
 }
 
 /// `GET path`.
@@ -184,6 +352,29 @@ mod tests {
         let r = parse_response(b"HTTP/1.0 503 Service Unavailable\r\n\r\nbusy").unwrap();
         assert_eq!(r.status, 503);
         assert_eq!(r.body, b"busy");
+    }
+
+    #[test]
+    fn a_kept_connection_reads_one_response_at_a_time() {
+        let raw: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello\
+            HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+            HTTP/1.1 503 Busy\r\nconnection: close\r\ncontent-length: 0\r\n\r\n\
+            HTTP/1.0 200 OK\r\n\r\nrest";
+        let mut r = std::io::Cursor::new(raw);
+        let (first, close) = read_response(&mut r).unwrap();
+        assert!(!close);
+        assert_eq!(parse_response(&first).unwrap().body, b"hello");
+        let (second, close) = read_response(&mut r).unwrap();
+        assert!(!close);
+        let second = parse_response(&second).unwrap();
+        assert_eq!((second.status, second.body.as_slice()), (404, &b"abc"[..]));
+        let (third, close) = read_response(&mut r).unwrap();
+        assert!(close, "the node said it closes the connection");
+        assert_eq!(parse_response(&third).unwrap().status, 503);
+        let (fourth, close) = read_response(&mut r).unwrap();
+        assert!(close, "a body without a length ends the connection");
+        assert_eq!(parse_response(&fourth).unwrap().body, b"rest");
+        assert!(read_response(&mut r).is_err(), "nothing left");
     }
 
     #[test]

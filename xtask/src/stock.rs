@@ -4,7 +4,8 @@
 //! printed side by side.
 //!
 //! The two sides are measured differently, and the table says so: bavard through its HTTP API
-//! (a new TCP connection per request, the KV store at `--consistency`), the stock network in
+//! (one kept-alive connection per load thread and node, opened before the clock starts; the KV
+//! store at `--consistency`), the stock network in
 //! process at the API call (`put_record` with `Quorum::One`, `get_record` until the first record
 //! from another peer), which favours the stock side slightly.
 
@@ -132,7 +133,8 @@ fn parse_stock(stdout: &str) -> anyhow::Result<StockReport> {
 fn notes(a: &DhtArgs) -> Vec<String> {
     vec![
         format!(
-            "bavard: through its HTTP API (a new TCP connection per request) into the KV store at \
+            "bavard: through its HTTP API (each load thread keeps a connection to each node, opened \
+             before the clock starts) into the KV store at \
              {}: its N = 3 replicas placed from the converged membership (no lookup, see \
              lookups/op), then written or read over the replica protocol",
             a.consistency

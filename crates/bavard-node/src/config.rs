@@ -163,6 +163,14 @@ impl NodeConfig {
                 "replication.max_batch_records and max_digest_entries must be at least 1"
             );
         }
+        if let Some(ms) = rc.speculative_read_ms
+            && !(ms.is_finite() && ms >= 0.0)
+        {
+            anyhow::bail!(
+                "replication.speculative_read_ms must be a number of milliseconds, 0 or more; \
+                 got {ms}"
+            );
+        }
         if rc.background_threads == 0 || rc.background_threads > 64 {
             anyhow::bail!(
                 "replication.background_threads must be between 1 and 64, got {}",
@@ -300,6 +308,13 @@ pub struct ReplicationConfig {
     pub rehome_interval_secs: f64,
     /// Send the newest version to replicas that answered a read with an older one.
     pub read_repair: bool,
+    /// A read asks only as many replicas as its consistency level needs (this node first when
+    /// it is one), and asks the others if they have not all answered after this many
+    /// milliseconds, or at once when one fails. Unset (the default): adapt to the answers seen
+    /// (their smoothed mean plus four deviations, at least 1 ms, at most the request timeout;
+    /// 100 ms before the first answer). 0: ask every replica at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speculative_read_ms: Option<f64>,
     /// Tombstones are purged this long after the delete. Must exceed the anti-entropy cycle plus
     /// the longest outage a replica may have, or a deleted value can come back.
     pub tombstone_grace_secs: f64,
@@ -328,6 +343,7 @@ impl Default for ReplicationConfig {
             hint_delivery_interval_secs: 5.0,
             rehome_interval_secs: 30.0,
             read_repair: true,
+            speculative_read_ms: None,
             tombstone_grace_secs: 10.0 * 24.0 * 3600.0,
             max_idle_streams_per_peer: 32,
             idle_stream_secs: 10.0,
@@ -587,5 +603,38 @@ pub fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
     } else {
         Duration::ZERO
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_speculation(line: &str) -> anyhow::Result<NodeConfig> {
+        let c: NodeConfig = toml::from_str(&format!("[replication]\n{line}\n"))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_speculation_delay_is_adaptive_unless_set_and_never_negative() {
+        let adaptive = with_speculation("").unwrap();
+        assert_eq!(adaptive.replication.speculative_read_ms, None);
+        // Unset stays unset through a round trip (`bavard config` prints it back).
+        let printed = toml::to_string(&adaptive).unwrap();
+        assert!(!printed.contains("speculative_read_ms"), "{printed}");
+        let again: NodeConfig = toml::from_str(&printed).unwrap();
+        assert_eq!(again.replication.speculative_read_ms, None);
+
+        let fixed = with_speculation("speculative_read_ms = 2.5").unwrap();
+        assert_eq!(fixed.replication.speculative_read_ms, Some(2.5));
+        assert!(with_speculation("speculative_read_ms = 0").is_ok());
+        for bad in ["-1.0", "nan", "inf"] {
+            let err = with_speculation(&format!("speculative_read_ms = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("speculative_read_ms"), "{bad}: {err}");
+        }
+        assert!(with_speculation("speculative_read_ms = \"fast\"").is_err());
     }
 }

@@ -164,6 +164,9 @@ pub struct Metrics {
     pub quorum_failures: Counter,
     /// Replicas sent a newer version after a read.
     pub read_repairs: Counter,
+    /// Reads that asked more replicas than their consistency level needs, because the first
+    /// ones were slow or failed (see `[replication] speculative_read_ms`).
+    pub read_speculations: Counter,
     /// KV writes of a value above the inline limit (stored as a blob), coordinated here.
     pub kv_large_writes: Counter,
     /// KV reads answered with a value stored as a blob, coordinated here.
@@ -241,6 +244,7 @@ impl Metrics {
             records_rehomed: Counter::default(),
             quorum_failures: Counter::default(),
             read_repairs: Counter::default(),
+            read_speculations: Counter::default(),
             kv_large_writes: Counter::default(),
             kv_large_reads: Counter::default(),
             kv_blob_fetches: Counter::default(),
@@ -339,6 +343,11 @@ impl Metrics {
             "read_repairs",
             "Replicas repaired after a read",
             m.read_repairs.clone(),
+        );
+        registry.register(
+            "read_speculations",
+            "Reads that asked more replicas than their consistency level needs",
+            m.read_speculations.clone(),
         );
         registry.register(
             "kv_large_writes",

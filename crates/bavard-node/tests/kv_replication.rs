@@ -643,6 +643,74 @@ async fn quorums_ride_out_injected_delay_and_a_peer_that_loses_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_asks_another_replica_instead_of_waiting_for_a_slow_one() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path()).await;
+    // Keys node 0 does not replicate and node 1 replicates first: a quorum read through node 0
+    // asks node 1 and the next replica first.
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("slow-{i}"))
+        .filter(|k| {
+            let r = c.replicas(k.as_bytes());
+            r[0] == 1 && !r.contains(&0)
+        })
+        .take(3)
+        .collect();
+    for key in &keys {
+        put(c.node(2), key, "v").await.expect("quorum write");
+    }
+    // Node 0 comes back with every request to node 1 held for a minute, and a request timeout
+    // of 30 s: a read that waited for node 1 would take 30 s.
+    c.kill(0).await;
+    let mut cfg = kv_config(&c.dirs[0], None);
+    cfg.kad.request_timeout_secs = 30.0;
+    cfg.fault_injection.enabled = true;
+    cfg.fault_injection.peers.insert(
+        c.ids[1].to_string(),
+        bavard_node::fault::PeerFault {
+            delay_ms: Some(60_000),
+            ..Default::default()
+        },
+    );
+    let node = Node::start(cfg).await.unwrap();
+    for j in 2..N {
+        node.dial(p2p_addr(c.node(j))).unwrap();
+    }
+    c.nodes[0] = Some(node);
+    let reader = c.node(0).clone();
+    eventually("node 0 rejoins", Duration::from_secs(30), || {
+        let reader = reader.clone();
+        async move { reader.status().members_alive >= N }
+    })
+    .await;
+    for key in &keys {
+        // 100 ms before the first answer, then the answers' mean plus four deviations: far
+        // below this bound, which only tells a read that asked another replica from one that
+        // waited out the request timeout.
+        let got = tokio::time::timeout(
+            Duration::from_secs(15),
+            reader.get(key.as_bytes(), quorum()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the read of {key} waited for the slow replica"))
+        .unwrap();
+        assert_eq!(got.map(|r| r.value), Some(b"v".to_vec()));
+    }
+    let speculations = reader
+        .metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("bavard_read_speculations_total "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        speculations >= keys.len() as f64,
+        "each read asked the third replica: {speculations}"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_never_issues_versions_below_those_it_issued_before() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();

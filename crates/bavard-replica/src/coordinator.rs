@@ -11,10 +11,14 @@
 //!   two other replicas until the hint is handed over: R + W > N no longer makes quorum reads
 //!   see quorum writes. Fails with [`QuorumError`] as soon as fewer than W replicas can still
 //!   hold it; the hints are still handed out, so the write reaches every replica later.
-//! - [`Read`]: asks the N preferred replicas and succeeds with the newest version (tombstones
-//!   included) once R answered. Then it waits for the stragglers (at most `repair_wait`) and
-//!   sends the newest version to every replica that answered with an older one or none (read
-//!   repair).
+//! - [`Read`]: asks R of the N preferred replicas (in the order given, so a coordinator that is
+//!   a replica puts itself first and reads locally) and succeeds with the newest version
+//!   (tombstones included) once R answered. A replica that fails is replaced by the next one at
+//!   once; if no result came within [`ReadOptions::speculate_after`], every replica not asked
+//!   yet is asked too (Cassandra's *speculative retry*; `Duration::ZERO` asks all N at once, as
+//!   Dynamo does). Then it waits for the stragglers (at most `repair_wait`) and sends the newest
+//!   version to every replica that answered with an older one or none (read repair). A replica
+//!   that was never asked is not repaired by the read: anti-entropy brings it up to date.
 //!
 //! Both keep running after their result is known (the remaining replicas still get the write;
 //! stragglers are still repaired): a driver reports the result at once and keeps driving until
@@ -322,6 +326,65 @@ impl<P: Clone + PartialEq> Coordination<P> for Write<P> {
     }
 }
 
+/// How a [`Read`] asks, waits and repairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// How long a replica has to answer.
+    pub timeout: Duration,
+    /// Whether replicas that answered with an older version (or none) are sent the newest.
+    pub read_repair: bool,
+    /// How long after the result the repair waits for the stragglers.
+    pub repair_wait: Duration,
+    /// How long to wait for the result before asking the replicas not asked yet;
+    /// `Duration::ZERO` asks every preferred replica at once.
+    pub speculate_after: Duration,
+}
+
+/// How long replicas take to answer a read, estimated from the answers seen: the
+/// retransmission-timer estimator of RFC 6298 (a smoothed mean plus four smoothed mean
+/// deviations), which sits near the high percentiles without keeping a histogram. A coordinator
+/// asks the replicas it did not ask first once a read has waited that long
+/// ([`ReadOptions::speculate_after`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnswerTime {
+    /// Smoothed mean and mean deviation, in seconds; `None` before the first answer.
+    estimate: Option<(f64, f64)>,
+}
+
+impl AnswerTime {
+    /// Counts one answer that took `took`.
+    pub fn observe(&mut self, took: Duration) {
+        let r = took.as_secs_f64();
+        self.estimate = Some(match self.estimate {
+            None => (r, r / 2.0),
+            Some((mean, dev)) => (
+                0.875 * mean + 0.125 * r,
+                0.75 * dev + 0.25 * (mean - r).abs(),
+            ),
+        });
+    }
+
+    /// The shortest delay [`AnswerTime::speculate_after`] gives: answers faster than a
+    /// millisecond are not worth a second request.
+    pub const FLOOR: Duration = Duration::from_millis(1);
+
+    /// The delay before the first answer was seen (RFC 6298 starts at 1 s; replicas are
+    /// asked far more often than a TCP connection opens, so a first read that was unlucky
+    /// costs less than a second of waiting).
+    pub const INITIAL: Duration = Duration::from_millis(100);
+
+    /// Mean plus four deviations, at least [`AnswerTime::FLOOR`] and at most `ceiling`;
+    /// [`AnswerTime::INITIAL`] (at most `ceiling`) before any answer.
+    pub fn speculate_after(&self, ceiling: Duration) -> Duration {
+        let Some((mean, dev)) = self.estimate else {
+            return Self::INITIAL.min(ceiling);
+        };
+        Duration::try_from_secs_f64(mean + 4.0 * dev)
+            .unwrap_or(ceiling)
+            .clamp(Self::FLOOR, ceiling.max(Self::FLOOR))
+    }
+}
+
 /// A read coordinated against a preference list (see the module docs).
 #[derive(Debug)]
 pub struct Read<P> {
@@ -330,6 +393,11 @@ pub struct Read<P> {
     timeout: Duration,
     read_repair: bool,
     repair_wait: Duration,
+    /// Preferred replicas not asked yet, in preference order.
+    spare: VecDeque<P>,
+    /// When the spares are asked if the result is still unknown.
+    speculate_at: Option<Instant>,
+    speculated: bool,
     fetches: Flight<P>,
     repairs: Flight<P>,
     outbox: VecDeque<Outgoing<P>>,
@@ -341,24 +409,26 @@ pub struct Read<P> {
 }
 
 impl<P: Clone + PartialEq> Read<P> {
-    /// A read of `key` from `preferred`, succeeding once `required` answered. With
-    /// `read_repair`, stale replicas are sent the newest version once every replica answered or
-    /// `repair_wait` after the result, whichever comes first.
+    /// A read of `key` from `preferred` (in preference order), succeeding once `required`
+    /// answered. With `read_repair`, stale replicas are sent the newest version once every
+    /// replica asked answered or `repair_wait` after the result, whichever comes first.
     pub fn new(
         key: Vec<u8>,
         preferred: Vec<P>,
         required: usize,
         now: Instant,
-        timeout: Duration,
-        read_repair: bool,
-        repair_wait: Duration,
+        options: ReadOptions,
     ) -> Self {
+        let required = required.max(1);
         let mut r = Self {
             key,
-            required: required.max(1),
-            timeout,
-            read_repair,
-            repair_wait,
+            required,
+            timeout: options.timeout,
+            read_repair: options.read_repair,
+            repair_wait: options.repair_wait,
+            spare: preferred.into(),
+            speculate_at: None,
+            speculated: false,
             fetches: Flight::new(),
             repairs: Flight::new(),
             outbox: VecDeque::new(),
@@ -367,18 +437,41 @@ impl<P: Clone + PartialEq> Read<P> {
             repair_due: None,
             repaired: 0,
         };
-        for to in preferred {
-            let id = r.fetches.start(to.clone(), now + timeout);
-            r.outbox.push_back(Outgoing {
-                id,
-                to,
-                request: Request::Fetch {
-                    keys: vec![r.key.clone()],
-                },
-            });
+        if options.speculate_after.is_zero() {
+            r.ask(now, usize::MAX);
+        } else {
+            r.ask(now, required);
+            if !r.spare.is_empty() {
+                r.speculate_at = Some(now + options.speculate_after);
+            }
         }
         r.decide(now);
         r
+    }
+
+    /// Asks up to `n` more replicas, in preference order.
+    fn ask(&mut self, now: Instant, n: usize) {
+        for _ in 0..n {
+            let Some(to) = self.spare.pop_front() else {
+                break;
+            };
+            let id = self.fetches.start(to.clone(), now + self.timeout);
+            self.outbox.push_back(Outgoing {
+                id,
+                to,
+                request: Request::Fetch {
+                    keys: vec![self.key.clone()],
+                },
+            });
+        }
+        if self.spare.is_empty() {
+            self.speculate_at = None;
+        }
+    }
+
+    /// Replicas asked because the first ones were slow or failed (speculative retries).
+    pub fn speculated(&self) -> bool {
+        self.speculated
     }
 
     /// `Some(Ok(newest))` once `required` replicas answered (`newest` is `None` when none of
@@ -403,17 +496,29 @@ impl<P: Clone + PartialEq> Read<P> {
 
     fn decide(&mut self, now: Instant) {
         if self.result.is_none() {
+            if let Some(at) = self.speculate_at
+                && now >= at
+            {
+                self.speculated = true;
+                self.ask(now, usize::MAX);
+            }
             if self.answers.len() >= self.required {
+                self.speculate_at = None;
                 let newest = self.newest();
                 if self.read_repair && newest.is_some() {
                     self.repair_due = Some(now + self.repair_wait);
                 }
                 self.result = Some(Ok(newest));
             } else if self.fetches.is_empty() {
-                self.result = Some(Err(QuorumError {
-                    answered: self.answers.len(),
-                    required: self.required,
-                }));
+                if self.spare.is_empty() {
+                    self.result = Some(Err(QuorumError {
+                        answered: self.answers.len(),
+                        required: self.required,
+                    }));
+                } else {
+                    let missing = self.required - self.answers.len();
+                    self.ask(now, missing);
+                }
             }
         }
         if let Some(due) = self.repair_due
@@ -450,6 +555,16 @@ impl<P: Clone + PartialEq> Read<P> {
     }
 }
 
+impl<P: Clone + PartialEq> Read<P> {
+    /// Asks a spare replica for each of `failed` fetches, while the result is unknown.
+    fn replace_failed(&mut self, now: Instant, failed: usize) {
+        if self.result.is_none() && failed > 0 && !self.spare.is_empty() {
+            self.speculated = true;
+            self.ask(now, failed);
+        }
+    }
+}
+
 impl<P: Clone + PartialEq> Coordination<P> for Read<P> {
     fn poll_send(&mut self) -> Option<Outgoing<P>> {
         self.outbox.pop_front()
@@ -475,12 +590,15 @@ impl<P: Clone + PartialEq> Coordination<P> for Read<P> {
             if self.result.is_none() || self.repair_due.is_some() {
                 self.answers.push((from, found));
             }
+        } else {
+            self.replace_failed(now, 1);
         }
         self.decide(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        self.fetches.expired(now);
+        let expired = self.fetches.expired(now).len();
+        self.replace_failed(now, expired);
         self.repairs.expired(now);
         self.decide(now);
     }
@@ -490,6 +608,7 @@ impl<P: Clone + PartialEq> Coordination<P> for Read<P> {
             self.fetches.next_deadline(),
             self.repairs.next_deadline(),
             self.repair_due,
+            self.speculate_at,
         ]
         .into_iter()
         .flatten()

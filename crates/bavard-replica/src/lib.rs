@@ -33,7 +33,9 @@ mod placement;
 mod protocol;
 pub mod sync;
 
-pub use coordinator::{Coordination, Outgoing, QuorumError, Read, RequestId, Write};
+pub use coordinator::{
+    AnswerTime, Coordination, Outgoing, QuorumError, Read, ReadOptions, RequestId, Write,
+};
 pub use handoff::{HandoffPolicy, HintBatch};
 pub use leafmap::LeafMap;
 pub use leafset::{LEAF_SET_BYTES, LeafSet, LeafSetSizeError};

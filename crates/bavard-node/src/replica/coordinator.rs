@@ -4,10 +4,10 @@
 //! hint and what to repair; this module only sends, serves its own share locally, and sleeps
 //! until the core's next deadline.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bavard_replica::{
-    Coordination, Failure, Outgoing, QuorumError, Read, Request, Response, Write,
+    Coordination, Failure, Outgoing, QuorumError, Read, ReadOptions, Request, Response, Write,
 };
 use bavard_routing::Key;
 use bavard_store::{Record, RecordStore as _};
@@ -150,29 +150,51 @@ impl Replica {
         let required = consistency.required(self.ctx.config.kad.replication_factor);
         let stages = &self.ctx.metrics.stages;
         let started = Instant::now();
-        let (preferred, _) = self.place(key).await?;
+        let (mut preferred, _) = self.place(key).await?;
         stages.since(Stage::place, started);
         let started = Instant::now();
-        let read = Read::new(
-            key.to_vec(),
-            preferred,
-            required,
-            Instant::now(),
-            self.ctx.config.kad.request_timeout(),
-            self.ctx.config.replication.read_repair,
-            self.repair_wait(),
-        );
-        let result = self
+        // This node reads its own replica first: no round trip.
+        if let Some(me) = preferred.iter().position(|p| *p == self.ctx.peer_id) {
+            preferred[..=me].rotate_right(1);
+        }
+        let options = ReadOptions {
+            timeout: self.ctx.config.kad.request_timeout(),
+            read_repair: self.ctx.config.replication.read_repair,
+            repair_wait: self.repair_wait(),
+            speculate_after: self.speculate_after(),
+        };
+        let read = Read::new(key.to_vec(), preferred, required, Instant::now(), options);
+        let (result, speculated) = self
             .coordinate(
                 read,
-                |r| r.result().cloned(),
+                // Whether it asked more replicas is known once it has a result.
+                |r| r.result().cloned().map(|result| (result, r.speculated())),
                 |replica, r| {
                     replica.ctx.metrics.read_repairs.inc_by(r.repaired() as u64);
                 },
             )
             .await?;
+        if speculated {
+            self.ctx.metrics.read_speculations.inc();
+        }
         stages.since(Stage::coordinate_get, started);
         result.map_err(|e| self.unavailable(e))
+    }
+
+    /// How long a read waits for its first replicas before asking the others (see
+    /// `[replication] speculative_read_ms`).
+    fn speculate_after(&self) -> Duration {
+        let timeout = self.ctx.config.kad.request_timeout();
+        match self.ctx.config.replication.speculative_read_ms {
+            Some(ms) => {
+                Duration::try_from_secs_f64(ms / 1000.0).map_or(timeout, |d| d.min(timeout))
+            }
+            None => self
+                .answer_time
+                .lock()
+                .expect("answer time lock")
+                .speculate_after(timeout),
+        }
     }
 
     fn unavailable(&self, e: QuorumError) -> NodeError {
@@ -248,6 +270,16 @@ impl Replica {
     ) -> (bavard_replica::RequestId, Result<Response, Failure>) {
         let answer = if out.to == self.ctx.peer_id {
             self.serve_locally(out.request).await
+        } else if matches!(out.request, Request::Fetch { .. }) {
+            let sent = Instant::now();
+            let answer = self.call(out.to, out.request).await;
+            if answer.is_ok() {
+                self.answer_time
+                    .lock()
+                    .expect("answer time lock")
+                    .observe(sent.elapsed());
+            }
+            answer
         } else {
             self.call(out.to, out.request).await
         };

@@ -6,9 +6,10 @@
 //!   membership knows other members, the closest peers a lookup finds merged with the routing
 //!   table and this node.
 //! - **Coordination.** The node a client talks to coordinates: a write goes to all N and is
-//!   acknowledged once W answered that it is on disk; a read asks the N and returns the newest
-//!   version once R answered. W and R come from the consistency level (`one`, `quorum` =
-//!   ⌊N/2⌋+1, `all`). Too few answers within the request timeout is an error naming how many
+//!   acknowledged once W answered that it is on disk; a read asks R of the N (itself first when
+//!   it is one), the others too when one fails or the answers are late (speculative retry,
+//!   `[replication] speculative_read_ms`), and returns the newest version once R answered. W
+//!   and R come from the consistency level (`one`, `quorum` = ⌊N/2⌋+1, `all`). Too few answers within the request timeout is an error naming how many
 //!   answered, never a hang.
 //! - **Sloppy quorum and hinted handoff.** A preference-list node that does not answer a write
 //!   is replaced by the next live node beyond the list, which stores the record as a durable hint

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     /// Low-priority threads for anti-entropy's CPU work (see [`crate::background`]).
     pub(crate) background: crate::background::Background,
     placement: super::PlacementCache,
+    /// How long replicas take to answer this node's reads (when a read asks the others).
+    pub(crate) answer_time: std::sync::Mutex<bavard_replica::AnswerTime>,
     /// The blob service: large values live in blobs (see [`super::large`]).
     pub(crate) blobs: crate::blobs::Blobs,
     /// Which blobs this node's records and hints reference.
@@ -101,6 +103,7 @@ impl Replica {
             hints,
             sync: SyncState::default(),
             placement: super::PlacementCache::default(),
+            answer_time: std::sync::Mutex::default(),
             ctx,
             kad,
             storage,

@@ -43,8 +43,8 @@ use bavard_replica::paxos::{
 };
 use bavard_replica::sync::record_size;
 use bavard_replica::{
-    Coordination, Failure, HandoffPolicy, Initiator, Placement, Read, Request, RequestId, Response,
-    Step, StoreOutcome, SyncConfig, Write, answer,
+    AnswerTime, Coordination, Failure, HandoffPolicy, Initiator, Placement, Read, ReadOptions,
+    Request, RequestId, Response, Step, StoreOutcome, SyncConfig, Write, answer,
 };
 use bavard_routing::Key;
 use bavard_store::{
@@ -318,6 +318,8 @@ enum Call {
     Op {
         op: u64,
         id: RequestId,
+        /// When a read's fetch went out (its answer time feeds the speculation delay).
+        fetch_sent: Option<Instant>,
     },
     Sync {
         deadline: Instant,
@@ -382,6 +384,8 @@ pub(crate) struct KvNode {
     ops: BTreeMap<u64, Op>,
     cas_ops: BTreeMap<u64, CasOp>,
     calls: HashMap<u64, Call>,
+    /// How long replicas take to answer this node's reads (when to speculate).
+    answer_time: AnswerTime,
     next_tag: u64,
     ae: AntiEntropy,
     next_handoff: Instant,
@@ -432,6 +436,7 @@ impl KvNode {
             ae,
             next_handoff,
             handing: BTreeSet::new(),
+            answer_time: AnswerTime::default(),
             unflushed: VecDeque::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -556,9 +561,13 @@ impl KvNode {
                 } else {
                     (preferred, required)
                 };
-                Coord::Read(Read::new(
-                    key, preferred, required, now, timeout, true, timeout,
-                ))
+                let options = ReadOptions {
+                    timeout,
+                    read_repair: true,
+                    repair_wait: timeout,
+                    speculate_after: self.answer_time.speculate_after(timeout),
+                };
+                Coord::Read(Read::new(key, preferred, required, now, options))
             }
             ClientOp::Put { value, .. } => {
                 let version = self.stamp(now);
@@ -756,7 +765,15 @@ impl KvNode {
             } else {
                 let tag = self.tag();
                 o.tags.push(tag);
-                self.calls.insert(tag, Call::Op { op, id: out.id });
+                let fetch_sent = matches!(out.request, Request::Fetch { .. }).then_some(now);
+                self.calls.insert(
+                    tag,
+                    Call::Op {
+                        op,
+                        id: out.id,
+                        fetch_sent,
+                    },
+                );
                 self.stats.op_msgs += 1;
                 self.outbox.push_back((
                     out.to,
@@ -1192,7 +1209,13 @@ impl KvNode {
 
     fn answered(&mut self, now: Instant, call: Call, answer: Result<Response, Failure>) {
         match call {
-            Call::Op { op, id } => {
+            Call::Op { op, id, fetch_sent } => {
+                if let Some(sent) = fetch_sent
+                    && answer.is_ok()
+                {
+                    self.answer_time
+                        .observe(now.saturating_duration_since(sent));
+                }
                 if let Some(o) = self.ops.get_mut(&op) {
                     o.coord.c().handle_response(now, id, answer);
                     self.pump(now, op);
