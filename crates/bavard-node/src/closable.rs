@@ -109,6 +109,12 @@ impl RecordStore for Closable {
     fn remove_batch(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
         self.with(|s| s.remove_batch(keys))
     }
+    fn remove_unchanged(
+        &self,
+        expected: &[(Vec<u8>, bavard_store::Version)],
+    ) -> Result<usize, StoreError> {
+        self.with(|s| s.remove_unchanged(expected))
+    }
     fn leaf_digests(&self) -> Result<Vec<LeafDigest>, StoreError> {
         self.with(|s| s.leaf_digests())
     }

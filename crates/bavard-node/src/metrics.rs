@@ -160,6 +160,9 @@ pub struct Metrics {
     /// Records this node held without replicating them, written to their replicas at quorum
     /// after its membership grew (see `crate::replica::rehome`).
     pub records_rehomed: Counter,
+    /// This node's copies of rehomed records, dropped once a quorum of their replicas held
+    /// them (unchanged since they were sent).
+    pub rehomed_copies_dropped: Counter,
     /// Reads or writes that did not reach their consistency level.
     pub quorum_failures: Counter,
     /// Replicas sent a newer version after a read.
@@ -242,6 +245,7 @@ impl Metrics {
             hints_handed: Counter::default(),
             hints_delivered: Counter::default(),
             records_rehomed: Counter::default(),
+            rehomed_copies_dropped: Counter::default(),
             quorum_failures: Counter::default(),
             read_repairs: Counter::default(),
             read_speculations: Counter::default(),
@@ -333,6 +337,11 @@ impl Metrics {
             "records_rehomed",
             "Records held by a non-replica, written to their replicas after the membership grew",
             m.records_rehomed.clone(),
+        );
+        registry.register(
+            "rehomed_copies_dropped",
+            "Copies of rehomed records this node dropped once their replicas held them",
+            m.rehomed_copies_dropped.clone(),
         );
         registry.register(
             "quorum_failures",

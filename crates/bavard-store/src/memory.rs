@@ -15,6 +15,7 @@ use crate::merge::plan_batch;
 use crate::provider::ProviderRecord;
 use crate::record::Record;
 use crate::store::{ExpireStats, PaxosRow, PutOutcome, RecordStore, StoreStats};
+use crate::version::Version;
 
 /// An in-memory [`RecordStore`]. Same semantics and limits as [`crate::RedbStore`], no
 /// durability.
@@ -135,6 +136,20 @@ impl RecordStore for MemoryStore {
     fn remove_batch(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         Ok(keys.iter().filter(|k| inner.remove_record(k)).count())
+    }
+
+    fn remove_unchanged(&self, expected: &[(Vec<u8>, Version)]) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        Ok(expected
+            .iter()
+            .filter(|(key, version)| {
+                inner
+                    .records
+                    .get(key)
+                    .is_some_and(|r| r.version == *version)
+                    && inner.remove_record(key)
+            })
+            .count())
     }
 
     fn paxos_row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

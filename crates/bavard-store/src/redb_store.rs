@@ -42,6 +42,7 @@ use crate::merge::plan_batch;
 use crate::provider::ProviderRecord;
 use crate::record::Record;
 use crate::store::{ExpireStats, PaxosRow, PutOutcome, RecordStore, StoreStats};
+use crate::version::Version;
 
 const RECORDS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("records");
 const PROVIDERS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("providers");
@@ -355,6 +356,41 @@ impl RecordStore for RedbStore {
             }
         }
         txn.commit().map_err(storage("remove"))?;
+        self.apply(&changes);
+        Ok(removed)
+    }
+
+    fn remove_unchanged(&self, expected: &[(Vec<u8>, Version)]) -> Result<usize, StoreError> {
+        let txn = self.begin_write("remove_unchanged")?;
+        let mut changes = Vec::new();
+        let mut removed = 0;
+        {
+            let mut table = txn
+                .open_table(RECORDS)
+                .map_err(storage("remove_unchanged"))?;
+            let mut digest = txn
+                .open_table(DIGEST)
+                .map_err(storage("remove_unchanged"))?;
+            for (key, version) in expected {
+                // A row that does not decode is not known to be unchanged: it stays.
+                let unchanged = get_record(&table, key)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.version == *version);
+                if unchanged {
+                    index_remove(&mut digest, key, &mut changes, "remove_unchanged")?;
+                    table
+                        .remove(key.as_slice())
+                        .map_err(storage("remove_unchanged"))?;
+                    removed += 1;
+                }
+            }
+        }
+        if removed == 0 {
+            txn.abort().map_err(storage("remove_unchanged"))?;
+            return Ok(0);
+        }
+        txn.commit().map_err(storage("remove_unchanged"))?;
         self.apply(&changes);
         Ok(removed)
     }

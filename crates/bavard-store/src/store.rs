@@ -116,6 +116,16 @@ pub trait RecordStore: Send + Sync {
     /// [`StoreError::Storage`]; nothing was removed.
     fn remove_batch(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError>;
 
+    /// Physically removes, in one commit, each key of `expected` whose stored record still has
+    /// exactly that version: a copy a node no longer needs once other nodes hold it. A key
+    /// whose record changed since (a newer write or a tombstone arrived), is gone, or whose row
+    /// does not decode is left alone. Returns how many records were removed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`]; nothing was removed.
+    fn remove_unchanged(&self, expected: &[(Vec<u8>, Version)]) -> Result<usize, StoreError>;
+
     /// Adds or refreshes the provider record for `(record.key, record.provider)`.
     ///
     /// A re-announcement by a known provider always replaces its record, even when the key is

@@ -2,7 +2,7 @@
 
 use bavard_store::{
     HlcTimestamp, LEAF_COUNT, LeafDigest, MemoryStore, ProviderRecord, PutOutcome, Record,
-    RecordStore, RedbStore, StoreConfig, StoreError, StoreLimits, Version, digest,
+    RecordStore, RedbStore, StoreConfig, StoreError, StoreLimits, Value, Version, digest,
 };
 use tempfile::TempDir;
 
@@ -370,6 +370,44 @@ mod cases {
         assert_eq!(
             f.store.put(data(b"k", b"old", 1, b"w"), 0).unwrap(),
             PutOutcome::Stored
+        );
+    }
+
+    pub(super) fn remove_unchanged_removes_only_the_versions_it_names(make: Make) {
+        let f = make(config());
+        f.store.put(data(b"same", b"v", 10, b"w"), 0).unwrap();
+        f.store.put(data(b"newer", b"v", 10, b"w"), 0).unwrap();
+        f.store.put(data(b"deleted", b"v", 10, b"w"), 0).unwrap();
+        // Since the copies were sent: one key got a newer write, another a tombstone.
+        f.store.put(data(b"newer", b"v2", 20, b"w"), 0).unwrap();
+        f.store
+            .put(
+                Record::tombstone(b"deleted".to_vec(), 0, version(20, b"w")),
+                0,
+            )
+            .unwrap();
+        let sent = [
+            (b"same".to_vec(), version(10, b"w")),
+            (b"newer".to_vec(), version(10, b"w")),
+            (b"deleted".to_vec(), version(10, b"w")),
+            (b"absent".to_vec(), version(10, b"w")),
+        ];
+        assert_eq!(f.store.remove_unchanged(&sent).unwrap(), 1);
+        assert_eq!(f.store.get(b"same", 0).unwrap(), None);
+        assert_eq!(
+            f.store.get(b"newer", 0).unwrap().unwrap().value,
+            Value::Data(b"v2".to_vec())
+        );
+        assert!(f.store.get(b"deleted", 0).unwrap().unwrap().is_tombstone());
+        assert_eq!(f.store.len().unwrap(), 2);
+        assert_eq!(
+            f.store.leaf_digests().unwrap(),
+            digests_from_records(&*f.store)
+        );
+        assert_eq!(
+            f.store.remove_unchanged(&sent).unwrap(),
+            0,
+            "nothing left to remove"
         );
     }
 
@@ -806,6 +844,7 @@ both!(
     failing_batch_writes_nothing,
     scan_pages_in_key_order_without_gaps,
     remove_deletes_physically,
+    remove_unchanged_removes_only_the_versions_it_names,
     providers_are_capped_per_key_and_known_ones_refresh,
     provider_record_limits_are_typed_errors,
     provided_lists_local_records_and_is_capped,

@@ -15,8 +15,13 @@
 //! the other background transfers. The record keeps its version, so a replica that holds it or
 //! a newer one answers "unchanged" or "stale". A member that comes back after it was declared
 //! dead makes this move its share: while it was dead, the next-closest member took its writes.
-//! The local copy stays: deleting it safely would need a delete conditional on the version, and
-//! a copy kept by a non-replica is never read.
+//!
+//! Once a quorum of its replicas acknowledged a record, the node drops its own copy, if that
+//! copy still has the version sent ([`RecordStore::remove_unchanged`]; a record written since
+//! stays). A copy kept by a non-replica is never read and never sees the key's later deletes:
+//! sent again after the replicas purged the delete's tombstone (`tombstone_grace_secs`), by a
+//! later pass or by re-replication, it would bring a deleted value back. Records whose value is
+//! a blob keep their copy (their blob references are counted per node).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,11 +64,13 @@ pub(crate) async fn run(node: Replica) {
                 if !grew {
                     continue;
                 }
-                let sent = rehome(&node).await;
+                let (sent, dropped) = rehome(&node).await;
                 if sent > 0 {
                     tracing::info!(
                         sent,
-                        "sent records this node does not replicate to their replicas"
+                        dropped,
+                        "sent records this node does not replicate to their replicas, and \
+                         dropped the copies they acknowledged"
                     );
                 }
             }
@@ -72,13 +79,14 @@ pub(crate) async fn run(node: Replica) {
 }
 
 /// Sends every record this node holds but does not replicate (in its current placement) to
-/// the key's replicas, in byte-bounded store batches per replica (as hints are delivered);
-/// returns how many records at least a quorum of their replicas acknowledged.
-async fn rehome(node: &Replica) -> usize {
+/// the key's replicas, in byte-bounded store batches per replica (as hints are delivered), and
+/// drops the copies a quorum of them acknowledged; returns how many records were acknowledged
+/// and how many copies dropped.
+async fn rehome(node: &Replica) -> (usize, usize) {
     let me = node.ctx.peer_id;
     let quorum = Consistency::Quorum.required(node.ctx.config.kad.replication_factor);
     let mut after: Option<Vec<u8>> = None;
-    let mut sent = 0;
+    let (mut sent, mut dropped) = (0, 0);
     loop {
         let (placement, _) = node.placement_view();
         let store = node.storage.store.clone();
@@ -110,18 +118,53 @@ async fn rehome(node: &Replica) -> usize {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::warn!("cannot scan the store for records to send to their replicas: {e}");
-                return sent;
+                return (sent, dropped);
             }
-            Err(_) => return sent,
+            Err(_) => return (sent, dropped),
         };
         if node.ctx.is_shutting_down() {
-            return sent;
+            return (sent, dropped);
         }
-        sent += send(node, foreign, quorum).await;
+        let acked = send(node, &foreign, quorum).await;
+        sent += acked.len();
+        dropped += drop_copies(node, &foreign, &acked).await;
         match next {
             Some(key) => after = Some(key),
-            None => return sent,
+            None => return (sent, dropped),
         }
+    }
+}
+
+/// Removes this node's copies of `foreign[acked]`, each only if it still has the version sent
+/// (inline values only); returns how many were removed.
+async fn drop_copies(node: &Replica, foreign: &[Foreign], acked: &[usize]) -> usize {
+    let expected: Vec<(Vec<u8>, bavard_store::Version)> = acked
+        .iter()
+        .map(|&i| &foreign[i].record)
+        .filter(|r| r.blob().is_none())
+        .map(|r| (r.key.clone(), r.version.clone()))
+        .collect();
+    if expected.is_empty() {
+        return 0;
+    }
+    let store = node.storage.store.clone();
+    match node
+        .background
+        .run(move || store.remove_unchanged(&expected))
+        .await
+    {
+        Ok(Ok(removed)) => {
+            node.ctx
+                .metrics
+                .rehomed_copies_dropped
+                .inc_by(removed as u64);
+            removed
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("cannot drop the copies of records sent to their replicas: {e}");
+            0
+        }
+        Err(_) => 0,
     }
 }
 
@@ -132,8 +175,8 @@ struct Foreign {
 }
 
 /// Sends `foreign` to their replicas, each replica's share in batches, the replicas at once;
-/// returns how many records `quorum` replicas acknowledged.
-async fn send(node: &Replica, foreign: Vec<Foreign>, quorum: usize) -> usize {
+/// returns the indexes of the records `quorum` replicas acknowledged.
+async fn send(node: &Replica, foreign: &[Foreign], quorum: usize) -> Vec<usize> {
     use futures::StreamExt as _;
     let mut by_replica: BTreeMap<PeerId, Vec<usize>> = BTreeMap::new();
     for (i, f) in foreign.iter().enumerate() {
@@ -141,7 +184,6 @@ async fn send(node: &Replica, foreign: Vec<Foreign>, quorum: usize) -> usize {
             by_replica.entry(*peer).or_default().push(i);
         }
     }
-    let foreign = &foreign;
     let acked: Vec<Vec<usize>> = futures::stream::iter(by_replica)
         .map(|(peer, indexes)| send_to(node, peer, foreign, indexes))
         .buffer_unordered(PARALLEL_REPLICAS)
@@ -151,12 +193,14 @@ async fn send(node: &Replica, foreign: Vec<Foreign>, quorum: usize) -> usize {
     for i in acked.into_iter().flatten() {
         acks[i] += 1;
     }
-    let sent = acks
+    let sent: Vec<usize> = acks
         .iter()
         .zip(foreign)
-        .filter(|(n, f)| **n >= quorum.min(f.replicas.len()))
-        .count();
-    node.ctx.metrics.records_rehomed.inc_by(sent as u64);
+        .enumerate()
+        .filter(|(_, (n, f))| **n >= quorum.min(f.replicas.len()))
+        .map(|(i, _)| i)
+        .collect();
+    node.ctx.metrics.records_rehomed.inc_by(sent.len() as u64);
     sent
 }
 
