@@ -190,9 +190,7 @@ fn exchange(
 /// bytes and whether the server closes the connection after it.
 fn read_response(r: &mut impl BufRead) -> anyhow::Result<(Vec<u8>, bool)> {
     let mut raw = Vec::new();
-    let mut length = None;
-    let mut chunked = false;
-    let mut close = false;
+    let mut framing = Framing::default();
     loop {
         let start = raw.len();
         if r.read_until(b'\n', &mut raw)? == 0 {
@@ -204,21 +202,10 @@ fn read_response(r: &mut impl BufRead) -> anyhow::Result<(Vec<u8>, bool)> {
             break;
         }
         if let Some((name, value)) = line.split_once(':') {
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(
-                    value
-                        .parse::<usize>()
-                        .with_context(|| format!("bad Content-Length {value:?}"))?,
-                );
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.to_ascii_lowercase().contains("chunked");
-            } else if name.eq_ignore_ascii_case("connection") {
-                close = value.eq_ignore_ascii_case("close");
-            }
+            framing.header(name, value)?;
         }
     }
-    if chunked {
+    if framing.chunked {
         loop {
             let start = raw.len();
             if r.read_until(b'\n', &mut raw)? == 0 {
@@ -237,7 +224,7 @@ fn read_response(r: &mut impl BufRead) -> anyhow::Result<(Vec<u8>, bool)> {
             }
         }
     } else {
-        let Some(n) = length else {
+        let Some(n) = framing.length else {
             // No length: the body runs to the end of the stream.
             r.read_to_end(&mut raw)?;
             return Ok((raw, true));
@@ -246,7 +233,37 @@ fn read_response(r: &mut impl BufRead) -> anyhow::Result<(Vec<u8>, bool)> {
         r.read_exact(&mut body).context("body cut short")?;
         raw.extend_from_slice(&body);
     }
-    Ok((raw, close))
+    Ok((raw, framing.close))
+}
+
+/// What a response's headers say about where its body ends.
+#[derive(Debug, Default)]
+struct Framing {
+    /// `Content-Length`.
+    length: Option<usize>,
+    /// `Transfer-Encoding: chunked`.
+    chunked: bool,
+    /// `Connection: close`.
+    close: bool,
+}
+
+impl Framing {
+    /// Takes one header line's name and value into account.
+    fn header(&mut self, name: &str, value: &str) -> anyhow::Result<()> {
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            self.length = Some(
+                value
+                    .parse::<usize>()
+                    .with_context(|| format!("bad Content-Length {value:?}"))?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            self.close = value.eq_ignore_ascii_case("close");
+        }
+        Ok(())
+    }
 }
 
 /// `GET path`.
@@ -273,26 +290,16 @@ pub(crate) fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     let status: u16 = code
         .parse()
         .with_context(|| format!("bad status code in {status_line:?}"))?;
-    let mut length = None;
-    let mut chunked = false;
+    let mut framing = Framing::default();
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             bail!("bad header line {line:?}");
         };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(
-                value
-                    .parse::<usize>()
-                    .with_context(|| format!("bad Content-Length {value:?}"))?,
-            );
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        }
+        framing.header(name, value)?;
     }
-    let body = if chunked {
+    let body = if framing.chunked {
         dechunk(rest)?
-    } else if let Some(n) = length {
+    } else if let Some(n) = framing.length {
         if rest.len() < n {
             bail!("body cut short: {} of {n} bytes", rest.len());
         }

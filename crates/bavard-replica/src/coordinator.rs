@@ -397,6 +397,7 @@ pub struct Read<P> {
     spare: VecDeque<P>,
     /// When the spares are asked if the result is still unknown.
     speculate_at: Option<Instant>,
+    /// Whether replicas beyond the first R were asked.
     speculated: bool,
     fetches: Flight<P>,
     repairs: Flight<P>,
@@ -469,7 +470,7 @@ impl<P: Clone + PartialEq> Read<P> {
         }
     }
 
-    /// Replicas asked because the first ones were slow or failed (speculative retries).
+    /// Whether it asked more than R replicas, because the first ones were slow or failed.
     pub fn speculated(&self) -> bool {
         self.speculated
     }
