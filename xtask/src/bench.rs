@@ -533,6 +533,18 @@ fn phase(
     (lat, errs.len(), wall, errs)
 }
 
+/// An error naming the node and the answer unless `r` is a 200.
+fn expect_200(r: &http::Response, method: &str, node: usize) -> anyhow::Result<()> {
+    if r.status != 200 {
+        bail!(
+            "{method} on node {node}: HTTP {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    Ok(())
+}
+
 /// The put phase, then the get phase; `between` runs before, between and after them.
 fn measure(
     state: &ClusterState,
@@ -565,15 +577,7 @@ fn measure(
             let node = &state.nodes[plan[i].0];
             let path = format!("/v1/kv/{}?consistency={q}", key(i));
             let r = http::request_kept(&node.api, "PUT", &path, &value(i, a.value_size), timeout)?;
-            if r.status != 200 {
-                bail!(
-                    "PUT on node {}: HTTP {}: {}",
-                    node.index,
-                    r.status,
-                    String::from_utf8_lossy(&r.body)
-                );
-            }
-            Ok(())
+            expect_200(&r, "PUT", node.index)
         });
     between();
     let (get_lat, get_errors, get_wall, get_msgs) =
@@ -581,14 +585,7 @@ fn measure(
             let node = &state.nodes[plan[i].1];
             let path = format!("/v1/kv/{}?consistency={q}", key(i));
             let r = http::request_kept(&node.api, "GET", &path, &[], timeout)?;
-            if r.status != 200 {
-                bail!(
-                    "GET on node {}: HTTP {}: {}",
-                    node.index,
-                    r.status,
-                    String::from_utf8_lossy(&r.body)
-                );
-            }
+            expect_200(&r, "GET", node.index)?;
             if r.body != value(i, a.value_size) {
                 bail!("GET on node {}: wrong value for {}", node.index, key(i));
             }

@@ -97,24 +97,18 @@ pub(crate) fn request_kept(
         Some(conn) => conn,
         None => BufReader::new(connect(addr, timeout)?),
     };
-    match exchange(conn, addr, method, path, body) {
-        Ok((response, conn)) => {
-            if let Some(conn) = conn {
-                KEPT.with(|k| k.borrow_mut().insert(addr.to_string(), conn));
-            }
-            Ok(response)
-        }
+    let (response, conn) = match exchange(conn, addr, method, path, body) {
         Err(Exchange::Unanswered(_)) if reused => {
             let conn = BufReader::new(connect(addr, timeout)?);
-            let (response, conn) =
-                exchange(conn, addr, method, path, body).map_err(Exchange::into_error)?;
-            if let Some(conn) = conn {
-                KEPT.with(|k| k.borrow_mut().insert(addr.to_string(), conn));
-            }
-            Ok(response)
+            exchange(conn, addr, method, path, body)
         }
-        Err(e) => Err(e.into_error()),
+        done => done,
     }
+    .map_err(Exchange::into_error)?;
+    if let Some(conn) = conn {
+        KEPT.with(|k| k.borrow_mut().insert(addr.to_string(), conn));
+    }
+    Ok(response)
 }
 
 fn connect(addr: &str, timeout: Duration) -> anyhow::Result<TcpStream> {
@@ -382,6 +376,55 @@ mod tests {
         assert!(close, "a body without a length ends the connection");
         assert_eq!(parse_response(&fourth).unwrap().body, b"rest");
         assert!(read_response(&mut r).is_err(), "nothing left");
+    }
+
+    /// Serves one request per connection of `answers` (each connection closed after its
+    /// answer), on a loopback port; returns the address.
+    fn one_answer_per_connection(answers: Vec<&'static [u8]>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                conn.write_all(answer).unwrap();
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_kept_connection_the_node_closed_is_replaced_and_the_request_sent_again() {
+        let addr = one_answer_per_connection(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond",
+        ]);
+        let timeout = Duration::from_secs(10);
+        let first = request_kept(&addr, "GET", "/a", &[], timeout).unwrap();
+        assert_eq!(first.body, b"first");
+        // The server closed the kept connection after its answer: the second request finds it
+        // closed with nothing answered, and goes again on a new connection.
+        let second = request_kept(&addr, "GET", "/b", &[], timeout).unwrap();
+        assert_eq!(second.body, b"second");
+    }
+
+    #[test]
+    fn a_request_whose_answer_was_cut_short_is_not_sent_again() {
+        let addr = one_answer_per_connection(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nagain",
+        ]);
+        let timeout = Duration::from_secs(10);
+        request_kept(&addr, "GET", "/a", &[], timeout).unwrap();
+        // The kept connection is closed; the new one answers half a body: an error, not a
+        // third attempt.
+        let err = request_kept(&addr, "PUT", "/b", b"v", timeout).unwrap_err();
+        assert!(format!("{err:#}").contains("cut short"), "{err:#}");
     }
 
     #[test]
