@@ -470,6 +470,14 @@ impl<P: Clone + PartialEq> Read<P> {
         }
     }
 
+    /// Asks a spare replica for each of `failed` fetches, while the result is unknown.
+    fn replace_failed(&mut self, now: Instant, failed: usize) {
+        if self.result.is_none() && failed > 0 && !self.spare.is_empty() {
+            self.speculated = true;
+            self.ask(now, failed);
+        }
+    }
+
     /// Whether it asked more than R replicas, because the first ones were slow or failed.
     pub fn speculated(&self) -> bool {
         self.speculated
@@ -518,7 +526,7 @@ impl<P: Clone + PartialEq> Read<P> {
                     }));
                 } else {
                     let missing = self.required - self.answers.len();
-                    self.ask(now, missing);
+                    self.replace_failed(now, missing);
                 }
             }
         }
@@ -552,16 +560,6 @@ impl<P: Clone + PartialEq> Read<P> {
                     hint_for: None,
                 },
             });
-        }
-    }
-}
-
-impl<P: Clone + PartialEq> Read<P> {
-    /// Asks a spare replica for each of `failed` fetches, while the result is unknown.
-    fn replace_failed(&mut self, now: Instant, failed: usize) {
-        if self.result.is_none() && failed > 0 && !self.spare.is_empty() {
-            self.speculated = true;
-            self.ask(now, failed);
         }
     }
 }

@@ -372,11 +372,12 @@ impl RecordStore for RedbStore {
                 .open_table(DIGEST)
                 .map_err(storage("remove_unchanged"))?;
             for (key, version) in expected {
-                // A row that does not decode is not known to be unchanged: it stays.
-                let unchanged = get_record(&table, key)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.version == *version);
+                let unchanged = match get_record(&table, key) {
+                    Ok(record) => record.is_some_and(|r| r.version == *version),
+                    // A row that does not decode is not known to be unchanged: it stays.
+                    Err(StoreError::Corrupt { .. }) => false,
+                    Err(e) => return Err(e),
+                };
                 if unchanged {
                     index_remove(&mut digest, key, &mut changes, "remove_unchanged")?;
                     table
